@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Make specdec's own models: a tokenizer, tiny fixtures of several architectures, and a demo pair.
+
+No pretrained weights can be downloaded here, so everything is trained from the Python standard
+library's sources (present on any machine with Python 3). Pinned versions: scripts/requirements-models.txt.
+
+Stages (run in order by `all`; each is resumable and skips work whose output exists):
+  tokenizer  byte-level BPE, vocab 512, on the corpus
+  fixtures   tiny Llama (GQA), Qwen2, GPT-2 targets and a smaller Llama draft, briefly trained,
+             plus an untrained model with another vocabulary (for mismatch tests)
+  demo       the demo pair: ~10M-parameter Llama target, ~0.7M Llama draft (long: background it)
+  export     optimum-cli export onnx --task text-generation-with-past into models/
+
+Usage: python scripts/make_models.py [--stage all|tokenizer|fixtures|demo|export] [--work DIR]
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EOS = "<|endoftext|>"
+VOCAB = 512
+SEED = 1234
+
+# Architectures of the fixtures. Tiny, but trained a little so that their distributions are peaked
+# (random weights give near-uniform logits whose argmax ties would make greedy tests meaningless).
+FIXTURES = {
+    "llama": dict(arch="llama", hidden=64, layers=2, heads=4, kv_heads=2, inter=172, ctx=512, steps=300),
+    "qwen2": dict(arch="qwen2", hidden=64, layers=2, heads=4, kv_heads=2, inter=172, ctx=512, steps=300),
+    "gpt2": dict(arch="gpt2", hidden=64, layers=2, heads=4, kv_heads=4, inter=256, ctx=512, steps=300),
+    "draft": dict(arch="llama", hidden=32, layers=1, heads=2, kv_heads=1, inter=86, ctx=512, steps=300),
+}
+# The demo pair. A 3M target costs only ~3.6x its draft per step on 2 cores and shows no gain;
+# ~10M against a ~0.7M draft leaves room for speculation to pay off.
+DEMO = {
+    "draft": dict(arch="llama", hidden=128, layers=3, heads=4, kv_heads=2, inter=384, ctx=1024),
+    "target": dict(arch="llama", hidden=384, layers=6, heads=6, kv_heads=2, inter=1024, ctx=1024),
+}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def corpus_files():
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(
+        p for p in stdlib.rglob("*.py")
+        if "site-packages" not in p.parts and "dist-packages" not in p.parts
+    )
+    if not files:
+        sys.exit(f"no Python sources under {stdlib}")
+    return files
+
+
+def read_corpus():
+    """Documents of the corpus, split into train and validation (every 50th file)."""
+    train, valid = [], []
+    for i, p in enumerate(corpus_files()):
+        text = p.read_bytes().decode("utf-8", errors="replace")
+        (valid if i % 50 == 0 else train).append(text)
+    return train, valid
+
+
+def make_tokenizer(work):
+    out = work / "tokenizer.json"
+    if out.exists():
+        return
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    train, _ = read_corpus()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(train, trainer=trainer)
+    assert tok.get_vocab_size() == VOCAB and tok.token_to_id(EOS) == 0, tok.get_vocab_size()
+    tok.save(str(out))
+    log(f"tokenizer: vocab {tok.get_vocab_size()} -> {out}")
+
+
+def token_arrays(work):
+    """The corpus as token ids (cached), documents separated by EOS."""
+    import numpy as np
+    cache = work / "tokens.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return z["train"], z["valid"]
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(work / "tokenizer.json"))
+    eos = tok.token_to_id(EOS)
+    train, valid = read_corpus()
+
+    def encode(docs):
+        ids = []
+        for enc in tok.encode_batch(docs):
+            ids.extend(enc.ids)
+            ids.append(eos)
+        return np.asarray(ids, dtype=np.int32)
+
+    t, v = encode(train), encode(valid)
+    np.savez(cache, train=t, valid=v)
+    log(f"corpus: {len(t)} train tokens, {len(v)} validation tokens")
+    return t, v
+
+
+def build_model(spec, vocab=VOCAB):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(SEED)
+    eos = 0  # EOS is the first special token, so id 0
+    if spec["arch"] == "gpt2":
+        cfg = GPT2Config(vocab_size=vocab, n_embd=spec["hidden"], n_layer=spec["layers"], n_head=spec["heads"],
+                         n_inner=spec["inter"], n_positions=spec["ctx"], bos_token_id=eos, eos_token_id=eos)
+        return GPT2LMHeadModel(cfg)
+    common = dict(vocab_size=vocab, hidden_size=spec["hidden"], num_hidden_layers=spec["layers"],
+                  num_attention_heads=spec["heads"], num_key_value_heads=spec["kv_heads"],
+                  intermediate_size=spec["inter"], max_position_embeddings=spec["ctx"],
+                  bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=False)
+    if spec["arch"] == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**common))
+    return LlamaForCausalLM(LlamaConfig(**common))
+
+
+def evaluate(model, data, seq, batches=20):
+    import numpy as np
+    import torch
+    rng = np.random.default_rng(0)
+    model.eval()
+    losses = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(batches):
+            starts = rng.integers(0, len(data) - seq - 1, size=8)
+            x = torch.from_numpy(np.stack([data[s:s + seq + 1] for s in starts]).astype("int64"))
+            losses.append(model(input_ids=x[:, :-1], labels=x[:, :-1].clone()).loss.item())
+    model.train()
+    return float(np.mean(losses))
+
+
+def train(name, spec, work, steps, batch, seq, lr):
+    """Train with bf16 autocast, checkpointing so a stopped run resumes where it left off."""
+    import numpy as np
+    import torch
+
+    out = work / "hf" / name
+    if (out / "config.json").exists():
+        return json.loads((out / "train_log.json").read_text())
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    train_ids, valid_ids = token_arrays(work)
+    model = build_model(spec)
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    ckpt = work / "ckpt" / f"{name}.pt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log(f"{name}: resumed at step {step}")
+    log(f"{name}: {params / 1e6:.2f}M parameters, {steps} steps of {batch}x{seq} tokens")
+    warmup = max(1, steps // 20)
+    t0 = time.time()
+    while step < steps:
+        rng = np.random.default_rng(SEED + step)
+        starts = rng.integers(0, len(train_ids) - seq - 1, size=batch)
+        x = torch.from_numpy(np.stack([train_ids[s:s + seq] for s in starts]).astype("int64"))
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr * max(scale, 0.05)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=x, labels=x.clone()).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 50 == 0 or step == steps:
+            rate = (step * batch * seq) / max(1e-9, time.time() - t0)
+            log(f"{name}: step {step}/{steps} loss {loss.item():.3f} ({rate:.0f} tok/s)")
+        if step % 200 == 0 or step == steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    valid_loss = evaluate(model, valid_ids, seq)
+    info = {"name": name, "parameters": params, "steps": steps, "tokens": steps * batch * seq,
+            "valid_loss": round(valid_loss, 4), "train_seconds": round(time.time() - t0, 1)}
+    save_hf(model, out, work)
+    (out / "train_log.json").write_text(json.dumps(info, indent=1))
+    log(f"{name}: validation loss {valid_loss:.3f}")
+    return info
+
+
+def save_hf(model, out, work):
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    GenerationConfig(bos_token_id=0, eos_token_id=0).save_pretrained(out)
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(work / "tokenizer.json"), eos_token=EOS, bos_token=EOS)
+    tok.save_pretrained(out)
+
+
+def make_fixtures(work):
+    for name, spec in FIXTURES.items():
+        train(name, spec, work, steps=spec["steps"], batch=16, seq=128, lr=3e-3)
+    # A decoder with a different vocabulary: the engine must refuse it as a draft.
+    out = work / "hf" / "vocab600"
+    if not (out / "config.json").exists():
+        model = build_model(dict(FIXTURES["draft"]), vocab=600)
+        save_hf(model, out, work)
+        (out / "train_log.json").write_text(json.dumps({"name": "vocab600", "untrained": True}))
+
+
+def make_demo(work, target_tokens):
+    batch, seq = 32, 256
+    train("demo-draft", DEMO["draft"], work, steps=max(1, 10_000_000 // (batch * seq)), batch=batch, seq=seq, lr=2e-3)
+    train("demo-target", DEMO["target"], work, steps=max(1, target_tokens // (batch * seq)), batch=batch, seq=seq,
+          lr=1e-3)
+
+
+def export(work):
+    """Export with Optimum into models/, keeping only what the engine reads."""
+    destinations = {f"fixtures/{n}": n for n in [*FIXTURES, "vocab600"]}
+    destinations.update({"demo/draft": "demo-draft", "demo/target": "demo-target"})
+    summary = {}
+    for dest, name in destinations.items():
+        src = work / "hf" / name
+        if not src.exists():
+            log(f"export: {name} not trained yet, skipped")
+            continue
+        tmp = work / "onnx" / name
+        if not (tmp / "model.onnx").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            subprocess.run(["optimum-cli", "export", "onnx", "--model", str(src), "--task",
+                            "text-generation-with-past", "--opset", "18", str(tmp)], check=True)
+        final = ROOT / "models" / dest
+        shutil.rmtree(final, ignore_errors=True)
+        final.mkdir(parents=True)
+        for f in ["model.onnx", "config.json", "generation_config.json", "tokenizer.json"]:
+            shutil.copy(tmp / f, final / f)
+        if (tmp / "model.onnx_data").exists():
+            sys.exit(f"{name}: external data file unexpected for so small a model")
+        summary[dest] = json.loads((src / "train_log.json").read_text())
+        log(f"export: {dest} ({(final / 'model.onnx').stat().st_size / 1e6:.1f} MB)")
+    manifest = ROOT / "models" / "MANIFEST.json"
+    old = json.loads(manifest.read_text()) if manifest.exists() else {}
+    old.update(summary)
+    manifest.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", default="all", choices=["all", "tokenizer", "fixtures", "demo", "export"])
+    ap.add_argument("--work", default=str(ROOT / "target" / "model-work"), help="scratch folder (checkpoints)")
+    ap.add_argument("--target-tokens", type=int, default=20_000_000, help="training tokens for the demo target")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    stages = ["tokenizer", "fixtures", "demo", "export"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        if stage != "tokenizer":
+            make_tokenizer(work)
+        {"tokenizer": lambda: make_tokenizer(work), "fixtures": lambda: make_fixtures(work),
+         "demo": lambda: make_demo(work, args.target_tokens), "export": lambda: export(work)}[stage]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+//! The acceptance rule of speculative sampling (Leviathan et al., Algorithm 1, steps 3-4).
+
+use rand::Rng;
+
+use crate::sampling::{sample_index, Dist};
+
+/// Decide on draft token `x` proposed from `q` while the target says `p`.
+/// Returns `None` when `x` is accepted, or the token to emit instead, drawn from
+/// norm(max(0, p − q)). Accepting with probability min(1, p(x)/q(x)) is written as
+/// `r·q(x) < p(x)`, which also covers q(x) = 0 < p(x) (always accept) and p(x) = 0 (never).
+pub fn verify(p: Dist<'_>, q: Dist<'_>, x: u32, rng: &mut impl Rng, scratch: &mut Vec<f32>) -> Option<u32> {
+    let r: f32 = rng.random();
+    if r * q.prob(x) < p.prob(x) {
+        return None;
+    }
+    Some(residual(p, q, rng, scratch))
+}
+
+/// Sample from norm(max(0, p − q)); falls back to p where float rounding leaves no mass.
+pub fn residual(p: Dist<'_>, q: Dist<'_>, rng: &mut impl Rng, scratch: &mut Vec<f32>) -> u32 {
+    match (p, q) {
+        // A point-mass target puts all residual mass on its own token.
+        (Dist::Point(a), _) => a,
+        (Dist::Probs(pp), q) => {
+            scratch.clear();
+            match q {
+                Dist::Point(y) => {
+                    scratch.extend_from_slice(pp);
+                    if let Some(v) = scratch.get_mut(y as usize) {
+                        *v = 0.0;
+                    }
+                }
+                Dist::Probs(qq) => scratch.extend(pp.iter().zip(qq).map(|(&a, &b)| (a - b).max(0.0))),
+            }
+            if scratch.iter().any(|&v| v > 0.0) {
+                sample_index(scratch, rng)
+            } else {
+                sample_index(pp, rng)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const N: usize = 200_000;
+
+    /// Empirical distribution of the token emitted at the first position: x ~ q, then verify.
+    fn emitted(p: Dist<'_>, q: Dist<'_>, vocab: usize) -> (Vec<f64>, f64) {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut counts = vec![0usize; vocab];
+        let mut accepted = 0usize;
+        let mut scratch = Vec::new();
+        for _ in 0..N {
+            let x = q.sample(&mut rng);
+            let t = match verify(p, q, x, &mut rng, &mut scratch) {
+                None => {
+                    accepted += 1;
+                    x
+                }
+                Some(t) => t,
+            };
+            counts[t as usize] += 1;
+        }
+        (counts.iter().map(|&c| c as f64 / N as f64).collect(), accepted as f64 / N as f64)
+    }
+
+    fn assert_close(got: &[f64], want: &[f32]) {
+        for (g, w) in got.iter().zip(want) {
+            // 5 standard errors of a binomial proportion at N samples.
+            let tol = 5.0 * ((*w as f64) * (1.0 - *w as f64) / N as f64).sqrt() + 1e-9;
+            assert!((g - *w as f64).abs() <= tol, "got {got:?}, want {want:?}");
+        }
+    }
+
+    fn alpha(p: &[f32], q: &[f32]) -> f64 {
+        p.iter().zip(q).map(|(&a, &b)| a.min(b) as f64).sum()
+    }
+
+    #[test]
+    fn output_follows_p_for_overlapping_supports() {
+        let p = [0.5, 0.3, 0.2, 0.0];
+        let q = [0.1, 0.2, 0.3, 0.4];
+        let (got, acc) = emitted(Dist::Probs(&p), Dist::Probs(&q), 4);
+        assert_close(&got, &p);
+        assert!((acc - alpha(&p, &q)).abs() < 0.01, "acceptance {acc}");
+    }
+
+    #[test]
+    fn q_zero_where_p_positive() {
+        // Token 0 is never proposed, so it can only come from the residual.
+        let p = [0.6, 0.4, 0.0];
+        let q = [0.0, 0.5, 0.5];
+        let (got, _) = emitted(Dist::Probs(&p), Dist::Probs(&q), 3);
+        assert_close(&got, &p);
+        // A proposal with q(x) = 0 < p(x) (a host drafter may make one) is always accepted.
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(verify(Dist::Probs(&p), Dist::Probs(&q), 0, &mut rng, &mut Vec::new()), None);
+    }
+
+    #[test]
+    fn identical_distributions_always_accept() {
+        let p = [0.25, 0.25, 0.5];
+        let (got, acc) = emitted(Dist::Probs(&p), Dist::Probs(&p), 3);
+        assert_eq!(acc, 1.0);
+        assert_close(&got, &p);
+    }
+
+    #[test]
+    fn point_mass_draft_is_verified_exactly() {
+        let p = [0.7, 0.2, 0.1];
+        let (got, acc) = emitted(Dist::Probs(&p), Dist::Point(1), 3);
+        assert_close(&got, &p);
+        assert!((acc - 0.2).abs() < 0.01);
+    }
+
+    #[test]
+    fn greedy_is_the_point_mass_limit() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let s = &mut Vec::new();
+        assert_eq!(verify(Dist::Point(2), Dist::Point(2), 2, &mut rng, s), None);
+        assert_eq!(verify(Dist::Point(2), Dist::Point(1), 1, &mut rng, s), Some(2));
+        let q = [0.3, 0.7];
+        assert_eq!(verify(Dist::Point(0), Dist::Probs(&q), 1, &mut rng, s), Some(0));
+    }
+
+    #[test]
+    fn truncated_supports_on_both_sides() {
+        // As after top-k/top-p: p and q keep different token sets.
+        let p = [0.0, 0.5, 0.5, 0.0, 0.0];
+        let q = [0.0, 0.0, 0.25, 0.75, 0.0];
+        let (got, acc) = emitted(Dist::Probs(&p), Dist::Probs(&q), 5);
+        assert_close(&got, &p);
+        assert!((acc - 0.25).abs() < 0.01);
+        // Disjoint supports: nothing is ever accepted, and the output is still p.
+        let q = [1.0, 0.0, 0.0, 0.0, 0.0];
+        let (got, acc) = emitted(Dist::Probs(&p), Dist::Probs(&q), 5);
+        assert_eq!(acc, 0.0);
+        assert_close(&got, &p);
+    }
+
+    #[test]
+    fn a_wrong_rule_is_caught_by_the_same_check() {
+        // Control: always accepting yields q, not p; the tolerance above must notice.
+        let p = [0.5f32, 0.3, 0.2];
+        let q = [0.2f32, 0.3, 0.5];
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut counts = [0usize; 3];
+        for _ in 0..N {
+            counts[Dist::Probs(&q).sample(&mut rng) as usize] += 1;
+        }
+        let got: Vec<f64> = counts.iter().map(|&c| c as f64 / N as f64).collect();
+        assert!(std::panic::catch_unwind(|| assert_close(&got, &p)).is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! The `specdec` command: speculative generation from the shell, and the demo.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use specdec::{Error, FinishReason, GenerationConfig, Generator, Model, ModelOptions, Stats, StreamDecoder, Tokenizer};
+
+const USAGE: &str = "\
+usage:
+  specdec generate --target PATH [--draft PATH] [--gamma N] [--temperature T] [--top-k K]
+                   [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S]
+                   [--max-new-tokens N] (--prompt TEXT | --prompt-ids 1,2,3)
+                   [--samples N] [--json] [--threads N] [--ort-lib PATH]
+  specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
+                   [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
+
+Greedy (temperature 0) is the default. Without --draft, generation is target-only.
+ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxruntime/
+(filled by scripts/setup.sh).";
+
+/// The demo's code prompt: the start of a Python function, like the corpus the pair learnt from.
+const DEMO_PROMPT: &str = "import os\nimport sys\n\n\ndef main(argv=None):\n    \"\"\"Run the command line interface.\"\"\"\n    if argv is None:\n        argv = sys.argv[1:]\n";
+
+fn main() -> ExitCode {
+    // A bug must still end in one line, never a backtrace on the user's terminal.
+    std::panic::set_hook(Box::new(|info| eprintln!("specdec: internal error: {info}")));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(msg)) => {
+            eprintln!("specdec: {msg}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Engine(e)) => {
+            eprintln!("specdec: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum CliError {
+    Usage(String),
+    Engine(Error),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Engine(e)
+    }
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+/// Options of both subcommands.
+#[derive(Default)]
+struct Opts {
+    target: Option<PathBuf>,
+    draft: Option<PathBuf>,
+    prompt: Option<String>,
+    prompt_ids: Option<Vec<i64>>,
+    samples: usize,
+    repeats: usize,
+    json: bool,
+    threads: usize,
+    ort_lib: Option<PathBuf>,
+    cfg: GenerationConfig,
+}
+
+fn parse(args: &[String]) -> Result<Opts, CliError> {
+    let mut o = Opts { samples: 1, repeats: 3, ..Default::default() };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| usage(format!("{name} needs a value")));
+        match flag.as_str() {
+            "--target" => o.target = Some(value(flag)?.into()),
+            "--draft" => o.draft = Some(value(flag)?.into()),
+            "--prompt" => o.prompt = Some(value(flag)?),
+            "--prompt-ids" => {
+                let v = value(flag)?;
+                let ids = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<i64>().map_err(|_| usage(format!("--prompt-ids: `{s}` is not an integer"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                o.prompt_ids = Some(ids);
+            }
+            "--gamma" => o.cfg.gamma = num(flag, &value(flag)?)?,
+            "--temperature" => o.cfg.sampling.temperature = num(flag, &value(flag)?)?,
+            "--top-k" => o.cfg.sampling.top_k = num(flag, &value(flag)?)?,
+            "--top-p" => o.cfg.sampling.top_p = num(flag, &value(flag)?)?,
+            "--min-p" => o.cfg.sampling.min_p = num(flag, &value(flag)?)?,
+            "--repetition-penalty" => o.cfg.sampling.repetition_penalty = num(flag, &value(flag)?)?,
+            "--seed" => o.cfg.seed = num(flag, &value(flag)?)?,
+            "--max-new-tokens" => o.cfg.max_new_tokens = num(flag, &value(flag)?)?,
+            "--samples" => o.samples = num(flag, &value(flag)?)?,
+            "--repeats" => o.repeats = num(flag, &value(flag)?)?,
+            "--threads" => o.threads = num(flag, &value(flag)?)?,
+            "--ort-lib" => o.ort_lib = Some(value(flag)?.into()),
+            "--json" => o.json = true,
+            "-h" | "--help" => return Err(usage("help")),
+            other => return Err(usage(format!("unknown option `{other}`"))),
+        }
+    }
+    Ok(o)
+}
+
+fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, CliError> {
+    v.parse().map_err(|_| usage(format!("{flag}: `{v}` is not a valid number")))
+}
+
+fn run(args: &[String]) -> Result<(), CliError> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Err(usage("missing command"));
+    };
+    match cmd.as_str() {
+        "generate" => generate(parse(rest)?),
+        "demo" => demo(parse(rest)?),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(usage(format!("unknown command `{other}`"))),
+    }
+}
+
+struct Loaded {
+    target: Arc<Model>,
+    draft: Option<Arc<Model>>,
+    tokenizer: Option<Tokenizer>,
+}
+
+fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> Result<Loaded, CliError> {
+    specdec::runtime::init(o.ort_lib.as_deref())?;
+    let options = ModelOptions { intra_threads: o.threads, ..Default::default() };
+    let target_path = o.target.clone().or(default_target.map(PathBuf::from)).ok_or_else(|| usage("--target is required"))?;
+    let target = Arc::new(Model::load(&target_path, &options)?);
+    let draft_path = o.draft.clone().or(default_draft.map(PathBuf::from));
+    let draft = draft_path.map(|p| Model::load(p, &options).map(Arc::new)).transpose()?;
+    // Only a text prompt or text output needs the tokenizer; --prompt-ids works without one.
+    let folder = if target_path.is_dir() { target_path.clone() } else { target_path.parent().unwrap_or(&target_path).to_path_buf() };
+    let tokenizer = match Tokenizer::load(&folder) {
+        Ok(t) => Some(t),
+        Err(e) if o.prompt.is_some() => return Err(e.into()),
+        Err(_) => None,
+    };
+    Ok(Loaded { target, draft, tokenizer })
+}
+
+fn prompt_tokens(o: &Opts, m: &Loaded) -> Result<Vec<u32>, CliError> {
+    let vocab = m.target.info().vocab_size;
+    let ids = match (&o.prompt, &o.prompt_ids) {
+        (Some(_), Some(_)) => return Err(usage("give either --prompt or --prompt-ids, not both")),
+        (None, None) => return Err(usage("a prompt is required (--prompt or --prompt-ids)")),
+        (Some(text), None) => m.tokenizer.as_ref().expect("loaded for text prompts").encode(text)?,
+        (None, Some(ids)) => ids
+            .iter()
+            .map(|&id| u32::try_from(id).ok().filter(|&t| (t as usize) < vocab).ok_or(Error::TokenOutOfRange { id, vocab_size: vocab }))
+            .collect::<Result<_, _>>()?,
+    };
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument("the prompt is empty".into()).into());
+    }
+    Ok(ids)
+}
+
+fn generate(o: Opts) -> Result<(), CliError> {
+    o.cfg.validate()?;
+    if o.samples == 0 {
+        return Err(usage("--samples must be at least 1"));
+    }
+    let m = load(&o, None, None)?;
+    let prompt = prompt_tokens(&o, &m)?;
+    let stdout = std::io::stdout();
+    for i in 0..o.samples {
+        let cfg = GenerationConfig { seed: o.cfg.seed.wrapping_add(i as u64), ..o.cfg.clone() };
+        let mut g = Generator::new(m.target.clone(), m.draft.clone(), cfg)?;
+        g.append_tokens(&prompt)?;
+        if o.json {
+            let reason = g.generate(|_| true)?;
+            let new = &g.tokens()[prompt.len()..];
+            let text = match &m.tokenizer {
+                Some(t) => t.decode(new)?,
+                None => String::new(),
+            };
+            let line = serde_json::json!({
+                "seed": g.config().seed,
+                "tokens": new,
+                "text": text,
+                "finish_reason": reason_name(reason),
+                "stats": stats_json(g.stats()),
+            });
+            writeln!(stdout.lock(), "{line}").ok();
+        } else {
+            let mut stream = StreamDecoder::new();
+            let tok = m.tokenizer.as_ref();
+            let mut err = None;
+            let reason = g.generate(|new| {
+                let mut out = stdout.lock();
+                match tok.map(|t| stream.push(t, new)) {
+                    Some(Ok(text)) => write!(out, "{text}").is_ok(),
+                    Some(Err(e)) => {
+                        err = Some(e);
+                        false
+                    }
+                    None => write!(out, "{} ", new.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")).is_ok(),
+                }
+                .then(|| out.flush().is_ok())
+                .unwrap_or(false)
+            })?;
+            if let Some(e) = err {
+                return Err(e.into());
+            }
+            if let Some(t) = tok {
+                print!("{}", stream.flush(t)?);
+            }
+            println!();
+            eprintln!("{}", summary(g.stats(), reason));
+        }
+    }
+    Ok(())
+}
+
+fn reason_name(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::Eos => "eos",
+        FinishReason::MaxTokens => "max_new_tokens",
+        FinishReason::Stopped => "stopped",
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn stats_json(s: &Stats) -> serde_json::Value {
+    serde_json::json!({
+        "target_calls": s.target_calls,
+        "draft_calls": s.draft_calls,
+        "rounds": s.rounds,
+        "drafted": s.drafted,
+        "accepted": s.accepted,
+        "new_tokens": s.new_tokens,
+        "acceptance_rate": s.acceptance_rate(),
+        "tokens_per_target_call": s.tokens_per_target_call(),
+        "tokens_per_second": s.tokens_per_second(),
+        "draft_ms": ms(s.draft_time),
+        "target_ms": ms(s.target_time),
+        "other_ms": ms(s.other_time()),
+        "total_ms": ms(s.total_time),
+    })
+}
+
+fn summary(s: &Stats, reason: FinishReason) -> String {
+    format!(
+        "[{} tokens, {}; {:.1} tok/s; acceptance {:.1}% ({}/{}); {:.2} tokens/target call; target {} calls {:.1} ms, draft {} calls {:.1} ms, other {:.1} ms]",
+        s.new_tokens,
+        reason_name(reason),
+        s.tokens_per_second(),
+        100.0 * s.acceptance_rate(),
+        s.accepted,
+        s.drafted,
+        s.tokens_per_target_call(),
+        s.target_calls,
+        ms(s.target_time),
+        s.draft_calls,
+        ms(s.draft_time),
+        ms(s.other_time()),
+    )
+}
+
+/// Speculative generation on the bundled demo pair beside target-only generation of the same
+/// prompt: prints the text, the acceptance rate and the measured speed-up (medians of
+/// interleaved repetitions after a warm-up), and checks that both outputs agree.
+fn demo(mut o: Opts) -> Result<(), CliError> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (t, d) = (format!("{root}/models/demo/target"), format!("{root}/models/demo/draft"));
+    if o.prompt.is_none() {
+        o.prompt = Some(DEMO_PROMPT.to_string());
+    }
+    if !args_has_max(&o) {
+        o.cfg.max_new_tokens = 200;
+    }
+    o.cfg.validate()?;
+    let m = load(&o, Some(&t), Some(&d))?;
+    let prompt = prompt_tokens(&o, &m)?;
+    let tok = m.tokenizer.as_ref().ok_or_else(|| usage("the demo needs the target's tokenizer.json"))?;
+    let run_once = |draft: Option<Arc<Model>>| -> Result<Generator, CliError> {
+        let mut g = Generator::new(m.target.clone(), draft, o.cfg.clone())?;
+        g.append_tokens(&prompt)?;
+        g.generate(|_| true)?;
+        Ok(g)
+    };
+    run_once(m.draft.clone())?;
+    run_once(None)?;
+    let (mut base, mut spec) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..o.repeats.max(1) {
+        let b = run_once(None)?;
+        let s = run_once(m.draft.clone())?;
+        if b.tokens() != s.tokens() {
+            return Err(Error::Inference("speculative output differs from target-only output".into()).into());
+        }
+        base.push(b.stats().tokens_per_second());
+        spec.push(s.stats().tokens_per_second());
+        last = Some(s);
+    }
+    let s = last.expect("at least one repetition");
+    let (b_med, s_med) = (median(&mut base), median(&mut spec));
+    println!("--- prompt ---\n{}", o.prompt.as_deref().unwrap_or(""));
+    println!("--- speculative continuation (greedy, gamma {}) ---\n{}", o.cfg.gamma, tok.decode(&s.tokens()[prompt.len()..])?);
+    println!("---");
+    println!("acceptance rate      {:.1}% ({} of {} drafted tokens)", 100.0 * s.stats().acceptance_rate(), s.stats().accepted, s.stats().drafted);
+    println!("tokens per target call {:.2}", s.stats().tokens_per_target_call());
+    println!("target-only          {b_med:.1} tokens/s");
+    println!("speculative          {s_med:.1} tokens/s");
+    println!("speed-up             {:.2}x (median of {} interleaved runs; outputs identical)", s_med / b_med, base.len());
+    Ok(())
+}
+
+fn args_has_max(o: &Opts) -> bool {
+    o.cfg.max_new_tokens != GenerationConfig::default().max_new_tokens
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}

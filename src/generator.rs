@@ -1,0 +1,393 @@
+//! The speculative decoding loop. Without a draft (or with γ = 0) the same code runs plain
+//! target-only decoding, which is the baseline every speed-up is measured against.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::acceptance;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::model::{CallCost, Model};
+use crate::sampling::{self, Dist, History, SamplingConfig};
+
+/// Largest draft length accepted; beyond it verification cost dwarfs any gain.
+pub const MAX_GAMMA: usize = 64;
+
+/// Settings of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    /// Draft tokens proposed per iteration (1..=64); ignored without a draft. Default 4.
+    pub gamma: usize,
+    pub sampling: SamplingConfig,
+    /// Seed of the generator's random stream. Default 0.
+    pub seed: u64,
+    /// Tokens to generate after each prompt at most. Default 128.
+    pub max_new_tokens: usize,
+    /// End-of-sequence ids; `None` takes them from the target's generation_config.json.
+    pub eos_ids: Option<Vec<u32>>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig { gamma: 4, sampling: SamplingConfig::default(), seed: 0, max_new_tokens: 128, eos_ids: None }
+    }
+}
+
+impl GenerationConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.gamma == 0 || self.gamma > MAX_GAMMA {
+            return Err(Error::invalid(format!("gamma must be in 1..={MAX_GAMMA}, got {}", self.gamma)));
+        }
+        self.sampling.validate()
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Eos,
+    MaxTokens,
+    /// The caller's callback asked to stop.
+    Stopped,
+}
+
+/// Counters and timings of a generator (cumulative over its prompts).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub target_calls: u64,
+    pub draft_calls: u64,
+    /// Iterations of the loop: one target verification each.
+    pub rounds: u64,
+    pub drafted: u64,
+    pub accepted: u64,
+    pub new_tokens: u64,
+    pub draft_time: Duration,
+    pub target_time: Duration,
+    pub total_time: Duration,
+}
+
+impl Stats {
+    /// Share of drafted tokens the target accepted (0 when nothing was drafted).
+    pub fn acceptance_rate(&self) -> f64 {
+        if self.drafted == 0 { 0.0 } else { self.accepted as f64 / self.drafted as f64 }
+    }
+
+    /// Generated tokens per verification round.
+    pub fn tokens_per_target_call(&self) -> f64 {
+        if self.rounds == 0 { 0.0 } else { self.new_tokens as f64 / self.rounds as f64 }
+    }
+
+    /// Wall time outside ONNX Runtime calls: sampling, acceptance, cache bookkeeping.
+    pub fn other_time(&self) -> Duration {
+        self.total_time.saturating_sub(self.draft_time + self.target_time)
+    }
+
+    pub fn tokens_per_second(&self) -> f64 {
+        let s = self.total_time.as_secs_f64();
+        if s > 0.0 { self.new_tokens as f64 / s } else { 0.0 }
+    }
+}
+
+/// A sequence being generated, owning its KV caches. Models are shared (`Arc`).
+pub struct Generator {
+    target: Arc<Model>,
+    draft: Option<(Arc<Model>, KvCache)>,
+    target_cache: KvCache,
+    cfg: GenerationConfig,
+    eos: Vec<u32>,
+    context_limit: usize,
+    rng: StdRng,
+    tokens: Vec<u32>,
+    history: History,
+    /// Tokens generated since the last prompt was appended.
+    generated: usize,
+    finished: Option<FinishReason>,
+    stats: Stats,
+    cancel: Arc<AtomicBool>,
+    // Reused buffers, so an iteration allocates nothing once warm.
+    logits: Vec<f32>,
+    q: Vec<Vec<f32>>,
+    q_point: Vec<Option<u32>>,
+    p: Vec<f32>,
+    scratch: Vec<f32>,
+    drafts: Vec<u32>,
+    feed: Vec<u32>,
+    emitted: Vec<u32>,
+}
+
+impl Generator {
+    /// A generator over `target`, speculating with `draft` when given. Refuses a draft whose
+    /// vocabulary differs from the target's.
+    pub fn new(target: Arc<Model>, draft: Option<Arc<Model>>, cfg: GenerationConfig) -> Result<Generator> {
+        cfg.validate()?;
+        let vocab = target.info().vocab_size;
+        let mut context_limit = target.info().context_limit;
+        if let Some(d) = &draft {
+            check_same_vocabulary(&target, d)?;
+            context_limit = context_limit.min(d.info().context_limit);
+        }
+        let eos = cfg.eos_ids.clone().unwrap_or_else(|| target.info().eos_ids.clone());
+        if let Some(&bad) = eos.iter().find(|&&e| e as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+        }
+        let draft = match draft {
+            Some(d) => {
+                let cache = d.new_cache()?;
+                Some((d, cache))
+            }
+            None => None,
+        };
+        Ok(Generator {
+            target_cache: target.new_cache()?,
+            target,
+            draft,
+            rng: StdRng::seed_from_u64(cfg.seed),
+            cfg,
+            eos,
+            context_limit,
+            tokens: Vec::new(),
+            history: History::new(vocab),
+            generated: 0,
+            finished: None,
+            stats: Stats::default(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            logits: Vec::new(),
+            q: Vec::new(),
+            q_point: Vec::new(),
+            p: Vec::new(),
+            scratch: Vec::new(),
+            drafts: Vec::new(),
+            feed: Vec::new(),
+            emitted: Vec::new(),
+        })
+    }
+
+    /// Append prompt tokens (a first prompt, or a follow-up turn). Starts a new generation of up
+    /// to `max_new_tokens`.
+    pub fn append_tokens(&mut self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.target.info().vocab_size;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+        }
+        // Room for the prompt and at least one generated token.
+        let needed = self.tokens.len() + tokens.len() + 1;
+        if needed > self.context_limit {
+            return Err(Error::ContextLimit { needed, limit: self.context_limit });
+        }
+        for &t in tokens {
+            self.history.push(t);
+        }
+        self.tokens.extend_from_slice(tokens);
+        self.generated = 0;
+        self.finished = None;
+        Ok(())
+    }
+
+    /// The whole sequence: prompts and generated tokens.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finished
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished.is_some()
+    }
+
+    pub fn config(&self) -> &GenerationConfig {
+        &self.cfg
+    }
+
+    /// A flag that, once set from any thread, makes the next iteration return
+    /// [`Error::Cancelled`] (the flag is then cleared and the generator stays usable).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Mark the current generation as stopped by the caller.
+    pub fn stop(&mut self) {
+        self.finished.get_or_insert(FinishReason::Stopped);
+    }
+
+    /// Run one iteration: draft, verify in one target call, accept or resample, roll back.
+    /// Returns the tokens it added (empty once finished).
+    pub fn step(&mut self) -> Result<&[u32]> {
+        if self.finished.is_some() {
+            return Ok(&[]);
+        }
+        if self.cancel.swap(false, Ordering::SeqCst) {
+            return Err(Error::Cancelled);
+        }
+        if self.tokens.is_empty() {
+            return Err(Error::invalid("empty prompt: append at least one token before generating"));
+        }
+        let remaining = self.cfg.max_new_tokens - self.generated;
+        if remaining == 0 {
+            self.finished = Some(FinishReason::MaxTokens);
+            return Ok(&[]);
+        }
+        if self.tokens.len() >= self.context_limit {
+            return Err(Error::ContextLimit { needed: self.tokens.len() + 1, limit: self.context_limit });
+        }
+        let started = Instant::now();
+        let before = self.tokens.len();
+        let result = self.iterate(remaining);
+        self.stats.total_time += started.elapsed();
+        result?;
+        Ok(&self.tokens[before..])
+    }
+
+    /// Generate until EOS, `max_new_tokens` or `on_tokens` returning false.
+    pub fn generate(&mut self, mut on_tokens: impl FnMut(&[u32]) -> bool) -> Result<FinishReason> {
+        loop {
+            let new = self.step()?;
+            if !new.is_empty() && !on_tokens(new) {
+                self.stop();
+            }
+            if let Some(reason) = self.finished {
+                return Ok(reason);
+            }
+        }
+    }
+
+    fn iterate(&mut self, remaining: usize) -> Result<()> {
+        let n = self.tokens.len();
+        let room = self.context_limit - n;
+        let gamma = match self.draft {
+            Some(_) => self.cfg.gamma.min(remaining - 1).min(room - 1),
+            None => 0,
+        };
+        let vocab = self.target.info().vocab_size;
+        let sampling = self.cfg.sampling.clone();
+
+        // Draft phase: each call feeds whatever the draft cache lacks (the last round's
+        // corrections included) plus the newest proposal, so catching up costs no extra call.
+        self.drafts.clear();
+        if gamma > 0 {
+            let (draft, cache) = self.draft.as_mut().expect("gamma > 0 only with a draft");
+            if self.q.len() < gamma {
+                self.q.resize_with(gamma, Vec::new);
+                self.q_point.resize(gamma, None);
+            }
+            let mut cost = CallCost::default();
+            for i in 0..gamma {
+                fill_feed(&mut self.feed, &self.tokens, &self.drafts, cache.len());
+                draft.forward_timed(cache, &self.feed, 1, &mut self.logits, &mut cost)?;
+                let q = sampling::distribution(&self.logits, &self.history, &self.drafts, &sampling, &mut self.q[i]);
+                let x = q.sample(&mut self.rng);
+                self.q_point[i] = match q {
+                    Dist::Point(t) => Some(t),
+                    Dist::Probs(_) => None,
+                };
+                self.drafts.push(x);
+            }
+            self.stats.draft_calls += cost.calls;
+            self.stats.draft_time += cost.time;
+            self.stats.drafted += gamma as u64;
+        }
+
+        // Verification: one target call scores every proposal and yields the bonus row.
+        let mut cost = CallCost::default();
+        fill_feed(&mut self.feed, &self.tokens, &self.drafts, self.target_cache.len());
+        self.target.forward_timed(&mut self.target_cache, &self.feed, gamma + 1, &mut self.logits, &mut cost)?;
+        self.stats.target_calls += cost.calls;
+        self.stats.target_time += cost.time;
+        self.stats.rounds += 1;
+
+        self.emitted.clear();
+        let mut accepted = 0;
+        for i in 0..=gamma {
+            let row = &self.logits[i * vocab..(i + 1) * vocab];
+            let p = sampling::distribution(row, &self.history, &self.drafts[..i], &sampling, &mut self.p);
+            if i == gamma {
+                self.emitted.push(p.sample(&mut self.rng));
+                break;
+            }
+            let q = match self.q_point[i] {
+                Some(t) => Dist::Point(t),
+                None => Dist::Probs(&self.q[i]),
+            };
+            match acceptance::verify(p, q, self.drafts[i], &mut self.rng, &mut self.scratch) {
+                None => {
+                    accepted += 1;
+                    self.emitted.push(self.drafts[i]);
+                }
+                Some(t) => {
+                    self.emitted.push(t);
+                    break;
+                }
+            }
+        }
+        self.stats.accepted += accepted as u64;
+
+        // Commit, stopping at EOS or the token budget.
+        for k in 0..self.emitted.len() {
+            let t = self.emitted[k];
+            self.tokens.push(t);
+            self.history.push(t);
+            self.generated += 1;
+            self.stats.new_tokens += 1;
+            if self.eos.contains(&t) {
+                self.finished = Some(FinishReason::Eos);
+                break;
+            }
+            if self.generated == self.cfg.max_new_tokens {
+                self.finished = Some(FinishReason::MaxTokens);
+                break;
+            }
+        }
+
+        // Roll both caches back to what the sequence really holds: both saw the accepted
+        // proposals, neither saw the emitted correction or bonus token.
+        let keep = self.tokens.len().min(n + accepted);
+        self.target_cache.truncate(keep)?;
+        if let Some((_, cache)) = self.draft.as_mut() {
+            cache.truncate(keep)?;
+        }
+        Ok(())
+    }
+}
+
+/// The tokens a cache of `cached` entries lacks: the tail of `tokens`, then the proposals.
+fn fill_feed(feed: &mut Vec<u32>, tokens: &[u32], drafts: &[u32], cached: usize) {
+    feed.clear();
+    if cached <= tokens.len() {
+        feed.extend_from_slice(&tokens[cached..]);
+        feed.extend_from_slice(drafts);
+    } else {
+        feed.extend_from_slice(&drafts[cached - tokens.len()..]);
+    }
+}
+
+fn check_same_vocabulary(target: &Model, draft: &Model) -> Result<()> {
+    let (t, d) = (target.info(), draft.info());
+    if t.vocab_size != d.vocab_size {
+        return Err(Error::VocabMismatch(format!(
+            "target {} has {} tokens, draft {} has {}",
+            target.path().display(),
+            t.vocab_size,
+            draft.path().display(),
+            d.vocab_size
+        )));
+    }
+    if let (Some(a), Some(b)) = (&t.tokenizer_fingerprint, &d.tokenizer_fingerprint) {
+        if a != b {
+            return Err(Error::VocabMismatch(format!(
+                "{} and {} have the same size but different tokenizer vocabularies",
+                target.path().display(),
+                draft.path().display()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,413 @@
+//! A decoder model: one ONNX Runtime session plus what the engine needs to know about it.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynTensor, Tensor, TensorElementType, TensorRef, ValueType};
+
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::layout::{self, ElemType, Layout, TensorSpec};
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda(u32),
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| Error::invalid(format!("unknown device `{s}` (expected cpu, cuda or cuda:N)"))),
+        }
+    }
+}
+
+/// How to open a model.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    pub device: Device,
+    /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
+    pub intra_threads: usize,
+}
+
+/// Facts about a model that callers and the generator rely on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub vocab_size: usize,
+    /// Longest sequence (prompt + generated) the model accepts.
+    pub context_limit: usize,
+    /// End-of-sequence ids from generation_config.json (or config.json).
+    pub eos_ids: Vec<u32>,
+    pub layers: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Hash of tokenizer.json's vocabulary (when the folder has one): two models agree on what
+    /// ids mean only if these match.
+    pub tokenizer_fingerprint: Option<u64>,
+}
+
+/// Context length assumed when neither config.json nor the export states one.
+const DEFAULT_CONTEXT_LIMIT: usize = 2048;
+/// Longest chunk fed in one call; bounds the logits a long prompt produces at once.
+pub(crate) const MAX_CHUNK: usize = 256;
+
+/// A loaded decoder. Immutable after loading and shareable across threads (`Arc<Model>`): the
+/// session sits behind a mutex because ONNX Runtime's run needs exclusive access in `ort`, so
+/// concurrent generators on one model take turns per forward call.
+pub struct Model {
+    session: Mutex<Session>,
+    layout: Layout,
+    info: ModelInfo,
+    path: PathBuf,
+}
+
+/// Time spent inside ONNX Runtime and the number of calls.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CallCost {
+    pub calls: u64,
+    pub time: Duration,
+}
+
+impl Model {
+    /// Open a model folder (holding model.onnx, config.json, generation_config.json) or an .onnx file.
+    pub fn load(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Model> {
+        let path = path.as_ref();
+        let (onnx, folder) = locate(path)?;
+        if let Device::Cuda(_) = options.device {
+            return Err(Error::Unavailable("the CUDA execution provider (this build runs on CPU only)".into()));
+        }
+        let config = read_json(&folder.join("config.json"))?;
+        let generation = read_json(&folder.join("generation_config.json"))?;
+        let tokenizer_fingerprint = read_json(&folder.join("tokenizer.json"))?.map(|t| vocabulary_fingerprint(&t));
+
+        let env = crate::runtime::environment()?;
+        let invalid = |e: &dyn std::fmt::Display| Error::InvalidModel { path: onnx.clone(), reason: e.to_string() };
+        let mut builder = Session::builder(env).map_err(|e| invalid(&e))?;
+        builder = builder
+            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
+            .map_err(|e| invalid(&e))?;
+        if options.intra_threads > 0 {
+            builder = builder.with_intra_threads(options.intra_threads).map_err(|e| invalid(&e))?;
+        }
+        let session = builder.commit_from_file(&onnx).map_err(|e| invalid(&e))?;
+
+        let specs = |outlets: &[ort::value::Outlet]| outlets.iter().map(spec_of).collect::<Vec<_>>();
+        let layout = layout::parse(&specs(session.inputs()), &specs(session.outputs()))
+            .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
+        let mut info = model_info(&layout, config.as_ref(), generation.as_ref())
+            .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
+        info.tokenizer_fingerprint = tokenizer_fingerprint;
+        Ok(Model { session: Mutex::new(session), layout, info, path: onnx })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// An empty cache for one sequence.
+    pub fn new_cache(&self) -> Result<KvCache> {
+        let elem = match self.layout.kv_type {
+            ElemType::F16 => TensorElementType::Float16,
+            ElemType::BF16 => TensorElementType::Bfloat16,
+            _ => TensorElementType::Float32,
+        };
+        let shape = [1i64, self.info.kv_heads as i64, 0, self.info.head_dim as i64];
+        let allocator = ort::memory::Allocator::default();
+        let tensors = (0..2 * self.info.layers)
+            .map(|_| DynTensor::new(&allocator, elem, shape))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(KvCache::new(tensors, self.layout.supports_masked_rollback()))
+    }
+
+    /// Feed `tokens` after what `cache` holds and write the logits of the last `rows` of them into
+    /// `out` (rows × vocab, f32). Long inputs go in chunks so that only the final chunk's logits
+    /// are ever materialised in full.
+    pub fn forward(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
+        self.forward_timed(cache, tokens, rows, out, &mut CallCost::default())
+    }
+
+    pub(crate) fn forward_timed(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        cost: &mut CallCost,
+    ) -> Result<()> {
+        if tokens.is_empty() || rows == 0 || rows > tokens.len() || rows > MAX_CHUNK {
+            return Err(Error::invalid(format!("forward of {} tokens asking for {rows} logits rows", tokens.len())));
+        }
+        let vocab = self.info.vocab_size;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+        }
+        let needed = cache.len() + tokens.len();
+        if needed > self.info.context_limit {
+            return Err(Error::ContextLimit { needed, limit: self.info.context_limit });
+        }
+        let mut rest = tokens;
+        while rest.len() > MAX_CHUNK {
+            let take = MAX_CHUNK.min(rest.len() - rows);
+            self.run(cache, &rest[..take], 0, out, cost)?;
+            rest = &rest[take..];
+        }
+        self.run(cache, rest, rows, out, cost)
+    }
+
+    /// One ONNX Runtime call.
+    fn run(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>, cost: &mut CallCost) -> Result<()> {
+        let k = tokens.len();
+        if cache.physical_len() + k > self.info.context_limit && cache.holes() > 0 {
+            cache.compact()?;
+        }
+        let phys = cache.physical_len();
+        let start = cache.len() as i64;
+        let l = &self.layout;
+        // One scratch buffer holds ids, mask and positions back to back.
+        let s = &mut cache.scratch;
+        s.clear();
+        s.extend(tokens.iter().map(|&t| t as i64));
+        if l.attention_mask.is_some() {
+            s.extend(cache.valid.iter().map(|&v| v as i64));
+            s.extend(std::iter::repeat_n(1, k));
+        }
+        if l.position_ids.is_some() {
+            s.extend((0..k as i64).map(|i| start + i));
+        }
+        let (ids, rest) = s.split_at(k);
+        let (mask, positions) = if l.attention_mask.is_some() { rest.split_at(phys + k) } else { rest.split_at(0) };
+
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(4 + cache.tensors.len());
+        inputs.push(("input_ids".into(), int_tensor(l.ids_type, ids, k)?));
+        if let Some(t) = l.attention_mask {
+            inputs.push(("attention_mask".into(), int_tensor(t, mask, phys + k)?));
+        }
+        if let Some(t) = l.position_ids {
+            inputs.push(("position_ids".into(), int_tensor(t, positions, k)?));
+        }
+        if l.use_cache_branch {
+            inputs.push(("use_cache_branch".into(), Tensor::from_array(([1usize], vec![phys > 0]))?.into()));
+        }
+        for (i, names) in l.layers.iter().enumerate() {
+            inputs.push((names.past_key.as_str().into(), (&cache.tensors[2 * i]).into()));
+            inputs.push((names.past_value.as_str().into(), (&cache.tensors[2 * i + 1]).into()));
+        }
+
+        let started = std::time::Instant::now();
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outputs = session.run(inputs)?;
+        let mut presents = Vec::with_capacity(2 * l.layers.len());
+        for names in &l.layers {
+            for name in [&names.present_key, &names.present_value] {
+                let v = outputs.remove(name.as_str()).ok_or_else(|| Error::Inference(format!("no `{name}` in outputs")))?;
+                presents.push(v.downcast()?);
+            }
+        }
+        if rows > 0 {
+            let logits = outputs.get("logits").ok_or_else(|| Error::Inference("no `logits` in outputs".into()))?;
+            copy_last_rows(logits, k, rows, self.info.vocab_size, out)?;
+        }
+        drop(outputs);
+        drop(session);
+        cost.calls += 1;
+        cost.time += started.elapsed();
+        cache.advance(presents, k);
+        Ok(())
+    }
+}
+
+fn int_tensor<'a>(elem: ElemType, data: &'a [i64], len: usize) -> Result<SessionInputValue<'a>> {
+    Ok(match elem {
+        ElemType::I32 => Tensor::from_array(([1usize, len], data.iter().map(|&v| v as i32).collect::<Vec<_>>()))?.into(),
+        _ => TensorRef::from_array_view(([1usize, len], data))?.into(),
+    })
+}
+
+/// Copy the last `rows` rows of a [1, k, vocab] logits tensor as f32.
+fn copy_last_rows(logits: &ort::value::DynValue, k: usize, rows: usize, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
+    out.clear();
+    let start = (k - rows) * vocab;
+    let n = rows * vocab;
+    match logits.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => {
+            let (shape, data) = logits.try_extract_tensor::<f32>()?;
+            check_logits_shape(shape, k, vocab)?;
+            out.extend_from_slice(&data[start..start + n]);
+        }
+        ValueType::Tensor { ty: ty @ (TensorElementType::Float16 | TensorElementType::Bfloat16), shape, .. } => {
+            check_logits_shape(shape, k, vocab)?;
+            let tensor = logits.view().downcast::<ort::value::DynTensorValueType>()?;
+            // SAFETY: a CPU tensor of [1, k, vocab] 16-bit floats, checked above.
+            let bits = unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const u16, k * vocab) };
+            let conv = if *ty == TensorElementType::Float16 { f16_to_f32 } else { bf16_to_f32 };
+            out.extend(bits[start..start + n].iter().map(|&b| conv(b)));
+        }
+        other => return Err(Error::Inference(format!("logits of unsupported type {other:?}"))),
+    }
+    Ok(())
+}
+
+fn check_logits_shape(shape: &[i64], k: usize, vocab: usize) -> Result<()> {
+    if shape.len() != 3 || shape[0] != 1 || shape[1] as usize != k || shape[2] as usize != vocab {
+        return Err(Error::Inference(format!("logits shaped {shape:?}, expected [1, {k}, {vocab}]")));
+    }
+    Ok(())
+}
+
+fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: renormalise the fraction.
+            let shift = frac.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | ((frac << (shift + 1)) & 0x3ff) << 13
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 112) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+fn spec_of(o: &ort::value::Outlet) -> TensorSpec {
+    let (elem, shape) = match o.dtype() {
+        ValueType::Tensor { ty, shape, .. } => (
+            match ty {
+                TensorElementType::Float32 => ElemType::F32,
+                TensorElementType::Float16 => ElemType::F16,
+                TensorElementType::Bfloat16 => ElemType::BF16,
+                TensorElementType::Int64 => ElemType::I64,
+                TensorElementType::Int32 => ElemType::I32,
+                TensorElementType::Bool => ElemType::Bool,
+                _ => ElemType::Other,
+            },
+            shape.iter().copied().collect(),
+        ),
+        _ => (ElemType::Other, Vec::new()),
+    };
+    TensorSpec { name: o.name().to_string(), elem, shape }
+}
+
+/// The .onnx file and the folder holding its config files.
+fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        let onnx = path.join("model.onnx");
+        if !onnx.is_file() {
+            return Err(Error::io(path, "folder has no model.onnx"));
+        }
+        Ok((onnx, path.to_path_buf()))
+    } else {
+        let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok((path.to_path_buf(), if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder }))
+    }
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::io(path, format!("invalid JSON: {e}"))),
+    }
+}
+
+fn json_usize(v: Option<&serde_json::Value>, keys: &[&str]) -> Option<usize> {
+    let v = v?;
+    keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_u64())).map(|x| x as usize)
+}
+
+fn json_ids(v: Option<&serde_json::Value>, key: &str) -> Option<Vec<u32>> {
+    match v?.get(key)? {
+        serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x as u32]),
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect()),
+        _ => None,
+    }
+}
+
+/// FNV-1a over the canonical JSON of the token→id map and the added tokens (serde_json keeps
+/// object keys sorted, so equal vocabularies hash equally).
+fn vocabulary_fingerprint(tokenizer: &serde_json::Value) -> u64 {
+    let vocab = tokenizer.pointer("/model/vocab").map(|v| v.to_string()).unwrap_or_default();
+    let added = tokenizer.get("added_tokens").map(|v| v.to_string()).unwrap_or_default();
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in vocab.bytes().chain([0]).chain(added.bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Combine what the graph states with config.json; the graph wins where both speak.
+fn model_info(layout: &Layout, config: Option<&serde_json::Value>, generation: Option<&serde_json::Value>) -> Result<ModelInfo, String> {
+    let vocab_size = match (layout.vocab_size, json_usize(config, &["vocab_size"])) {
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => return Err("vocabulary size unknown: logits dimension is symbolic and config.json has no vocab_size".into()),
+    };
+    let heads = json_usize(config, &["num_attention_heads", "n_head"]);
+    let kv_heads = layout
+        .kv_heads
+        .or_else(|| json_usize(config, &["num_key_value_heads"]))
+        .or(heads)
+        .ok_or("KV head count unknown: symbolic in the graph and absent from config.json")?;
+    let head_dim = layout
+        .head_dim
+        .or_else(|| json_usize(config, &["head_dim"]))
+        .or_else(|| Some(json_usize(config, &["hidden_size", "n_embd"])? / heads?))
+        .ok_or("head size unknown: symbolic in the graph and absent from config.json")?;
+    let context_limit =
+        json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"]).unwrap_or(DEFAULT_CONTEXT_LIMIT);
+    let eos_ids = json_ids(generation, "eos_token_id").or_else(|| json_ids(config, "eos_token_id")).unwrap_or_default();
+    if let Some(&bad) = eos_ids.iter().find(|&&e| e as usize >= vocab_size) {
+        return Err(format!("eos_token_id {bad} is outside the vocabulary of {vocab_size}"));
+    }
+    Ok(ModelInfo { vocab_size, context_limit, eos_ids, layers: layout.layers.len(), kv_heads, head_dim, tokenizer_fingerprint: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_floats_convert_exactly() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x0200), 2f32.powi(-15));
+        assert!(f16_to_f32(0x7c00).is_infinite());
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+    }
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
+        assert!("gpu".parse::<Device>().is_err());
+    }
+}

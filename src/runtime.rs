@@ -1,0 +1,101 @@
+//! Loading ONNX Runtime. `ort` allows one library and one environment per process, so both live in
+//! a process-wide cell that is filled on first success and never replaced. A failed attempt leaves
+//! the cell empty so that the caller can retry with another path.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::{Error, Result};
+
+/// Where `scripts/setup.sh` places the library when no path is given and `ORT_DYLIB_PATH` is unset.
+pub const PROJECT_LOCAL_ORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/onnxruntime/libonnxruntime.so");
+
+/// Environment variable consulted when no explicit path is given.
+pub const ORT_PATH_ENV: &str = "ORT_DYLIB_PATH";
+
+struct Runtime {
+    path: PathBuf,
+    env: ort::environment::Environment,
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// The library path that [`init`] would use: `explicit`, else `$ORT_DYLIB_PATH`, else [`PROJECT_LOCAL_ORT`].
+pub fn resolve_library_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(ORT_PATH_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(PROJECT_LOCAL_ORT),
+    }
+}
+
+/// Load ONNX Runtime once for the process. Later calls return the loaded library's path; asking
+/// for a different explicit path after a successful load is an error rather than a silent no-op.
+pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
+    if let Some(rt) = RUNTIME.get() {
+        return check_same(rt, explicit);
+    }
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rt) = RUNTIME.get() {
+        return check_same(rt, explicit);
+    }
+    let path = resolve_library_path(explicit);
+    let load_error = |reason: String| Error::RuntimeLoad { path: path.clone(), reason };
+    if !path.exists() {
+        let hint = if explicit.is_none() && std::env::var_os(ORT_PATH_ENV).is_none() {
+            " (run scripts/setup.sh, or set ORT_DYLIB_PATH)"
+        } else {
+            ""
+        };
+        return Err(load_error(format!("no such file{hint}")));
+    }
+    let builder = ort::init_from(&path).map_err(|e| load_error(error_chain(&e)))?;
+    let env = builder
+        .with_name("specdec")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| load_error(e.to_string()))?;
+    let rt = RUNTIME.get_or_init(|| Runtime { path, env });
+    Ok(&rt.path)
+}
+
+/// The process's ONNX Runtime environment, loading the library from the default location if needed.
+pub(crate) fn environment() -> Result<&'static ort::environment::Environment> {
+    init(None)?;
+    Ok(&RUNTIME.get().expect("initialised above").env)
+}
+
+fn check_same(rt: &'static Runtime, explicit: Option<&Path>) -> Result<&'static Path> {
+    match explicit {
+        Some(p) if !same_file(p, &rt.path) => Err(Error::RuntimeLoad {
+            path: p.to_path_buf(),
+            reason: format!("ONNX Runtime is already loaded from {} in this process", rt.path.display()),
+        }),
+        _ => Ok(&rt.path),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The message with every `source()` below it: the loader's own reason is the useful part.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        cur = s.source();
+    }
+    msg
+}
