@@ -108,6 +108,8 @@ pub struct Generator {
     finished: Option<FinishReason>,
     stats: Stats,
     cancel: Arc<AtomicBool>,
+    /// Test-only sabotage: accept every proposal (to show the statistical tests can fail).
+    always_accept: bool,
     // Reused buffers, so an iteration allocates nothing once warm.
     logits: Vec<f32>,
     q: Vec<Vec<f32>>,
@@ -155,6 +157,7 @@ impl Generator {
             finished: None,
             stats: Stats::default(),
             cancel: Arc::new(AtomicBool::new(false)),
+            always_accept: false,
             logits: Vec::new(),
             q: Vec::new(),
             q_point: Vec::new(),
@@ -212,6 +215,13 @@ impl Generator {
     /// [`Error::Cancelled`] (the flag is then cleared and the generator stays usable).
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
+    }
+
+    /// Replace the acceptance rule by "always accept", which is wrong: the statistical tests use
+    /// it as a control that they must reject. Never use it for generation.
+    #[doc(hidden)]
+    pub fn debug_always_accept(&mut self) {
+        self.always_accept = true;
     }
 
     /// Mark the current generation as stopped by the caller.
@@ -317,7 +327,8 @@ impl Generator {
                 Some(t) => Dist::Point(t),
                 None => Dist::Probs(&self.q[i]),
             };
-            match acceptance::verify(p, q, self.drafts[i], &mut self.rng, &mut self.scratch) {
+            let verdict = if self.always_accept { None } else { acceptance::verify(p, q, self.drafts[i], &mut self.rng, &mut self.scratch) };
+            match verdict {
                 None => {
                     accepted += 1;
                     self.emitted.push(self.drafts[i]);

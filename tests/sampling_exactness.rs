@@ -1,0 +1,194 @@
+//! Speculative sampling must reproduce the target's own distribution. The first two generated
+//! tokens of many seeded runs are compared with their exact probabilities (chain rule over the
+//! target's logits, with the same sampling transforms) in a G-test; a deliberately wrong
+//! acceptance rule must fail the same test.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::*;
+use specdec::sampling::{distribution, Dist, History};
+use specdec::{GenerationConfig, Generator, Model, SamplingConfig};
+
+const SAMPLES: u64 = 20_000;
+const GAMMA: usize = 4;
+/// Cells expected to hold fewer samples than this are pooled, as the G-test's approximation needs.
+const MIN_EXPECTED: f64 = 5.0;
+
+/// Exact probability of every (first, second) generated pair with positive probability.
+fn exact_pairs(target: &Model, prompt: &[u32], sampling: &SamplingConfig) -> HashMap<(u32, u32), f64> {
+    let vocab = target.info().vocab_size;
+    let probs = |seq: &[u32]| -> Vec<f32> {
+        let mut cache = target.new_cache().unwrap();
+        let mut row = Vec::new();
+        target.forward(&mut cache, seq, 1, &mut row).unwrap();
+        let mut history = History::new(vocab);
+        seq.iter().for_each(|&t| history.push(t));
+        let mut buf = Vec::new();
+        match distribution(&row, &history, &[], sampling, &mut buf) {
+            Dist::Probs(p) => p.to_vec(),
+            Dist::Point(_) => panic!("sampling test needs temperature > 0"),
+        }
+    };
+    let p1 = probs(prompt);
+    let mut out = HashMap::new();
+    for (t1, &a) in p1.iter().enumerate().filter(|(_, &a)| a > 0.0) {
+        let p2 = probs(&[prompt, &[t1 as u32]].concat());
+        for (t2, &b) in p2.iter().enumerate().filter(|(_, &b)| b > 0.0) {
+            out.insert((t1 as u32, t2 as u32), a as f64 * b as f64);
+        }
+    }
+    out
+}
+
+fn sampled_pairs(target: &Arc<Model>, draft: &Arc<Model>, prompt: &[u32], sampling: &SamplingConfig, sabotage: bool) -> (HashMap<(u32, u32), u64>, f64) {
+    let mut counts = HashMap::new();
+    let (mut acc, mut drafted) = (0, 0);
+    for seed in 0..SAMPLES {
+        // γ + 1 new tokens: one full round, so both tokens come out of the acceptance rule.
+        let cfg = GenerationConfig { gamma: GAMMA, seed, max_new_tokens: GAMMA + 1, eos_ids: Some(vec![]), sampling: sampling.clone() };
+        let mut g = Generator::new(target.clone(), Some(draft.clone()), cfg).unwrap();
+        if sabotage {
+            g.debug_always_accept();
+        }
+        g.append_tokens(prompt).unwrap();
+        g.generate(|_| true).unwrap();
+        let new = &g.tokens()[prompt.len()..];
+        *counts.entry((new[0], new[1])).or_insert(0) += 1;
+        acc += g.stats().accepted;
+        drafted += g.stats().drafted;
+    }
+    (counts, acc as f64 / drafted as f64)
+}
+
+/// G statistic and its p-value against `exact`, pooling small cells.
+fn g_test(counts: &HashMap<(u32, u32), u64>, exact: &HashMap<(u32, u32), f64>) -> (f64, usize, f64) {
+    let n = SAMPLES as f64;
+    let (mut cells, mut pooled_o, mut pooled_e) = (Vec::new(), 0.0, 0.0);
+    for (pair, &p) in exact {
+        let o = counts.get(pair).copied().unwrap_or(0) as f64;
+        if p * n >= MIN_EXPECTED {
+            cells.push((o, p * n));
+        } else {
+            pooled_o += o;
+            pooled_e += p * n;
+        }
+    }
+    // A sampled pair the target gives probability 0 is impossible; it must not happen at all.
+    let impossible: u64 = counts.iter().filter(|(k, _)| !exact.contains_key(k)).map(|(_, &c)| c).sum();
+    assert_eq!(impossible, 0, "sampled {impossible} pairs that have probability 0 under the target");
+    cells.push((pooled_o, pooled_e));
+    let g: f64 = 2.0 * cells.iter().filter(|(o, _)| *o > 0.0).map(|(o, e)| o * (o / e).ln()).sum::<f64>();
+    let df = cells.len() - 1;
+    (g, df, chi2_sf(g, df as f64))
+}
+
+/// Upper tail of the chi-square distribution: Q(df/2, x/2), by series or continued fraction.
+fn chi2_sf(x: f64, df: f64) -> f64 {
+    let (a, x) = (df / 2.0, x / 2.0);
+    if x <= 0.0 {
+        return 1.0;
+    }
+    let ln_front = a * x.ln() - x - ln_gamma(a);
+    if x < a + 1.0 {
+        let (mut sum, mut term, mut ap) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..10_000 {
+            ap += 1.0;
+            term *= x / ap;
+            sum += term;
+            if term.abs() < sum.abs() * 1e-15 {
+                break;
+            }
+        }
+        1.0 - sum * ln_front.exp()
+    } else {
+        // Lentz's continued fraction for Q.
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..10_000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let delta = d * c;
+            h *= delta;
+            if (delta - 1.0).abs() < 1e-15 {
+                break;
+            }
+        }
+        ln_front.exp() * h
+    }
+}
+
+fn ln_gamma(x: f64) -> f64 {
+    // Lanczos approximation (g = 7, n = 9).
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9, 676.520_368_121_885_1, -1_259.139_216_722_402_8, 771.323_428_777_653_1,
+        -176.615_029_162_140_6, 12.507_343_278_686_905, -0.138_571_095_265_720_12, 9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let s = C[1..].iter().enumerate().fold(C[0], |s, (i, c)| s + c / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + s.ln()
+}
+
+fn check(sampling: SamplingConfig, sabotage: bool) -> f64 {
+    let target = load(fixture("llama"));
+    let draft = load(fixture("draft"));
+    let prompt = tokenizer().encode(PROMPTS[2]).unwrap();
+    let exact = exact_pairs(&target, &prompt, &sampling);
+    let total: f64 = exact.values().sum();
+    assert!((total - 1.0).abs() < 1e-3, "exact probabilities sum to {total}");
+    let (counts, acceptance) = sampled_pairs(&target, &draft, &prompt, &sampling, sabotage);
+    let (g, df, p) = g_test(&counts, &exact);
+    println!("{sampling:?} sabotage={sabotage}: {SAMPLES} samples, {} distinct pairs, acceptance {:.1}%, G = {g:.1}, df = {df}, p = {p:.4}", counts.len(), 100.0 * acceptance);
+    p
+}
+
+#[test]
+fn chi2_tail_is_right() {
+    // Reference values of the chi-square survival function.
+    assert!((chi2_sf(3.841_458_8, 1.0) - 0.05).abs() < 1e-6);
+    assert!((chi2_sf(124.342, 100.0) - 0.05).abs() < 1e-4);
+    assert!((chi2_sf(10.0, 20.0) - 0.968_171_9).abs() < 1e-6);
+}
+
+#[test]
+fn temperature_one_matches_the_target() {
+    let p = check(SamplingConfig { temperature: 1.0, ..Default::default() }, false);
+    assert!(p > 0.001, "speculative samples do not follow the target distribution (p = {p})");
+}
+
+#[test]
+fn top_k_and_top_p_match_the_target() {
+    let p = check(SamplingConfig { temperature: 0.8, top_k: 40, top_p: 0.9, ..Default::default() }, false);
+    assert!(p > 0.001, "p = {p}");
+}
+
+#[test]
+fn min_p_and_repetition_penalty_match_the_target() {
+    let p = check(SamplingConfig { temperature: 1.2, min_p: 0.02, repetition_penalty: 1.2, ..Default::default() }, false);
+    assert!(p > 0.001, "p = {p}");
+}
+
+#[test]
+fn a_wrong_acceptance_rule_is_rejected() {
+    let p = check(SamplingConfig { temperature: 1.0, ..Default::default() }, true);
+    assert!(p < 0.001, "the G-test failed to notice an always-accept rule (p = {p})");
+}
