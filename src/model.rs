@@ -91,7 +91,8 @@ impl Model {
         }
         let config = read_json(&folder.join("config.json"))?;
         let generation = read_json(&folder.join("generation_config.json"))?;
-        let tokenizer_fingerprint = read_json(&folder.join("tokenizer.json"))?.map(|t| vocabulary_fingerprint(&t));
+        // Only a fingerprint is taken here; a broken tokenizer.json is reported when it is loaded.
+        let tokenizer_fingerprint = read_json(&folder.join("tokenizer.json")).ok().flatten().map(|t| vocabulary_fingerprint(&t));
 
         let env = crate::runtime::environment()?;
         let invalid = |e: &dyn std::fmt::Display| Error::InvalidModel { path: onnx.clone(), reason: e.to_string() };

@@ -52,7 +52,14 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
         };
         return Err(load_error(format!("no such file{hint}")));
     }
-    let builder = ort::init_from(&path).map_err(|e| load_error(error_chain(&e)))?;
+    let builder = ort::init_from(&path).map_err(|e| {
+        // The loader's own text ("invalid ELF header", a missing dependency) sits in the
+        // libloading error's source, which ort's error does not chain.
+        load_error(match &e {
+            ort::LoadDynamicError::Dlopen { error, .. } => error_chain(error),
+            other => error_chain(other),
+        })
+    })?;
     let env = builder
         .with_name("specdec")
         .with_telemetry(false)

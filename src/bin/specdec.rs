@@ -30,8 +30,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(msg)) if msg == "help" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
         Err(CliError::Usage(msg)) => {
-            eprintln!("specdec: {msg}\n\n{USAGE}");
+            eprintln!("specdec: {msg} (see specdec --help)");
             ExitCode::from(2)
         }
         Err(CliError::Engine(e)) => {
