@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::model::{CallCost, Model};
 use crate::sampling::{self, Dist, History, SamplingConfig};
+use crate::tokenizer::Tokenizer;
 
 /// Largest draft length accepted; beyond it verification cost dwarfs any gain.
 pub const MAX_GAMMA: usize = 64;
@@ -29,11 +30,24 @@ pub struct GenerationConfig {
     pub max_new_tokens: usize,
     /// End-of-sequence ids; `None` takes them from the target's generation_config.json.
     pub eos_ids: Option<Vec<u32>>,
+    /// Generation stops once the generated tokens end with one of these sequences.
+    pub stop_sequences: Vec<Vec<u32>>,
+    /// Generation stops once the generated text contains one of these (needs a tokenizer:
+    /// [`Generator::set_tokenizer`]).
+    pub stop_texts: Vec<String>,
 }
 
 impl Default for GenerationConfig {
     fn default() -> Self {
-        GenerationConfig { gamma: 4, sampling: SamplingConfig::default(), seed: 0, max_new_tokens: 128, eos_ids: None }
+        GenerationConfig {
+            gamma: 4,
+            sampling: SamplingConfig::default(),
+            seed: 0,
+            max_new_tokens: 128,
+            eos_ids: None,
+            stop_sequences: Vec::new(),
+            stop_texts: Vec::new(),
+        }
     }
 }
 
@@ -41,6 +55,9 @@ impl GenerationConfig {
     pub fn validate(&self) -> Result<()> {
         if self.gamma == 0 || self.gamma > MAX_GAMMA {
             return Err(Error::invalid(format!("gamma must be in 1..={MAX_GAMMA}, got {}", self.gamma)));
+        }
+        if self.stop_sequences.iter().any(Vec::is_empty) || self.stop_texts.iter().any(String::is_empty) {
+            return Err(Error::invalid("stop sequences must not be empty"));
         }
         self.sampling.validate()
     }
@@ -51,6 +68,8 @@ impl GenerationConfig {
 pub enum FinishReason {
     Eos,
     MaxTokens,
+    /// A stop sequence (tokens or text) was generated.
+    StopSequence,
     /// The caller's callback asked to stop.
     Stopped,
 }
@@ -108,6 +127,7 @@ pub struct Generator {
     finished: Option<FinishReason>,
     stats: Stats,
     cancel: Arc<AtomicBool>,
+    tokenizer: Option<Arc<Tokenizer>>,
     /// Test-only sabotage: accept every proposal (to show the statistical tests can fail).
     always_accept: bool,
     // Reused buffers, so an iteration allocates nothing once warm.
@@ -158,6 +178,7 @@ impl Generator {
             stats: Stats::default(),
             cancel: Arc::new(AtomicBool::new(false)),
             always_accept: false,
+            tokenizer: None,
             logits: Vec::new(),
             q: Vec::new(),
             q_point: Vec::new(),
@@ -185,6 +206,8 @@ impl Generator {
             self.history.push(t);
         }
         self.tokens.extend_from_slice(tokens);
+        // A cancellation aimed at the previous generation must not kill the next one.
+        self.cancel.store(false, Ordering::SeqCst);
         self.generated = 0;
         self.finished = None;
         Ok(())
@@ -213,6 +236,7 @@ impl Generator {
 
     /// A flag that, once set from any thread, makes the next iteration return
     /// [`Error::Cancelled`] (the flag is then cleared and the generator stays usable).
+    /// Appending tokens clears a pending request.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
     }
@@ -222,6 +246,11 @@ impl Generator {
     #[doc(hidden)]
     pub fn debug_always_accept(&mut self) {
         self.always_accept = true;
+    }
+
+    /// The tokenizer that text stop sequences are matched with.
+    pub fn set_tokenizer(&mut self, tokenizer: Arc<Tokenizer>) {
+        self.tokenizer = Some(tokenizer);
     }
 
     /// Mark the current generation as stopped by the caller.
@@ -240,6 +269,9 @@ impl Generator {
         }
         if self.tokens.is_empty() {
             return Err(Error::invalid("empty prompt: append at least one token before generating"));
+        }
+        if !self.cfg.stop_texts.is_empty() && self.tokenizer.is_none() {
+            return Err(Error::invalid("text stop sequences need a tokenizer (set_tokenizer)"));
         }
         let remaining = self.cfg.max_new_tokens - self.generated;
         if remaining == 0 {
@@ -352,6 +384,10 @@ impl Generator {
                 self.finished = Some(FinishReason::Eos);
                 break;
             }
+            if self.hit_stop_sequence()? {
+                self.finished = Some(FinishReason::StopSequence);
+                break;
+            }
             if self.generated == self.cfg.max_new_tokens {
                 self.finished = Some(FinishReason::MaxTokens);
                 break;
@@ -366,6 +402,25 @@ impl Generator {
             cache.truncate(keep)?;
         }
         Ok(())
+    }
+}
+
+impl Generator {
+    /// Whether the newest token completes a stop sequence inside the generated part.
+    fn hit_stop_sequence(&self) -> Result<bool> {
+        let generated = &self.tokens[self.tokens.len() - self.generated..];
+        if self.cfg.stop_sequences.iter().any(|s| generated.ends_with(s)) {
+            return Ok(true);
+        }
+        if let (Some(tok), false) = (&self.tokenizer, self.cfg.stop_texts.is_empty()) {
+            // Every non-special token decodes to at least one byte, so this window holds any
+            // match that involves the newest token; older matches would have stopped earlier.
+            let longest = self.cfg.stop_texts.iter().map(String::len).max().unwrap_or(0);
+            let window = &generated[generated.len().saturating_sub(longest + 4)..];
+            let text = tok.decode(window)?;
+            return Ok(self.cfg.stop_texts.iter().any(|s| text.contains(s.as_str())));
+        }
+        Ok(false)
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod acceptance;
 pub mod error;
+pub mod ffi;
 pub mod generator;
 pub mod kv_cache;
 pub mod layout;

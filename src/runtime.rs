@@ -42,7 +42,10 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     if let Some(rt) = RUNTIME.get() {
         return check_same(rt, explicit);
     }
+    // A bare relative name would make dlopen search the system paths instead of the folder
+    // the caller meant.
     let path = resolve_library_path(explicit);
+    let path = std::path::absolute(&path).unwrap_or(path);
     let load_error = |reason: String| Error::RuntimeLoad { path: path.clone(), reason };
     if !path.exists() {
         let hint = if explicit.is_none() && std::env::var_os(ORT_PATH_ENV).is_none() {

@@ -48,7 +48,7 @@ fn sampled_pairs(target: &Arc<Model>, draft: &Arc<Model>, prompt: &[u32], sampli
     let (mut acc, mut drafted) = (0, 0);
     for seed in 0..SAMPLES {
         // γ + 1 new tokens: one full round, so both tokens come out of the acceptance rule.
-        let cfg = GenerationConfig { gamma: GAMMA, seed, max_new_tokens: GAMMA + 1, eos_ids: Some(vec![]), sampling: sampling.clone() };
+        let cfg = GenerationConfig { gamma: GAMMA, seed, max_new_tokens: GAMMA + 1, eos_ids: Some(vec![]), sampling: sampling.clone(), ..Default::default() };
         let mut g = Generator::new(target.clone(), Some(draft.clone()), cfg).unwrap();
         if sabotage {
             g.debug_always_accept();

@@ -232,6 +232,7 @@ fn reason_name(r: FinishReason) -> &'static str {
     match r {
         FinishReason::Eos => "eos",
         FinishReason::MaxTokens => "max_new_tokens",
+        FinishReason::StopSequence => "stop_sequence",
         FinishReason::Stopped => "stopped",
     }
 }

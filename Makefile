@@ -1,0 +1,45 @@
+# specdec: the two commands of the README are `make demo` and `make test`.
+CARGO ?= cargo
+PYTHON ?= python3
+
+.PHONY: all setup build demo test models clean
+
+all: build
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release
+
+# Speculative generation on the bundled demo pair beside target-only generation.
+demo: build
+	./target/release/specdec demo
+
+# Every test: unit, integration (exactness, bad input), doc tests.
+test: setup
+	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --doc
+
+# Regenerate the tokenizer and all models (about 70 minutes on 2 cores; see README).
+models:
+	$(PYTHON) -m venv .venv-models
+	.venv-models/bin/pip install -q -r scripts/requirements-models.txt
+	.venv-models/bin/python scripts/make_models.py --stage all
+
+clean:
+	$(CARGO) clean
+
+# The C header is generated from src/ffi by cbindgen; CI checks that the committed one is fresh.
+CBINDGEN_VERSION = 0.29.4
+.PHONY: header check-header cbindgen
+cbindgen:
+	@command -v cbindgen >/dev/null && cbindgen --version | grep -q "$(CBINDGEN_VERSION)" || $(CARGO) install cbindgen --locked --version $(CBINDGEN_VERSION)
+
+header: cbindgen
+	cbindgen --config cbindgen.toml --crate specdec --output include/specdec.h
+
+check-header: cbindgen
+	@tmp=$$(mktemp) && cbindgen --config cbindgen.toml --crate specdec --output $$tmp 2>/dev/null && \
+	  if diff -u include/specdec.h $$tmp; then echo "include/specdec.h is fresh"; rm -f $$tmp; \
+	  else echo "include/specdec.h is stale: run make header" >&2; rm -f $$tmp; exit 1; fi

@@ -1,0 +1,152 @@
+//! Generation settings as an opaque object: one setter per option, each validated at once.
+//! Defaults: gamma 4, temperature 0 (greedy), top_k 0 (off), top_p 1 (off), min_p 0 (off),
+//! repetition_penalty 1 (off), seed 0, max_new_tokens 128, EOS ids from the target's
+//! generation_config.json, no stop sequences.
+
+use std::ffi::c_char;
+
+use super::*;
+use crate::GenerationConfig;
+
+/// Settings for a generator. Copied into the generator at creation, so it may be changed or
+/// freed afterwards. Not thread-safe while being modified.
+pub struct specdec_gen_config {
+    pub(crate) inner: GenerationConfig,
+}
+
+/// New settings with the defaults. Free with specdec_gen_config_free.
+#[no_mangle]
+pub extern "C" fn specdec_gen_config_new() -> *mut specdec_gen_config {
+    guard_value(std::ptr::null_mut(), || Box::into_raw(Box::new(specdec_gen_config { inner: GenerationConfig::default() })))
+}
+
+/// Free settings. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_free(config: *mut specdec_gen_config) {
+    if !config.is_null() {
+        guard_value((), || drop(Box::from_raw(config)));
+    }
+}
+
+/// Apply `f` to the settings, keeping the old value if the result does not validate.
+unsafe fn set(config: *mut specdec_gen_config, err: *mut *mut specdec_error, f: impl FnOnce(&mut GenerationConfig)) -> specdec_status {
+    guard(err, || {
+        let c = handle_mut(config, "config")?;
+        let mut next = c.inner.clone();
+        f(&mut next);
+        next.validate()?;
+        c.inner = next;
+        Ok(())
+    })
+}
+
+/// Draft tokens per iteration, 1..=SPECDEC_MAX_GAMMA (default 4). Ignored without a draft.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_gamma(config: *mut specdec_gen_config, gamma: u32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.gamma = gamma as usize)
+}
+
+/// Temperature, finite and >= 0; 0 means greedy (default 0).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (negative, NaN, infinite).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_temperature(config: *mut specdec_gen_config, temperature: f32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.sampling.temperature = temperature)
+}
+
+/// Keep only the k most likely tokens; 0 turns it off (default 0).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_top_k(config: *mut specdec_gen_config, top_k: u32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.sampling.top_k = top_k as usize)
+}
+
+/// Nucleus sampling threshold in (0, 1]; 1 turns it off (default 1).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_top_p(config: *mut specdec_gen_config, top_p: f32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.sampling.top_p = top_p)
+}
+
+/// Drop tokens below min_p × the top probability, min_p in [0, 1]; 0 turns it off (default 0).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_min_p(config: *mut specdec_gen_config, min_p: f32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.sampling.min_p = min_p)
+}
+
+/// CTRL repetition penalty, finite and > 0; 1 turns it off (default 1).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_repetition_penalty(config: *mut specdec_gen_config, penalty: f32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.sampling.repetition_penalty = penalty)
+}
+
+/// Seed of the generator's random stream (default 0). The same seed, settings and models give
+/// the same output.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_seed(config: *mut specdec_gen_config, seed: u64, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.seed = seed)
+}
+
+/// Most tokens generated per prompt (default 128). 0 generates nothing.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_max_new_tokens(config: *mut specdec_gen_config, max_new_tokens: u32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.max_new_tokens = max_new_tokens as usize)
+}
+
+/// End-of-sequence ids. `ids` NULL (with n 0) restores the default (the target's
+/// generation_config.json); a non-NULL array of length 0 means no EOS at all. Ids are checked
+/// against the vocabulary when the generator is created.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or ids NULL with n > 0).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_eos_ids(config: *mut specdec_gen_config, ids: *const u32, n_ids: usize, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        let c = handle_mut(config, "config")?;
+        c.inner.eos_ids = if ids.is_null() && n_ids == 0 { None } else { Some(slice_arg(ids, n_ids, "ids")?.to_vec()) };
+        Ok(())
+    })
+}
+
+/// Add a stop sequence of tokens: generation ends once the generated tokens end with it.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (empty).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_add_stop_tokens(config: *mut specdec_gen_config, ids: *const u32, n_ids: usize, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        let seq = slice_arg(ids, n_ids, "ids")?.to_vec();
+        let c = handle_mut(config, "config")?;
+        if seq.is_empty() {
+            return Err(FfiError::invalid("a stop sequence must not be empty"));
+        }
+        c.inner.stop_sequences.push(seq);
+        Ok(())
+    })
+}
+
+/// Add a stop text (NUL-terminated UTF-8): generation ends once the generated text contains it.
+/// Needs a tokenizer on the generator (specdec_generator_set_tokenizer).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_INVALID_ARGUMENT (empty).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_add_stop_text(config: *mut specdec_gen_config, text: *const c_char, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        let text = str_arg(text, "text")?;
+        let c = handle_mut(config, "config")?;
+        if text.is_empty() {
+            return Err(FfiError::invalid("a stop text must not be empty"));
+        }
+        c.inner.stop_texts.push(text.to_string());
+        Ok(())
+    })
+}
+
+/// Remove all stop sequences (tokens and texts).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_clear_stops(config: *mut specdec_gen_config, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| {
+        c.stop_sequences.clear();
+        c.stop_texts.clear();
+    })
+}

@@ -1,0 +1,297 @@
+//! Generator handles: step-wise and one-call generation, stats, cancellation.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::*;
+use crate::{FinishReason, GenerationConfig, Generator, Stats};
+
+/// One sequence being generated. Not thread-safe, except specdec_generator_cancel, which any
+/// thread may call at any time.
+pub struct specdec_generator {
+    cancel: Arc<AtomicBool>,
+    // The lock only makes concurrent misuse safe; callers must not share a generator anyway.
+    inner: Mutex<GeneratorState>,
+}
+
+struct GeneratorState {
+    gen: Generator,
+    /// Where the tokens of the last step start in the sequence.
+    last_step: usize,
+}
+
+impl specdec_generator {
+    fn lock(&self) -> MutexGuard<'_, GeneratorState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why generation ended.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum specdec_finish_reason {
+    /// Not finished yet.
+    None = 0,
+    /// An end-of-sequence token was generated (it is part of the tokens).
+    Eos = 1,
+    /// max_new_tokens were generated.
+    MaxTokens = 2,
+    /// A stop sequence was generated (it is part of the tokens).
+    StopSequence = 3,
+    /// The callback asked to stop.
+    Stopped = 4,
+}
+
+fn reason(r: Option<FinishReason>) -> specdec_finish_reason {
+    match r {
+        None => specdec_finish_reason::None,
+        Some(FinishReason::Eos) => specdec_finish_reason::Eos,
+        Some(FinishReason::MaxTokens) => specdec_finish_reason::MaxTokens,
+        Some(FinishReason::StopSequence) => specdec_finish_reason::StopSequence,
+        Some(FinishReason::Stopped) => specdec_finish_reason::Stopped,
+    }
+}
+
+/// Counters and timings of a generator, cumulative over its prompts. ABI-stable: set
+/// `struct_size` to sizeof(specdec_stats) before calling specdec_generator_stats; fields a
+/// newer library adds are appended, and only the first `struct_size` bytes are written.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct specdec_stats {
+    pub struct_size: usize,
+    /// ONNX Runtime calls of the target / of the draft.
+    pub target_calls: u64,
+    pub draft_calls: u64,
+    /// Iterations (one verification each).
+    pub rounds: u64,
+    /// Tokens proposed by the draft, and how many of them the target accepted.
+    pub drafted: u64,
+    pub accepted: u64,
+    /// Tokens generated.
+    pub new_tokens: u64,
+    /// accepted / drafted (0 when nothing was drafted).
+    pub acceptance_rate: f64,
+    /// new_tokens / rounds.
+    pub tokens_per_target_call: f64,
+    /// Wall time in ONNX Runtime calls of the draft and of the target, everything else, and in all.
+    pub draft_seconds: f64,
+    pub target_seconds: f64,
+    pub other_seconds: f64,
+    pub total_seconds: f64,
+}
+
+/// Callback of specdec_generator_generate: receives the tokens each iteration produced
+/// (`tokens` valid only during the call). Return 0 to continue, non-zero to stop. It runs on the
+/// calling thread and must not unwind (no C++ exceptions, no longjmp) through specdec.
+pub type specdec_token_callback = Option<unsafe extern "C" fn(user_data: *mut c_void, tokens: *const u32, n_tokens: usize) -> i32>;
+
+/// Create a generator over `target`, speculating with `draft` (NULL: target-only decoding), with
+/// `config` (NULL: defaults; it is copied). The generator keeps both models alive.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_VOCAB_MISMATCH (draft and target
+/// vocabularies differ), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS id outside the vocabulary),
+/// SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_INFERENCE. Thread-safe (models are shared read-only).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_new(
+    target: *const specdec_model,
+    draft: *const specdec_model,
+    config: *const specdec_gen_config,
+    out: *mut *mut specdec_generator,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let out = out_arg(out, "out")?;
+        *out = std::ptr::null_mut();
+        let target = handle(target, "target")?.inner.clone();
+        let draft = draft.as_ref().map(|d| d.inner.clone());
+        let cfg = config.as_ref().map_or_else(GenerationConfig::default, |c| c.inner.clone());
+        let gen = Generator::new(target, draft, cfg)?;
+        *out = Box::into_raw(Box::new(specdec_generator {
+            cancel: gen.cancel_flag(),
+            inner: Mutex::new(GeneratorState { gen, last_step: 0 }),
+        }));
+        Ok(())
+    })
+}
+
+/// Free a generator. NULL is a no-op. Must not race with other calls on it (cancel included).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_free(generator: *mut specdec_generator) {
+    if !generator.is_null() {
+        guard_value((), || drop(Box::from_raw(generator)));
+    }
+}
+
+/// Use `tokenizer` to match text stop sequences (kept alive by the generator).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_set_tokenizer(
+    generator: *mut specdec_generator,
+    tokenizer: *const specdec_tokenizer,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let tok = handle(tokenizer, "tokenizer")?.inner.clone();
+        g.lock().gen.set_tokenizer(tok);
+        Ok(())
+    })
+}
+
+/// Append prompt tokens (a first prompt or a follow-up turn); starts a new generation of up to
+/// max_new_tokens. All or nothing: on error no token is appended and the generator is unchanged.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
+/// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_append_tokens(
+    generator: *mut specdec_generator,
+    ids: *const u32,
+    n_ids: usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let ids = slice_arg(ids, n_ids, "ids")?;
+        let mut st = g.lock();
+        st.gen.append_tokens(ids)?;
+        st.last_step = st.gen.tokens().len();
+        Ok(())
+    })
+}
+
+/// Run one iteration (draft γ tokens, verify them in one target call, accept or resample, roll
+/// back). `*tokens`/`*n_tokens` receive the tokens it added (none once finished); the array is
+/// owned by the generator and valid until its next non-const call.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (no prompt yet),
+/// SPECDEC_STATUS_CANCELLED (specdec_generator_cancel was called; the generator stays usable),
+/// SPECDEC_STATUS_CONTEXT_LIMIT (the sequence fills the context), SPECDEC_STATUS_INFERENCE.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_step(
+    generator: *mut specdec_generator,
+    tokens: *mut *const u32,
+    n_tokens: *mut usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let (tokens, n_tokens) = (out_arg(tokens, "tokens")?, out_arg(n_tokens, "n_tokens")?);
+        *tokens = std::ptr::null();
+        *n_tokens = 0;
+        let mut st = g.lock();
+        let before = st.gen.tokens().len();
+        st.gen.step()?;
+        st.last_step = before;
+        let all = st.gen.tokens();
+        *tokens = all[before..].as_ptr();
+        *n_tokens = all.len() - before;
+        Ok(())
+    })
+}
+
+/// Generate until EOS, a stop sequence, max_new_tokens, or `callback` returning non-zero;
+/// `callback` (may be NULL) receives each iteration's tokens. `*reason` (may be NULL) receives
+/// why it ended. On error the tokens produced so far stay in the generator.
+///
+/// Errors: as specdec_generator_step.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_generate(
+    generator: *mut specdec_generator,
+    callback: specdec_token_callback,
+    user_data: *mut c_void,
+    reason_out: *mut specdec_finish_reason,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let mut st = g.lock();
+        let r = st.gen.generate(|new| match callback {
+            // SAFETY: the host's function pointer with its own user_data, as documented.
+            Some(cb) => unsafe { cb(user_data, new.as_ptr(), new.len()) == 0 },
+            None => true,
+        })?;
+        if let Some(out) = reason_out.as_mut() {
+            *out = reason(Some(r));
+        }
+        Ok(())
+    })
+}
+
+/// Ask a running or future generation to stop: the next iteration (at most one iteration away)
+/// returns SPECDEC_STATUS_CANCELLED, and the request is then consumed. Appending tokens clears a
+/// request that no iteration has consumed yet. Safe to call from any
+/// thread at any time while the generator exists; NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_cancel(generator: *const specdec_generator) {
+    if let Some(g) = generator.as_ref() {
+        g.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The whole sequence (prompts and generated tokens); owned by the generator, valid until its
+/// next non-const call.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_tokens(
+    generator: *const specdec_generator,
+    tokens: *mut *const u32,
+    n_tokens: *mut usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let (tokens, n_tokens) = (out_arg(tokens, "tokens")?, out_arg(n_tokens, "n_tokens")?);
+        let st = g.lock();
+        *tokens = st.gen.tokens().as_ptr();
+        *n_tokens = st.gen.tokens().len();
+        Ok(())
+    })
+}
+
+/// Why the current generation ended, or SPECDEC_FINISH_REASON_NONE if it has not (or for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_finish_reason(generator: *const specdec_generator) -> specdec_finish_reason {
+    guard_value(specdec_finish_reason::None, || generator.as_ref().map_or(specdec_finish_reason::None, |g| reason(g.lock().gen.finish_reason())))
+}
+
+/// Fill `*stats`. Set `stats->struct_size` first (to sizeof(specdec_stats)); only that many
+/// bytes are written.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size too small
+/// for the first version of the struct).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_stats(
+    generator: *const specdec_generator,
+    stats: *mut specdec_stats,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let out = out_arg(stats, "stats")?;
+        let size = out.struct_size;
+        let full = std::mem::size_of::<specdec_stats>();
+        if size < full {
+            return Err(FfiError::invalid(format!("stats->struct_size is {size}, at least {full} needed")));
+        }
+        let s: Stats = *g.lock().gen.stats();
+        let filled = specdec_stats {
+            struct_size: size,
+            target_calls: s.target_calls,
+            draft_calls: s.draft_calls,
+            rounds: s.rounds,
+            drafted: s.drafted,
+            accepted: s.accepted,
+            new_tokens: s.new_tokens,
+            acceptance_rate: s.acceptance_rate(),
+            tokens_per_target_call: s.tokens_per_target_call(),
+            draft_seconds: s.draft_time.as_secs_f64(),
+            target_seconds: s.target_time.as_secs_f64(),
+            other_seconds: s.other_time().as_secs_f64(),
+            total_seconds: s.total_time.as_secs_f64(),
+        };
+        // A caller compiled against a newer, larger struct keeps its extra fields untouched.
+        std::ptr::copy_nonoverlapping(&filled as *const specdec_stats as *const u8, stats as *mut u8, full);
+        Ok(())
+    })
+}

@@ -1,0 +1,115 @@
+//! Model handles. A model is immutable once loaded and reference-counted: generators keep it
+//! alive, so freeing the handle while generators run is safe.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use super::*;
+use crate::{Device, Model, ModelOptions};
+
+/// Options for specdec_model_load. Defaults: device "cpu", intra-op threads chosen by ONNX Runtime.
+pub struct specdec_model_options {
+    pub(crate) inner: ModelOptions,
+}
+
+/// A loaded decoder model. Read-only: one handle may be used by many generators on many threads
+/// at once; its ONNX Runtime calls are serialised internally.
+pub struct specdec_model {
+    pub(crate) inner: Arc<Model>,
+}
+
+/// New model options with the defaults. Free with specdec_model_options_free.
+#[no_mangle]
+pub extern "C" fn specdec_model_options_new() -> *mut specdec_model_options {
+    guard_value(std::ptr::null_mut(), || Box::into_raw(Box::new(specdec_model_options { inner: ModelOptions::default() })))
+}
+
+/// Free model options. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_free(options: *mut specdec_model_options) {
+    if !options.is_null() {
+        guard_value((), || drop(Box::from_raw(options)));
+    }
+}
+
+/// Execution provider: "cpu" (default), "cuda" or "cuda:N".
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_INVALID_ARGUMENT
+/// (unknown device). CUDA is refused at load time in a CPU-only build (SPECDEC_STATUS_UNAVAILABLE).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_device(
+    options: *mut specdec_model_options,
+    device: *const c_char,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let options = handle_mut(options, "options")?;
+        options.inner.device = str_arg(device, "device")?.parse::<Device>()?;
+        Ok(())
+    })
+}
+
+/// ONNX Runtime intra-op threads; 0 (default) lets ONNX Runtime choose.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_intra_threads(
+    options: *mut specdec_model_options,
+    threads: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        handle_mut(options, "options")?.inner.intra_threads = threads as usize;
+        Ok(())
+    })
+}
+
+/// Load a model from a folder (model.onnx, config.json, generation_config.json) or an .onnx file.
+/// `options` may be NULL for the defaults. On success `*out` receives a handle to free with
+/// specdec_model_free; on failure `*out` is set to NULL.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_IO (missing
+/// path, folder without model.onnx, unreadable JSON), SPECDEC_STATUS_INVALID_MODEL (not ONNX,
+/// truncated), SPECDEC_STATUS_UNSUPPORTED_LAYOUT (not a decoder with a KV cache),
+/// SPECDEC_STATUS_UNAVAILABLE (cuda in a CPU-only build), SPECDEC_STATUS_RUNTIME_LOAD.
+///
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_load(
+    path: *const c_char,
+    options: *const specdec_model_options,
+    out: *mut *mut specdec_model,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let out = out_arg(out, "out")?;
+        *out = std::ptr::null_mut();
+        let path = str_arg(path, "path")?;
+        let defaults = ModelOptions::default();
+        let options = options.as_ref().map_or(&defaults, |o| &o.inner);
+        let model = Model::load(path, options)?;
+        *out = Box::into_raw(Box::new(specdec_model { inner: Arc::new(model) }));
+        Ok(())
+    })
+}
+
+/// Release a model handle. Generators created from it keep the model alive until they are
+/// freed. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_free(model: *mut specdec_model) {
+    if !model.is_null() {
+        guard_value((), || drop(Box::from_raw(model)));
+    }
+}
+
+/// Vocabulary size of the model (0 for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_vocab_size(model: *const specdec_model) -> usize {
+    model.as_ref().map_or(0, |m| m.inner.info().vocab_size)
+}
+
+/// Longest sequence (prompt + generated tokens) the model accepts (0 for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_context_limit(model: *const specdec_model) -> usize {
+    model.as_ref().map_or(0, |m| m.inner.info().context_limit)
+}
