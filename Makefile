@@ -43,3 +43,17 @@ check-header: cbindgen
 	@tmp=$$(mktemp) && cbindgen --config cbindgen.toml --crate specdec --output $$tmp 2>/dev/null && \
 	  if diff -u include/specdec.h $$tmp; then echo "include/specdec.h is fresh"; rm -f $$tmp; \
 	  else echo "include/specdec.h is stale: run make header" >&2; rm -f $$tmp; exit 1; fi
+
+# C ABI checks (scripts written per check; each builds what it needs from target/release).
+.PHONY: capi-test cpp-test dist dist-test
+capi-test: build
+	bash scripts/check-c.sh
+
+cpp-test: build
+	bash scripts/check-cpp.sh
+
+dist: build
+	bash scripts/dist.sh
+
+dist-test: dist
+	bash scripts/check-dist.sh
