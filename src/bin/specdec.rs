@@ -13,6 +13,7 @@ usage:
   specdec generate --target PATH [--draft PATH] [--gamma N] [--temperature T] [--top-k K]
                    [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S]
                    [--max-new-tokens N] (--prompt TEXT | --prompt-ids 1,2,3)
+                   [--stop TEXT]... [--stop-ids 1,2]... [--eos-ids 1,2]
                    [--samples N] [--json] [--threads N] [--ort-lib PATH]
   specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
                    [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
@@ -72,6 +73,8 @@ struct Opts {
     json: bool,
     threads: usize,
     ort_lib: Option<PathBuf>,
+    stop_ids: Vec<Vec<i64>>,
+    eos_ids: Option<Vec<i64>>,
     cfg: GenerationConfig,
 }
 
@@ -84,14 +87,10 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--target" => o.target = Some(value(flag)?.into()),
             "--draft" => o.draft = Some(value(flag)?.into()),
             "--prompt" => o.prompt = Some(value(flag)?),
-            "--prompt-ids" => {
-                let v = value(flag)?;
-                let ids = v
-                    .split(',')
-                    .map(|s| s.trim().parse::<i64>().map_err(|_| usage(format!("--prompt-ids: `{s}` is not an integer"))))
-                    .collect::<Result<Vec<_>, _>>()?;
-                o.prompt_ids = Some(ids);
-            }
+            "--prompt-ids" => o.prompt_ids = Some(id_list(flag, &value(flag)?)?),
+            "--stop" => o.cfg.stop_texts.push(value(flag)?),
+            "--stop-ids" => o.stop_ids.push(id_list(flag, &value(flag)?)?),
+            "--eos-ids" => o.eos_ids = Some(id_list(flag, &value(flag)?)?),
             "--gamma" => o.cfg.gamma = num(flag, &value(flag)?)?,
             "--temperature" => o.cfg.sampling.temperature = num(flag, &value(flag)?)?,
             "--top-k" => o.cfg.sampling.top_k = num(flag, &value(flag)?)?,
@@ -110,6 +109,20 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
         }
     }
     Ok(o)
+}
+
+fn id_list(flag: &str, v: &str) -> Result<Vec<i64>, CliError> {
+    if v.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    v.split(',').map(|s| s.trim().parse::<i64>().map_err(|_| usage(format!("{flag}: `{s}` is not an integer")))).collect()
+}
+
+/// Token ids given on the command line, checked against the vocabulary.
+fn checked_ids(ids: &[i64], vocab: usize) -> Result<Vec<u32>, Error> {
+    ids.iter()
+        .map(|&id| u32::try_from(id).ok().filter(|&t| (t as usize) < vocab).ok_or(Error::TokenOutOfRange { id, vocab_size: vocab }))
+        .collect()
 }
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, CliError> {
@@ -134,7 +147,7 @@ fn run(args: &[String]) -> Result<(), CliError> {
 struct Loaded {
     target: Arc<Model>,
     draft: Option<Arc<Model>>,
-    tokenizer: Option<Tokenizer>,
+    tokenizer: Option<Arc<Tokenizer>>,
 }
 
 fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> Result<Loaded, CliError> {
@@ -147,8 +160,8 @@ fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> 
     // Only a text prompt or text output needs the tokenizer; --prompt-ids works without one.
     let folder = if target_path.is_dir() { target_path.clone() } else { target_path.parent().unwrap_or(&target_path).to_path_buf() };
     let tokenizer = match Tokenizer::load(&folder) {
-        Ok(t) => Some(t),
-        Err(e) if o.prompt.is_some() => return Err(e.into()),
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) if o.prompt.is_some() || !o.cfg.stop_texts.is_empty() => return Err(e.into()),
         Err(_) => None,
     };
     Ok(Loaded { target, draft, tokenizer })
@@ -160,10 +173,7 @@ fn prompt_tokens(o: &Opts, m: &Loaded) -> Result<Vec<u32>, CliError> {
         (Some(_), Some(_)) => return Err(usage("give either --prompt or --prompt-ids, not both")),
         (None, None) => return Err(usage("a prompt is required (--prompt or --prompt-ids)")),
         (Some(text), None) => m.tokenizer.as_ref().expect("loaded for text prompts").encode(text)?,
-        (None, Some(ids)) => ids
-            .iter()
-            .map(|&id| u32::try_from(id).ok().filter(|&t| (t as usize) < vocab).ok_or(Error::TokenOutOfRange { id, vocab_size: vocab }))
-            .collect::<Result<_, _>>()?,
+        (None, Some(ids)) => checked_ids(ids, vocab)?,
     };
     if ids.is_empty() {
         return Err(Error::InvalidArgument("the prompt is empty".into()).into());
@@ -171,17 +181,28 @@ fn prompt_tokens(o: &Opts, m: &Loaded) -> Result<Vec<u32>, CliError> {
     Ok(ids)
 }
 
-fn generate(o: Opts) -> Result<(), CliError> {
+fn generate(mut o: Opts) -> Result<(), CliError> {
     o.cfg.validate()?;
     if o.samples == 0 {
         return Err(usage("--samples must be at least 1"));
     }
     let m = load(&o, None, None)?;
     let prompt = prompt_tokens(&o, &m)?;
+    let vocab = m.target.info().vocab_size;
+    for ids in &o.stop_ids {
+        o.cfg.stop_sequences.push(checked_ids(ids, vocab)?);
+    }
+    if let Some(ids) = &o.eos_ids {
+        o.cfg.eos_ids = Some(checked_ids(ids, vocab)?);
+    }
+    o.cfg.validate()?;
     let stdout = std::io::stdout();
     for i in 0..o.samples {
         let cfg = GenerationConfig { seed: o.cfg.seed.wrapping_add(i as u64), ..o.cfg.clone() };
         let mut g = Generator::new(m.target.clone(), m.draft.clone(), cfg)?;
+        if let Some(t) = &m.tokenizer {
+            g.set_tokenizer(t.clone());
+        }
         g.append_tokens(&prompt)?;
         if o.json {
             let reason = g.generate(|_| true)?;
@@ -200,7 +221,7 @@ fn generate(o: Opts) -> Result<(), CliError> {
             writeln!(stdout.lock(), "{line}").ok();
         } else {
             let mut stream = StreamDecoder::new();
-            let tok = m.tokenizer.as_ref();
+            let tok = m.tokenizer.as_deref();
             let mut err = None;
             let reason = g.generate(|new| {
                 let mut out = stdout.lock();
