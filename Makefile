@@ -16,10 +16,12 @@ build: setup
 demo: build
 	./target/release/specdec demo
 
-# Every test: unit, integration (exactness, bad input), doc tests.
+# Every test: Rust unit and integration tests (exactness, bad input), doc tests, the header's
+# freshness, the C test program (also under valgrind), the C++ wrapper, and the dist tarball.
 test: setup
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
+	$(MAKE) check-header capi-test cpp-test dist-test
 
 # Regenerate the tokenizer and all models (about 70 minutes on 2 cores; see README).
 models:
