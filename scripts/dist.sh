@@ -94,21 +94,24 @@ Libs.private: -lgcc_s -lpthread -ldl -lm
 Cflags: -I\${includedir}
 EOF
 
+title="specdec $version and ONNX Runtime"
 cat > "$top/share/doc/specdec/ONNXRUNTIME.txt" <<EOF
-specdec $version and ONNX Runtime
-================================
+$title
+${title//?/=}
 
 ONNX Runtime is not bundled. libspecdec loads libonnxruntime.so at run time (dlopen) the first
 time it is needed, from the first of:
 
   1. the path given to specdec_runtime_init(path, &err), when path is not NULL;
   2. the environment variable ORT_DYLIB_PATH;
-  3. a default compiled into the library: .deps/onnxruntime/libonnxruntime.so inside the source
-     checkout it was built from. On any other machine this default does not exist, so users of
-     this package should use 1 or 2.
+  3. libonnxruntime.so in the same folder as libspecdec itself (copy or link it into lib/ of
+     this package and nothing needs configuring);
+  4. a default compiled into the library: .deps/onnxruntime/libonnxruntime.so inside the source
+     checkout it was built from (an absolute path on the build machine). Elsewhere it does not
+     exist. An empty ORT_DYLIB_PATH counts as unset.
 
 Loading a model without calling specdec_runtime_init first initialises the runtime in the
-same order (steps 2 and 3). A missing, unloadable or too old library is reported as
+same order (steps 2 to 4). A missing, unloadable or too old library is reported as
 SPECDEC_STATUS_RUNTIME_LOAD, with a message naming the path and the loader's reason.
 
 ONNX Runtime 1.31 or newer is required (C API version 31); this release is tested with 1.32.0.
@@ -130,8 +133,10 @@ EOF
 
 mkdir -p "$dist"
 rm -f "$tarball"
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@${SOURCE_DATE_EPOCH:-0}" \
-  -C "$stage" -cf - "$name" | gzip -n -9 > "$tarball.tmp"
+# Set SOURCE_DATE_EPOCH for a byte-reproducible tarball (it fixes the files' times).
+tar_opts=(--sort=name --owner=0 --group=0 --numeric-owner)
+[ -n "${SOURCE_DATE_EPOCH:-}" ] && tar_opts+=(--mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime)
+tar "${tar_opts[@]}" -C "$stage" -cf - "$name" | gzip -n -9 > "$tarball.tmp"
 mv "$tarball.tmp" "$tarball"
 rm -rf "$stage"
 echo "$root/$tarball"

@@ -7,7 +7,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 
-/// Where `scripts/setup.sh` places the library when no path is given and `ORT_DYLIB_PATH` is unset.
+/// Where `scripts/setup.sh` places the library in a source checkout: the last place looked at.
 pub const PROJECT_LOCAL_ORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/onnxruntime/libonnxruntime.so");
 
 /// Environment variable consulted when no explicit path is given.
@@ -21,14 +21,34 @@ struct Runtime {
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
-/// The library path that [`init`] would use: `explicit`, else `$ORT_DYLIB_PATH`, else [`PROJECT_LOCAL_ORT`].
+/// The library path that [`init`] would use: `explicit`, else `$ORT_DYLIB_PATH`, else a
+/// `libonnxruntime.so` beside the file specdec itself was loaded from (an installed or unpacked
+/// package), else [`PROJECT_LOCAL_ORT`] (a source checkout after `scripts/setup.sh`).
 pub fn resolve_library_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_path_buf();
     }
     match std::env::var_os(ORT_PATH_ENV) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(PROJECT_LOCAL_ORT),
+        Some(p) if !p.is_empty() => return PathBuf::from(p),
+        _ => {}
+    }
+    if let Some(beside) = own_directory().map(|d| d.join("libonnxruntime.so")).filter(|p| p.exists()) {
+        return beside;
+    }
+    PathBuf::from(PROJECT_LOCAL_ORT)
+}
+
+/// Folder of the binary or shared library this code is part of.
+fn own_directory() -> Option<PathBuf> {
+    // SAFETY: dladdr only reads the loader's tables for an address inside this object; the
+    // returned name is a NUL-terminated string owned by the loader.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(own_directory as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        let file = std::ffi::CStr::from_ptr(info.dli_fname).to_str().ok()?;
+        std::fs::canonicalize(file).ok()?.parent().map(Path::to_path_buf)
     }
 }
 
@@ -49,7 +69,7 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     let load_error = |reason: String| Error::RuntimeLoad { path: path.clone(), reason };
     if !path.exists() {
         let hint = if explicit.is_none() && std::env::var_os(ORT_PATH_ENV).is_none() {
-            " (run scripts/setup.sh, or set ORT_DYLIB_PATH)"
+            " (set ORT_DYLIB_PATH or pass the library's path; in a source checkout, run scripts/setup.sh)"
         } else {
             ""
         };

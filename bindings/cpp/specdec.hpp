@@ -1,0 +1,643 @@
+// specdec.hpp: a header-only C++17 RAII wrapper over the specdec C ABI (include/specdec.h).
+//
+// Why: the C ABI reports errors as status codes plus heap-allocated error objects, and hands out
+// raw handles that must be freed exactly once. This header turns every handle into a move-only
+// owner (std::unique_ptr with the matching *_free as deleter), every failing call into a
+// specdec::Error exception (the C error object is always freed first), and every
+// buffer-negotiating call into a function returning std::vector / std::string.
+//
+// Conventions shared by every class here:
+// - Ownership: each object owns exactly one C handle. Objects are movable, not copyable. A
+//   moved-from object holds no handle: destroying or assigning to it is safe; calling a member on
+//   it throws specdec::Error with SPECDEC_STATUS_NULL_PARAMETER (getters return 0), never UB.
+// - Lifetimes: the C library reference-counts models and tokenizers, so a Generator may outlive
+//   the Model objects it was built from, and a StreamDecoder the Tokenizer it came from.
+// - Thread-safety (as in the C ABI): Model and Tokenizer are immutable and may be used from many
+//   threads at once through const references. GenConfig, ModelOptions, StreamDecoder and
+//   Generator need exclusive use, except Generator::cancel(), which any thread may call while
+//   the Generator object exists (do not move or destroy it concurrently).
+// - Errors: every failing C call throws specdec::Error (a std::runtime_error) whose code() is the
+//   specdec_status and whose what() is the library's message. Exceptions thrown by a generate()
+//   callback never cross the C boundary: they are caught in the trampoline, generation is
+//   stopped, and the same exception is rethrown once the C call has returned.
+//
+// Link with -lspecdec (and -lpthread if your toolchain needs it).
+
+#ifndef SPECDEC_HPP
+#define SPECDEC_HPP
+
+#include <specdec.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <initializer_list>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+#include <array>
+
+#if __cplusplus < 201703L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 201703L)
+#error "specdec.hpp needs C++17 or newer"
+#endif
+
+// This wrapper was written against ABI 1 of the C header; a different header needs a review of
+// this file before it can be trusted.
+static_assert(SPECDEC_ABI_VERSION == 1, "specdec.hpp was written for SPECDEC_ABI_VERSION 1");
+
+namespace specdec {
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+// Thrown by every failing call. code() is the C status; what() the library's message.
+// Copyable and cheap to copy (std::runtime_error shares its message).
+class Error : public std::runtime_error {
+public:
+    Error(specdec_status code, const std::string& message) : std::runtime_error(message), code_(code) {}
+
+    specdec_status code() const noexcept { return code_; }
+    // "SPECDEC_STATUS_IO", ... (static storage).
+    const char* code_name() const noexcept { return specdec_status_name(static_cast<uint32_t>(code_)); }
+
+private:
+    specdec_status code_;
+};
+
+// "SPECDEC_STATUS_OK", ... for any status value (static storage).
+inline const char* status_name(specdec_status status) noexcept {
+    return specdec_status_name(static_cast<uint32_t>(status));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions
+
+// The loaded library's version, "MAJOR.MINOR.PATCH" (static storage).
+inline std::string_view version() noexcept { return specdec_version(); }
+
+// The loaded library's ABI version; must equal SPECDEC_ABI_VERSION (see check_abi()).
+inline uint32_t abi_version() noexcept { return specdec_abi_version(); }
+
+// Throws specdec::Error (SPECDEC_STATUS_UNAVAILABLE) when the loaded libspecdec has another ABI
+// than the header this program was compiled with. Model::load and Tokenizer::load call it (once
+// per process), so most programs never need to.
+inline void check_abi() {
+    if (specdec_abi_version() != SPECDEC_ABI_VERSION) {
+        throw Error(SPECDEC_STATUS_UNAVAILABLE,
+                    "libspecdec has ABI version " + std::to_string(specdec_abi_version()) +
+                        " but specdec.h has " + std::to_string(SPECDEC_ABI_VERSION));
+    }
+}
+
+namespace detail {
+
+struct ErrorDeleter {
+    void operator()(specdec_error* e) const noexcept { specdec_error_free(e); }
+};
+using ErrorPtr = std::unique_ptr<specdec_error, ErrorDeleter>;
+
+// Turn (status, error object) into an exception; always frees the error object.
+inline void check(specdec_status status, specdec_error* raw) {
+    ErrorPtr err(raw);
+    if (status == SPECDEC_STATUS_OK) return;
+    specdec_status code = err ? specdec_error_code(err.get()) : status;
+    std::string message = err ? specdec_error_message(err.get()) : status_name(status);
+    throw Error(code, message);
+}
+
+// Call `f(specdec_error**)` and throw on failure. (A helper rather than check(f(&err), err),
+// whose argument evaluation order is unspecified.)
+template <class F>
+void call(F&& f) {
+    specdec_error* err = nullptr;
+    specdec_status status = f(&err);
+    check(status, err);
+}
+
+// A NUL-terminated copy of `s`; the C ABI takes C strings, so an embedded NUL would silently
+// truncate: refuse it instead.
+inline std::string c_string(std::string_view s, const char* what) {
+    if (s.find('\0') != std::string_view::npos) {
+        throw Error(SPECDEC_STATUS_INVALID_ARGUMENT, std::string(what) + " contains a NUL byte");
+    }
+    return std::string(s);
+}
+
+inline void ensure_abi() {
+    static const bool ok = (check_abi(), true);
+    (void)ok;
+}
+
+[[noreturn]] inline void throw_moved_from(const char* what) {
+    throw Error(SPECDEC_STATUS_NULL_PARAMETER, std::string("specdec::") + what + " is empty (moved-from)");
+}
+
+template <class T, void (*Free)(T*)>
+struct Deleter {
+    void operator()(T* p) const noexcept { Free(p); }
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// TokenSpan
+
+// A non-owning view of token ids (C++17 has no std::span). Converts implicitly from
+// std::vector<uint32_t>, std::array, C arrays, braced lists ({1, 2, 3}) and (pointer, size), so
+// every function taking a TokenSpan accepts all of them. It must not outlive what it views
+// (a braced list lives until the end of the full expression).
+struct TokenSpan {
+    const uint32_t* data = nullptr;
+    size_t size = 0;
+
+    constexpr TokenSpan() noexcept = default;
+    constexpr TokenSpan(const uint32_t* ptr, size_t n) noexcept : data(ptr), size(n) {}
+    TokenSpan(const std::vector<uint32_t>& v) noexcept : data(v.data()), size(v.size()) {}
+    // Like C++26 std::span's: the list's array lives until the end of the full expression, which
+    // is what a call argument needs. (std::data rather than l.begin(): same pointer, without
+    // GCC's -Winit-list-lifetime, which cannot tell a parameter view from a stored one.)
+    constexpr TokenSpan(std::initializer_list<uint32_t> l) noexcept : data(std::data(l)), size(l.size()) {}
+    template <size_t N>
+    constexpr TokenSpan(const std::array<uint32_t, N>& a) noexcept : data(a.data()), size(N) {}
+    template <size_t N>
+    constexpr TokenSpan(const uint32_t (&a)[N]) noexcept : data(a), size(N) {}
+
+    constexpr const uint32_t* begin() const noexcept { return data; }
+    constexpr const uint32_t* end() const noexcept { return data + size; }
+    constexpr bool empty() const noexcept { return size == 0; }
+    constexpr uint32_t operator[](size_t i) const noexcept { return data[i]; }
+    std::vector<uint32_t> to_vector() const { return std::vector<uint32_t>(begin(), end()); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Runtime
+
+// Load ONNX Runtime from `ort_library_path` (empty: $ORT_DYLIB_PATH, then the project-local
+// .deps/onnxruntime). Optional: loading a model does it with the defaults. Thread-safe.
+inline void runtime_init(std::string_view ort_library_path = {}) {
+    std::string path = detail::c_string(ort_library_path, "ort_library_path");
+    detail::call([&](specdec_error** e) {
+        return specdec_runtime_init(ort_library_path.empty() ? nullptr : path.c_str(), e);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// ModelOptions
+
+// Options for Model::load (device "cpu" | "cuda" | "cuda:N", ONNX Runtime intra-op threads).
+// Owns a specdec_model_options; move-only. Setters validate at once and throw specdec::Error;
+// they return *this for chaining: Model::load(p, ModelOptions().device("cpu").intra_threads(2)).
+// Not thread-safe while being modified.
+class ModelOptions {
+public:
+    ModelOptions() : h_(specdec_model_options_new()) {
+        if (!h_) throw Error(SPECDEC_STATUS_PANIC, "specdec_model_options_new failed");
+    }
+
+    // Execution provider. An unknown name throws SPECDEC_STATUS_INVALID_ARGUMENT here; CUDA in a
+    // CPU-only build throws SPECDEC_STATUS_UNAVAILABLE from Model::load.
+    ModelOptions& device(std::string_view name) & {
+        std::string s = detail::c_string(name, "device");
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_device(h_.get(), s.c_str(), e); });
+        return *this;
+    }
+    ModelOptions&& device(std::string_view name) && { return std::move(device(name)); }
+
+    // 0 (default) lets ONNX Runtime choose.
+    ModelOptions& intra_threads(uint32_t n) & {
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_intra_threads(h_.get(), n, e); });
+        return *this;
+    }
+    ModelOptions&& intra_threads(uint32_t n) && { return std::move(intra_threads(n)); }
+
+    const specdec_model_options* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    std::unique_ptr<specdec_model_options, detail::Deleter<specdec_model_options, specdec_model_options_free>> h_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+// A loaded decoder model (a folder with model.onnx, config.json, generation_config.json, or an
+// .onnx file). Owns one specdec_model handle; move-only. Immutable and thread-safe: share it by
+// const reference across threads and generators. Generators keep the underlying model alive, so
+// the Model object may be destroyed before them.
+class Model {
+public:
+    // Throws specdec::Error: SPECDEC_STATUS_IO (missing path), SPECDEC_STATUS_INVALID_MODEL,
+    // SPECDEC_STATUS_UNSUPPORTED_LAYOUT, SPECDEC_STATUS_UNAVAILABLE (cuda on a CPU build),
+    // SPECDEC_STATUS_RUNTIME_LOAD.
+    static Model load(std::string_view path, const ModelOptions& options = ModelOptions()) {
+        detail::ensure_abi();
+        if (!options) detail::throw_moved_from("ModelOptions");
+        std::string p = detail::c_string(path, "path");
+        specdec_model* out = nullptr;
+        detail::call([&](specdec_error** e) { return specdec_model_load(p.c_str(), options.get(), &out, e); });
+        return Model(out);
+    }
+
+    // 0 for a moved-from Model.
+    size_t vocab_size() const noexcept { return specdec_model_vocab_size(h_.get()); }
+    size_t context_limit() const noexcept { return specdec_model_context_limit(h_.get()); }
+
+    const specdec_model* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    explicit Model(specdec_model* h) noexcept : h_(h) {}
+    std::unique_ptr<specdec_model, detail::Deleter<specdec_model, specdec_model_free>> h_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Tokenizer
+
+// A tokenizer.json. Owns one specdec_tokenizer; move-only. Immutable and thread-safe (const
+// members may run concurrently). Stream decoders and generators keep it alive.
+class Tokenizer {
+public:
+    // `path`: a tokenizer.json, or a folder holding one (a model folder works).
+    // Throws SPECDEC_STATUS_IO, SPECDEC_STATUS_TOKENIZER.
+    static Tokenizer load(std::string_view path) {
+        detail::ensure_abi();
+        std::string p = detail::c_string(path, "path");
+        specdec_tokenizer* out = nullptr;
+        detail::call([&](specdec_error** e) { return specdec_tokenizer_load(p.c_str(), &out, e); });
+        return Tokenizer(out);
+    }
+
+    // Token ids of `text` (UTF-8; special tokens are not added). Throws SPECDEC_STATUS_INVALID_UTF8,
+    // SPECDEC_STATUS_TOKENIZER. Negotiates the size: asks with capacity 0, then fills the vector.
+    std::vector<uint32_t> encode(std::string_view text) const {
+        std::vector<uint32_t> ids;
+        for (;;) {
+            size_t needed = 0;
+            specdec_error* raw = nullptr;
+            specdec_status st = specdec_tokenizer_encode(h_.get(), text.data(), text.size(), ids.data(), ids.size(),
+                                                         &needed, &raw);
+            if (st == SPECDEC_STATUS_BUFFER_TOO_SMALL && needed > ids.size()) {
+                detail::ErrorPtr drop(raw);
+                ids.resize(needed);
+                continue;
+            }
+            detail::check(st, raw);
+            ids.resize(needed);
+            return ids;
+        }
+    }
+
+    // UTF-8 text of `ids` (special tokens skipped). Throws SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
+    // SPECDEC_STATUS_TOKENIZER. Negotiates the size: asks with capacity 0, then fills the string.
+    std::string decode(TokenSpan ids) const {
+        std::string text;
+        size_t capacity = 0;  // bytes available in text, counting its terminator slot
+        for (;;) {
+            size_t len = 0;
+            specdec_error* raw = nullptr;
+            specdec_status st = specdec_tokenizer_decode(h_.get(), ids.data, ids.size,
+                                                         capacity ? &text[0] : nullptr, capacity, &len, &raw);
+            if (st == SPECDEC_STATUS_BUFFER_TOO_SMALL && len + 1 > capacity) {
+                detail::ErrorPtr drop(raw);
+                text.resize(len);  // std::string keeps room for the NUL at text[len]
+                capacity = len + 1;
+                continue;
+            }
+            detail::check(st, raw);
+            text.resize(len);
+            return text;
+        }
+    }
+    std::string decode(const uint32_t* ids, size_t n) const { return decode(TokenSpan(ids, n)); }
+
+    // Vocabulary size, added tokens included (0 for a moved-from Tokenizer).
+    size_t vocab_size() const noexcept { return specdec_tokenizer_vocab_size(h_.get()); }
+
+    const specdec_tokenizer* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    explicit Tokenizer(specdec_tokenizer* h) noexcept : h_(h) {}
+    std::unique_ptr<specdec_tokenizer, detail::Deleter<specdec_tokenizer, specdec_tokenizer_free>> h_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// StreamDecoder
+
+// Incremental detokenisation for streaming output: push() returns only whole UTF-8 characters,
+// holding back a partial one until the token completing it arrives; flush() returns the rest at
+// the end. The concatenation of all pushes and the flush equals Tokenizer::decode of all ids.
+// Owns one specdec_stream_decoder (which keeps its tokenizer alive); move-only; one decoder per
+// stream, not thread-safe.
+class StreamDecoder {
+public:
+    explicit StreamDecoder(const Tokenizer& tokenizer) {
+        if (!tokenizer) detail::throw_moved_from("Tokenizer");
+        specdec_stream_decoder* out = nullptr;
+        detail::call([&](specdec_error** e) { return specdec_stream_decoder_new(tokenizer.get(), &out, e); });
+        h_.reset(out);
+    }
+
+    // Throws SPECDEC_STATUS_TOKEN_OUT_OF_RANGE, SPECDEC_STATUS_TOKENIZER.
+    std::string push(TokenSpan ids) {
+        const char* text = nullptr;
+        size_t len = 0;
+        detail::call([&](specdec_error** e) {
+            return specdec_stream_decoder_push(h_.get(), ids.data, ids.size, &text, &len, e);
+        });
+        return std::string(text, len);
+    }
+    std::string push(const uint32_t* ids, size_t n) { return push(TokenSpan(ids, n)); }
+
+    std::string flush() {
+        const char* text = nullptr;
+        size_t len = 0;
+        detail::call([&](specdec_error** e) { return specdec_stream_decoder_flush(h_.get(), &text, &len, e); });
+        return std::string(text, len);
+    }
+
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    std::unique_ptr<specdec_stream_decoder, detail::Deleter<specdec_stream_decoder, specdec_stream_decoder_free>> h_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// GenConfig
+
+// Generation settings (gamma, sampling, seed, limits, EOS, stop sequences). Owns one
+// specdec_gen_config; move-only. Every setter validates at once (throwing specdec::Error, the
+// old value kept) and returns *this, on lvalues and on temporaries alike:
+//   auto cfg = specdec::GenConfig().gamma(4).temperature(0.7f).seed(1);
+// A Generator copies the settings when created, so the GenConfig may change or die afterwards.
+// Not thread-safe while being modified; const use (creating generators) may be shared.
+class GenConfig {
+public:
+    GenConfig() : h_(specdec_gen_config_new()) {
+        if (!h_) throw Error(SPECDEC_STATUS_PANIC, "specdec_gen_config_new failed");
+    }
+
+    // Draft tokens per iteration, 1..=SPECDEC_MAX_GAMMA (default 4).
+    GenConfig& gamma(uint32_t v) & { return set([&](auto c, auto e) { return specdec_gen_config_set_gamma(c, v, e); }); }
+    GenConfig&& gamma(uint32_t v) && { return std::move(gamma(v)); }
+    // Finite, >= 0; 0 is greedy (default 0).
+    GenConfig& temperature(float v) & { return set([&](auto c, auto e) { return specdec_gen_config_set_temperature(c, v, e); }); }
+    GenConfig&& temperature(float v) && { return std::move(temperature(v)); }
+    // 0 is off (default).
+    GenConfig& top_k(uint32_t v) & { return set([&](auto c, auto e) { return specdec_gen_config_set_top_k(c, v, e); }); }
+    GenConfig&& top_k(uint32_t v) && { return std::move(top_k(v)); }
+    // (0, 1]; 1 is off (default).
+    GenConfig& top_p(float v) & { return set([&](auto c, auto e) { return specdec_gen_config_set_top_p(c, v, e); }); }
+    GenConfig&& top_p(float v) && { return std::move(top_p(v)); }
+    // [0, 1]; 0 is off (default).
+    GenConfig& min_p(float v) & { return set([&](auto c, auto e) { return specdec_gen_config_set_min_p(c, v, e); }); }
+    GenConfig&& min_p(float v) && { return std::move(min_p(v)); }
+    // Finite, > 0; 1 is off (default).
+    GenConfig& repetition_penalty(float v) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_repetition_penalty(c, v, e); });
+    }
+    GenConfig&& repetition_penalty(float v) && { return std::move(repetition_penalty(v)); }
+    GenConfig& seed(uint64_t v) & { return set([&](auto c, auto e) { return specdec_gen_config_set_seed(c, v, e); }); }
+    GenConfig&& seed(uint64_t v) && { return std::move(seed(v)); }
+    // Per prompt (default 128); 0 generates nothing.
+    GenConfig& max_new_tokens(uint32_t v) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_max_new_tokens(c, v, e); });
+    }
+    GenConfig&& max_new_tokens(uint32_t v) && { return std::move(max_new_tokens(v)); }
+
+    // Exactly these EOS ids; an empty list means no EOS at all. (Use default_eos_ids() for the
+    // target's generation_config.json. The C call treats a NULL array as "default", and an empty
+    // std::vector's data() may be NULL, so an empty list is passed as a non-NULL pointer.)
+    GenConfig& eos_ids(TokenSpan ids) & {
+        static const uint32_t none = 0;
+        const uint32_t* p = ids.size ? ids.data : &none;
+        return set([&](auto c, auto e) { return specdec_gen_config_set_eos_ids(c, p, ids.size, e); });
+    }
+    GenConfig&& eos_ids(TokenSpan ids) && { return std::move(eos_ids(ids)); }
+    // EOS ids from the target's generation_config.json (the default).
+    GenConfig& default_eos_ids() & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_eos_ids(c, nullptr, 0, e); });
+    }
+    GenConfig&& default_eos_ids() && { return std::move(default_eos_ids()); }
+
+    // Stop once the generated tokens end with `ids` (non-empty).
+    GenConfig& add_stop_tokens(TokenSpan ids) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_add_stop_tokens(c, ids.data, ids.size, e); });
+    }
+    GenConfig&& add_stop_tokens(TokenSpan ids) && { return std::move(add_stop_tokens(ids)); }
+    // Stop once the generated text contains `text` (non-empty, no NUL). Needs
+    // Generator::set_tokenizer.
+    GenConfig& add_stop_text(std::string_view text) & {
+        std::string s = detail::c_string(text, "stop text");
+        return set([&](auto c, auto e) { return specdec_gen_config_add_stop_text(c, s.c_str(), e); });
+    }
+    GenConfig&& add_stop_text(std::string_view text) && { return std::move(add_stop_text(text)); }
+    // Remove all stop sequences (tokens and texts).
+    GenConfig& clear_stops() & { return set([&](auto c, auto e) { return specdec_gen_config_clear_stops(c, e); }); }
+    GenConfig&& clear_stops() && { return std::move(clear_stops()); }
+
+    const specdec_gen_config* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    template <class F>
+    GenConfig& set(F&& f) {
+        detail::call([&](specdec_error** e) { return f(h_.get(), e); });
+        return *this;
+    }
+
+    std::unique_ptr<specdec_gen_config, detail::Deleter<specdec_gen_config, specdec_gen_config_free>> h_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Generator
+
+namespace detail {
+
+// What the C trampoline receives as user_data: a type-erased callable plus a slot for the
+// exception it may throw.
+struct CallbackState {
+    bool (*invoke)(void* fn, const uint32_t* tokens, size_t n);  // may throw
+    void* fn;
+    std::exception_ptr error;
+};
+
+template <class F>
+bool invoke_callback(void* fn, const uint32_t* tokens, size_t n) {
+    F& f = *static_cast<F*>(fn);
+    if constexpr (std::is_invocable_v<F&, TokenSpan>) {
+        using R = std::invoke_result_t<F&, TokenSpan>;
+        if constexpr (std::is_void_v<R>) {
+            f(TokenSpan(tokens, n));
+            return true;
+        } else {
+            return static_cast<bool>(f(TokenSpan(tokens, n)));
+        }
+    } else {
+        static_assert(std::is_invocable_v<F&, const uint32_t*, size_t>,
+                      "the generate() callback must be callable as f(specdec::TokenSpan) or "
+                      "f(const uint32_t*, size_t), returning bool (false stops) or void");
+        using R = std::invoke_result_t<F&, const uint32_t*, size_t>;
+        if constexpr (std::is_void_v<R>) {
+            f(tokens, n);
+            return true;
+        } else {
+            return static_cast<bool>(f(tokens, n));
+        }
+    }
+}
+
+}  // namespace detail
+}  // namespace specdec
+
+// The C trampoline: C language linkage, never lets an exception escape into specdec (it would
+// unwind through Rust frames, which is undefined behaviour). Returns non-zero to stop.
+extern "C" inline int32_t specdec_cpp_token_trampoline(void* user_data, const uint32_t* tokens, size_t n) noexcept {
+    auto* state = static_cast<specdec::detail::CallbackState*>(user_data);
+    if (state->error) return 1;
+    try {
+        return state->invoke(state->fn, tokens, n) ? 0 : 1;
+    } catch (...) {
+        state->error = std::current_exception();
+        return 1;
+    }
+}
+
+namespace specdec {
+
+// Generation statistics (the C struct, with struct_size already set).
+using Stats = specdec_stats;
+using FinishReason = specdec_finish_reason;
+
+// One sequence being generated, speculatively with a draft model or target-only. Owns one
+// specdec_generator (with its KV caches); move-only. Not thread-safe: one thread at a time,
+// except cancel(), which any thread may call while the Generator object exists. The generator
+// keeps its models (and tokenizer) alive.
+class Generator {
+public:
+    // `draft` may be nullptr (target-only decoding). The config is copied.
+    // Throws SPECDEC_STATUS_VOCAB_MISMATCH, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS id),
+    // SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_INFERENCE, SPECDEC_STATUS_NULL_PARAMETER
+    // (a moved-from argument: the C call would silently read NULL as "no draft"/"defaults").
+    Generator(const Model& target, const Model* draft = nullptr, const GenConfig& config = GenConfig()) {
+        if (!target) detail::throw_moved_from("Model (target)");
+        if (draft && !*draft) detail::throw_moved_from("Model (draft)");
+        if (!config) detail::throw_moved_from("GenConfig");
+        specdec_generator* out = nullptr;
+        detail::call([&](specdec_error** e) {
+            return specdec_generator_new(target.get(), draft ? draft->get() : nullptr, config.get(), &out, e);
+        });
+        h_.reset(out);
+    }
+
+    // Match text stop sequences with `tokenizer` (kept alive by the generator).
+    void set_tokenizer(const Tokenizer& tokenizer) {
+        if (!tokenizer) detail::throw_moved_from("Tokenizer");
+        detail::call([&](specdec_error** e) { return specdec_generator_set_tokenizer(h_.get(), tokenizer.get(), e); });
+    }
+
+    // Append prompt tokens (a first prompt or a follow-up turn) and start a new generation.
+    // All or nothing. Throws SPECDEC_STATUS_TOKEN_OUT_OF_RANGE, SPECDEC_STATUS_CONTEXT_LIMIT.
+    void append(TokenSpan ids) {
+        detail::call([&](specdec_error** e) { return specdec_generator_append_tokens(h_.get(), ids.data, ids.size, e); });
+    }
+    void append(const uint32_t* ids, size_t n) { append(TokenSpan(ids, n)); }
+
+    // One iteration; returns the tokens it added (empty once finished). Throws
+    // SPECDEC_STATUS_INVALID_ARGUMENT (no prompt), SPECDEC_STATUS_CANCELLED,
+    // SPECDEC_STATUS_CONTEXT_LIMIT, SPECDEC_STATUS_INFERENCE.
+    std::vector<uint32_t> step() {
+        const uint32_t* tokens = nullptr;
+        size_t n = 0;
+        detail::call([&](specdec_error** e) { return specdec_generator_step(h_.get(), &tokens, &n, e); });
+        return std::vector<uint32_t>(tokens, tokens + n);
+    }
+
+    // Generate until EOS, a stop sequence or max_new_tokens; returns why it ended.
+    FinishReason generate() {
+        FinishReason reason = SPECDEC_FINISH_REASON_NONE;
+        detail::call([&](specdec_error** e) { return specdec_generator_generate(h_.get(), nullptr, nullptr, &reason, e); });
+        return reason;
+    }
+
+    // As generate(), calling `on_tokens` with each iteration's tokens. `on_tokens` is any callable
+    // taking (specdec::TokenSpan) or (const uint32_t*, size_t), returning bool (false stops:
+    // SPECDEC_FINISH_REASON_STOPPED) or void. The tokens are valid only during the call. If it
+    // throws, generation stops and the exception is rethrown here, unchanged; the generator stays
+    // usable (its finish reason is STOPPED, the tokens so far are kept).
+    template <class F>
+    FinishReason generate(F&& on_tokens) {
+        using Fn = std::remove_reference_t<F>;
+        if constexpr (std::is_function_v<Fn>) {
+            return generate(&on_tokens);  // a plain function: go through its pointer
+        } else {
+            return generate_with(std::addressof(on_tokens));
+        }
+    }
+
+    // Ask a running or future generation to stop: its next iteration throws
+    // SPECDEC_STATUS_CANCELLED (the request is then consumed and the generator stays usable;
+    // append() clears a pending one). Thread-safe, never throws.
+    void cancel() const noexcept { specdec_generator_cancel(h_.get()); }
+
+    // The whole sequence: prompts and generated tokens.
+    std::vector<uint32_t> tokens() const {
+        const uint32_t* tokens = nullptr;
+        size_t n = 0;
+        detail::call([&](specdec_error** e) { return specdec_generator_tokens(h_.get(), &tokens, &n, e); });
+        return std::vector<uint32_t>(tokens, tokens + n);
+    }
+
+    // Why the current generation ended (SPECDEC_FINISH_REASON_NONE while it runs or has not).
+    FinishReason finish_reason() const noexcept { return specdec_generator_finish_reason(h_.get()); }
+
+    // Cumulative counters and timings.
+    Stats stats() const {
+        Stats s{};
+        s.struct_size = sizeof(Stats);
+        detail::call([&](specdec_error** e) { return specdec_generator_stats(h_.get(), &s, e); });
+        return s;
+    }
+
+    const specdec_generator* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    template <class Fn>
+    FinishReason generate_with(Fn* fn) {
+        detail::CallbackState state{&detail::invoke_callback<Fn>, const_cast<void*>(static_cast<const void*>(fn)),
+                                    nullptr};
+        FinishReason reason = SPECDEC_FINISH_REASON_NONE;
+        specdec_error* raw = nullptr;
+        specdec_status st = specdec_generator_generate(h_.get(), &specdec_cpp_token_trampoline, &state, &reason, &raw);
+        if (state.error) {
+            specdec_error_free(raw);
+            std::rethrow_exception(state.error);
+        }
+        detail::check(st, raw);
+        return reason;
+    }
+
+    std::unique_ptr<specdec_generator, detail::Deleter<specdec_generator, specdec_generator_free>> h_;
+};
+
+// "none", "eos", "max_tokens", "stop_sequence", "stopped".
+inline const char* finish_reason_name(FinishReason r) noexcept {
+    switch (r) {
+        case SPECDEC_FINISH_REASON_NONE: return "none";
+        case SPECDEC_FINISH_REASON_EOS: return "eos";
+        case SPECDEC_FINISH_REASON_MAX_TOKENS: return "max_tokens";
+        case SPECDEC_FINISH_REASON_STOP_SEQUENCE: return "stop_sequence";
+        case SPECDEC_FINISH_REASON_STOPPED: return "stopped";
+    }
+    return "unknown";
+}
+
+}  // namespace specdec
+
+#endif  // SPECDEC_HPP

@@ -1,0 +1,847 @@
+// Tests of the C++ wrapper (bindings/cpp/specdec.hpp) against the real library and the tiny test
+// models. Build and run: scripts/check-cpp.sh (or see it for the g++ line).
+//
+//   test_wrapper [FIXTURES_DIR]   (default models/fixtures, relative to the repository root)
+//
+// Prints one line per test, then exactly "N passed, M failed"; exits non-zero on any failure.
+
+#include "specdec.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// A minimal test harness
+
+int g_check_failures = 0;  // failed CHECKs in the running test
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            std::fprintf(stderr, "    CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+            ++g_check_failures;                                                       \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                          \
+    do {                                                                                        \
+        const auto& va_ = (a);                                                                  \
+        const auto& vb_ = (b);                                                                  \
+        if (!(va_ == vb_)) {                                                                    \
+            std::fprintf(stderr, "    CHECK_EQ failed at %s:%d: %s == %s\n", __FILE__, __LINE__, #a, #b); \
+            ++g_check_failures;                                                                 \
+        }                                                                                       \
+    } while (0)
+
+// The status of the specdec::Error that `f` throws; SPECDEC_STATUS_OK if it throws nothing.
+// Any other exception escapes (and fails the test).
+template <class F>
+specdec_status code_of(F&& f) {
+    try {
+        f();
+    } catch (const specdec::Error& e) {
+        // Every error carries a message and a name consistent with its code.
+        if (std::strlen(e.what()) == 0) {
+            std::fprintf(stderr, "    empty message for %s\n", e.code_name());
+            ++g_check_failures;
+        }
+        if (std::strcmp(e.code_name(), specdec::status_name(e.code())) != 0) ++g_check_failures;
+        return e.code();
+    }
+    return SPECDEC_STATUS_OK;
+}
+
+#define CHECK_CODE(expr, expected)                                                               \
+    do {                                                                                         \
+        specdec_status got_ = code_of([&] { (void)(expr); });                                   \
+        if (got_ != (expected)) {                                                                \
+            std::fprintf(stderr, "    CHECK_CODE failed at %s:%d: %s gave %s, expected %s\n", __FILE__, __LINE__, \
+                         #expr, specdec::status_name(got_), specdec::status_name(expected));     \
+            ++g_check_failures;                                                                  \
+        }                                                                                        \
+    } while (0)
+
+struct TestCase {
+    const char* name;
+    void (*fn)();
+};
+
+std::vector<TestCase>& registry() {
+    static std::vector<TestCase> tests;
+    return tests;
+}
+
+struct Register {
+    Register(const char* name, void (*fn)()) { registry().push_back({name, fn}); }
+};
+
+#define TEST(name)                                 \
+    void test_##name();                            \
+    const Register register_##name(#name, test_##name); \
+    void test_##name()
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+std::string g_fixtures = "models/fixtures";
+
+std::string fixture(const char* name) { return g_fixtures + "/" + name; }
+
+// Loaded once, shared read-only by every test (and by threads: models are thread-safe).
+struct Shared {
+    specdec::Model target = specdec::Model::load(fixture("llama"));
+    specdec::Model draft = specdec::Model::load(fixture("draft"));
+    specdec::Tokenizer tokenizer = specdec::Tokenizer::load(fixture("llama"));
+    std::vector<uint32_t> prompt = tokenizer.encode("Once upon a time, there was a little");
+};
+
+Shared& shared() {
+    static Shared s;
+    return s;
+}
+
+constexpr uint32_t kNewTokens = 48;
+
+// Greedy settings without EOS, so every run generates exactly kNewTokens tokens.
+specdec::GenConfig greedy(uint32_t gamma = 4) {
+    return specdec::GenConfig().gamma(gamma).max_new_tokens(kNewTokens).eos_ids({});
+}
+
+std::vector<uint32_t> generated_part(const specdec::Generator& g, size_t prompt_len) {
+    std::vector<uint32_t> all = g.tokens();
+    return std::vector<uint32_t>(all.begin() + static_cast<std::ptrdiff_t>(prompt_len), all.end());
+}
+
+// Target-only greedy reference output for the shared prompt.
+const std::vector<uint32_t>& baseline() {
+    static const std::vector<uint32_t> out = [] {
+        specdec::Generator g(shared().target, nullptr, greedy());
+        g.append(shared().prompt);
+        g.generate();
+        return generated_part(g, shared().prompt.size());
+    }();
+    return out;
+}
+
+// Target-only, then speculative with the draft.
+std::vector<const specdec::Model*> no_draft_and_draft() { return {nullptr, &shared().draft}; }
+
+bool valid_utf8(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (n == 0 || i + n > s.size()) return false;
+        for (size_t k = 1; k < n; ++k) {
+            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+        }
+        i += n;
+    }
+    return true;
+}
+
+// Compile-time properties of the wrapper: unique ownership, cheap moves.
+template <class T>
+constexpr bool move_only_v = !std::is_copy_constructible_v<T> && !std::is_copy_assignable_v<T> &&
+                             std::is_nothrow_move_constructible_v<T> && std::is_nothrow_move_assignable_v<T>;
+static_assert(move_only_v<specdec::Model>);
+static_assert(move_only_v<specdec::ModelOptions>);
+static_assert(move_only_v<specdec::Tokenizer>);
+static_assert(move_only_v<specdec::StreamDecoder>);
+static_assert(move_only_v<specdec::GenConfig>);
+static_assert(move_only_v<specdec::Generator>);
+static_assert(std::is_base_of_v<std::runtime_error, specdec::Error>);
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+TEST(version_and_abi) {
+    std::string expected = std::to_string(SPECDEC_VERSION_MAJOR) + "." + std::to_string(SPECDEC_VERSION_MINOR) + "." +
+                           std::to_string(SPECDEC_VERSION_PATCH);
+    CHECK_EQ(std::string(specdec::version()), expected);
+    CHECK_EQ(specdec::abi_version(), static_cast<uint32_t>(SPECDEC_ABI_VERSION));
+    CHECK_CODE(specdec::check_abi(), SPECDEC_STATUS_OK);
+    CHECK_CODE(specdec::runtime_init(), SPECDEC_STATUS_OK);  // idempotent with the default location
+}
+
+TEST(load_models) {
+    CHECK_EQ(shared().target.vocab_size(), size_t{512});
+    CHECK_EQ(shared().target.context_limit(), size_t{512});
+    CHECK_EQ(shared().draft.vocab_size(), size_t{512});
+    CHECK_EQ(shared().tokenizer.vocab_size(), size_t{512});
+    CHECK(!shared().prompt.empty());
+    auto opts = specdec::ModelOptions().device("cpu").intra_threads(1);
+    specdec::Model m = specdec::Model::load(fixture("qwen2"), opts);
+    CHECK_EQ(m.vocab_size(), size_t{512});
+    CHECK(static_cast<bool>(m));
+}
+
+TEST(greedy_target_only) {
+    const auto& prompt = shared().prompt;
+    specdec::Generator g(shared().target, nullptr, greedy());
+    g.append(prompt);
+    CHECK_EQ(g.finish_reason(), SPECDEC_FINISH_REASON_NONE);
+    CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    CHECK_EQ(g.finish_reason(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    std::vector<uint32_t> all = g.tokens();
+    CHECK_EQ(all.size(), prompt.size() + kNewTokens);
+    CHECK(std::equal(prompt.begin(), prompt.end(), all.begin()));
+    CHECK_EQ(generated_part(g, prompt.size()), baseline());
+    for (uint32_t t : all) CHECK(t < 512);
+    // Generating again without a new prompt adds nothing.
+    CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    CHECK_EQ(g.tokens().size(), all.size());
+}
+
+TEST(greedy_with_draft_default_config) {
+    // Default settings (gamma 4, EOS from generation_config.json, 128 tokens): same as target-only.
+    specdec::Generator plain(shared().target);
+    specdec::Generator spec(shared().target, &shared().draft);
+    plain.append(shared().prompt);
+    spec.append(shared().prompt);
+    specdec::FinishReason r1 = plain.generate();
+    specdec::FinishReason r2 = spec.generate();
+    CHECK_EQ(r1, r2);
+    CHECK(r1 == SPECDEC_FINISH_REASON_EOS || r1 == SPECDEC_FINISH_REASON_MAX_TOKENS);
+    CHECK_EQ(plain.tokens(), spec.tokens());
+    CHECK(spec.stats().drafted > 0);
+}
+
+TEST(speculative_equals_target_gamma_1_to_8) {
+    const auto& prompt = shared().prompt;
+    for (uint32_t gamma = 1; gamma <= 8; ++gamma) {
+        specdec::Generator g(shared().target, &shared().draft, greedy(gamma));
+        g.append(prompt);
+        CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        std::vector<uint32_t> out = generated_part(g, prompt.size());
+        if (out != baseline()) {
+            std::fprintf(stderr, "    gamma %u: speculative output differs from target-only\n", gamma);
+            ++g_check_failures;
+        }
+        specdec::Stats s = g.stats();
+        CHECK(s.drafted > 0);
+        CHECK(s.accepted <= s.drafted);
+        CHECK(s.draft_calls > 0);
+    }
+}
+
+TEST(step_equals_generate) {
+    const auto& prompt = shared().prompt;
+    for (const specdec::Model* draft : no_draft_and_draft()) {
+        specdec::Generator g(shared().target, draft, greedy(3));
+        g.append(prompt);
+        std::vector<uint32_t> out;
+        int steps = 0;
+        while (g.finish_reason() == SPECDEC_FINISH_REASON_NONE && steps < 1000) {
+            std::vector<uint32_t> chunk = g.step();
+            out.insert(out.end(), chunk.begin(), chunk.end());
+            ++steps;
+        }
+        CHECK_EQ(out, baseline());
+        CHECK(g.step().empty());  // finished: nothing more
+        CHECK_EQ(g.finish_reason(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    }
+}
+
+bool plain_function_callback(const uint32_t* tokens, size_t n) { return tokens != nullptr && n > 0; }
+
+TEST(callback_forms) {
+    const auto& prompt = shared().prompt;
+    // (pointer, size) returning bool; collects exactly the generated tokens.
+    {
+        specdec::Generator g(shared().target, &shared().draft, greedy());
+        g.append(prompt);
+        std::vector<uint32_t> seen;
+        auto cb = [&](const uint32_t* t, size_t n) {
+            seen.insert(seen.end(), t, t + n);
+            return true;
+        };
+        CHECK_EQ(g.generate(cb), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        CHECK_EQ(seen, baseline());
+    }
+    // TokenSpan, void return (never stops), mutable lambda passed as a temporary.
+    {
+        specdec::Generator g(shared().target, &shared().draft, greedy());
+        g.append(prompt);
+        std::vector<uint32_t> seen;
+        int calls = 0;
+        CHECK_EQ(g.generate([&, local = 0](specdec::TokenSpan span) mutable {
+            ++local;
+            calls = local;
+            for (uint32_t t : span) seen.push_back(t);
+        }),
+                 SPECDEC_FINISH_REASON_MAX_TOKENS);
+        CHECK_EQ(seen, baseline());
+        CHECK(calls > 0 && calls <= static_cast<int>(kNewTokens));
+    }
+    // A plain function, a function pointer, a const std::function.
+    {
+        specdec::Generator g(shared().target, nullptr, greedy());
+        g.append(prompt);
+        CHECK_EQ(g.generate(plain_function_callback), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        g.append({1, 2});
+        bool (*fp)(const uint32_t*, size_t) = &plain_function_callback;
+        CHECK_EQ(g.generate(fp), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        g.append({3});
+        const std::function<bool(specdec::TokenSpan)> fn = [](specdec::TokenSpan s) { return !s.empty(); };
+        CHECK_EQ(g.generate(fn), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        CHECK_EQ(g.tokens().size(), prompt.size() + 3 + 3 * kNewTokens);
+    }
+    // Returning false stops after that iteration.
+    {
+        specdec::Generator g(shared().target, &shared().draft, greedy());
+        g.append(prompt);
+        size_t first = 0;
+        int calls = 0;
+        CHECK_EQ(g.generate([&](specdec::TokenSpan s) {
+            ++calls;
+            first = s.size;
+            return false;
+        }),
+                 SPECDEC_FINISH_REASON_STOPPED);
+        CHECK_EQ(calls, 1);
+        CHECK_EQ(g.finish_reason(), SPECDEC_FINISH_REASON_STOPPED);
+        CHECK_EQ(g.tokens().size(), prompt.size() + first);
+    }
+}
+
+TEST(errors_have_the_right_codes) {
+    auto& sh = shared();
+    // A missing model folder / tokenizer.
+    CHECK_CODE(specdec::Model::load(fixture("no-such-model")), SPECDEC_STATUS_IO);
+    CHECK_CODE(specdec::Tokenizer::load(fixture("no-such-model")), SPECDEC_STATUS_IO);
+    // A path with a NUL byte is refused by the wrapper (the C string would be truncated).
+    CHECK_CODE(specdec::Model::load(std::string_view("models\0x", 8)), SPECDEC_STATUS_INVALID_ARGUMENT);
+    // A draft with another vocabulary.
+    {
+        specdec::Model v600 = specdec::Model::load(fixture("vocab600"));
+        CHECK_EQ(v600.vocab_size(), size_t{600});
+        CHECK_CODE(specdec::Generator(sh.target, &v600), SPECDEC_STATUS_VOCAB_MISMATCH);
+    }
+    // Token ids outside the vocabulary: all or nothing.
+    {
+        specdec::Generator g(sh.target, &sh.draft, greedy());
+        CHECK_CODE(g.append({1, 2, 512}), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+        CHECK(g.tokens().empty());
+        CHECK_CODE(g.step(), SPECDEC_STATUS_INVALID_ARGUMENT);  // no prompt yet
+        CHECK_CODE(g.generate(), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(sh.tokenizer.decode({512}), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+        specdec::StreamDecoder d(sh.tokenizer);
+        CHECK_CODE(d.push({600}), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+        CHECK_CODE(specdec::Generator(sh.target, nullptr, specdec::GenConfig().eos_ids({512})),
+                   SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+    }
+    // Context limit: 512 prompt tokens leave no room for one generated token.
+    {
+        specdec::Generator g(sh.target, nullptr, greedy());
+        std::vector<uint32_t> long_prompt(512, 5);
+        CHECK_CODE(g.append(long_prompt), SPECDEC_STATUS_CONTEXT_LIMIT);
+        long_prompt.resize(511);
+        CHECK_CODE(g.append(long_prompt), SPECDEC_STATUS_OK);
+    }
+    // Settings out of range; the old value is kept and the config stays usable.
+    {
+        specdec::GenConfig cfg;
+        CHECK_CODE(cfg.gamma(0), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.gamma(SPECDEC_MAX_GAMMA + 1), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.gamma(SPECDEC_MAX_GAMMA), SPECDEC_STATUS_OK);
+        CHECK_CODE(cfg.temperature(-1.0f), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.temperature(std::nanf("")), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.top_p(0.0f), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.min_p(1.5f), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.repetition_penalty(0.0f), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.add_stop_tokens({}), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.add_stop_text(""), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(cfg.add_stop_text(std::string_view("a\0b", 3)), SPECDEC_STATUS_INVALID_ARGUMENT);
+        CHECK_CODE(specdec::Generator(sh.target, &sh.draft, cfg), SPECDEC_STATUS_OK);
+    }
+    // Devices: unknown names at once, CUDA at load time in this CPU-only build.
+    {
+        CHECK_CODE(specdec::ModelOptions().device("tpu"), SPECDEC_STATUS_INVALID_ARGUMENT);
+        specdec::ModelOptions cuda;
+        cuda.device("cuda");
+        CHECK_CODE(specdec::Model::load(fixture("llama"), cuda), SPECDEC_STATUS_UNAVAILABLE);
+        CHECK_CODE(specdec::Model::load(fixture("llama"), specdec::ModelOptions().device("cuda:1")),
+                   SPECDEC_STATUS_UNAVAILABLE);
+    }
+    // Text and tokenizer errors.
+    {
+        CHECK_CODE(sh.tokenizer.encode("bad \xff utf-8"), SPECDEC_STATUS_INVALID_UTF8);
+        // A text stop sequence without a tokenizer on the generator.
+        specdec::Generator g(sh.target, nullptr, greedy().add_stop_text("the"));
+        g.append(sh.prompt);
+        CHECK_CODE(g.generate(), SPECDEC_STATUS_INVALID_ARGUMENT);
+    }
+    // specdec::Error is a std::runtime_error carrying the library's message.
+    try {
+        specdec::Model::load(fixture("no-such-model"));
+        CHECK(false);
+    } catch (const std::runtime_error& e) {
+        const auto* se = dynamic_cast<const specdec::Error*>(&e);
+        CHECK(se != nullptr);
+        CHECK(std::string(e.what()).find("no-such-model") != std::string::npos);
+        CHECK_EQ(std::string(se->code_name()), std::string("SPECDEC_STATUS_IO"));
+    }
+}
+
+TEST(move_semantics) {
+    auto& sh = shared();
+    // Model: move construction and assignment; moved-from objects are inert and destructible.
+    {
+        specdec::Model a = specdec::Model::load(fixture("draft"));
+        specdec::Model b = std::move(a);
+        CHECK(!a);  // NOLINT(bugprone-use-after-move): checking the documented moved-from state
+        CHECK_EQ(a.vocab_size(), size_t{0});
+        CHECK_EQ(b.vocab_size(), size_t{512});
+        specdec::Model c = specdec::Model::load(fixture("llama"));
+        c = std::move(b);  // frees c's old model
+        CHECK(!b);
+        CHECK_EQ(c.vocab_size(), size_t{512});
+        // Using a moved-from model throws instead of silently meaning "no draft".
+        CHECK_CODE(specdec::Generator(sh.target, &a), SPECDEC_STATUS_NULL_PARAMETER);
+        CHECK_CODE(specdec::Generator(a), SPECDEC_STATUS_NULL_PARAMETER);
+    }
+    // GenConfig / ModelOptions.
+    {
+        specdec::GenConfig cfg = greedy(2);
+        specdec::GenConfig cfg2(std::move(cfg));
+        CHECK(!cfg);
+        CHECK_CODE(cfg.gamma(3), SPECDEC_STATUS_NULL_PARAMETER);
+        CHECK_CODE(specdec::Generator(sh.target, nullptr, cfg), SPECDEC_STATUS_NULL_PARAMETER);
+        specdec::Generator g(sh.target, &sh.draft, cfg2);
+        g.append(sh.prompt);
+        g.generate();
+        CHECK_EQ(generated_part(g, sh.prompt.size()), baseline());
+        specdec::ModelOptions o;
+        specdec::ModelOptions o2 = std::move(o);
+        CHECK(!o);
+        CHECK_CODE(specdec::Model::load(fixture("llama"), o), SPECDEC_STATUS_NULL_PARAMETER);
+        CHECK_CODE(specdec::Model::load(fixture("llama"), o2), SPECDEC_STATUS_OK);
+    }
+    // Tokenizer / StreamDecoder.
+    {
+        specdec::Tokenizer t = specdec::Tokenizer::load(fixture("llama"));
+        specdec::Tokenizer t2 = std::move(t);
+        CHECK(!t);
+        CHECK_EQ(t.vocab_size(), size_t{0});
+        CHECK_CODE(t.encode("x"), SPECDEC_STATUS_NULL_PARAMETER);
+        CHECK_CODE(specdec::StreamDecoder{t}, SPECDEC_STATUS_NULL_PARAMETER);
+        specdec::StreamDecoder d(t2);
+        specdec::StreamDecoder d2 = std::move(d);
+        CHECK(!d);
+        CHECK_CODE(d.push({1}), SPECDEC_STATUS_NULL_PARAMETER);
+        std::string text = d2.push(t2.encode("hello")) + d2.flush();
+        CHECK_EQ(text, std::string("hello"));
+    }
+    // Generator: moved in the middle of a sequence; a vector of generators reallocating.
+    {
+        specdec::Generator g(sh.target, &sh.draft, greedy());
+        g.append(sh.prompt);
+        specdec::Generator h = std::move(g);
+        CHECK(!g);
+        CHECK_CODE(g.tokens(), SPECDEC_STATUS_NULL_PARAMETER);
+        CHECK_CODE(g.step(), SPECDEC_STATUS_NULL_PARAMETER);
+        CHECK_CODE(g.stats(), SPECDEC_STATUS_NULL_PARAMETER);
+        g.cancel();  // no-op, no crash
+        CHECK_EQ(g.finish_reason(), SPECDEC_FINISH_REASON_NONE);
+        h.generate();
+        CHECK_EQ(generated_part(h, sh.prompt.size()), baseline());
+
+        std::vector<specdec::Generator> many;
+        for (int i = 0; i < 9; ++i) {
+            many.emplace_back(sh.target, nullptr, greedy());  // growth moves the earlier ones
+            many.back().append(sh.prompt);
+        }
+        many[0].generate();
+        many[8].generate();
+        CHECK_EQ(many[0].tokens(), many[8].tokens());
+        g = std::move(many[3]);  // assigning into a moved-from generator
+        CHECK(static_cast<bool>(g));
+    }
+}
+
+TEST(generator_outlives_its_models) {
+    std::optional<specdec::Generator> g;
+    {
+        specdec::Model target = specdec::Model::load(fixture("llama"));
+        specdec::Model draft = specdec::Model::load(fixture("draft"));
+        g.emplace(target, &draft, greedy(5));
+    }  // both Model objects are gone; the generator keeps the models alive
+    g->append(shared().prompt);
+    CHECK_EQ(g->generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    CHECK_EQ(generated_part(*g, shared().prompt.size()), baseline());
+}
+
+struct Boom {
+    int id;
+};
+
+struct CustomError : std::runtime_error {
+    explicit CustomError(int v) : std::runtime_error("custom"), value(v) {}
+    int value;
+};
+
+TEST(callback_exception_propagates) {
+    const auto& prompt = shared().prompt;
+    specdec::Generator g(shared().target, &shared().draft, greedy());
+    g.append(prompt);
+    int calls = 0;
+    size_t seen = 0;
+    bool caught = false;
+    try {
+        g.generate([&](specdec::TokenSpan s) {
+            ++calls;
+            seen += s.size;
+            if (calls == 2) throw Boom{42};
+            return true;
+        });
+    } catch (const Boom& b) {
+        caught = true;
+        CHECK_EQ(b.id, 42);
+    }
+    CHECK(caught);
+    CHECK_EQ(calls, 2);  // generation stopped right away: no call after the throw
+    CHECK_EQ(g.finish_reason(), SPECDEC_FINISH_REASON_STOPPED);
+    CHECK_EQ(g.tokens().size(), prompt.size() + seen);
+    // The tokens kept are the right ones.
+    std::vector<uint32_t> part = generated_part(g, prompt.size());
+    CHECK(std::equal(part.begin(), part.end(), baseline().begin()));
+
+    // Still usable: another turn, with a callback throwing a std::exception subclass.
+    g.append({7, 8, 9});
+    caught = false;
+    try {
+        g.generate([](const uint32_t*, size_t) -> bool { throw CustomError(5); });
+    } catch (const specdec::Error&) {
+        CHECK(false);  // must stay the caller's type, not become a specdec::Error
+    } catch (const CustomError& e) {
+        caught = true;
+        CHECK_EQ(e.value, 5);
+    }
+    CHECK(caught);
+    // A specdec::Error thrown by the callback keeps its own code.
+    g.append({10});
+    CHECK_CODE(g.generate([](specdec::TokenSpan) -> bool {
+        throw specdec::Error(SPECDEC_STATUS_CONTEXT_LIMIT, "from the callback");
+    }),
+               SPECDEC_STATUS_CONTEXT_LIMIT);
+    // And once more, normally, to the end.
+    g.append({11});
+    size_t n = 0;
+    CHECK_EQ(g.generate([&](specdec::TokenSpan s) { n += s.size; }), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    CHECK_EQ(n, size_t{kNewTokens});
+    CHECK(g.stats().new_tokens > kNewTokens);
+}
+
+TEST(cancel_from_another_thread) {
+    const auto& prompt = shared().prompt;
+    for (const specdec::Model* draft : no_draft_and_draft()) {
+        specdec::Generator g(shared().target, draft, greedy());
+        g.append(prompt);
+        // Handshake: the first callback waits until the other thread has called cancel(), so the
+        // cancellation surely lands in the middle of the generation.
+        std::mutex m;
+        std::condition_variable cv;
+        bool started = false, cancelled = false;
+        std::thread canceller([&] {
+            std::unique_lock<std::mutex> lock(m);
+            cv.wait(lock, [&] { return started; });
+            g.cancel();  // const and thread-safe
+            cancelled = true;
+            cv.notify_all();
+        });
+        int calls = 0;
+        specdec_status code = code_of([&] {
+            g.generate([&](specdec::TokenSpan) {
+                if (++calls == 1) {
+                    std::unique_lock<std::mutex> lock(m);
+                    started = true;
+                    cv.notify_all();
+                    cv.wait(lock, [&] { return cancelled; });
+                }
+                return true;
+            });
+        });
+        canceller.join();
+        CHECK_EQ(code, SPECDEC_STATUS_CANCELLED);
+        CHECK_EQ(calls, 1);
+        CHECK_EQ(g.finish_reason(), SPECDEC_FINISH_REASON_NONE);
+        // The request was consumed: generation resumes and finishes the same sequence.
+        CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        CHECK_EQ(generated_part(g, prompt.size()), baseline());
+    }
+    // Cancelling while no generation runs: the next iteration is cancelled...
+    specdec::Generator g(shared().target, nullptr, greedy());
+    g.append(prompt);
+    g.cancel();
+    CHECK_CODE(g.step(), SPECDEC_STATUS_CANCELLED);
+    CHECK_EQ(g.step().size(), size_t{1});
+    // ...unless tokens are appended first, which clears the request.
+    g.cancel();
+    g.append({5});
+    CHECK_CODE(g.step(), SPECDEC_STATUS_OK);
+}
+
+TEST(tokenizer_round_trip) {
+    const auto& tok = shared().tokenizer;
+    const std::vector<std::string> texts = {
+        "Once upon a time, there was a little girl named Lily.",
+        "  leading spaces, tabs\tand\nnewlines  ",
+        "UTF-8: caf\xc3\xa9, na\xc3\xafve, \xe2\x82\xac 5, \xe6\x97\xa5\xe6\x9c\xac, \xf0\x9f\x99\x82",
+        "a",
+        std::string(3000, 'x') + " long text to exercise the buffer negotiation",
+    };
+    for (const std::string& text : texts) {
+        std::vector<uint32_t> ids = tok.encode(text);
+        CHECK(!ids.empty());
+        for (uint32_t id : ids) CHECK(id < tok.vocab_size());
+        std::string back = tok.decode(ids);
+        if (back != text) {
+            std::fprintf(stderr, "    round trip differs: [%s] -> [%s]\n", text.c_str(), back.c_str());
+            ++g_check_failures;
+        }
+        CHECK_EQ(tok.decode(ids.data(), ids.size()), back);  // pointer + size overload
+    }
+    CHECK(tok.encode("").empty());
+    CHECK(tok.decode(std::vector<uint32_t>{}).empty());
+    CHECK(tok.decode({0}).empty());  // <|endoftext|> is special: skipped
+}
+
+TEST(stream_decoder_equals_one_shot_decode) {
+    const auto& tok = shared().tokenizer;
+    auto check_stream = [&](const std::vector<uint32_t>& ids, size_t chunk) {
+        specdec::StreamDecoder d(tok);
+        std::string streamed;
+        for (size_t i = 0; i < ids.size(); i += chunk) {
+            size_t n = std::min(chunk, ids.size() - i);
+            std::string piece = d.push(ids.data() + i, n);
+            CHECK(valid_utf8(piece));  // never a partial character
+            streamed += piece;
+        }
+        streamed += d.flush();
+        std::string whole = tok.decode(ids);
+        if (streamed != whole) {
+            std::fprintf(stderr, "    stream (chunk %zu) [%s] != decode [%s]\n", chunk, streamed.c_str(), whole.c_str());
+            ++g_check_failures;
+        }
+    };
+    // Generated tokens, one at a time and in chunks; and multi-byte text split across tokens.
+    std::vector<uint32_t> gen = shared().prompt;
+    gen.insert(gen.end(), baseline().begin(), baseline().end());
+    for (size_t chunk : {1, 2, 5, 1000}) check_stream(gen, chunk);
+    std::vector<uint32_t> unicode = tok.encode("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x99\x82 na\xc3\xafve \xe2\x82\xac");
+    for (size_t chunk : {1, 3}) check_stream(unicode, chunk);
+
+    // Streaming inside a generate() callback, as an application would.
+    specdec::Generator g(shared().target, &shared().draft, greedy());
+    g.append(shared().prompt);
+    specdec::StreamDecoder d(tok);
+    std::string streamed;
+    g.generate([&](specdec::TokenSpan s) {
+        streamed += d.push(s);
+        return true;
+    });
+    streamed += d.flush();
+    CHECK_EQ(streamed, tok.decode(baseline()));
+}
+
+TEST(stats_are_sane) {
+    const auto& prompt = shared().prompt;
+    // Target-only: one token per round, no draft work.
+    {
+        specdec::Generator g(shared().target, nullptr, greedy());
+        specdec::Stats s0 = g.stats();
+        CHECK_EQ(s0.struct_size, sizeof(specdec::Stats));
+        CHECK_EQ(s0.new_tokens, uint64_t{0});
+        g.append(prompt);
+        g.generate();
+        specdec::Stats s = g.stats();
+        CHECK_EQ(s.struct_size, sizeof(specdec::Stats));
+        CHECK_EQ(s.new_tokens, uint64_t{kNewTokens});
+        CHECK_EQ(s.draft_calls, uint64_t{0});
+        CHECK_EQ(s.drafted, uint64_t{0});
+        CHECK_EQ(s.accepted, uint64_t{0});
+        CHECK_EQ(s.acceptance_rate, 0.0);
+        CHECK_EQ(s.rounds, uint64_t{kNewTokens});
+        CHECK(s.target_calls >= s.rounds);
+        CHECK(std::fabs(s.tokens_per_target_call - 1.0) < 1e-9);
+        CHECK_EQ(s.draft_seconds, 0.0);
+        CHECK(s.target_seconds > 0.0 && s.total_seconds >= s.target_seconds);
+        CHECK(s.other_seconds >= 0.0);
+    }
+    // Speculative: fewer rounds than tokens unless nothing is accepted; consistent ratios.
+    {
+        specdec::Generator g(shared().target, &shared().draft, greedy(4));
+        g.append(prompt);
+        g.generate();
+        specdec::Stats s = g.stats();
+        CHECK_EQ(s.new_tokens, uint64_t{kNewTokens});
+        CHECK(s.drafted > 0 && s.accepted <= s.drafted);
+        CHECK(s.rounds > 0 && s.rounds <= s.new_tokens);
+        CHECK(s.drafted <= 4 * s.rounds);
+        CHECK(s.new_tokens <= s.accepted + s.rounds);  // each round adds accepted + one token
+        CHECK(std::fabs(s.acceptance_rate - static_cast<double>(s.accepted) / static_cast<double>(s.drafted)) < 1e-9);
+        CHECK(std::fabs(s.tokens_per_target_call - static_cast<double>(s.new_tokens) / static_cast<double>(s.rounds)) <
+              1e-9);
+        CHECK(s.acceptance_rate >= 0.0 && s.acceptance_rate <= 1.0);
+        CHECK(s.draft_calls > 0 && s.target_calls >= s.rounds);
+        CHECK(s.draft_seconds > 0.0 && s.target_seconds > 0.0);
+        CHECK(s.total_seconds + 1e-9 >= s.draft_seconds + s.target_seconds);
+        // Cumulative over prompts.
+        g.append({3, 4});
+        g.generate();
+        specdec::Stats s2 = g.stats();
+        CHECK_EQ(s2.new_tokens, uint64_t{2 * kNewTokens});
+        CHECK(s2.rounds > s.rounds && s2.total_seconds >= s.total_seconds);
+    }
+}
+
+TEST(stop_sequences) {
+    const auto& prompt = shared().prompt;
+    const auto& base = baseline();
+    // Stop tokens: the pair at generated positions 10..11 (generation ends at its first occurrence).
+    std::vector<uint32_t> stop(base.begin() + 10, base.begin() + 12);
+    for (const specdec::Model* draft : no_draft_and_draft()) {
+        specdec::Generator g(shared().target, draft, greedy().add_stop_tokens(stop));
+        g.append(prompt);
+        CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_STOP_SEQUENCE);
+        std::vector<uint32_t> out = generated_part(g, prompt.size());
+        CHECK(out.size() >= 2 && out.size() <= 12);
+        CHECK(std::equal(out.begin(), out.end(), base.begin()));
+        CHECK(std::equal(stop.begin(), stop.end(), out.end() - 2));
+    }
+    // Stop text (needs the tokenizer on the generator).
+    std::string text = shared().tokenizer.decode(std::vector<uint32_t>(base.begin(), base.begin() + 20));
+    std::string stop_text = text.substr(text.size() / 2, 3);
+    if (stop_text.find_first_not_of(' ') == std::string::npos) stop_text = text.substr(0, 3);
+    {
+        specdec::Generator g(shared().target, &shared().draft, greedy().add_stop_text(stop_text));
+        g.set_tokenizer(shared().tokenizer);
+        g.append(prompt);
+        CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_STOP_SEQUENCE);
+        std::vector<uint32_t> out = generated_part(g, prompt.size());
+        CHECK(out.size() <= 20);
+        CHECK(std::equal(out.begin(), out.end(), base.begin()));
+        CHECK(shared().tokenizer.decode(out).find(stop_text) != std::string::npos);
+    }
+    // clear_stops removes both kinds.
+    {
+        specdec::Generator g(shared().target, &shared().draft,
+                             greedy().add_stop_tokens(stop).add_stop_text(stop_text).clear_stops());
+        g.append(prompt);
+        CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        CHECK_EQ(generated_part(g, prompt.size()), base);
+    }
+}
+
+TEST(eos_and_limits) {
+    const auto& prompt = shared().prompt;
+    const auto& base = baseline();
+    // An EOS id taken from the reference output: generation ends at its first occurrence.
+    uint32_t eos = base[5];
+    size_t first = 0;
+    while (base[first] != eos) ++first;
+    specdec::Generator g(shared().target, &shared().draft, greedy().eos_ids({eos}));
+    g.append(prompt);
+    CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_EOS);
+    CHECK_EQ(generated_part(g, prompt.size()), std::vector<uint32_t>(base.begin(), base.begin() + first + 1));
+    // default_eos_ids() gives back generation_config.json's EOS (as a fresh config would).
+    specdec::Generator a(shared().target, nullptr, specdec::GenConfig().max_new_tokens(64).eos_ids({eos}).default_eos_ids());
+    specdec::Generator b(shared().target, nullptr, specdec::GenConfig().max_new_tokens(64));
+    a.append(prompt);
+    b.append(prompt);
+    CHECK_EQ(a.generate(), b.generate());
+    CHECK_EQ(a.tokens(), b.tokens());
+    // max_new_tokens 0 generates nothing.
+    specdec::Generator z(shared().target, &shared().draft, greedy().max_new_tokens(0));
+    z.append(prompt);
+    CHECK_EQ(z.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    CHECK_EQ(z.tokens().size(), prompt.size());
+}
+
+TEST(sampling_is_reproducible) {
+    auto cfg = [](uint64_t seed) {
+        return greedy(3).temperature(0.9f).top_k(50).top_p(0.95f).min_p(0.01f).repetition_penalty(1.1f).seed(seed);
+    };
+    auto run = [&](const specdec::Model* draft, uint64_t seed) {
+        specdec::Generator g(shared().target, draft, cfg(seed));
+        g.append(shared().prompt);
+        g.generate();
+        return g.tokens();
+    };
+    CHECK_EQ(run(nullptr, 1), run(nullptr, 1));
+    CHECK_EQ(run(&shared().draft, 7), run(&shared().draft, 7));
+    CHECK(run(&shared().draft, 7) != run(&shared().draft, 8));
+}
+
+TEST(model_shared_across_threads) {
+    // One const Model used by generators on four threads at once.
+    std::vector<std::vector<uint32_t>> outs(4);
+    std::vector<std::string> errors(4);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < outs.size(); ++i) {
+        threads.emplace_back([&, i] {
+            try {
+                specdec::Generator g(shared().target, i % 2 ? &shared().draft : nullptr, greedy(static_cast<uint32_t>(i + 1)));
+                g.append(shared().prompt);
+                g.generate();
+                outs[i] = generated_part(g, shared().prompt.size());
+            } catch (const std::exception& e) {
+                errors[i] = e.what();
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < outs.size(); ++i) {
+        CHECK(errors[i].empty());
+        CHECK_EQ(outs[i], baseline());
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 1) g_fixtures = argv[1];
+    int passed = 0, failed = 0;
+    for (const TestCase& t : registry()) {
+        g_check_failures = 0;
+        const char* what = nullptr;
+        std::string message;
+        auto start = std::chrono::steady_clock::now();
+        try {
+            t.fn();
+        } catch (const specdec::Error& e) {
+            message = std::string("uncaught specdec::Error ") + e.code_name() + ": " + e.what();
+            what = message.c_str();
+        } catch (const std::exception& e) {
+            message = std::string("uncaught exception: ") + e.what();
+            what = message.c_str();
+        } catch (...) {
+            what = "uncaught exception of unknown type";
+        }
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        bool ok = what == nullptr && g_check_failures == 0;
+        if (what) std::fprintf(stderr, "    %s\n", what);
+        std::printf("%s %s (%.0f ms)\n", ok ? "ok  " : "FAIL", t.name, ms);
+        std::fflush(stdout);
+        (ok ? passed : failed) += 1;
+    }
+    std::printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
