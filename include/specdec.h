@@ -183,7 +183,8 @@ const char *specdec_version(void);
 uint32_t specdec_abi_version(void);
 
 // Load ONNX Runtime for the process. `ort_library_path` may be NULL: then `$ORT_DYLIB_PATH`,
-// then the project-local `.deps/onnxruntime/libonnxruntime.so` is used. Calling it again
+// then `libonnxruntime.so` in the folder libspecdec was loaded from, then the source checkout's
+// `.deps/onnxruntime/libonnxruntime.so` is used. Calling it again
 // succeeds if the same library (or NULL) is named. Optional: loading a model initialises the
 // runtime from the default location.
 //
