@@ -11,6 +11,8 @@ setup:
 
 build: setup
 	$(CARGO) build --release
+	@# cargo names the shared library libspecdec.so; programs linked with -lspecdec look for its SONAME.
+	ln -sf libspecdec.so target/release/libspecdec.so.1
 
 # Speculative generation on the bundled demo pair beside target-only generation.
 demo: build

@@ -43,6 +43,9 @@
 // Largest draft length (gamma) a generation config accepts.
 #define SPECDEC_MAX_GAMMA 64
 
+// Size of the first version of specdec_stats; struct_size may not be smaller.
+#define SPECDEC_STATS_V1_SIZE 104
+
 // Result of every fallible call. Values start at 7000 so they are never mistaken for errno.
 enum specdec_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -249,14 +252,18 @@ specdec_status specdec_gen_config_set_max_new_tokens(struct specdec_gen_config *
                                                      uint32_t max_new_tokens,
                                                      struct specdec_error **err);
 
-// End-of-sequence ids. `ids` NULL (with n 0) restores the default (the target's
-// generation_config.json); a non-NULL array of length 0 means no EOS at all. Ids are checked
-// against the vocabulary when the generator is created.
-// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or ids NULL with n > 0).
+// End-of-sequence ids, replacing the default. `n_ids` 0 means no EOS at all (then `ids` may be
+// NULL). Ids are checked against the vocabulary when the generator is created.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or ids NULL with n_ids > 0).
 specdec_status specdec_gen_config_set_eos_ids(struct specdec_gen_config *config,
                                               const uint32_t *ids,
                                               size_t n_ids,
                                               struct specdec_error **err);
+
+// Go back to the default EOS ids: those of the target's generation_config.json.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_use_model_eos_ids(struct specdec_gen_config *config,
+                                                    struct specdec_error **err);
 
 // Add a stop sequence of tokens: generation ends once the generated tokens end with it.
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (empty).
@@ -313,7 +320,9 @@ specdec_status specdec_generator_set_tokenizer(struct specdec_generator *generat
                                                struct specdec_error **err);
 
 // Append prompt tokens (a first prompt or a follow-up turn); starts a new generation of up to
-// max_new_tokens. All or nothing: on error no token is appended and the generator is unchanged.
+// max_new_tokens. Appending zero tokens continues the sequence as it is with a fresh
+// max_new_tokens allowance (also after EOS or a stop). All or nothing: on error no token is
+// appended and the generator is unchanged.
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
 // SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token).
@@ -335,8 +344,8 @@ specdec_status specdec_generator_step(struct specdec_generator *generator,
                                       struct specdec_error **err);
 
 // Generate until EOS, a stop sequence, max_new_tokens, or `callback` returning non-zero;
-// `callback` (may be NULL) receives each iteration's tokens. `*reason` (may be NULL) receives
-// why it ended. On error the tokens produced so far stay in the generator.
+// `callback` (may be NULL) receives each iteration's tokens. `*reason_out` (may be NULL)
+// receives why it ended. On error the tokens produced so far stay in the generator.
 //
 // Errors: as specdec_generator_step.
 specdec_status specdec_generator_generate(struct specdec_generator *generator,
@@ -362,10 +371,11 @@ specdec_status specdec_generator_tokens(const struct specdec_generator *generato
 // Why the current generation ended, or SPECDEC_FINISH_REASON_NONE if it has not (or for NULL).
 specdec_finish_reason specdec_generator_finish_reason(const struct specdec_generator *generator);
 
-// Fill `*stats`. Set `stats->struct_size` first (to sizeof(specdec_stats)); only that many
-// bytes are written.
-// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size too small
-// for the first version of the struct).
+// Fill `*stats`. Set `stats->struct_size` first (to sizeof(specdec_stats)); at most that many
+// bytes are written, so a caller built against this header keeps working when later versions
+// append fields.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size smaller
+// than the first version of the struct, SPECDEC_STATS_V1_SIZE bytes).
 specdec_status specdec_generator_stats(const struct specdec_generator *generator,
                                        struct specdec_stats *stats,
                                        struct specdec_error **err);

@@ -63,6 +63,11 @@ impl StreamDecoder {
 
     /// Add tokens; returns the newly completed text (possibly empty).
     pub fn push(&mut self, tok: &Tokenizer, new: &[u32]) -> Result<String> {
+        // Refuse bad ids before storing them, so one bad call cannot poison the stream.
+        let vocab = tok.vocab_size();
+        if let Some(&bad) = new.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+        }
         self.ids.extend_from_slice(new);
         let before = tok.decode(&self.ids[self.prefix..self.read])?;
         let now = tok.decode(&self.ids[self.prefix..])?;

@@ -17,17 +17,25 @@
 //   Generator need exclusive use, except Generator::cancel(), which any thread may call while
 //   the Generator object exists (do not move or destroy it concurrently).
 // - Errors: every failing C call throws specdec::Error (a std::runtime_error) whose code() is the
-//   specdec_status and whose what() is the library's message. Exceptions thrown by a generate()
-//   callback never cross the C boundary: they are caught in the trampoline, generation is
-//   stopped, and the same exception is rethrown once the C call has returned.
+//   specdec_status and whose what() is the library's message. The wrapper throws it itself, with
+//   the closest status, where the C call would go wrong silently: a moved-from argument
+//   (SPECDEC_STATUS_NULL_PARAMETER), a string with an embedded NUL (INVALID_ARGUMENT), a library
+//   of another ABI (UNAVAILABLE). Exceptions thrown by a generate() callback never cross the C
+//   boundary: they are caught in the trampoline, generation is stopped, and the same exception
+//   is rethrown once the C call has returned.
 //
 // Link with -lspecdec (and -lpthread if your toolchain needs it).
 
 #ifndef SPECDEC_HPP
 #define SPECDEC_HPP
 
+#if __cplusplus < 201703L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 201703L)
+#error "specdec.hpp needs C++17 or newer"
+#endif
+
 #include <specdec.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -40,11 +48,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-#include <array>
-
-#if __cplusplus < 201703L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 201703L)
-#error "specdec.hpp needs C++17 or newer"
-#endif
 
 // This wrapper was written against ABI 1 of the C header; a different header needs a review of
 // this file before it can be trusted.
@@ -411,17 +414,14 @@ public:
     GenConfig&& max_new_tokens(uint32_t v) && { return std::move(max_new_tokens(v)); }
 
     // Exactly these EOS ids; an empty list means no EOS at all. (Use default_eos_ids() for the
-    // target's generation_config.json. The C call treats a NULL array as "default", and an empty
-    // std::vector's data() may be NULL, so an empty list is passed as a non-NULL pointer.)
+    // target's generation_config.json.)
     GenConfig& eos_ids(TokenSpan ids) & {
-        static const uint32_t none = 0;
-        const uint32_t* p = ids.size ? ids.data : &none;
-        return set([&](auto c, auto e) { return specdec_gen_config_set_eos_ids(c, p, ids.size, e); });
+        return set([&](auto c, auto e) { return specdec_gen_config_set_eos_ids(c, ids.data, ids.size, e); });
     }
     GenConfig&& eos_ids(TokenSpan ids) && { return std::move(eos_ids(ids)); }
     // EOS ids from the target's generation_config.json (the default).
     GenConfig& default_eos_ids() & {
-        return set([&](auto c, auto e) { return specdec_gen_config_set_eos_ids(c, nullptr, 0, e); });
+        return set([&](auto c, auto e) { return specdec_gen_config_use_model_eos_ids(c, e); });
     }
     GenConfig&& default_eos_ids() && { return std::move(default_eos_ids()); }
 

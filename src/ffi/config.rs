@@ -97,15 +97,24 @@ pub unsafe extern "C" fn specdec_gen_config_set_max_new_tokens(config: *mut spec
     set(config, err, |c| c.max_new_tokens = max_new_tokens as usize)
 }
 
-/// End-of-sequence ids. `ids` NULL (with n 0) restores the default (the target's
-/// generation_config.json); a non-NULL array of length 0 means no EOS at all. Ids are checked
-/// against the vocabulary when the generator is created.
-/// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or ids NULL with n > 0).
+/// End-of-sequence ids, replacing the default. `n_ids` 0 means no EOS at all (then `ids` may be
+/// NULL). Ids are checked against the vocabulary when the generator is created.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or ids NULL with n_ids > 0).
 #[no_mangle]
 pub unsafe extern "C" fn specdec_gen_config_set_eos_ids(config: *mut specdec_gen_config, ids: *const u32, n_ids: usize, err: *mut *mut specdec_error) -> specdec_status {
     guard(err, || {
-        let c = handle_mut(config, "config")?;
-        c.inner.eos_ids = if ids.is_null() && n_ids == 0 { None } else { Some(slice_arg(ids, n_ids, "ids")?.to_vec()) };
+        let ids = slice_arg(ids, n_ids, "ids")?.to_vec();
+        handle_mut(config, "config")?.inner.eos_ids = Some(ids);
+        Ok(())
+    })
+}
+
+/// Go back to the default EOS ids: those of the target's generation_config.json.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_use_model_eos_ids(config: *mut specdec_gen_config, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        handle_mut(config, "config")?.inner.eos_ids = None;
         Ok(())
     })
 }

@@ -81,6 +81,10 @@ pub struct specdec_stats {
     pub total_seconds: f64,
 }
 
+/// Size of the first version of specdec_stats; struct_size may not be smaller.
+pub const SPECDEC_STATS_V1_SIZE: usize = 104;
+const _: () = assert!(std::mem::size_of::<specdec_stats>() >= SPECDEC_STATS_V1_SIZE);
+
 /// Callback of specdec_generator_generate: receives the tokens each iteration produced
 /// (`tokens` valid only during the call). Return 0 to continue, non-zero to stop. It runs on the
 /// calling thread and must not unwind (no C++ exceptions, no longjmp) through specdec.
@@ -140,7 +144,9 @@ pub unsafe extern "C" fn specdec_generator_set_tokenizer(
 }
 
 /// Append prompt tokens (a first prompt or a follow-up turn); starts a new generation of up to
-/// max_new_tokens. All or nothing: on error no token is appended and the generator is unchanged.
+/// max_new_tokens. Appending zero tokens continues the sequence as it is with a fresh
+/// max_new_tokens allowance (also after EOS or a stop). All or nothing: on error no token is
+/// appended and the generator is unchanged.
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
 /// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token).
@@ -192,8 +198,8 @@ pub unsafe extern "C" fn specdec_generator_step(
 }
 
 /// Generate until EOS, a stop sequence, max_new_tokens, or `callback` returning non-zero;
-/// `callback` (may be NULL) receives each iteration's tokens. `*reason` (may be NULL) receives
-/// why it ended. On error the tokens produced so far stay in the generator.
+/// `callback` (may be NULL) receives each iteration's tokens. `*reason_out` (may be NULL)
+/// receives why it ended. On error the tokens produced so far stay in the generator.
 ///
 /// Errors: as specdec_generator_step.
 #[no_mangle]
@@ -256,10 +262,11 @@ pub unsafe extern "C" fn specdec_generator_finish_reason(generator: *const specd
     guard_value(specdec_finish_reason::None, || generator.as_ref().map_or(specdec_finish_reason::None, |g| reason(g.lock().gen.finish_reason())))
 }
 
-/// Fill `*stats`. Set `stats->struct_size` first (to sizeof(specdec_stats)); only that many
-/// bytes are written.
-/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size too small
-/// for the first version of the struct).
+/// Fill `*stats`. Set `stats->struct_size` first (to sizeof(specdec_stats)); at most that many
+/// bytes are written, so a caller built against this header keeps working when later versions
+/// append fields.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size smaller
+/// than the first version of the struct, SPECDEC_STATS_V1_SIZE bytes).
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_stats(
     generator: *const specdec_generator,
@@ -270,10 +277,10 @@ pub unsafe extern "C" fn specdec_generator_stats(
         let g = handle(generator, "generator")?;
         let out = out_arg(stats, "stats")?;
         let size = out.struct_size;
-        let full = std::mem::size_of::<specdec_stats>();
-        if size < full {
-            return Err(FfiError::invalid(format!("stats->struct_size is {size}, at least {full} needed")));
+        if size < SPECDEC_STATS_V1_SIZE {
+            return Err(FfiError::invalid(format!("stats->struct_size is {size}, at least {SPECDEC_STATS_V1_SIZE} needed")));
         }
+        let full = std::mem::size_of::<specdec_stats>();
         let s: Stats = *g.lock().gen.stats();
         let filled = specdec_stats {
             struct_size: size,
@@ -290,8 +297,8 @@ pub unsafe extern "C" fn specdec_generator_stats(
             other_seconds: s.other_time().as_secs_f64(),
             total_seconds: s.total_time.as_secs_f64(),
         };
-        // A caller compiled against a newer, larger struct keeps its extra fields untouched.
-        std::ptr::copy_nonoverlapping(&filled as *const specdec_stats as *const u8, stats as *mut u8, full);
+        // An older caller's smaller struct gets its prefix; a newer caller's extra fields stay untouched.
+        std::ptr::copy_nonoverlapping(&filled as *const specdec_stats as *const u8, stats as *mut u8, full.min(size));
         Ok(())
     })
 }

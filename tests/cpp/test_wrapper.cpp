@@ -14,6 +14,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -773,6 +775,42 @@ TEST(eos_and_limits) {
     z.append(prompt);
     CHECK_EQ(z.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
     CHECK_EQ(z.tokens().size(), prompt.size());
+}
+
+TEST(eos_list_empty_versus_default) {
+    // A copy of the llama fixture whose generation_config.json names a token the reference output
+    // contains, so the default EOS really triggers; an explicitly empty list must then mean "no
+    // EOS" (not "default": the C call reads a NULL array as default, and an empty vector's data()
+    // may be NULL).
+    namespace fs = std::filesystem;
+    const auto& prompt = shared().prompt;
+    const auto& base = baseline();
+    const uint32_t eos = base[5];
+    size_t first = 0;
+    while (base[first] != eos) ++first;
+    fs::path dir = fs::temp_directory_path() / ("specdec-cpp-test-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+    fs::create_directories(dir);
+    fs::copy_file(fixture("llama") + "/model.onnx", dir / "model.onnx");
+    fs::copy_file(fixture("llama") + "/config.json", dir / "config.json");
+    std::ofstream(dir / "generation_config.json") << "{\"eos_token_id\": " << eos << "}\n";
+    try {
+        specdec::Model m = specdec::Model::load(dir.string());
+        auto run = [&](const specdec::GenConfig& cfg, specdec::FinishReason expected, size_t n) {
+            specdec::Generator g(m, &shared().draft, cfg);
+            g.append(prompt);
+            CHECK_EQ(g.generate(), expected);
+            CHECK_EQ(generated_part(g, prompt.size()), std::vector<uint32_t>(base.begin(), base.begin() + static_cast<std::ptrdiff_t>(n)));
+        };
+        auto cfg = [] { return specdec::GenConfig().max_new_tokens(kNewTokens); };
+        run(cfg(), SPECDEC_FINISH_REASON_EOS, first + 1);                          // the default
+        run(cfg().eos_ids({}), SPECDEC_FINISH_REASON_MAX_TOKENS, kNewTokens);      // none at all
+        run(cfg().eos_ids(std::vector<uint32_t>{}), SPECDEC_FINISH_REASON_MAX_TOKENS, kNewTokens);
+        run(cfg().eos_ids({}).default_eos_ids(), SPECDEC_FINISH_REASON_EOS, first + 1);
+    } catch (...) {
+        fs::remove_all(dir);
+        throw;
+    }
+    fs::remove_all(dir);
 }
 
 TEST(sampling_is_reproducible) {
