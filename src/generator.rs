@@ -285,7 +285,16 @@ impl Generator {
         let before = self.tokens.len();
         let result = self.iterate(remaining);
         self.stats.total_time += started.elapsed();
-        result?;
+        if let Err(e) = result {
+            // A failed call may leave a cache holding proposals that were never committed; cut
+            // both back to the committed sequence so the generator stays usable.
+            let n = self.tokens.len();
+            self.target_cache.truncate(n)?;
+            if let Some((_, cache)) = self.draft.as_mut() {
+                cache.truncate(n)?;
+            }
+            return Err(e);
+        }
         Ok(&self.tokens[before..])
     }
 
