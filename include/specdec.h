@@ -302,7 +302,8 @@ const char *specdec_status_name(uint32_t status);
 // `config` (NULL: defaults; it is copied). The generator keeps both models alive.
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_VOCAB_MISMATCH (draft and target
-// vocabularies differ), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS id outside the vocabulary),
+// vocabularies differ), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS or stop-sequence id outside
+// the vocabulary),
 // SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_INFERENCE. Thread-safe (models are shared read-only).
 specdec_status specdec_generator_new(const struct specdec_model *target,
                                      const struct specdec_model *draft,

@@ -153,7 +153,8 @@ impl Generator {
             context_limit = context_limit.min(d.info().context_limit);
         }
         let eos = cfg.eos_ids.clone().unwrap_or_else(|| target.info().eos_ids.clone());
-        if let Some(&bad) = eos.iter().find(|&&e| e as usize >= vocab) {
+        // An id outside the vocabulary could never match: refuse it rather than never stopping.
+        if let Some(&bad) = eos.iter().chain(cfg.stop_sequences.iter().flatten()).find(|&&e| e as usize >= vocab) {
             return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
         }
         let draft = match draft {

@@ -59,6 +59,8 @@ fn out_of_range_settings_are_refused() {
         GenerationConfig { sampling: SamplingConfig { temperature: f32::NAN, ..Default::default() }, ..Default::default() },
         GenerationConfig { sampling: SamplingConfig { top_p: 0.0, ..Default::default() }, ..Default::default() },
         GenerationConfig { eos_ids: Some(vec![9999]), ..Default::default() },
+        GenerationConfig { stop_sequences: vec![vec![1, 600]], ..Default::default() },
+        GenerationConfig { stop_sequences: vec![vec![]], ..Default::default() },
     ] {
         let e = Generator::new(target.clone(), None, cfg.clone()).err().unwrap_or_else(|| panic!("{cfg:?} accepted"));
         assert!(matches!(e, Error::InvalidArgument(_) | Error::TokenOutOfRange { .. }), "{e}");

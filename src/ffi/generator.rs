@@ -94,7 +94,8 @@ pub type specdec_token_callback = Option<unsafe extern "C" fn(user_data: *mut c_
 /// `config` (NULL: defaults; it is copied). The generator keeps both models alive.
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_VOCAB_MISMATCH (draft and target
-/// vocabularies differ), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS id outside the vocabulary),
+/// vocabularies differ), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS or stop-sequence id outside
+/// the vocabulary),
 /// SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_INFERENCE. Thread-safe (models are shared read-only).
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_new(
