@@ -23,7 +23,7 @@ demo: build
 test: setup
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
-	$(MAKE) check-header capi-test cpp-test dist-test
+	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test
 
 # Regenerate the tokenizer and all models (about 70 minutes on 2 cores; see README).
 models:
@@ -49,7 +49,7 @@ check-header: cbindgen
 	  else echo "include/specdec.h is stale: run make header" >&2; rm -f $$tmp; exit 1; fi
 
 # C ABI checks (scripts written per check; each builds what it needs from target/release).
-.PHONY: capi-test cpp-test dist dist-test
+.PHONY: capi-test cpp-test dist dist-test go-test csharp-test
 capi-test: build
 	bash scripts/check-c.sh
 
@@ -61,3 +61,9 @@ dist: build
 
 dist-test: dist
 	bash scripts/check-dist.sh
+
+go-test: build
+	bash scripts/check-go.sh
+
+csharp-test: build
+	bash scripts/check-csharp.sh

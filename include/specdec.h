@@ -83,6 +83,9 @@ enum specdec_status
   SPECDEC_STATUS_BUFFER_TOO_SMALL = 7013,
   // A string argument is not valid UTF-8.
   SPECDEC_STATUS_INVALID_UTF8 = 7014,
+  // The generator is in use by another call (for example from inside its own callback, where
+  // only specdec_generator_cancel is allowed).
+  SPECDEC_STATUS_BUSY = 7015,
   // An internal error (a bug in specdec) was caught at the ABI boundary.
   SPECDEC_STATUS_PANIC = 7099,
 };
@@ -127,8 +130,10 @@ typedef struct specdec_error specdec_error;
 // freed afterwards. Not thread-safe while being modified.
 typedef struct specdec_gen_config specdec_gen_config;
 
-// One sequence being generated. Not thread-safe, except specdec_generator_cancel, which any
-// thread may call at any time.
+// One sequence being generated. Not thread-safe, except specdec_generator_cancel and
+// specdec_generator_clear_cancel, which any thread may call at any time. A call made while
+// another call holds the generator (another thread, or the generator's own callback) fails
+// with SPECDEC_STATUS_BUSY instead of blocking.
 typedef struct specdec_generator specdec_generator;
 
 // A loaded decoder model. Read-only: one handle may be used by many generators on many threads
@@ -348,7 +353,10 @@ specdec_status specdec_generator_step(struct specdec_generator *generator,
 // `callback` (may be NULL) receives each iteration's tokens. `*reason_out` (may be NULL)
 // receives why it ended. On error the tokens produced so far stay in the generator.
 //
-// Errors: as specdec_generator_step.
+// From inside `callback`, only specdec_generator_cancel may be called on this generator;
+// other calls on it return SPECDEC_STATUS_BUSY.
+//
+// Errors: as specdec_generator_step, and SPECDEC_STATUS_BUSY.
 specdec_status specdec_generator_generate(struct specdec_generator *generator,
                                           specdec_token_callback callback,
                                           void *user_data,
@@ -361,6 +369,11 @@ specdec_status specdec_generator_generate(struct specdec_generator *generator,
 // thread at any time while the generator exists; NULL is a no-op.
 void specdec_generator_cancel(const struct specdec_generator *generator);
 
+// Withdraw a cancellation request that no iteration has consumed yet (for example one that
+// arrived just after the last iteration of a generation had begun), so that it cannot cancel a
+// later call. Safe from any thread; NULL is a no-op.
+void specdec_generator_clear_cancel(const struct specdec_generator *generator);
+
 // The whole sequence (prompts and generated tokens); owned by the generator, valid until its
 // next non-const call.
 // Errors: SPECDEC_STATUS_NULL_PARAMETER.
@@ -369,12 +382,13 @@ specdec_status specdec_generator_tokens(const struct specdec_generator *generato
                                         size_t *n_tokens,
                                         struct specdec_error **err);
 
-// Why the current generation ended, or SPECDEC_FINISH_REASON_NONE if it has not (or for NULL).
+// Why the current generation ended, or SPECDEC_FINISH_REASON_NONE if it has not (or for NULL,
+// or while another call holds the generator).
 specdec_finish_reason specdec_generator_finish_reason(const struct specdec_generator *generator);
 
 // Fill `*stats`. Set `stats->struct_size` first (to sizeof(specdec_stats)); at most that many
 // bytes are written, so a caller built against this header keeps working when later versions
-// append fields.
+// append fields, and `struct_size` is set to the number of bytes written.
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size smaller
 // than the first version of the struct, SPECDEC_STATS_V1_SIZE bytes).
 specdec_status specdec_generator_stats(const struct specdec_generator *generator,

@@ -242,6 +242,11 @@ impl Generator {
         self.cancel.clone()
     }
 
+    /// Withdraw a cancellation request that no iteration has consumed yet.
+    pub fn clear_cancel(&self) {
+        self.cancel.store(false, Ordering::SeqCst);
+    }
+
     /// Replace the acceptance rule by "always accept", which is wrong: the statistical tests use
     /// it as a control that they must reject. Never use it for generation.
     #[doc(hidden)]

@@ -42,6 +42,9 @@ pub enum specdec_status {
     BufferTooSmall = 7013,
     /// A string argument is not valid UTF-8.
     InvalidUtf8 = 7014,
+    /// The generator is in use by another call (for example from inside its own callback, where
+    /// only specdec_generator_cancel is allowed).
+    Busy = 7015,
     /// An internal error (a bug in specdec) was caught at the ABI boundary.
     Panic = 7099,
 }
@@ -197,6 +200,7 @@ pub extern "C" fn specdec_status_name(status: u32) -> *const c_char {
         (S::Unavailable, c"SPECDEC_STATUS_UNAVAILABLE"),
         (S::BufferTooSmall, c"SPECDEC_STATUS_BUFFER_TOO_SMALL"),
         (S::InvalidUtf8, c"SPECDEC_STATUS_INVALID_UTF8"),
+        (S::Busy, c"SPECDEC_STATUS_BUSY"),
         (S::Panic, c"SPECDEC_STATUS_PANIC"),
     ];
     all.iter().find(|(s, _)| *s as u32 == status).map_or(c"SPECDEC_STATUS_UNKNOWN".as_ptr(), |(_, n)| n.as_ptr())

@@ -2,16 +2,17 @@
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use super::*;
 use crate::{FinishReason, GenerationConfig, Generator, Stats};
 
-/// One sequence being generated. Not thread-safe, except specdec_generator_cancel, which any
-/// thread may call at any time.
+/// One sequence being generated. Not thread-safe, except specdec_generator_cancel and
+/// specdec_generator_clear_cancel, which any thread may call at any time. A call made while
+/// another call holds the generator (another thread, or the generator's own callback) fails
+/// with SPECDEC_STATUS_BUSY instead of blocking.
 pub struct specdec_generator {
     cancel: Arc<AtomicBool>,
-    // The lock only makes concurrent misuse safe; callers must not share a generator anyway.
     inner: Mutex<GeneratorState>,
 }
 
@@ -22,8 +23,17 @@ struct GeneratorState {
 }
 
 impl specdec_generator {
-    fn lock(&self) -> MutexGuard<'_, GeneratorState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// Never waits: a generator held by another call (its own callback included, which would
+    /// deadlock) is reported as busy.
+    fn lock(&self) -> FfiResult<MutexGuard<'_, GeneratorState>> {
+        match self.inner.try_lock() {
+            Ok(g) => Ok(g),
+            Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(FfiError {
+                code: specdec_status::Busy,
+                message: "the generator is in use by another call (only specdec_generator_cancel may be called from its callback)".into(),
+            }),
+        }
     }
 }
 
@@ -139,7 +149,7 @@ pub unsafe extern "C" fn specdec_generator_set_tokenizer(
     guard(err, || {
         let g = handle(generator, "generator")?;
         let tok = handle(tokenizer, "tokenizer")?.inner.clone();
-        g.lock().gen.set_tokenizer(tok);
+        g.lock()?.gen.set_tokenizer(tok);
         Ok(())
     })
 }
@@ -161,7 +171,7 @@ pub unsafe extern "C" fn specdec_generator_append_tokens(
     guard(err, || {
         let g = handle(generator, "generator")?;
         let ids = slice_arg(ids, n_ids, "ids")?;
-        let mut st = g.lock();
+        let mut st = g.lock()?;
         st.gen.append_tokens(ids)?;
         st.last_step = st.gen.tokens().len();
         Ok(())
@@ -187,7 +197,7 @@ pub unsafe extern "C" fn specdec_generator_step(
         let (tokens, n_tokens) = (out_arg(tokens, "tokens")?, out_arg(n_tokens, "n_tokens")?);
         *tokens = std::ptr::null();
         *n_tokens = 0;
-        let mut st = g.lock();
+        let mut st = g.lock()?;
         let before = st.gen.tokens().len();
         st.gen.step()?;
         st.last_step = before;
@@ -202,7 +212,10 @@ pub unsafe extern "C" fn specdec_generator_step(
 /// `callback` (may be NULL) receives each iteration's tokens. `*reason_out` (may be NULL)
 /// receives why it ended. On error the tokens produced so far stay in the generator.
 ///
-/// Errors: as specdec_generator_step.
+/// From inside `callback`, only specdec_generator_cancel may be called on this generator;
+/// other calls on it return SPECDEC_STATUS_BUSY.
+///
+/// Errors: as specdec_generator_step, and SPECDEC_STATUS_BUSY.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_generate(
     generator: *mut specdec_generator,
@@ -213,7 +226,7 @@ pub unsafe extern "C" fn specdec_generator_generate(
 ) -> specdec_status {
     guard(err, || {
         let g = handle(generator, "generator")?;
-        let mut st = g.lock();
+        let mut st = g.lock()?;
         let r = st.gen.generate(|new| match callback {
             // SAFETY: the host's function pointer with its own user_data, as documented.
             Some(cb) => unsafe { cb(user_data, new.as_ptr(), new.len()) == 0 },
@@ -237,6 +250,16 @@ pub unsafe extern "C" fn specdec_generator_cancel(generator: *const specdec_gene
     }
 }
 
+/// Withdraw a cancellation request that no iteration has consumed yet (for example one that
+/// arrived just after the last iteration of a generation had begun), so that it cannot cancel a
+/// later call. Safe from any thread; NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_clear_cancel(generator: *const specdec_generator) {
+    if let Some(g) = generator.as_ref() {
+        g.cancel.store(false, Ordering::SeqCst);
+    }
+}
+
 /// The whole sequence (prompts and generated tokens); owned by the generator, valid until its
 /// next non-const call.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
@@ -250,22 +273,25 @@ pub unsafe extern "C" fn specdec_generator_tokens(
     guard(err, || {
         let g = handle(generator, "generator")?;
         let (tokens, n_tokens) = (out_arg(tokens, "tokens")?, out_arg(n_tokens, "n_tokens")?);
-        let st = g.lock();
+        let st = g.lock()?;
         *tokens = st.gen.tokens().as_ptr();
         *n_tokens = st.gen.tokens().len();
         Ok(())
     })
 }
 
-/// Why the current generation ended, or SPECDEC_FINISH_REASON_NONE if it has not (or for NULL).
+/// Why the current generation ended, or SPECDEC_FINISH_REASON_NONE if it has not (or for NULL,
+/// or while another call holds the generator).
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_finish_reason(generator: *const specdec_generator) -> specdec_finish_reason {
-    guard_value(specdec_finish_reason::None, || generator.as_ref().map_or(specdec_finish_reason::None, |g| reason(g.lock().gen.finish_reason())))
+    guard_value(specdec_finish_reason::None, || {
+        generator.as_ref().and_then(|g| g.lock().ok()).map_or(specdec_finish_reason::None, |st| reason(st.gen.finish_reason()))
+    })
 }
 
 /// Fill `*stats`. Set `stats->struct_size` first (to sizeof(specdec_stats)); at most that many
 /// bytes are written, so a caller built against this header keeps working when later versions
-/// append fields.
+/// append fields, and `struct_size` is set to the number of bytes written.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size smaller
 /// than the first version of the struct, SPECDEC_STATS_V1_SIZE bytes).
 #[no_mangle]
@@ -281,10 +307,11 @@ pub unsafe extern "C" fn specdec_generator_stats(
         if size < SPECDEC_STATS_V1_SIZE {
             return Err(FfiError::invalid(format!("stats->struct_size is {size}, at least {SPECDEC_STATS_V1_SIZE} needed")));
         }
+        let s: Stats = *g.lock()?.gen.stats();
         let full = std::mem::size_of::<specdec_stats>();
-        let s: Stats = *g.lock().gen.stats();
         let filled = specdec_stats {
-            struct_size: size,
+            // Tells a caller built against a newer header how much of its struct was written.
+            struct_size: full.min(size),
             target_calls: s.target_calls,
             draft_calls: s.draft_calls,
             rounds: s.rounds,

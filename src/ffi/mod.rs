@@ -124,6 +124,7 @@ mod tests {
 
     #[test]
     fn status_codes_match_the_engine_errors() {
+        assert_eq!(specdec_status::Busy as u32, 7015);
         let e: FfiError = crate::Error::Cancelled.into();
         assert_eq!(e.code as u32, 7010);
         let name = unsafe { std::ffi::CStr::from_ptr(specdec_status_name(7010)) };

@@ -294,6 +294,7 @@ static void test_status_names(void) {
         {SPECDEC_STATUS_UNAVAILABLE, "SPECDEC_STATUS_UNAVAILABLE"},
         {SPECDEC_STATUS_BUFFER_TOO_SMALL, "SPECDEC_STATUS_BUFFER_TOO_SMALL"},
         {SPECDEC_STATUS_INVALID_UTF8, "SPECDEC_STATUS_INVALID_UTF8"},
+        {SPECDEC_STATUS_BUSY, "SPECDEC_STATUS_BUSY"},
         {SPECDEC_STATUS_PANIC, "SPECDEC_STATUS_PANIC"},
     };
     size_t i;
@@ -301,7 +302,7 @@ static void test_status_names(void) {
         CHECKF(strcmp(specdec_status_name(all[i].code), all[i].name) == 0, "specdec_status_name(%u) = %s", (unsigned)all[i].code,
                specdec_status_name(all[i].code));
     CHECK(strcmp(specdec_status_name(1), "SPECDEC_STATUS_UNKNOWN") == 0);
-    CHECK(strcmp(specdec_status_name(7015), "SPECDEC_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(specdec_status_name(7016), "SPECDEC_STATUS_UNKNOWN") == 0);
     CHECK(strcmp(specdec_status_name(UINT32_MAX), "SPECDEC_STATUS_UNKNOWN") == 0);
     /* Errors are values: NULL has a code and an empty message. */
     CHECK(specdec_error_code(NULL) == SPECDEC_STATUS_NULL_PARAMETER);
@@ -1018,12 +1019,13 @@ static void test_stats(void) {
     CHECK(st.total_seconds >= st.draft_seconds + st.target_seconds - 1e-6);
     CHECK(st.total_seconds < 600.0);
 
-    /* A caller built against a newer, larger struct keeps its extra bytes. */
+    /* A caller built against a newer, larger struct keeps its extra bytes and learns how many
+     * were written. */
     memset(&bigger, 0x5a, sizeof bigger);
     bigger.s.struct_size = sizeof bigger;
     CHECK_OK(specdec_generator_stats(g, &bigger.s, &g_err));
     for (i = 0; i < sizeof bigger.tail; i++) tail_ok = tail_ok && bigger.tail[i] == 0x5a;
-    CHECK(tail_ok && bigger.s.struct_size == sizeof bigger && bigger.s.new_tokens == 24);
+    CHECK(tail_ok && bigger.s.struct_size == sizeof(specdec_stats) && bigger.s.new_tokens == 24);
     specdec_generator_free(g);
 
     /* Target-only: nothing drafted. */
@@ -1353,6 +1355,50 @@ static void *canceller(void *arg) {
     return NULL;
 }
 
+/* Calls on a generator from inside its own callback fail with BUSY instead of deadlocking;
+ * cancel is the one call allowed there. */
+typedef struct {
+    specdec_generator *gen;
+    specdec_status tokens_status, stats_status;
+    specdec_finish_reason reason;
+} busy_ctx;
+
+static int32_t busy_cb(void *user_data, const uint32_t *tokens, size_t n_tokens) {
+    busy_ctx *ctx = user_data;
+    const uint32_t *t;
+    size_t n;
+    specdec_stats st;
+    (void)tokens;
+    (void)n_tokens;
+    ctx->tokens_status = specdec_generator_tokens(ctx->gen, &t, &n, NULL);
+    st.struct_size = sizeof st;
+    ctx->stats_status = specdec_generator_stats(ctx->gen, &st, NULL);
+    ctx->reason = specdec_generator_finish_reason(ctx->gen);
+    specdec_generator_cancel(ctx->gen);
+    return 0;
+}
+
+static void test_busy(void) {
+    specdec_gen_config *c = make_config(4, 16, 0.0f, 0, 1);
+    specdec_generator *g = NULL;
+    busy_ctx ctx;
+    specdec_finish_reason r = SPECDEC_FINISH_REASON_NONE;
+    CHECK_OK(specdec_generator_new(g_target, g_draft, c, &g, &g_err));
+    CHECK_OK(specdec_generator_append_tokens(g, g_prompts[0], g_prompt_len[0], &g_err));
+    ctx.gen = g;
+    ctx.tokens_status = ctx.stats_status = SPECDEC_STATUS_OK;
+    ctx.reason = SPECDEC_FINISH_REASON_EOS;
+    CHECK_ERR(specdec_generator_generate(g, busy_cb, &ctx, &r, &g_err), SPECDEC_STATUS_CANCELLED, "cancel");
+    CHECK(ctx.tokens_status == SPECDEC_STATUS_BUSY);
+    CHECK(ctx.stats_status == SPECDEC_STATUS_BUSY);
+    CHECK(ctx.reason == SPECDEC_FINISH_REASON_NONE);
+    CHECK(strcmp(specdec_status_name(SPECDEC_STATUS_BUSY), "SPECDEC_STATUS_BUSY") == 0);
+    CHECK_OK(specdec_generator_generate(g, NULL, NULL, &r, &g_err));
+    CHECK(r == SPECDEC_FINISH_REASON_MAX_TOKENS);
+    specdec_generator_free(g);
+    specdec_gen_config_free(c);
+}
+
 static void test_cancel(void) {
     specdec_gen_config *c = make_config(4, 400, 0.0f, 0, 1);
     specdec_gen_config *short_cfg = make_config(4, 16, 0.0f, 0, 1);
@@ -1447,6 +1493,13 @@ static void test_cancel(void) {
         CHECK_OK(specdec_generator_generate(g, NULL, NULL, &r, &g_err));
         CHECK_OK(tail_tokens(g, g_prompt_len[0], &out, &g_err));
         CHECK(same_tokens(&out, &ref16));
+        /* A request withdrawn with clear_cancel cancels nothing. */
+        CHECK_OK(specdec_generator_append_tokens(g, g_prompts[1], 3, &g_err));
+        specdec_generator_cancel(g);
+        specdec_generator_clear_cancel(g);
+        specdec_generator_clear_cancel(NULL);
+        CHECK_OK(specdec_generator_step(g, &toks, &n, &g_err));
+        CHECK(n >= 1);
         /* A cancelled step, then steps resume. */
         CHECK_OK(specdec_generator_append_tokens(g, g_prompts[1], 3, &g_err));
         specdec_generator_cancel(g);
@@ -1617,6 +1670,7 @@ int main(void) {
     RUN(test_greedy_exactness);
     RUN(test_sampling_reproducible);
     RUN(test_cancel);
+    RUN(test_busy);
     RUN(test_sharing);
 
     specdec_tokenizer_free(g_tok);

@@ -1,0 +1,3 @@
+module github.com/specdec/specdec/bindings/go/specdec
+
+go 1.22

@@ -1,0 +1,189 @@
+package specdec
+
+/*
+#include <stdlib.h>
+#include "specdec.h"
+*/
+import "C"
+
+import (
+	"math"
+	"unsafe"
+)
+
+// GenerateOption configures a Generator (NewGenerator). Options are applied in order, each with the
+// C library's own validation; the first invalid one makes NewGenerator fail with its error (for
+// example WithGamma(0) gives ErrInvalidArgument). A []GenerateOption may be kept and reused.
+type GenerateOption func(*genConfig)
+
+// genConfig is the native specdec_gen_config being built, and the first error met.
+type genConfig struct {
+	ptr       *C.specdec_gen_config
+	err       error
+	tokenizer *Tokenizer
+}
+
+// apply runs one setter unless an earlier one failed.
+func (c *genConfig) apply(set func(**C.specdec_error) C.specdec_status) {
+	if c.err != nil {
+		return
+	}
+	var cerr *C.specdec_error
+	c.err = takeError(set(&cerr), cerr)
+}
+
+func (c *genConfig) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+func toU32(v int, what string) (C.uint32_t, error) {
+	if v < 0 || uint64(v) > math.MaxUint32 {
+		return 0, invalidArg("%s %d out of range", what, v)
+	}
+	return C.uint32_t(v), nil
+}
+
+// WithGamma sets the draft tokens per iteration, 1..MaxGamma (default 4). Ignored without a draft.
+func WithGamma(gamma int) GenerateOption {
+	return func(c *genConfig) {
+		v, err := toU32(gamma, "gamma")
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.apply(func(e **C.specdec_error) C.specdec_status { return C.specdec_gen_config_set_gamma(c.ptr, v, e) })
+	}
+}
+
+// WithTemperature sets the sampling temperature, finite and >= 0; 0 (default) means greedy.
+func WithTemperature(t float32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_temperature(c.ptr, C.float(t), e)
+		})
+	}
+}
+
+// WithTopK keeps only the k most likely tokens; 0 (default) turns it off.
+func WithTopK(k int) GenerateOption {
+	return func(c *genConfig) {
+		v, err := toU32(k, "top_k")
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.apply(func(e **C.specdec_error) C.specdec_status { return C.specdec_gen_config_set_top_k(c.ptr, v, e) })
+	}
+}
+
+// WithTopP sets the nucleus sampling threshold in (0, 1]; 1 (default) turns it off.
+func WithTopP(p float32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_top_p(c.ptr, C.float(p), e)
+		})
+	}
+}
+
+// WithMinP drops tokens below minP × the top probability, minP in [0, 1]; 0 (default) turns it off.
+func WithMinP(minP float32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_min_p(c.ptr, C.float(minP), e)
+		})
+	}
+}
+
+// WithRepetitionPenalty sets the CTRL repetition penalty, finite and > 0; 1 (default) turns it off.
+func WithRepetitionPenalty(penalty float32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_repetition_penalty(c.ptr, C.float(penalty), e)
+		})
+	}
+}
+
+// WithSeed seeds the generator's random stream (default 0). The same seed, settings, models and
+// prompt give the same output.
+func WithSeed(seed uint64) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_seed(c.ptr, C.uint64_t(seed), e)
+		})
+	}
+}
+
+// WithMaxNewTokens sets the most tokens generated per prompt (default 128); 0 generates nothing.
+func WithMaxNewTokens(n int) GenerateOption {
+	return func(c *genConfig) {
+		v, err := toU32(n, "max_new_tokens")
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_max_new_tokens(c.ptr, v, e)
+		})
+	}
+}
+
+// WithEOSIDs sets the end-of-sequence ids. A nil slice means the default: the ids of the target's
+// generation_config.json. An empty non-nil slice ([]uint32{}) means no EOS at all. Ids are checked
+// against the vocabulary by NewGenerator (ErrTokenOutOfRange).
+func WithEOSIDs(ids []uint32) GenerateOption {
+	return func(c *genConfig) {
+		if ids == nil {
+			c.apply(func(e **C.specdec_error) C.specdec_status { return C.specdec_gen_config_use_model_eos_ids(c.ptr, e) })
+			return
+		}
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			st := C.specdec_gen_config_set_eos_ids(c.ptr, idsPtr(ids), C.size_t(len(ids)), e)
+			return st
+		})
+	}
+}
+
+// WithNoEOS disables end-of-sequence ids: generation runs to max_new_tokens or a stop sequence.
+// It is WithEOSIDs([]uint32{}).
+func WithNoEOS() GenerateOption { return WithEOSIDs([]uint32{}) }
+
+// WithStopTokens adds a stop sequence of token ids: generation ends once the generated tokens end
+// with it (the sequence is part of the output). May be given several times.
+func WithStopTokens(ids ...uint32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_add_stop_tokens(c.ptr, idsPtr(ids), C.size_t(len(ids)), e)
+		})
+	}
+}
+
+// WithStopTexts adds stop texts: generation ends once the generated text contains one of them. They
+// need a tokenizer on the generator: pass WithTokenizer too (or call Generator.SetTokenizer).
+func WithStopTexts(texts ...string) GenerateOption {
+	return func(c *genConfig) {
+		for _, t := range texts {
+			ct, err := cString(t, "stop text")
+			if err != nil {
+				c.fail(err)
+				return
+			}
+			c.apply(func(e **C.specdec_error) C.specdec_status { return C.specdec_gen_config_add_stop_text(c.ptr, ct, e) })
+			C.free(unsafe.Pointer(ct))
+		}
+	}
+}
+
+// WithClearStops removes the stop sequences (tokens and texts) added by earlier options.
+func WithClearStops() GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status { return C.specdec_gen_config_clear_stops(c.ptr, e) })
+	}
+}
+
+// WithTokenizer gives the generator a tokenizer to match stop texts with
+// (specdec_generator_set_tokenizer).
+func WithTokenizer(tok *Tokenizer) GenerateOption {
+	return func(c *genConfig) { c.tokenizer = tok }
+}

@@ -1,0 +1,906 @@
+// Tests of the C# binding (bindings/csharp/Specdec.cs) against the real library and the tiny test
+// models. Build and run: scripts/check-csharp.sh (or see it for the mcs/mono lines).
+//
+//   mono Test.exe [FIXTURES_DIR]      (default models/fixtures, relative to the repository root)
+//   dotnet run --project examples/csharp/Test.csproj -- [FIXTURES_DIR]
+//
+// Prints one line per test, then exactly "N passed, M failed"; exits non-zero on any failure.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+using System.Threading;
+using Specdec;
+
+namespace Specdec.Examples
+{
+    public static class TestProgram
+    {
+        // ---------------------------------------------------------------------------------------
+        // A minimal harness: a test fails if a Check fails or it throws.
+
+        private static int checkFailures;
+
+        private static void Check(bool cond, string what)
+        {
+            if (!cond)
+            {
+                Console.Error.WriteLine("    CHECK failed: " + what);
+                checkFailures++;
+            }
+        }
+
+        private static void CheckEq<T>(T actual, T expected, string what)
+        {
+            if (!EqualityComparer<T>.Default.Equals(actual, expected))
+            {
+                Console.Error.WriteLine("    CHECK failed: " + what + ": got " + actual + ", expected " + expected);
+                checkFailures++;
+            }
+        }
+
+        private static void CheckTokens(uint[] actual, uint[] expected, string what)
+        {
+            if (!SameTokens(actual, expected))
+            {
+                Console.Error.WriteLine("    CHECK failed: " + what + ": got [" + Join(actual) + "], expected [" + Join(expected) + "]");
+                checkFailures++;
+            }
+        }
+
+        // The SpecdecException `f` throws (null if none; any other exception escapes and fails
+        // the test). Every error carries a message and a name consistent with its code.
+        private static SpecdecException Catch(Action f)
+        {
+            try
+            {
+                f();
+            }
+            catch (SpecdecException e)
+            {
+                Check(!string.IsNullOrEmpty(e.Message), "empty message for " + e.Code);
+                CheckEq(e.CodeName, Library.StatusName(e.Code), "CodeName");
+                return e;
+            }
+            return null;
+        }
+
+        private static void CheckCode(Action f, Status expected, string what)
+        {
+            SpecdecException e = Catch(f);
+            Status got = e == null ? Status.Ok : e.Code;
+            if (got != expected)
+            {
+                Console.Error.WriteLine("    CHECK_CODE failed: " + what + " gave " + got + ", expected " + expected +
+                                        (e != null ? " (" + e.Message + ")" : ""));
+                checkFailures++;
+            }
+        }
+
+        // ---------------------------------------------------------------------------------------
+        // Fixtures, loaded once and shared read-only by every test (and by threads).
+
+        private static string fixtures = "models/fixtures";
+        private static Model target;
+        private static Model draft;
+        private static Tokenizer tokenizer;
+        private static uint[] prompt;
+
+        private const uint NewTokens = 48;
+        private const uint LongTokens = 400;
+        private static uint[] baseline;      // target-only greedy, NewTokens
+        private static uint[] baselineLong;  // target-only greedy, LongTokens
+
+        private static string Fixture(string name)
+        {
+            return Path.Combine(fixtures, name);
+        }
+
+        // Greedy settings without EOS, so every run generates exactly maxNew tokens.
+        private static GenerationOptions Greedy(uint gamma = 4, uint maxNew = NewTokens)
+        {
+            return new GenerationOptions { Gamma = gamma, MaxNewTokens = maxNew, EosIds = new uint[0] };
+        }
+
+        private static uint[] Generated(Generator g, int promptLength)
+        {
+            uint[] all = g.Tokens;
+            uint[] part = new uint[all.Length - promptLength];
+            Array.Copy(all, promptLength, part, 0, part.Length);
+            return part;
+        }
+
+        private static uint[] RunGreedy(Model draftModel, uint gamma, uint maxNew)
+        {
+            using (var g = new Generator(target, draftModel, Greedy(gamma, maxNew)))
+            {
+                g.Append(prompt);
+                CheckEq(g.Generate(), FinishReason.MaxTokens, "finish reason");
+                return Generated(g, prompt.Length);
+            }
+        }
+
+        private static bool SameTokens(uint[] a, uint[] b)
+        {
+            if (a.Length != b.Length) return false;
+            for (int i = 0; i < a.Length; i++)
+            {
+                if (a[i] != b[i]) return false;
+            }
+            return true;
+        }
+
+        private static uint[] Prefix(uint[] a, int n)
+        {
+            uint[] r = new uint[n];
+            Array.Copy(a, r, n);
+            return r;
+        }
+
+        private static string Join(uint[] a)
+        {
+            var sb = new StringBuilder();
+            for (int i = 0; i < a.Length; i++)
+            {
+                if (i > 0) sb.Append(',');
+                sb.Append(a[i]);
+            }
+            return sb.ToString();
+        }
+
+        // ---------------------------------------------------------------------------------------
+        // Tests
+
+        private static void VersionAndAbi()
+        {
+            Check(Regex.IsMatch(Library.Version, @"^\d+\.\d+\.\d+$"), "version format: " + Library.Version);
+            CheckEq(Library.LoadedAbiVersion, Library.AbiVersion, "ABI version");
+            Library.CheckAbi();
+            Library.InitRuntime(); // idempotent with the default location
+            CheckEq(Marshal.SizeOf(typeof(Stats)), Library.StatsV1Size, "sizeof(specdec_stats)");
+            // Every enum value is a status the library knows, with the matching name.
+            foreach (Status s in Enum.GetValues(typeof(Status)))
+            {
+                string snake = Regex.Replace(s.ToString(), @"(?<=[a-z0-9])([A-Z])", "_$1").ToUpperInvariant();
+                CheckEq(Library.StatusName(s), "SPECDEC_STATUS_" + snake, "status name of " + s);
+            }
+            CheckEq(Library.StatusName((Status)1234), "SPECDEC_STATUS_UNKNOWN", "unknown status name");
+        }
+
+        private static void LoadModels()
+        {
+            CheckEq(target.VocabSize, 512, "target vocab");
+            CheckEq(target.ContextLimit, 512, "target context");
+            CheckEq(draft.VocabSize, 512, "draft vocab");
+            CheckEq(tokenizer.VocabSize, 512, "tokenizer vocab");
+            Check(prompt.Length > 0, "prompt encoded");
+            using (Model m = Model.Load(Fixture("qwen2"), "cpu", 1))
+            {
+                CheckEq(m.VocabSize, 512, "qwen2 vocab");
+            }
+            using (Model m = Model.Load(Fixture("gpt2"), null))
+            {
+                CheckEq(m.VocabSize, 512, "gpt2 vocab");
+            }
+        }
+
+        private static void GreedyExactnessGamma1To8()
+        {
+            CheckEq(baseline.Length, (int)NewTokens, "baseline length");
+            for (uint gamma = 1; gamma <= 8; gamma++)
+            {
+                CheckTokens(RunGreedy(draft, gamma, NewTokens), baseline, "speculative gamma " + gamma);
+            }
+            // Default options with a draft: defaults are gamma 4 and greedy.
+            using (var g = new Generator(target, draft, new GenerationOptions { MaxNewTokens = NewTokens, EosIds = new uint[0] }))
+            {
+                g.Append(prompt);
+                g.Generate();
+                CheckTokens(Generated(g, prompt.Length), baseline, "default options with draft");
+            }
+        }
+
+        private static void StepEqualsGenerate()
+        {
+            using (var g = new Generator(target, draft, Greedy(3)))
+            {
+                g.Append(prompt);
+                var got = new List<uint>();
+                int steps = 0;
+                while (g.FinishReason == FinishReason.None)
+                {
+                    uint[] t = g.Step();
+                    got.AddRange(t);
+                    steps++;
+                    Check(steps < 1000, "step loop terminates");
+                }
+                CheckTokens(got.ToArray(), baseline, "step loop");
+                CheckEq(g.FinishReason, FinishReason.MaxTokens, "finish reason");
+                CheckEq(g.Step().Length, 0, "step once finished");
+                Check(steps < (int)NewTokens + 1, "speculation saved steps (" + steps + ")");
+            }
+        }
+
+        private static void Errors()
+        {
+            // A missing model folder: Io with the library's message.
+            SpecdecException e = Catch(() => Model.Load(Fixture("no-such-model")));
+            Check(e != null, "missing model throws");
+            if (e != null)
+            {
+                CheckEq(e.Code, Status.Io, "missing model code");
+                CheckEq(e.CodeName, "SPECDEC_STATUS_IO", "missing model code name");
+                Check(e.Message.Contains("no-such-model"), "message names the path: " + e.Message);
+            }
+            CheckCode(() => Tokenizer.Load(Fixture("no-such-model")), Status.Io, "missing tokenizer");
+            // A NUL inside a path is refused (the C string would be truncated).
+            CheckCode(() => Model.Load("models\0x"), Status.InvalidArgument, "NUL in path");
+            // A draft with another vocabulary.
+            using (Model v600 = Model.Load(Fixture("vocab600")))
+            {
+                CheckEq(v600.VocabSize, 600, "vocab600 vocab");
+                CheckCode(() => new Generator(target, v600, Greedy()), Status.VocabMismatch, "vocab600 draft");
+            }
+            // Token ids outside the vocabulary: all or nothing.
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                CheckCode(() => g.Append(new uint[] { 1, 2, 512 }), Status.TokenOutOfRange, "token 512");
+                CheckEq(g.Tokens.Length, 0, "nothing appended");
+                CheckCode(() => g.Step(), Status.InvalidArgument, "step without prompt");
+                CheckCode(() => g.Generate(), Status.InvalidArgument, "generate without prompt");
+                g.Append(new uint[] { 1, 2, 511 });
+                CheckEq(g.Tokens.Length, 3, "appended after the error");
+            }
+            CheckCode(() => tokenizer.Decode(new uint[] { 512 }), Status.TokenOutOfRange, "decode 512");
+            using (var d = new StreamDecoder(tokenizer))
+            {
+                CheckCode(() => d.Push(new uint[] { 600 }), Status.TokenOutOfRange, "stream push 600");
+            }
+            CheckCode(() => new Generator(target, null, new GenerationOptions { EosIds = new uint[] { 512 } }),
+                      Status.TokenOutOfRange, "EOS id 512");
+            // Settings out of range.
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { Gamma = 0 }), Status.InvalidArgument, "gamma 0");
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { Gamma = Library.MaxGamma + 1 }),
+                      Status.InvalidArgument, "gamma 65");
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { Gamma = Library.MaxGamma }), Status.Ok, "gamma 64");
+            CheckCode(() => new Generator(target, null, new GenerationOptions { Temperature = float.NaN }),
+                      Status.InvalidArgument, "temperature NaN");
+            CheckCode(() => new Generator(target, null, new GenerationOptions { Temperature = -1 }), Status.InvalidArgument, "temperature -1");
+            CheckCode(() => new Generator(target, null, new GenerationOptions { TopP = 0 }), Status.InvalidArgument, "top_p 0");
+            CheckCode(() => new Generator(target, null, new GenerationOptions { MinP = 1.5f }), Status.InvalidArgument, "min_p 1.5");
+            CheckCode(() => new Generator(target, null, new GenerationOptions { RepetitionPenalty = 0 }),
+                      Status.InvalidArgument, "repetition penalty 0");
+            var emptyStop = new GenerationOptions();
+            emptyStop.StopTokens.Add(new uint[0]);
+            CheckCode(() => new Generator(target, null, emptyStop), Status.InvalidArgument, "empty stop tokens");
+            var emptyText = new GenerationOptions();
+            emptyText.StopTexts.Add("");
+            CheckCode(() => new Generator(target, null, emptyText), Status.InvalidArgument, "empty stop text");
+            // Devices: unknown names, and CUDA in this CPU-only build.
+            CheckCode(() => Model.Load(Fixture("llama"), "tpu"), Status.InvalidArgument, "device tpu");
+            CheckCode(() => Model.Load(Fixture("llama"), "cuda"), Status.Unavailable, "device cuda");
+            CheckCode(() => Model.Load(Fixture("llama"), "cuda:1"), Status.Unavailable, "device cuda:1");
+            CheckCode(() => Model.Load(Fixture("llama"), "cpu", -1), Status.InvalidArgument, "negative threads");
+            // Context limit: 512 prompt tokens leave no room for a generated one.
+            using (var g = new Generator(target, null, Greedy()))
+            {
+                CheckCode(() => g.Append(new uint[512]), Status.ContextLimit, "512-token prompt");
+                CheckCode(() => g.Append(new uint[511]), Status.Ok, "511-token prompt");
+            }
+            // Text errors: a lone surrogate cannot be UTF-8; a stop text needs a tokenizer.
+            CheckCode(() => tokenizer.Encode("bad \ud800 surrogate"), Status.InvalidUtf8, "lone surrogate");
+            var stopText = Greedy();
+            stopText.StopTexts.Add("the");
+            using (var g = new Generator(target, null, stopText))
+            {
+                g.Append(prompt);
+                CheckCode(() => g.Generate(), Status.InvalidArgument, "stop text without tokenizer");
+            }
+            // SpecdecException is an Exception carrying the message.
+            try
+            {
+                Model.Load(Fixture("no-such-model"));
+                Check(false, "no exception");
+            }
+            catch (Exception ex)
+            {
+                var se = ex as SpecdecException;
+                Check(se != null && se.Code == Status.Io, "a SpecdecException with Code Io");
+            }
+        }
+
+        private static void CancelFromTimerMidGeneration()
+        {
+            // A generation of 400 tokens without EOS, cancelled by a timer (CancelAfter). The first
+            // callback waits until the timer has fired, so the request surely lands mid-generation.
+            using (var g = new Generator(target, draft, Greedy(4, LongTokens)))
+            using (var cts = new CancellationTokenSource())
+            {
+                g.Append(prompt);
+                var sw = new Stopwatch();
+                long cancelledAtMs = -1;
+                var delivered = new ManualResetEventSlim(false);
+                // Registered before Generate registers its own (which calls Generator.Cancel), so
+                // it normally runs after it: callbacks run in reverse order of registration. (The
+                // token's WaitHandle is signalled before any callback runs, so the first callback
+                // waits for this one rather than for the WaitHandle.)
+                cts.Token.Register(() =>
+                {
+                    Interlocked.Exchange(ref cancelledAtMs, sw.ElapsedMilliseconds);
+                    delivered.Set();
+                });
+                int calls = 0;
+                OperationCanceledException caught = null;
+                sw.Start();
+                cts.CancelAfter(100);
+                try
+                {
+                    g.Generate(tokens =>
+                    {
+                        if (++calls == 1) Check(delivered.Wait(10000), "the timer fired");
+                        return true;
+                    }, cts.Token);
+                    Check(false, "Generate returned instead of throwing");
+                }
+                catch (OperationCanceledException ex)
+                {
+                    caught = ex;
+                }
+                long returnedAtMs = sw.ElapsedMilliseconds;
+                Check(caught != null, "OperationCanceledException");
+                if (caught != null)
+                {
+                    Check(caught.CancellationToken == cts.Token, "the exception carries the token");
+                    var inner = caught.InnerException as SpecdecException;
+                    Check(inner != null && inner.Code == Status.Cancelled, "inner SpecdecException Cancelled");
+                }
+                // The native request is checked at the start of each iteration: at most one more
+                // iteration (and callback) after the cancel, none if the registrations ran in order.
+                Check(calls == 1 || calls == 2, "callbacks before the cancellation took effect: " + calls);
+                delivered.Dispose();
+                Check(cancelledAtMs >= 0 && returnedAtMs - cancelledAtMs < 2000,
+                      "returned promptly (" + (returnedAtMs - cancelledAtMs) + " ms after the cancel)");
+                CheckEq(g.FinishReason, FinishReason.None, "finish reason after cancel");
+                int generated = g.Tokens.Length - prompt.Length;
+                Check(generated > 0 && generated < (int)LongTokens, "stopped mid-generation (" + generated + " tokens)");
+                // The request was consumed: generating again resumes and finishes the same sequence.
+                CheckEq(g.Generate(), FinishReason.MaxTokens, "resumed generation");
+                CheckTokens(Generated(g, prompt.Length), baselineLong, "resumed sequence equals target-only");
+            }
+            // The model is still usable.
+            CheckTokens(RunGreedy(draft, 2, NewTokens), baseline, "model usable after cancellation");
+
+            // Generator.Cancel() from another thread (no token): SpecdecException Cancelled.
+            using (var g = new Generator(target, null, Greedy(4, LongTokens)))
+            using (var fired = new ManualResetEventSlim(false))
+            {
+                g.Append(prompt);
+                var canceller = new Thread(() =>
+                {
+                    g.Cancel();
+                    fired.Set();
+                });
+                int calls = 0;
+                SpecdecException e = Catch(() => g.Generate(tokens =>
+                {
+                    if (++calls == 1)
+                    {
+                        canceller.Start();
+                        Check(fired.Wait(10000), "the other thread cancelled");
+                    }
+                    return true;
+                }));
+                canceller.Join();
+                Check(e != null && e.Code == Status.Cancelled, "Cancel() gives SpecdecException Cancelled");
+                CheckEq(calls, 1, "callbacks before Cancel() took effect");
+                CheckEq(g.Generate(), FinishReason.MaxTokens, "resumed after Cancel()");
+                CheckTokens(Generated(g, prompt.Length), baselineLong, "resumed sequence after Cancel()");
+            }
+
+            // A token cancelled before the call: OperationCanceledException at once, nothing runs,
+            // and no request is left behind in the generator.
+            using (var g = new Generator(target, null, Greedy()))
+            using (var cts = new CancellationTokenSource())
+            {
+                g.Append(prompt);
+                cts.Cancel();
+                bool threw = false;
+                try
+                {
+                    g.Generate(null, cts.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    threw = true;
+                }
+                Check(threw, "pre-cancelled token throws");
+                CheckEq(g.Tokens.Length, prompt.Length, "nothing generated");
+                CheckEq(g.Generate(), FinishReason.MaxTokens, "generates afterwards");
+                CheckTokens(Generated(g, prompt.Length), baseline, "sequence after a pre-cancelled token");
+            }
+
+            // A token that is never cancelled changes nothing.
+            using (var g = new Generator(target, draft, Greedy()))
+            using (var cts = new CancellationTokenSource())
+            {
+                g.Append(prompt);
+                CheckEq(g.Generate(null, cts.Token), FinishReason.MaxTokens, "uncancelled token");
+                CheckTokens(Generated(g, prompt.Length), baseline, "uncancelled token sequence");
+            }
+        }
+
+        private static void CallbackExceptionPropagates()
+        {
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                g.Append(prompt);
+                var boom = new InvalidOperationException("boom from the callback");
+                int calls = 0, delivered = 0;
+                Exception caught = null;
+                try
+                {
+                    g.Generate(tokens =>
+                    {
+                        calls++;
+                        delivered += tokens.Length;
+                        if (calls == 2) throw boom;
+                        return true;
+                    });
+                }
+                catch (Exception ex)
+                {
+                    caught = ex;
+                }
+                Check(ReferenceEquals(caught, boom), "the same exception object surfaces (got " + caught + ")");
+                Check(caught != null && caught.StackTrace != null && caught.StackTrace.Contains("CallbackExceptionPropagates"),
+                      "the original stack trace is kept");
+                CheckEq(calls, 2, "no callback after the exception");
+                CheckEq(g.FinishReason, FinishReason.Stopped, "finish reason after the exception");
+                CheckEq(g.Tokens.Length, prompt.Length + delivered, "tokens so far are kept");
+                // Usable: continue with a fresh allowance; greedy continuation is deterministic.
+                g.Append(new uint[0]);
+                CheckEq(g.Generate(), FinishReason.MaxTokens, "generates after the exception");
+                uint[] gen = Generated(g, prompt.Length);
+                CheckEq(gen.Length, delivered + (int)NewTokens, "generated count after continuing");
+                CheckTokens(Prefix(gen, (int)NewTokens), baseline, "sequence after the exception");
+            }
+            // Re-entrant calls from the callback are refused (the native generator is locked for
+            // the whole Generate call; they would deadlock), except Cancel().
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                g.Append(prompt);
+                SpecdecException e = Catch(() => g.Generate(tokens =>
+                {
+                    uint[] all = g.Tokens; // throws
+                    return all.Length > 0;
+                }));
+                Check(e != null && e.Code == Status.InvalidArgument && e.Message.Contains("callback"),
+                      "g.Tokens inside the callback throws InvalidArgument");
+                CheckEq(g.FinishReason, FinishReason.Stopped, "stopped by the refused call");
+                int calls = 0;
+                e = Catch(() => g.Generate(tokens =>
+                {
+                    calls++;
+                    g.Cancel(); // allowed: the next iteration is cancelled
+                    return true;
+                }));
+                Check(e == null, "a finished generation ignores Generate until Append");
+                g.Append(new uint[0]);
+                e = Catch(() => g.Generate(tokens =>
+                {
+                    calls++;
+                    g.Cancel();
+                    return true;
+                }));
+                Check(e != null && e.Code == Status.Cancelled, "Cancel() inside the callback");
+                CheckEq(calls, 1, "one callback before the cancellation");
+                CheckEq(g.Stats.NewTokens > 0, true, "stats readable after the callback");
+            }
+            // A callback returning false stops with FinishReason.Stopped.
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                g.Append(prompt);
+                int calls = 0;
+                CheckEq(g.Generate(tokens => ++calls < 3), FinishReason.Stopped, "callback returning false");
+                CheckEq(calls, 3, "callbacks until false");
+                uint[] gen = Generated(g, prompt.Length);
+                CheckTokens(gen, Prefix(baseline, gen.Length), "tokens before the stop");
+            }
+        }
+
+        private static void TokenizerRoundTrip()
+        {
+            string[] texts =
+            {
+                "Once upon a time, there was a little girl named Lily.",
+                "  leading spaces, tabs\tand\nnewlines  ",
+                "UTF-8: caf\u00e9, na\u00efve, \u20ac 5, \u65e5\u672c, \U0001F642",
+                "a",
+                new string('x', 3000) + " long text to exercise the buffer negotiation",
+            };
+            foreach (string text in texts)
+            {
+                uint[] ids = tokenizer.Encode(text);
+                Check(ids.Length > 0, "encoded something");
+                foreach (uint id in ids) Check(id < 512 && id != 0, "id in range, not the special <|endoftext|> (0)");
+                CheckEq(tokenizer.Decode(ids), text, "round trip");
+            }
+            CheckEq(tokenizer.Encode("a").Length, 1, "a single character is one token");
+            CheckEq(tokenizer.Encode("").Length, 0, "encode empty");
+            CheckEq(tokenizer.Decode(new uint[0]), "", "decode empty");
+            CheckEq(tokenizer.Decode(new uint[] { 0 }), "", "special token skipped");
+        }
+
+        private static void StreamingEqualsOneShotDecode()
+        {
+            // GenerateText concatenated equals the one-shot decode of the generated tokens.
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                g.Append(prompt);
+                var sb = new StringBuilder();
+                int pieces = 0;
+                foreach (string piece in g.GenerateText(tokenizer, CancellationToken.None))
+                {
+                    Check(piece.Length > 0, "no empty piece");
+                    sb.Append(piece);
+                    pieces++;
+                }
+                Check(pieces > 1, "streamed in several pieces (" + pieces + ")");
+                CheckEq(g.FinishReason, FinishReason.MaxTokens, "GenerateText finish reason");
+                uint[] gen = Generated(g, prompt.Length);
+                CheckTokens(gen, baseline, "GenerateText tokens");
+                CheckEq(sb.ToString(), tokenizer.Decode(gen), "streamed text equals decode");
+            }
+            // The stream decoder holds back partial UTF-8 characters: multi-byte text pushed one id
+            // at a time still decodes to the same string.
+            uint[] unicode = tokenizer.Encode("caf\u00e9 \u65e5\u672c \U0001F642 na\u00efve \u20ac");
+            foreach (int chunk in new[] { 1, 3 })
+            {
+                using (var d = new StreamDecoder(tokenizer))
+                {
+                    var sb = new StringBuilder();
+                    for (int i = 0; i < unicode.Length; i += chunk)
+                    {
+                        int n = Math.Min(chunk, unicode.Length - i);
+                        uint[] part = new uint[n];
+                        Array.Copy(unicode, i, part, 0, n);
+                        sb.Append(d.Push(part));
+                    }
+                    sb.Append(d.Flush());
+                    CheckEq(sb.ToString(), tokenizer.Decode(unicode), "stream decoder, chunk " + chunk);
+                }
+            }
+            // A stop text while streaming (GenerateText sets the tokenizer).
+            string whole = tokenizer.Decode(baseline);
+            string[] words = whole.Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries);
+            string stop = words.Length > 3 ? words[3] : words[words.Length - 1];
+            var options = Greedy();
+            options.StopTexts.Add(stop);
+            using (var g = new Generator(target, draft, options))
+            {
+                g.Append(prompt);
+                var sb = new StringBuilder();
+                foreach (string piece in g.GenerateText(tokenizer)) sb.Append(piece);
+                CheckEq(g.FinishReason, FinishReason.StopSequence, "stop text '" + stop + "'");
+                Check(sb.ToString().Contains(stop), "streamed text contains the stop text");
+                Check(whole.StartsWith(sb.ToString(), StringComparison.Ordinal), "stopped text is a prefix");
+            }
+            // GenerateText honours its token between iterations and leaves the generator usable.
+            using (var g = new Generator(target, draft, Greedy()))
+            using (var cts = new CancellationTokenSource())
+            {
+                g.Append(prompt);
+                bool threw = false;
+                int pieces = 0;
+                try
+                {
+                    foreach (string piece in g.GenerateText(tokenizer, cts.Token))
+                    {
+                        if (++pieces == 2) cts.Cancel();
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    threw = true;
+                }
+                Check(threw, "GenerateText throws OperationCanceledException");
+                CheckEq(pieces, 2, "no piece after the cancellation");
+                CheckEq(g.FinishReason, FinishReason.None, "not finished");
+                CheckEq(g.Generate(), FinishReason.MaxTokens, "generates after a cancelled stream");
+                CheckTokens(Generated(g, prompt.Length), baseline, "sequence after a cancelled stream");
+            }
+        }
+
+        private static void StatsAreSane()
+        {
+            using (var g = new Generator(target, null, Greedy()))
+            {
+                Stats s0 = g.Stats;
+                CheckEq(s0.StructSize.ToUInt64(), (ulong)Marshal.SizeOf(typeof(Stats)), "struct size");
+                CheckEq(s0.NewTokens, 0UL, "no tokens yet");
+                g.Append(prompt);
+                g.Generate();
+                Stats s = g.Stats;
+                CheckEq(s.NewTokens, (ulong)NewTokens, "target-only new tokens");
+                CheckEq(s.DraftCalls, 0UL, "no draft calls");
+                CheckEq(s.Drafted, 0UL, "nothing drafted");
+                CheckEq(s.AcceptanceRate, 0.0, "acceptance rate without draft");
+                CheckEq(s.Rounds, (ulong)NewTokens, "one round per token");
+                Check(s.TargetCalls >= s.Rounds, "target calls >= rounds");
+                Check(Math.Abs(s.TokensPerTargetCall - 1.0) < 1e-9, "tokens per round 1");
+                Check(s.TargetSeconds > 0 && s.TotalSeconds >= s.TargetSeconds, "timings");
+            }
+            using (var g = new Generator(target, draft, Greedy(4)))
+            {
+                g.Append(prompt);
+                g.Generate();
+                Stats s = g.Stats;
+                CheckEq(s.NewTokens, (ulong)NewTokens, "speculative new tokens");
+                Check(s.Drafted > 0 && s.Accepted <= s.Drafted, "accepted <= drafted");
+                Check(s.Rounds > 0 && s.Rounds <= s.NewTokens, "rounds <= tokens");
+                Check(s.Drafted <= 4 * s.Rounds, "drafted <= gamma * rounds");
+                Check(s.NewTokens <= s.Accepted + s.Rounds, "tokens <= accepted + rounds");
+                Check(Math.Abs(s.AcceptanceRate - (double)s.Accepted / s.Drafted) < 1e-9, "acceptance rate");
+                Check(Math.Abs(s.TokensPerTargetCall - (double)s.NewTokens / s.Rounds) < 1e-9, "tokens per target call");
+                Check(s.AcceptanceRate >= 0 && s.AcceptanceRate <= 1, "acceptance rate in [0, 1]");
+                Check(s.DraftCalls > 0 && s.TargetCalls >= s.Rounds, "calls");
+                Check(s.DraftSeconds > 0 && s.TargetSeconds > 0, "timings");
+                Check(s.TotalSeconds + 1e-9 >= s.DraftSeconds + s.TargetSeconds, "total time");
+                Check(s.OtherSeconds >= 0, "other time");
+                g.Append(new uint[] { 3, 4 });
+                g.Generate();
+                Stats s2 = g.Stats;
+                CheckEq(s2.NewTokens, 2UL * NewTokens, "cumulative over prompts");
+                Check(s2.Rounds > s.Rounds && s2.TotalSeconds >= s.TotalSeconds, "cumulative rounds and time");
+            }
+        }
+
+        private static void StopTokensAndEos()
+        {
+            // Stop tokens: the pair at generated positions 10..11 ends generation at its first occurrence.
+            uint[] stop = { baseline[10], baseline[11] };
+            var options = Greedy();
+            options.StopTokens.Add(stop);
+            int end = -1;
+            for (int i = 1; i < baseline.Length; i++)
+            {
+                if (baseline[i - 1] == stop[0] && baseline[i] == stop[1]) { end = i + 1; break; }
+            }
+            using (var g = new Generator(target, draft, options))
+            {
+                g.Append(prompt);
+                CheckEq(g.Generate(), FinishReason.StopSequence, "stop tokens");
+                CheckTokens(Generated(g, prompt.Length), Prefix(baseline, end), "ends with the stop tokens");
+            }
+            // An explicit EOS id: generation ends at its first occurrence (included).
+            uint eos = baseline[5];
+            int eosAt = Array.IndexOf(baseline, eos);
+            using (var g = new Generator(target, draft, new GenerationOptions { MaxNewTokens = NewTokens, EosIds = new[] { eos } }))
+            {
+                g.Append(prompt);
+                CheckEq(g.Generate(), FinishReason.Eos, "explicit EOS");
+                CheckTokens(Generated(g, prompt.Length), Prefix(baseline, eosAt + 1), "ends with the EOS");
+            }
+            // EosIds null (the model's, id 0) versus empty (none): the same greedy tokens unless 0 appears.
+            using (var g = new Generator(target, null, new GenerationOptions { MaxNewTokens = NewTokens }))
+            {
+                g.Append(prompt);
+                FinishReason r = g.Generate();
+                uint[] gen = Generated(g, prompt.Length);
+                int zero = Array.IndexOf(baseline, 0u);
+                if (zero < 0)
+                {
+                    CheckEq(r, FinishReason.MaxTokens, "model EOS never generated");
+                    CheckTokens(gen, baseline, "model EOS, same tokens");
+                }
+                else
+                {
+                    CheckEq(r, FinishReason.Eos, "model EOS generated");
+                    CheckTokens(gen, Prefix(baseline, zero + 1), "model EOS prefix");
+                }
+            }
+        }
+
+        private static void DisposeTwiceIsSafe()
+        {
+            Model m = Model.Load(Fixture("draft"));
+            Tokenizer t = Tokenizer.Load(Fixture("llama"));
+            var g = new Generator(target, m, Greedy());
+            var d = new StreamDecoder(t);
+            // The generator and the stream decoder keep their model and tokenizer alive natively.
+            m.Dispose();
+            m.Dispose();
+            t.Dispose();
+            t.Dispose();
+            g.Append(prompt);
+            CheckEq(g.Generate(), FinishReason.MaxTokens, "generator outlives its disposed models");
+            CheckTokens(Generated(g, prompt.Length), baseline, "sequence with a disposed draft Model object");
+            CheckEq(d.Push(baseline) + d.Flush(), tokenizer.Decode(baseline), "stream decoder outlives its tokenizer");
+            g.Dispose();
+            g.Dispose();
+            d.Dispose();
+            d.Dispose();
+            g.Cancel(); // a no-op on a disposed generator
+            bool threw = false;
+            try { int unused = m.VocabSize; }
+            catch (ObjectDisposedException) { threw = true; }
+            Check(threw, "a disposed Model throws ObjectDisposedException");
+            threw = false;
+            try { g.Step(); }
+            catch (ObjectDisposedException) { threw = true; }
+            Check(threw, "a disposed Generator throws ObjectDisposedException");
+            threw = false;
+            try { new Generator(m, null, null); }
+            catch (ObjectDisposedException) { threw = true; }
+            Check(threw, "a disposed Model cannot make a Generator");
+        }
+
+        private static void GcDuringLongGenerate()
+        {
+            // Collections while native code is inside Generate and calls back into managed code:
+            // from the callback itself and from another thread. The callback is a closure that is
+            // referenced nowhere else.
+            using (var g = new Generator(target, draft, Greedy(4, LongTokens)))
+            {
+                g.Append(prompt);
+                var stop = 0;
+                var collector = new Thread(() =>
+                {
+                    while (Volatile.Read(ref stop) == 0)
+                    {
+                        GC.Collect();
+                        Thread.Sleep(1);
+                    }
+                });
+                collector.Start();
+                var seen = new List<uint>();
+                int calls = 0;
+                FinishReason r;
+                try
+                {
+                    r = g.Generate(tokens =>
+                    {
+                        seen.AddRange(tokens);
+                        var garbage = new byte[64 * 1024];
+                        garbage[0] = 1;
+                        if (++calls % 5 == 0)
+                        {
+                            GC.Collect();
+                            GC.WaitForPendingFinalizers();
+                        }
+                        return true;
+                    });
+                }
+                finally
+                {
+                    Volatile.Write(ref stop, 1);
+                    collector.Join();
+                }
+                CheckEq(r, FinishReason.MaxTokens, "long generation finished");
+                CheckTokens(seen.ToArray(), baselineLong, "callback saw every token");
+                CheckTokens(Generated(g, prompt.Length), baselineLong, "long sequence equals target-only");
+            }
+        }
+
+        private static void ModelSharedAcrossThreads()
+        {
+            var results = new uint[4][];
+            var errors = new Exception[4];
+            var threads = new Thread[4];
+            for (int i = 0; i < threads.Length; i++)
+            {
+                int k = i;
+                threads[i] = new Thread(() =>
+                {
+                    try
+                    {
+                        using (var g = new Generator(target, k % 2 == 0 ? draft : null, Greedy((uint)(k + 1))))
+                        {
+                            g.Append(prompt);
+                            g.Generate();
+                            results[k] = Generated(g, prompt.Length);
+                        }
+                    }
+                    catch (Exception e)
+                    {
+                        errors[k] = e;
+                    }
+                });
+                threads[i].Start();
+            }
+            foreach (Thread t in threads) t.Join();
+            for (int i = 0; i < threads.Length; i++)
+            {
+                Check(errors[i] == null, "thread " + i + " failed: " + errors[i]);
+                if (results[i] != null) CheckTokens(results[i], baseline, "thread " + i);
+            }
+        }
+
+        private static void SamplingIsReproducible()
+        {
+            Func<Model, uint[]> run = d =>
+            {
+                var o = new GenerationOptions { Temperature = 0.9f, TopK = 50, TopP = 0.95f, Seed = 1234, MaxNewTokens = 32, EosIds = new uint[0] };
+                using (var g = new Generator(target, d, o))
+                {
+                    g.Append(prompt);
+                    g.Generate();
+                    return Generated(g, prompt.Length);
+                }
+            };
+            CheckTokens(run(null), run(null), "target-only sampling, same seed");
+            CheckTokens(run(draft), run(draft), "speculative sampling, same seed");
+        }
+
+        // ---------------------------------------------------------------------------------------
+
+        public static int Main(string[] args)
+        {
+            if (args.Length > 0) fixtures = args[0];
+            Console.WriteLine("specdec " + Library.Version + " (ABI " + Library.LoadedAbiVersion + "), fixtures " + fixtures);
+            try
+            {
+                target = Model.Load(Fixture("llama"));
+                draft = Model.Load(Fixture("draft"));
+                tokenizer = Tokenizer.Load(Fixture("llama"));
+                prompt = tokenizer.Encode("Once upon a time, there was a little");
+                baseline = RunGreedy(null, 4, NewTokens);
+                baselineLong = RunGreedy(null, 4, LongTokens);
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine("setup failed: " + e);
+                Console.WriteLine("0 passed, 1 failed");
+                return 1;
+            }
+
+            var tests = new List<KeyValuePair<string, Action>>
+            {
+                new KeyValuePair<string, Action>("version_and_abi", VersionAndAbi),
+                new KeyValuePair<string, Action>("load_models", LoadModels),
+                new KeyValuePair<string, Action>("greedy_exactness_gamma_1_to_8", GreedyExactnessGamma1To8),
+                new KeyValuePair<string, Action>("step_equals_generate", StepEqualsGenerate),
+                new KeyValuePair<string, Action>("errors", Errors),
+                new KeyValuePair<string, Action>("cancellation", CancelFromTimerMidGeneration),
+                new KeyValuePair<string, Action>("callback_exception_propagates", CallbackExceptionPropagates),
+                new KeyValuePair<string, Action>("tokenizer_round_trip", TokenizerRoundTrip),
+                new KeyValuePair<string, Action>("streaming_equals_one_shot_decode", StreamingEqualsOneShotDecode),
+                new KeyValuePair<string, Action>("stats_are_sane", StatsAreSane),
+                new KeyValuePair<string, Action>("stop_tokens_and_eos", StopTokensAndEos),
+                new KeyValuePair<string, Action>("dispose_twice_is_safe", DisposeTwiceIsSafe),
+                new KeyValuePair<string, Action>("gc_during_long_generate", GcDuringLongGenerate),
+                new KeyValuePair<string, Action>("model_shared_across_threads", ModelSharedAcrossThreads),
+                new KeyValuePair<string, Action>("sampling_is_reproducible", SamplingIsReproducible),
+            };
+
+            int passed = 0, failed = 0;
+            foreach (var test in tests)
+            {
+                checkFailures = 0;
+                var sw = Stopwatch.StartNew();
+                try
+                {
+                    test.Value();
+                }
+                catch (Exception e)
+                {
+                    Console.Error.WriteLine("    unexpected exception: " + e);
+                    checkFailures++;
+                }
+                bool ok = checkFailures == 0;
+                Console.WriteLine((ok ? "PASS " : "FAIL ") + test.Key + " (" + sw.ElapsedMilliseconds + " ms)");
+                if (ok) passed++; else failed++;
+            }
+
+            tokenizer.Dispose();
+            draft.Dispose();
+            target.Dispose();
+            Console.WriteLine(passed + " passed, " + failed + " failed");
+            return failed == 0 ? 0 : 1;
+        }
+    }
+}
