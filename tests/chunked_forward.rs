@@ -91,3 +91,25 @@ fn rolled_back_cache_matches_a_fresh_one() {
         assert!(max_abs_diff(&want, &got) <= 1e-4, "{}: compaction changed the logits", path.display());
     }
 }
+
+#[test]
+fn prompts_longer_than_one_chunk_are_fed_in_pieces_exactly() {
+    // Over 256 tokens: the model splits the feed, and the rows asked for span the split.
+    let tok = tokenizer();
+    let text = PROMPTS.concat().repeat(4);
+    let tokens = tok.encode(&text).unwrap();
+    assert!(tokens.len() > 300, "{} tokens", tokens.len());
+    let tokens = &tokens[..300];
+    for arch in ARCHS {
+        let model = load(fixture(arch));
+        let steps = single_steps(&model, tokens);
+        let vocab = model.info().vocab_size;
+        let mut cache = model.new_cache().unwrap();
+        let mut rows = Vec::new();
+        model.forward(&mut cache, tokens, 50, &mut rows).unwrap();
+        assert_eq!(cache.len(), 300);
+        let diff = max_abs_diff(&steps[250 * vocab..], &rows);
+        println!("{arch}: 300 tokens in chunks, last 50 rows, max |diff| = {diff:.3e}");
+        assert!(diff <= 1e-4, "{arch}: {diff}");
+    }
+}
