@@ -23,9 +23,7 @@ pub extern "C" fn specdec_gen_config_new() -> *mut specdec_gen_config {
 /// Free settings. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_gen_config_free(config: *mut specdec_gen_config) {
-    if !config.is_null() {
-        guard_value((), || drop(Box::from_raw(config)));
-    }
+    free_boxed(config);
 }
 
 /// Apply `f` to the settings, keeping the old value if the result does not validate.

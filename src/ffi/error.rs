@@ -173,9 +173,7 @@ pub unsafe extern "C" fn specdec_error_message(err: *const specdec_error) -> *co
 /// Free an error. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_error_free(err: *mut specdec_error) {
-    if !err.is_null() {
-        guard_value((), || drop(Box::from_raw(err)));
-    }
+    super::free_boxed(err);
 }
 
 /// A static, NUL-terminated name for a status code ("SPECDEC_STATUS_OK", ...), or

@@ -133,9 +133,7 @@ pub unsafe extern "C" fn specdec_generator_new(
 /// Free a generator. NULL is a no-op. Must not race with other calls on it (cancel included).
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_free(generator: *mut specdec_generator) {
-    if !generator.is_null() {
-        guard_value((), || drop(Box::from_raw(generator)));
-    }
+    free_boxed(generator);
 }
 
 /// Use `tokenizer` to match text stop sequences (kept alive by the generator).

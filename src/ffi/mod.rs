@@ -98,6 +98,13 @@ pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, n: usize, name: &'static str)
     Ok(std::slice::from_raw_parts(p, n))
 }
 
+/// Free a handle made by `Box::into_raw`; NULL is a no-op.
+pub(crate) unsafe fn free_boxed<T>(p: *mut T) {
+    if !p.is_null() {
+        guard_value((), || drop(Box::from_raw(p)));
+    }
+}
+
 pub(crate) unsafe fn handle<'a, T>(p: *const T, name: &'static str) -> FfiResult<&'a T> {
     p.as_ref().ok_or_else(|| FfiError::null(name))
 }

@@ -27,9 +27,7 @@ pub extern "C" fn specdec_model_options_new() -> *mut specdec_model_options {
 /// Free model options. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_model_options_free(options: *mut specdec_model_options) {
-    if !options.is_null() {
-        guard_value((), || drop(Box::from_raw(options)));
-    }
+    free_boxed(options);
 }
 
 /// Execution provider: "cpu" (default), "cuda" or "cuda:N".
@@ -97,9 +95,7 @@ pub unsafe extern "C" fn specdec_model_load(
 /// freed. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_model_free(model: *mut specdec_model) {
-    if !model.is_null() {
-        guard_value((), || drop(Box::from_raw(model)));
-    }
+    free_boxed(model);
 }
 
 /// Vocabulary size of the model (0 for NULL). Thread-safe.

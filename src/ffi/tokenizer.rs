@@ -40,9 +40,7 @@ pub unsafe extern "C" fn specdec_tokenizer_load(
 /// Free a tokenizer. Stream decoders made from it keep it alive. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_tokenizer_free(tokenizer: *mut specdec_tokenizer) {
-    if !tokenizer.is_null() {
-        guard_value((), || drop(Box::from_raw(tokenizer)));
-    }
+    free_boxed(tokenizer);
 }
 
 /// Tokenize `text` (`text_len` bytes of UTF-8, no terminator needed) without special tokens.
@@ -201,7 +199,5 @@ fn publish(d: &mut specdec_stream_decoder, s: String, text: &mut *const c_char, 
 /// Free a stream decoder. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_stream_decoder_free(decoder: *mut specdec_stream_decoder) {
-    if !decoder.is_null() {
-        guard_value((), || drop(Box::from_raw(decoder)));
-    }
+    free_boxed(decoder);
 }
