@@ -838,6 +838,39 @@ namespace Specdec.Examples
 
         // ---------------------------------------------------------------------------------------
 
+        // The binding against the native library driven without C#: the specdec CLI (built by
+        // `make build`, the same engine behind the C ABI) on the fixture pair, token for token.
+        private static void SameTokensAsNative()
+        {
+            string cli = Path.Combine(Path.Combine(Path.Combine(fixtures, ".."), ".."), "target/release/specdec");
+            var ids = new List<string>();
+            foreach (uint id in prompt) ids.Add(id.ToString());
+            foreach (uint gamma in new uint[] { 1, 4, 8 })
+            {
+                var psi = new ProcessStartInfo(cli, "generate --target " + Fixture("llama") + " --draft " + Fixture("draft")
+                    + " --prompt-ids " + string.Join(",", ids.ToArray()) + " --gamma " + gamma
+                    + " --max-new-tokens " + NewTokens + " --eos-ids \"\" --json")
+                {
+                    UseShellExecute = false,
+                    RedirectStandardOutput = true,
+                };
+                string json;
+                using (Process p = Process.Start(psi))
+                {
+                    json = p.StandardOutput.ReadToEnd();
+                    p.WaitForExit();
+                    CheckEq(p.ExitCode, 0, "CLI exit code");
+                }
+                Match m = Regex.Match(json, "\"tokens\":\\[([0-9,]*)\\]");
+                Check(m.Success, "CLI printed tokens: " + json);
+                if (!m.Success) return;
+                var native = new List<uint>();
+                foreach (string t in m.Groups[1].Value.Split(new[] { ',' }, StringSplitOptions.RemoveEmptyEntries)) native.Add(uint.Parse(t));
+                uint[] mine = RunGreedy(draft, gamma, NewTokens);
+                Check(native.Count == NewTokens && SameTokens(mine, native.ToArray()), "gamma " + gamma + ": C# equals the native CLI");
+            }
+        }
+
         public static int Main(string[] args)
         {
             if (args.Length > 0) fixtures = args[0];
@@ -863,6 +896,7 @@ namespace Specdec.Examples
                 new KeyValuePair<string, Action>("version_and_abi", VersionAndAbi),
                 new KeyValuePair<string, Action>("load_models", LoadModels),
                 new KeyValuePair<string, Action>("greedy_exactness_gamma_1_to_8", GreedyExactnessGamma1To8),
+                new KeyValuePair<string, Action>("same_tokens_as_native", SameTokensAsNative),
                 new KeyValuePair<string, Action>("step_equals_generate", StepEqualsGenerate),
                 new KeyValuePair<string, Action>("errors", Errors),
                 new KeyValuePair<string, Action>("cancellation", CancelFromTimerMidGeneration),
