@@ -265,7 +265,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", default="all", choices=["all", "tokenizer", "fixtures", "demo", "export"])
     ap.add_argument("--work", default=str(ROOT / "target" / "model-work"), help="scratch folder (checkpoints)")
-    ap.add_argument("--target-tokens", type=int, default=20_000_000, help="training tokens for the demo target")
+    ap.add_argument("--target-tokens", type=int, default=16_000_000, help="training tokens for the demo target")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
