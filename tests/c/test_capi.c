@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1332,6 +1333,9 @@ static int32_t cancel_cb(void *user_data, const uint32_t *tokens, size_t n_token
         while (ctx->wait_for_sent && !ctx->cancel_sent) pthread_cond_wait(&ctx->cv, &ctx->mu);
     }
     pthread_mutex_unlock(&ctx->mu);
+    /* Give the canceller a chance to run between iterations even where threads are scheduled
+     * one at a time (valgrind); the request may still land anywhere inside an iteration. */
+    sched_yield();
     return 0;
 }
 
