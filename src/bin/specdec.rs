@@ -26,10 +26,10 @@ ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxrunt
 
 /// The demo's code prompts: beginnings of Python code, like the corpus the pair learnt from.
 const DEMO_PROMPTS: [&str; 4] = [
+    "import os\n\n\ndef walk(top):\n    for name in os.listdir(top):",
     "import os\nimport sys\n\n\ndef main(argv=None):\n    \"\"\"Run the command line interface.\"\"\"\n    if argv is None:\n        argv = sys.argv[1:]\n",
     "class Stack:\n    \"\"\"A last-in, first-out stack.\"\"\"\n\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n",
     "def parse_args(argv):\n    parser = argparse.ArgumentParser(description=\"Copy files.\")\n    parser.add_argument(",
-    "import os\n\n\ndef walk(top):\n    for name in os.listdir(top):\n",
 ];
 
 fn main() -> ExitCode {
