@@ -13,19 +13,13 @@ use crate::{FinishReason, GenerationConfig, Generator, Stats};
 /// with SPECDEC_STATUS_BUSY instead of blocking.
 pub struct specdec_generator {
     cancel: Arc<AtomicBool>,
-    inner: Mutex<GeneratorState>,
-}
-
-struct GeneratorState {
-    gen: Generator,
-    /// Where the tokens of the last step start in the sequence.
-    last_step: usize,
+    inner: Mutex<Generator>,
 }
 
 impl specdec_generator {
     /// Never waits: a generator held by another call (its own callback included, which would
     /// deadlock) is reported as busy.
-    fn lock(&self) -> FfiResult<MutexGuard<'_, GeneratorState>> {
+    fn lock(&self) -> FfiResult<MutexGuard<'_, Generator>> {
         match self.inner.try_lock() {
             Ok(g) => Ok(g),
             Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
@@ -124,7 +118,7 @@ pub unsafe extern "C" fn specdec_generator_new(
         let gen = Generator::new(target, draft, cfg)?;
         *out = Box::into_raw(Box::new(specdec_generator {
             cancel: gen.cancel_flag(),
-            inner: Mutex::new(GeneratorState { gen, last_step: 0 }),
+            inner: Mutex::new(gen),
         }));
         Ok(())
     })
@@ -147,7 +141,7 @@ pub unsafe extern "C" fn specdec_generator_set_tokenizer(
     guard(err, || {
         let g = handle(generator, "generator")?;
         let tok = handle(tokenizer, "tokenizer")?.inner.clone();
-        g.lock()?.gen.set_tokenizer(tok);
+        g.lock()?.set_tokenizer(tok);
         Ok(())
     })
 }
@@ -170,8 +164,7 @@ pub unsafe extern "C" fn specdec_generator_append_tokens(
         let g = handle(generator, "generator")?;
         let ids = slice_arg(ids, n_ids, "ids")?;
         let mut st = g.lock()?;
-        st.gen.append_tokens(ids)?;
-        st.last_step = st.gen.tokens().len();
+        st.append_tokens(ids)?;
         Ok(())
     })
 }
@@ -196,10 +189,9 @@ pub unsafe extern "C" fn specdec_generator_step(
         *tokens = std::ptr::null();
         *n_tokens = 0;
         let mut st = g.lock()?;
-        let before = st.gen.tokens().len();
-        st.gen.step()?;
-        st.last_step = before;
-        let all = st.gen.tokens();
+        let before = st.tokens().len();
+        st.step()?;
+        let all = st.tokens();
         *tokens = all[before..].as_ptr();
         *n_tokens = all.len() - before;
         Ok(())
@@ -225,7 +217,7 @@ pub unsafe extern "C" fn specdec_generator_generate(
     guard(err, || {
         let g = handle(generator, "generator")?;
         let mut st = g.lock()?;
-        let r = st.gen.generate(|new| match callback {
+        let r = st.generate(|new| match callback {
             // SAFETY: the host's function pointer with its own user_data, as documented.
             Some(cb) => unsafe { cb(user_data, new.as_ptr(), new.len()) == 0 },
             None => true,
@@ -272,8 +264,8 @@ pub unsafe extern "C" fn specdec_generator_tokens(
         let g = handle(generator, "generator")?;
         let (tokens, n_tokens) = (out_arg(tokens, "tokens")?, out_arg(n_tokens, "n_tokens")?);
         let st = g.lock()?;
-        *tokens = st.gen.tokens().as_ptr();
-        *n_tokens = st.gen.tokens().len();
+        *tokens = st.tokens().as_ptr();
+        *n_tokens = st.tokens().len();
         Ok(())
     })
 }
@@ -283,7 +275,7 @@ pub unsafe extern "C" fn specdec_generator_tokens(
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_finish_reason(generator: *const specdec_generator) -> specdec_finish_reason {
     guard_value(specdec_finish_reason::None, || {
-        generator.as_ref().and_then(|g| g.lock().ok()).map_or(specdec_finish_reason::None, |st| reason(st.gen.finish_reason()))
+        generator.as_ref().and_then(|g| g.lock().ok()).map_or(specdec_finish_reason::None, |st| reason(st.finish_reason()))
     })
 }
 
@@ -305,7 +297,7 @@ pub unsafe extern "C" fn specdec_generator_stats(
         if size < SPECDEC_STATS_V1_SIZE {
             return Err(FfiError::invalid(format!("stats->struct_size is {size}, at least {SPECDEC_STATS_V1_SIZE} needed")));
         }
-        let s: Stats = *g.lock()?.gen.stats();
+        let s: Stats = *g.lock()?.stats();
         let full = std::mem::size_of::<specdec_stats>();
         let filled = specdec_stats {
             // Tells a caller built against a newer header how much of its struct was written.
