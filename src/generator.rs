@@ -418,9 +418,7 @@ impl Generator {
         }
         Ok(())
     }
-}
 
-impl Generator {
     /// Whether the newest token completes a stop sequence inside the generated part.
     fn hit_stop_sequence(&self) -> Result<bool> {
         let generated = &self.tokens[self.tokens.len() - self.generated..];

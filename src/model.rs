@@ -108,9 +108,8 @@ impl Model {
         let specs = |outlets: &[ort::value::Outlet]| outlets.iter().map(spec_of).collect::<Vec<_>>();
         let layout = layout::parse(&specs(session.inputs()), &specs(session.outputs()))
             .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
-        let mut info = model_info(&layout, config.as_ref(), generation.as_ref())
+        let info = model_info(&layout, config.as_ref(), generation.as_ref(), tokenizer_fingerprint)
             .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
-        info.tokenizer_fingerprint = tokenizer_fingerprint;
         Ok(Model { session: Mutex::new(session), layout, info, path: onnx })
     }
 
@@ -365,7 +364,12 @@ fn vocabulary_fingerprint(tokenizer: &serde_json::Value) -> u64 {
 }
 
 /// Combine what the graph states with config.json; the graph wins where both speak.
-fn model_info(layout: &Layout, config: Option<&serde_json::Value>, generation: Option<&serde_json::Value>) -> Result<ModelInfo, String> {
+fn model_info(
+    layout: &Layout,
+    config: Option<&serde_json::Value>,
+    generation: Option<&serde_json::Value>,
+    tokenizer_fingerprint: Option<u64>,
+) -> Result<ModelInfo, String> {
     let vocab_size = match (layout.vocab_size, json_usize(config, &["vocab_size"])) {
         (Some(v), _) | (None, Some(v)) => v,
         (None, None) => return Err("vocabulary size unknown: logits dimension is symbolic and config.json has no vocab_size".into()),
@@ -387,7 +391,7 @@ fn model_info(layout: &Layout, config: Option<&serde_json::Value>, generation: O
     if let Some(&bad) = eos_ids.iter().find(|&&e| e as usize >= vocab_size) {
         return Err(format!("eos_token_id {bad} is outside the vocabulary of {vocab_size}"));
     }
-    Ok(ModelInfo { vocab_size, context_limit, eos_ids, layers: layout.layers.len(), kv_heads, head_dim, tokenizer_fingerprint: None })
+    Ok(ModelInfo { vocab_size, context_limit, eos_ids, layers: layout.layers.len(), kv_heads, head_dim, tokenizer_fingerprint })
 }
 
 #[cfg(test)]

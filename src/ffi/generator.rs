@@ -110,17 +110,13 @@ pub unsafe extern "C" fn specdec_generator_new(
     err: *mut *mut specdec_error,
 ) -> specdec_status {
     guard(err, || {
-        let out = out_arg(out, "out")?;
-        *out = std::ptr::null_mut();
-        let target = handle(target, "target")?.inner.clone();
-        let draft = draft.as_ref().map(|d| d.inner.clone());
-        let cfg = config.as_ref().map_or_else(GenerationConfig::default, |c| c.inner.clone());
-        let gen = Generator::new(target, draft, cfg)?;
-        *out = Box::into_raw(Box::new(specdec_generator {
-            cancel: gen.cancel_flag(),
-            inner: Mutex::new(gen),
-        }));
-        Ok(())
+        new_handle(out, || {
+            let target = handle(target, "target")?.inner.clone();
+            let draft = draft.as_ref().map(|d| d.inner.clone());
+            let cfg = config.as_ref().map_or_else(GenerationConfig::default, |c| c.inner.clone());
+            let gen = Generator::new(target, draft, cfg)?;
+            Ok(specdec_generator { cancel: gen.cancel_flag(), inner: Mutex::new(gen) })
+        })
     })
 }
 

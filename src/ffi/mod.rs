@@ -98,6 +98,15 @@ pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, n: usize, name: &'static str)
     Ok(std::slice::from_raw_parts(p, n))
 }
 
+/// The constructors' contract in one place: `*out` is NULL unless `make` succeeds, and then
+/// receives the new handle.
+pub(crate) unsafe fn new_handle<T>(out: *mut *mut T, make: impl FnOnce() -> FfiResult<T>) -> FfiResult<()> {
+    let out = out_arg(out, "out")?;
+    *out = std::ptr::null_mut();
+    *out = Box::into_raw(Box::new(make()?));
+    Ok(())
+}
+
 /// Free a handle made by `Box::into_raw`; NULL is a no-op.
 pub(crate) unsafe fn free_boxed<T>(p: *mut T) {
     if !p.is_null() {

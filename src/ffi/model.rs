@@ -80,14 +80,12 @@ pub unsafe extern "C" fn specdec_model_load(
     err: *mut *mut specdec_error,
 ) -> specdec_status {
     guard(err, || {
-        let out = out_arg(out, "out")?;
-        *out = std::ptr::null_mut();
-        let path = str_arg(path, "path")?;
-        let defaults = ModelOptions::default();
-        let options = options.as_ref().map_or(&defaults, |o| &o.inner);
-        let model = Model::load(path, options)?;
-        *out = Box::into_raw(Box::new(specdec_model { inner: Arc::new(model) }));
-        Ok(())
+        new_handle(out, || {
+            let path = str_arg(path, "path")?;
+            let defaults = ModelOptions::default();
+            let options = options.as_ref().map_or(&defaults, |o| &o.inner);
+            Ok(specdec_model { inner: Arc::new(Model::load(path, options)?) })
+        })
     })
 }
 

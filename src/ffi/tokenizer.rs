@@ -28,13 +28,7 @@ pub unsafe extern "C" fn specdec_tokenizer_load(
     out: *mut *mut specdec_tokenizer,
     err: *mut *mut specdec_error,
 ) -> specdec_status {
-    guard(err, || {
-        let out = out_arg(out, "out")?;
-        *out = std::ptr::null_mut();
-        let tok = Tokenizer::load(str_arg(path, "path")?)?;
-        *out = Box::into_raw(Box::new(specdec_tokenizer { inner: Arc::new(tok) }));
-        Ok(())
-    })
+    guard(err, || new_handle(out, || Ok(specdec_tokenizer { inner: Arc::new(Tokenizer::load(str_arg(path, "path")?)?) })))
 }
 
 /// Free a tokenizer. Stream decoders made from it keep it alive. NULL is a no-op.
@@ -129,15 +123,13 @@ pub unsafe extern "C" fn specdec_stream_decoder_new(
     err: *mut *mut specdec_error,
 ) -> specdec_status {
     guard(err, || {
-        let out = out_arg(out, "out")?;
-        *out = std::ptr::null_mut();
-        let tok = handle(tokenizer, "tokenizer")?;
-        *out = Box::into_raw(Box::new(specdec_stream_decoder {
-            tokenizer: tok.inner.clone(),
-            state: StreamDecoder::new(),
-            text: CString::default(),
-        }));
-        Ok(())
+        new_handle(out, || {
+            Ok(specdec_stream_decoder {
+                tokenizer: handle(tokenizer, "tokenizer")?.inner.clone(),
+                state: StreamDecoder::new(),
+                text: CString::default(),
+            })
+        })
     })
 }
 
