@@ -1,0 +1,875 @@
+#!/usr/bin/env python3
+"""Peer benchmark: specdec against onnxruntime-genai on the same ONNX target/draft pair.
+
+Both engines run in this one process, on the same ONNX Runtime library (the `onnxruntime` wheel
+that onnxruntime-genai loads; specdec is initialised with the same file), interleaved per
+repetition after a warm-up:
+
+  genai    target-only, and speculative with speculative.max_draft_tokens = K for each --ks
+  specdec  target-only, and speculative with gamma = γ for each --gammas (through the C ABI,
+           target/release/libspecdec.so, with ctypes), plus `auto` rows when the library
+           exports specdec_gen_config_set_gamma_policy
+
+at temperature 0 (greedy) and temperature 1 (full-distribution sampling, the same seed per
+repetition and prompt for every configuration of both engines). Every run feeds the prompt as
+token ids and generates exactly --new-tokens tokens (EOS off on both sides; see EOS below), so
+both engines do the same work. Time per prompt runs from creating the generator to the last
+token (prefill included, tokenization and freeing excluded); tokens/s of a configuration in one
+repetition = all new tokens of all prompts / the sum of those times.
+
+EOS: specdec takes an empty EOS list (specdec_gen_config_set_eos_ids with 0 ids). genai 0.18
+cannot switch EOS off: an empty `eos_token_id` array in genai_config.json is ignored (it still
+stops on the model's EOS), and an id outside the vocabulary is refused. So genai runs with
+search.min_length = max_length, which keeps it from stopping by masking the EOS logits until
+max_length. Under greedy decoding that changes nothing unless EOS is the argmax (the greedy
+check below would show it); under sampling genai draws from the distribution without EOS.
+
+Greedy check: at temperature 0 every configuration's tokens are compared with specdec's
+target-only tokens for every prompt and repetition; where genai's target-only output differs,
+the first differing position's top-2 logit margin is computed with plain onnxruntime.
+
+Writes JSON (--out, default target/peer/peer.json) and a markdown table beside it (.md), and
+prints the table. Run through scripts/peer-bench.sh, which makes the .venv-bench virtualenv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# onnxruntime-genai first: its import loads the onnxruntime wheel's libonnxruntime.so and sets
+# ORT_LIB_PATH; specdec is then initialised with that same library, so one ONNX Runtime serves both.
+try:
+    import numpy as np
+    import onnxruntime_genai as og
+except ImportError as e:  # pragma: no cover - environment problem
+    sys.exit(f"peer_bench: {e}; run it through scripts/peer-bench.sh (makes .venv-bench)")
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def summary(xs: list[float]) -> dict:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def fmt_range(s: dict, digits: int = 1, suffix: str = "") -> str:
+    if not s or s.get("median") is None:
+        return "–"
+    f = f"{{:.{digits}f}}"
+    if s["n"] == 1:
+        return f.format(s["median"]) + suffix
+    return f"{f.format(s['median'])}{suffix} ({f.format(s['min'])}–{f.format(s['max'])})"
+
+
+def parse_int_list(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def first_diff(a: list[int], b: list[int]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def git_state() -> dict:
+    def run(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except Exception:
+            return None
+    return {"commit": run("rev-parse", "HEAD"),
+            "dirty_files": len((run("status", "--porcelain", "--untracked-files=no") or "").splitlines())}
+
+
+# --------------------------------------------------------------------------------------------
+# genai model folders
+# --------------------------------------------------------------------------------------------
+
+# genai model types that are plain decoder-only models with Optimum-style IO; anything else is
+# described as "llama" (the type only picks the decoder-only state class for these models).
+GENAI_DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "phi", "phi3", "gemma", "gemma2",
+                       "granite", "olmo", "smollm3", "nemotron"}
+
+
+def link_or_copy(src: Path, dst: Path) -> str:
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+        return "hardlink"
+    except OSError:
+        shutil.copy2(src, dst)
+        return "copy"
+
+
+def model_io(onnx_path: Path) -> tuple[list[str], list[str]]:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return [i.name for i in s.get_inputs()], [o.name for o in s.get_outputs()]
+
+
+def decoder_block(model_dir: Path, filename: str, threads: int) -> dict:
+    """genai's model.decoder description of an Optimum text-generation-with-past export."""
+    cfg = json.loads((model_dir / "config.json").read_text())
+    heads = cfg["num_attention_heads"]
+    head_size = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    ins, outs = model_io(model_dir / "model.onnx")
+    need_in = ["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value"]
+    need_out = ["logits", "present.0.key", "present.0.value"]
+    missing = [n for n in need_in if n not in ins] + [n for n in need_out if n not in outs]
+    if missing:
+        sys.exit(f"peer_bench: {model_dir}/model.onnx lacks the Optimum decoder IO {missing}")
+    inputs = {"input_ids": "input_ids", "attention_mask": "attention_mask",
+              "past_key_names": "past_key_values.%d.key",
+              "past_value_names": "past_key_values.%d.value"}
+    if "position_ids" in ins:
+        inputs["position_ids"] = "position_ids"
+    session_options = {"log_id": f"peer-{model_dir.name}", "provider_options": []}
+    if threads > 0:
+        session_options["intra_op_num_threads"] = threads
+    return {
+        "session_options": session_options,
+        "filename": filename,
+        "head_size": head_size,
+        "hidden_size": cfg["hidden_size"],
+        "num_attention_heads": heads,
+        "num_key_value_heads": cfg.get("num_key_value_heads", heads),
+        "num_hidden_layers": cfg["num_hidden_layers"],
+        "inputs": inputs,
+        "outputs": {"logits": "logits",
+                    "present_key_names": "present.%d.key",
+                    "present_value_names": "present.%d.value"},
+    }
+
+
+def model_fields(target_dir: Path) -> dict:
+    cfg = json.loads((target_dir / "config.json").read_text())
+    gen = {}
+    if (target_dir / "generation_config.json").exists():
+        gen = json.loads((target_dir / "generation_config.json").read_text())
+    eos = gen.get("eos_token_id", cfg.get("eos_token_id", 0))
+    if isinstance(eos, list) and len(eos) == 1:
+        eos = eos[0]
+    bos = gen.get("bos_token_id", cfg.get("bos_token_id", 0))
+    pad = gen.get("pad_token_id", cfg.get("pad_token_id"))
+    if pad is None:
+        pad = eos[0] if isinstance(eos, list) else eos
+    return {
+        "vocab_size": cfg["vocab_size"],
+        "context_length": cfg.get("max_position_embeddings", 2048),
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        "model_type": cfg.get("model_type", "llama"),
+    }
+
+
+def link_model_files(src_dir: Path, dst_dir: Path) -> str:
+    """Hard-link (or copy) model.onnx, any external-data files and tokenizer files."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    how = "hardlink"
+    for f in sorted(src_dir.iterdir()):
+        if not f.is_file():
+            continue
+        if f.suffix == ".json" and not f.name.startswith("tokenizer"):
+            continue  # config.json / generation_config.json are described in genai_config.json
+        if link_or_copy(f, dst_dir / f.name) == "copy":
+            how = "copy"
+    return how
+
+
+def build_genai_folders(target_dir: Path, draft_dir: Path, out_dir: Path, k_default: int,
+                        threads: int) -> dict:
+    """target/peer/<pair>/{target,speculative}/ with genai_config.json; genai refuses model
+    files outside its folder, so the ONNX files are hard-linked (or copied) in."""
+    fields = model_fields(target_dir)
+    gtype = fields.pop("model_type")
+    gtype = gtype if gtype in GENAI_DECODER_TYPES else "llama"
+
+    tdir = out_dir / "target"
+    how = link_model_files(target_dir, tdir)
+    target_cfg = {
+        "model": {"type": gtype, **fields, "decoder": decoder_block(target_dir, "model.onnx", threads)},
+        "search": {"max_length": fields["context_length"], "do_sample": False},
+    }
+    (tdir / "genai_config.json").write_text(json.dumps(target_cfg, indent=2) + "\n")
+
+    sdir = out_dir / "speculative"
+    link_model_files(target_dir, sdir / "target")
+    link_model_files(draft_dir, sdir / "draft")
+    for tok in target_dir.glob("tokenizer*"):
+        link_or_copy(tok, sdir / tok.name)
+    spec_cfg = {
+        "model": {
+            "type": "speculative",
+            **fields,
+            "decoder": decoder_block(target_dir, "target/model.onnx", threads),
+            "draft": decoder_block(draft_dir, "draft/model.onnx", threads),
+        },
+        "search": {"max_length": fields["context_length"], "do_sample": False},
+        "speculative": {"max_draft_tokens": k_default},
+    }
+    (sdir / "genai_config.json").write_text(json.dumps(spec_cfg, indent=2) + "\n")
+    return {"target": str(tdir), "speculative": str(sdir), "files": how,
+            "target_config": target_cfg, "speculative_config": spec_cfg}
+
+
+# --------------------------------------------------------------------------------------------
+# specdec through its C ABI
+# --------------------------------------------------------------------------------------------
+
+class SpecdecStats(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("target_calls", ctypes.c_uint64),
+        ("draft_calls", ctypes.c_uint64),
+        ("rounds", ctypes.c_uint64),
+        ("drafted", ctypes.c_uint64),
+        ("accepted", ctypes.c_uint64),
+        ("new_tokens", ctypes.c_uint64),
+        ("acceptance_rate", ctypes.c_double),
+        ("tokens_per_target_call", ctypes.c_double),
+        ("draft_seconds", ctypes.c_double),
+        ("target_seconds", ctypes.c_double),
+        ("other_seconds", ctypes.c_double),
+        ("total_seconds", ctypes.c_double),
+    ]
+
+
+class SpecdecError(RuntimeError):
+    pass
+
+
+class Specdec:
+    """The parts of include/specdec.h this benchmark uses."""
+
+    def __init__(self, lib_path: Path, ort_path: str | None, work_dir: Path):
+        # Load a private copy: `make build` may rewrite target/release/libspecdec.so while a
+        # benchmark runs, and a shared object rewritten under a running process can crash it.
+        digest = sha256(lib_path)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        copy = work_dir / f"libspecdec-{digest[:12]}.so"
+        if not copy.exists():
+            for old in work_dir.glob("libspecdec-*.so"):
+                old.unlink()
+            shutil.copy2(lib_path, copy)
+        self.lib_path, self.lib_sha256 = str(lib_path), digest
+        L = self.L = ctypes.CDLL(str(copy))
+        P, E = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+        u32, sz = ctypes.c_uint32, ctypes.c_size_t
+        sigs = {
+            "specdec_version": ([], ctypes.c_char_p),
+            "specdec_abi_version": ([], u32),
+            "specdec_runtime_init": ([ctypes.c_char_p, E], u32),
+            "specdec_error_code": ([P], u32),
+            "specdec_error_message": ([P], ctypes.c_char_p),
+            "specdec_error_free": ([P], None),
+            "specdec_status_name": ([u32], ctypes.c_char_p),
+            "specdec_model_options_new": ([], P),
+            "specdec_model_options_free": ([P], None),
+            "specdec_model_options_set_intra_threads": ([P, u32, E], u32),
+            "specdec_model_load": ([ctypes.c_char_p, P, E, E], u32),
+            "specdec_model_free": ([P], None),
+            "specdec_model_vocab_size": ([P], sz),
+            "specdec_tokenizer_load": ([ctypes.c_char_p, E, E], u32),
+            "specdec_tokenizer_free": ([P], None),
+            "specdec_tokenizer_encode": ([P, ctypes.c_char_p, sz, ctypes.POINTER(u32), sz,
+                                          ctypes.POINTER(sz), E], u32),
+            "specdec_gen_config_new": ([], P),
+            "specdec_gen_config_free": ([P], None),
+            "specdec_gen_config_set_gamma": ([P, u32, E], u32),
+            "specdec_gen_config_set_temperature": ([P, ctypes.c_float, E], u32),
+            "specdec_gen_config_set_seed": ([P, ctypes.c_uint64, E], u32),
+            "specdec_gen_config_set_max_new_tokens": ([P, u32, E], u32),
+            "specdec_gen_config_set_eos_ids": ([P, ctypes.POINTER(u32), sz, E], u32),
+            "specdec_generator_new": ([P, P, P, E, E], u32),
+            "specdec_generator_free": ([P], None),
+            "specdec_generator_append_tokens": ([P, ctypes.POINTER(u32), sz, E], u32),
+            "specdec_generator_generate": ([P, P, P, ctypes.POINTER(u32), E], u32),
+            "specdec_generator_tokens": ([P, ctypes.POINTER(ctypes.POINTER(u32)),
+                                          ctypes.POINTER(sz), E], u32),
+            "specdec_generator_stats": ([P, ctypes.POINTER(SpecdecStats), E], u32),
+        }
+        for name, (args, res) in sigs.items():
+            fn = getattr(L, name)
+            fn.argtypes, fn.restype = args, res
+        self.version = L.specdec_version().decode()
+        self.policy_setter = self._find_policy_setter()
+        self.call("specdec_runtime_init", ort_path.encode() if ort_path else None)
+        self.ort_path = ort_path
+
+    # -- gamma policies (added to the library while this script was written) --
+    def _find_policy_setter(self):
+        """specdec_gen_config_set_gamma_policy (or set_draft_policy), if exported. Its second
+        argument's C type is read from include/specdec.h: a string, or an integer/enum."""
+        header = (ROOT / "include" / "specdec.h")
+        text = header.read_text() if header.exists() else ""
+        for name in ("specdec_gen_config_set_gamma_policy", "specdec_gen_config_set_draft_policy"):
+            if not hasattr(self.L, name):
+                continue
+            m = re.search(re.escape(name) + r"\s*\(([^)]*)\)", text, re.S)
+            params = [p.strip() for p in m.group(1).split(",")] if m else []
+            fn = getattr(self.L, name)
+            fn.restype = ctypes.c_uint32
+            E = ctypes.POINTER(ctypes.c_void_p)
+            if len(params) >= 2 and "char" in params[1]:
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, E]
+                return name, fn, "string", self._enum_values(text)
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_uint32, E]
+            return name, fn, "enum", self._enum_values(text)
+        return None
+
+    @staticmethod
+    def _enum_values(text: str) -> dict:
+        vals = {}
+        for m in re.finditer(r"SPECDEC_(?:GAMMA|DRAFT)_POLICY_([A-Z_]+)\s*=\s*(\d+)", text):
+            vals[m.group(1).lower()] = int(m.group(2))
+        return vals
+
+    def policies(self) -> list[str]:
+        if not self.policy_setter:
+            return []
+        _, _, kind, vals = self.policy_setter
+        if kind == "enum":
+            return [p for p in ("auto", "heuristic") if p in vals]
+        return ["auto"]
+
+    def set_policy(self, cfg, policy: str) -> None:
+        name, fn, kind, vals = self.policy_setter
+        arg = policy.encode() if kind == "string" else vals[policy]
+        err = ctypes.c_void_p()
+        self.check(fn(cfg, arg, ctypes.byref(err)), err, name)
+
+    # -- errors --
+    def check(self, status: int, err: ctypes.c_void_p, what: str) -> None:
+        if status == 0:
+            return
+        msg = ""
+        if err.value:
+            msg = (self.L.specdec_error_message(err) or b"").decode(errors="replace")
+            self.L.specdec_error_free(err)
+        name = self.L.specdec_status_name(status).decode()
+        raise SpecdecError(f"{what}: {name}: {msg}")
+
+    def call(self, name: str, *args):
+        err = ctypes.c_void_p()
+        self.check(getattr(self.L, name)(*args, ctypes.byref(err)), err, name)
+
+    # -- models and tokenizer --
+    def load_model(self, path: Path, threads: int):
+        opts = self.L.specdec_model_options_new()
+        try:
+            self.call("specdec_model_options_set_intra_threads", opts, threads)
+            out = ctypes.c_void_p()
+            self.call("specdec_model_load", str(path).encode(), opts, ctypes.byref(out))
+            return out
+        finally:
+            self.L.specdec_model_options_free(opts)
+
+    def encode(self, tokenizer_path: Path, text: str) -> list[int]:
+        tok = ctypes.c_void_p()
+        self.call("specdec_tokenizer_load", str(tokenizer_path).encode(), ctypes.byref(tok))
+        try:
+            raw = text.encode()
+            n = ctypes.c_size_t()
+            err = ctypes.c_void_p()
+            st = self.L.specdec_tokenizer_encode(tok, raw, len(raw), None, 0, ctypes.byref(n),
+                                                 ctypes.byref(err))
+            if st not in (0, 7013):  # 7013: BUFFER_TOO_SMALL, the size query
+                self.check(st, err, "specdec_tokenizer_encode")
+            elif err.value:
+                self.L.specdec_error_free(err)
+            buf = (ctypes.c_uint32 * max(n.value, 1))()
+            self.call("specdec_tokenizer_encode", tok, raw, len(raw), buf, n.value, ctypes.byref(n))
+            return list(buf[: n.value])
+        finally:
+            self.L.specdec_tokenizer_free(tok)
+
+    # -- one generation --
+    def generate(self, target, draft, ids: list[int], new_tokens: int, temperature: float,
+                 seed: int, gamma: int | None, policy: str | None) -> dict:
+        cfg = self.L.specdec_gen_config_new()
+        gen = ctypes.c_void_p()
+        try:
+            self.call("specdec_gen_config_set_max_new_tokens", cfg, new_tokens)
+            self.call("specdec_gen_config_set_eos_ids", cfg, None, 0)
+            self.call("specdec_gen_config_set_temperature", cfg, ctypes.c_float(temperature))
+            self.call("specdec_gen_config_set_seed", cfg, seed)
+            if gamma:
+                self.call("specdec_gen_config_set_gamma", cfg, gamma)
+            if policy:
+                self.set_policy(cfg, policy)
+            arr = (ctypes.c_uint32 * len(ids))(*ids)
+            reason = ctypes.c_uint32()
+            t0 = time.perf_counter()
+            self.call("specdec_generator_new", target, draft, cfg, ctypes.byref(gen))
+            self.call("specdec_generator_append_tokens", gen, arr, len(ids))
+            self.call("specdec_generator_generate", gen, None, None, ctypes.byref(reason))
+            seconds = time.perf_counter() - t0
+            ptr, n = ctypes.POINTER(ctypes.c_uint32)(), ctypes.c_size_t()
+            self.call("specdec_generator_tokens", gen, ctypes.byref(ptr), ctypes.byref(n))
+            tokens = list(ptr[len(ids): n.value])
+            st = SpecdecStats()
+            st.struct_size = ctypes.sizeof(SpecdecStats)
+            self.call("specdec_generator_stats", gen, ctypes.byref(st))
+            stats = {f: getattr(st, f) for f, _ in SpecdecStats._fields_ if f != "struct_size"}
+            return {"tokens": tokens, "seconds": seconds, "stats": stats}
+        finally:
+            self.L.specdec_generator_free(gen)
+            self.L.specdec_gen_config_free(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# onnxruntime-genai
+# --------------------------------------------------------------------------------------------
+
+GENAI_STAT_KEYS = ("rounds", "draft_tokens_proposed", "draft_tokens_evaluated",
+                   "draft_tokens_accepted", "correction_tokens", "bonus_tokens",
+                   "draft_forward_passes", "target_forward_passes", "total_draft_ms",
+                   "total_target_ms", "full_accept_rounds", "zero_accept_rounds")
+
+
+def genai_generate(model, ids: list[int], new_tokens: int, temperature: float, seed: int,
+                   k: int | None) -> dict:
+    total = len(ids) + new_tokens
+    opts = {"max_length": total, "min_length": total}
+    if temperature > 0:
+        # top_k 0 with top_p 1.0 is genai's full-distribution sampling (its defaults are
+        # top_k 50 and top_p 0).
+        opts.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
+                    random_seed=int(seed))
+    else:
+        opts.update(do_sample=False)
+    arr = np.asarray([ids], dtype=np.int32)
+    t0 = time.perf_counter()
+    params = og.GeneratorParams(model)
+    params.set_search_options(**opts)
+    if k:
+        params.set_speculative_options(max_draft_tokens=int(k))
+    gen = og.Generator(model, params)
+    gen.append_tokens(arr)
+    while not gen.is_done():
+        gen.generate_next_token()
+    seconds = time.perf_counter() - t0
+    tokens = [int(t) for t in gen.get_sequence(0)][len(ids):]
+    stats = None
+    if k:
+        raw = gen.get_speculative_stats()
+        stats = {key: raw.get(key) for key in GENAI_STAT_KEYS}
+    del gen, params
+    return {"tokens": tokens, "seconds": seconds, "stats": stats}
+
+
+# --------------------------------------------------------------------------------------------
+# Diagnostics for greedy mismatches
+# --------------------------------------------------------------------------------------------
+
+def greedy_margin(model_dir: Path, ids: list[int]) -> dict:
+    """Top-2 logits of the target's next-token distribution after `ids` (plain onnxruntime,
+    one full forward pass, empty past)."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {}
+    n = len(ids)
+    for i in sess.get_inputs():
+        if i.name == "input_ids":
+            feeds[i.name] = np.asarray([ids], dtype=np.int64)
+        elif i.name == "attention_mask":
+            feeds[i.name] = np.ones((1, n), dtype=np.int64)
+        elif i.name == "position_ids":
+            feeds[i.name] = np.arange(n, dtype=np.int64)[None, :]
+        elif i.name.startswith("past_key_values"):
+            shape = [1 if d == "batch_size" else (0 if not isinstance(d, int) else d) for d in i.shape]
+            feeds[i.name] = np.zeros(shape, dtype=np.float32)
+    logits = sess.run(["logits"], feeds)[0][0, -1]
+    top = np.argsort(-logits)[:2]
+    return {"top1": int(top[0]), "top2": int(top[1]),
+            "margin": float(logits[top[0]] - logits[top[1]])}
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target", default="models/demo/target")
+    ap.add_argument("--draft", default="models/demo/draft")
+    ap.add_argument("--name", help="pair name for target/peer/<name>/ (default: from the paths)")
+    ap.add_argument("--prompts", default="benches/prompts.jsonl",
+                    help="JSON lines, one prompt string per line")
+    ap.add_argument("--max-prompts", type=int, default=0, help="use only the first N prompts")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="warm-up runs of each configuration on the first prompt")
+    ap.add_argument("--ks", default="1-8", help="genai max_draft_tokens values, e.g. 1-8 or 2,4")
+    ap.add_argument("--gammas", default="1-8", help="specdec gamma values")
+    ap.add_argument("--temperatures", default="0,1")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="ONNX Runtime intra-op threads per model, both engines (0: ORT decides)")
+    ap.add_argument("--genai-threads", type=int, default=None,
+                    help="override --threads for genai's sessions")
+    ap.add_argument("--seed", type=int, default=1, help="base of the per-rep, per-prompt seeds")
+    ap.add_argument("--lib", default="target/release/libspecdec.so")
+    ap.add_argument("--no-policies", action="store_true", help="skip specdec gamma-policy rows")
+    ap.add_argument("--out", default="target/peer/peer.json")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 1 rep, 2 prompts, 16 new tokens")
+    args = ap.parse_args()
+    if args.quick:
+        args.reps, args.max_prompts, args.new_tokens = 1, 2, 16
+
+    os.chdir(ROOT)
+    target_dir, draft_dir = Path(args.target).resolve(), Path(args.draft).resolve()
+    if args.name:
+        pair = args.name
+    elif target_dir.parent == draft_dir.parent:
+        pair = target_dir.parent.name
+    else:
+        pair = f"{target_dir.name}__{draft_dir.name}"
+    ks, gammas = parse_int_list(args.ks), parse_int_list(args.gammas)
+    temps = [float(t) for t in args.temperatures.split(",") if t.strip()]
+    genai_threads = args.threads if args.genai_threads is None else args.genai_threads
+
+    prompts = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+    if args.max_prompts:
+        prompts = prompts[: args.max_prompts]
+
+    # --- engines ---
+    ort_path = os.environ.get("ORT_LIB_PATH")
+    sd = Specdec(Path(args.lib).resolve(), ort_path, ROOT / "target" / "peer" / ".lib")
+    log(f"specdec {sd.version} ({args.lib}, sha256 {sd.lib_sha256[:12]}); onnxruntime-genai "
+        f"{og.__version__}; ONNX Runtime {ort_path}")
+    folders = build_genai_folders(target_dir, draft_dir, ROOT / "target" / "peer" / pair,
+                                  max(ks) if ks else 4, genai_threads)
+    log(f"genai folders: {folders['target']} and {folders['speculative']} ({folders['files']})")
+
+    prompt_ids = [sd.encode(target_dir / "tokenizer.json", p) for p in prompts]
+    tokenizer_check = None
+    try:
+        from tokenizers import Tokenizer
+        hf = Tokenizer.from_file(str(target_dir / "tokenizer.json"))
+        tokenizer_check = all(hf.encode(p, add_special_tokens=False).ids == ids
+                              for p, ids in zip(prompts, prompt_ids))
+    except ImportError:
+        pass
+    ctx = model_fields(target_dir)["context_length"]
+    for ids in prompt_ids:
+        if len(ids) + args.new_tokens > ctx:
+            sys.exit(f"peer_bench: a prompt of {len(ids)} tokens + {args.new_tokens} exceeds {ctx}")
+
+    t_load = time.perf_counter()
+    sd_target = sd.load_model(target_dir, args.threads)
+    sd_draft = sd.load_model(draft_dir, args.threads)
+    g_target = og.Model(folders["target"])
+    g_spec = {}
+    for k in ks:
+        c = og.Config(folders["speculative"])
+        c.overlay(json.dumps({"speculative": {"max_draft_tokens": k}}))
+        g_spec[k] = og.Model(c)
+    log(f"models loaded in {time.perf_counter() - t_load:.1f} s")
+
+    policies = [] if args.no_policies else sd.policies()
+    configs = [("genai", "target-only", None)] + [("genai", f"K={k}", k) for k in ks]
+    sconfigs = ([("specdec", "target-only", None)] + [("specdec", f"γ={g}", g) for g in gammas]
+                + [("specdec", p, p) for p in policies])
+
+    def run(cfg, ids, temperature, seed):
+        engine, label, x = cfg
+        if engine == "genai":
+            model = g_target if x is None else g_spec[x]
+            return genai_generate(model, ids, args.new_tokens, temperature, seed, x)
+        gamma = x if isinstance(x, int) else None
+        policy = x if isinstance(x, str) else None
+        draft = None if x is None else sd_draft
+        return sd.generate(sd_target, draft, ids, args.new_tokens, temperature, seed, gamma, policy)
+
+    # Interleave the engines: genai tt, specdec tt, genai K1, specdec γ1, ...; each repetition
+    # starts one place later so no configuration always runs first.
+    order = []
+    for i in range(max(len(configs), len(sconfigs))):
+        if i < len(configs):
+            order.append(configs[i])
+        if i < len(sconfigs):
+            order.append(sconfigs[i])
+
+    def seed_of(rep, p):
+        return args.seed + 1000 * rep + p
+
+    # --- warm-up ---
+    t_start = time.perf_counter()
+    for _ in range(args.warmup):
+        for t in temps:
+            for cfg in order:
+                run(cfg, prompt_ids[0], t, seed_of(0, 0))
+    log(f"warm-up done in {time.perf_counter() - t_start:.1f} s")
+
+    # --- measurement ---
+    # results[(engine, label, T)] = list over reps of {"tokens", "seconds", per-prompt, stats}
+    results: dict = {}
+    greedy: dict = {}
+    length_errors = []
+    for rep in range(args.reps):
+        t_rep = time.perf_counter()
+        rot = rep % len(order)
+        rep_order = order[rot:] + order[:rot]
+        for t in temps:
+            outputs = {}
+            for cfg in rep_order:
+                secs, toks, per_prompt, stats_list = 0.0, 0, [], []
+                for p, ids in enumerate(prompt_ids):
+                    r = run(cfg, ids, t, seed_of(rep, p))
+                    if len(r["tokens"]) != args.new_tokens:
+                        length_errors.append({"config": cfg[:2], "T": t, "rep": rep, "prompt": p,
+                                              "tokens": len(r["tokens"])})
+                    secs += r["seconds"]
+                    toks += len(r["tokens"])
+                    per_prompt.append(round(r["seconds"], 6))
+                    stats_list.append(r["stats"])
+                    outputs[(cfg[0], cfg[1], p)] = r["tokens"]
+                results.setdefault((cfg[0], cfg[1], t), []).append(
+                    {"tokens": toks, "seconds": secs, "tps": toks / secs,
+                     "prompt_seconds": per_prompt, "stats": stats_list})
+            if t == 0:
+                for cfg in order:
+                    for p in range(len(prompt_ids)):
+                        ref = outputs[("specdec", "target-only", p)]
+                        got = outputs[(cfg[0], cfg[1], p)]
+                        d = first_diff(got, ref)
+                        entry = greedy.setdefault(f"{cfg[0]} {cfg[1]}", {"runs": 0, "mismatches": []})
+                        entry["runs"] += 1
+                        if d is not None and len(entry["mismatches"]) < 20:
+                            entry["mismatches"].append({"rep": rep, "prompt": p, "first_diff": d,
+                                                        "got": got[d:d + 5], "specdec": ref[d:d + 5]})
+        log(f"rep {rep + 1}/{args.reps} done in {time.perf_counter() - t_rep:.1f} s")
+    elapsed = time.perf_counter() - t_start
+
+    # Margins where genai's target-only greedy output differs from specdec's.
+    mism = greedy.get("genai target-only", {}).get("mismatches", [])
+    seen = set()
+    for m in mism:
+        if (m["prompt"], m["first_diff"]) in seen:
+            continue
+        seen.add((m["prompt"], m["first_diff"]))
+        # the common prefix is specdec's tokens up to the first difference
+        ref = run(("specdec", "target-only", None), prompt_ids[m["prompt"]], 0.0, 0)["tokens"]
+        m["margin"] = greedy_margin(target_dir, prompt_ids[m["prompt"]] + ref[: m["first_diff"]])
+
+    report = analyse(args, results, temps, configs, sconfigs)
+    meta = {
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(),
+                 "loadavg_at_end": os.getloadavg()},
+        "pair": pair, "target": str(target_dir), "draft": str(draft_dir),
+        "prompts": args.prompts, "n_prompts": len(prompts),
+        "prompt_tokens": [len(i) for i in prompt_ids],
+        "tokenizer_matches_hf_tokenizers": tokenizer_check,
+        "new_tokens": args.new_tokens, "reps": args.reps, "warmup": args.warmup,
+        "temperatures": temps, "ks": ks, "gammas": gammas, "policies": policies,
+        "seeds": f"seed = {args.seed} + 1000*rep + prompt index, same for every configuration",
+        "threads": {"specdec_intra_op_per_model": args.threads,
+                    "genai_intra_op_per_session": genai_threads},
+        "eos": {"specdec": "specdec_gen_config_set_eos_ids(cfg, NULL, 0): no EOS",
+                "genai": "search.min_length = max_length = prompt + new_tokens (EOS masked)"},
+        "sampling": {"specdec": "temperature T, top-k/top-p/min-p off",
+                     "genai": "do_sample, temperature T, top_k 0, top_p 1.0, random_seed"},
+        "timing": "generator creation to the last token, prefill included; tok/s = all new "
+                  "tokens / summed seconds over the prompts of one repetition",
+        "versions": {"specdec": sd.version, "specdec_lib": sd.lib_path,
+                     "specdec_lib_sha256": sd.lib_sha256, "onnxruntime_genai": og.__version__,
+                     "onnxruntime_lib": ort_path, "python": platform.python_version(),
+                     "git": git_state()},
+        "genai_folders": {"target": folders["target"], "speculative": folders["speculative"],
+                          "files": folders["files"]},
+        "elapsed_seconds": round(elapsed, 1),
+    }
+    out = {"meta": meta, "greedy_check": greedy, "length_errors": length_errors, **report,
+           "raw": [{"engine": e, "config": c, "temperature": t, "reps": v}
+                   for (e, c, t), v in results.items()]}
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    md = markdown(out)
+    out_path.with_suffix(".md").write_text(md)
+    print(md)
+    log(f"wrote {out_path} and {out_path.with_suffix('.md')} ({elapsed:.0f} s measured)")
+    return 0
+
+
+def analyse(args, results, temps, configs, sconfigs) -> dict:
+    rows = []
+    paired = []
+    for t in temps:
+        by_engine = {}
+        for engine, cfgs in (("genai", configs), ("specdec", sconfigs)):
+            base = results[(engine, "target-only", t)]
+            for cfg in cfgs:
+                reps = results[(cfg[0], cfg[1], t)]
+                tps = [r["tps"] for r in reps]
+                speedup = [r["tps"] / b["tps"] for r, b in zip(reps, base)]
+                row = {"engine": engine, "config": cfg[1], "temperature": t,
+                       "draft_tokens": cfg[2] if isinstance(cfg[2], int) else None,
+                       "tps": summary(tps), "speedup": summary(speedup)}
+                row.update(engine_figures(engine, reps, base, cfg))
+                rows.append(row)
+                by_engine.setdefault(engine, []).append(row)
+        # Best speculative configuration of each engine by median tok/s, then paired per rep.
+        best = {}
+        for engine in ("genai", "specdec"):
+            cands = [r for r in by_engine[engine] if r["draft_tokens"]]
+            if cands:
+                best[engine] = max(cands, key=lambda r: r["tps"]["median"])
+        if len(best) == 2:
+            s, g = best["specdec"], best["genai"]
+            sr, gr = results[("specdec", s["config"], t)], results[("genai", g["config"], t)]
+            ratio = [a["tps"] / b["tps"] for a, b in zip(sr, gr)]
+            entry = {"temperature": t, "specdec": s["config"], "genai": g["config"],
+                     "ratio": summary(ratio),
+                     "specdec_fraction_of_paper_limit": s.get("fraction_of_paper_limit"),
+                     "specdec_fraction_of_ort_limit": s.get("fraction_of_ort_limit")}
+            for pol in [c for c in sconfigs if isinstance(c[2], str)]:
+                pr = results[("specdec", pol[1], t)]
+                entry[f"ratio_{pol[1]}"] = summary([a["tps"] / b["tps"] for a, b in zip(pr, gr)])
+            paired.append(entry)
+    return {"rows": rows, "paired": paired}
+
+
+def engine_figures(engine, reps, base, cfg) -> dict:
+    """Acceptance and cost figures per configuration (sums over the prompts of a rep)."""
+    if cfg[2] is None:
+        return {}
+    out = {}
+    if engine == "genai":
+        acc, tpr = [], []
+        for r in reps:
+            s = [x for x in r["stats"] if x]
+            ev = sum(x["draft_tokens_evaluated"] or 0 for x in s)
+            ac = sum(x["draft_tokens_accepted"] or 0 for x in s)
+            rounds = sum(x["rounds"] or 0 for x in s)
+            acc.append(ac / ev if ev else None)
+            tpr.append(r["tokens"] / rounds if rounds else None)
+        out["acceptance"] = summary(acc)
+        out["tokens_per_round"] = summary(tpr)
+        out["acceptance_definition"] = "genai: draft_tokens_accepted / draft_tokens_evaluated"
+        return out
+    acc, tpr, paper, frac_paper, ort, frac_ort = [], [], [], [], [], []
+    for r, b in zip(reps, base):
+        s = r["stats"]
+        drafted = sum(x["drafted"] for x in s)
+        accepted = sum(x["accepted"] for x in s)
+        rounds = sum(x["rounds"] for x in s)
+        dcalls = sum(x["draft_calls"] for x in s)
+        dsec = sum(x["draft_seconds"] for x in s)
+        tsec = sum(x["target_seconds"] for x in s)
+        acc.append(accepted / drafted if drafted else None)
+        tokens_per_round = r["tokens"] / rounds if rounds else None
+        tpr.append(tokens_per_round)
+        # The paper's walltime bound (2211.17192 §3.4) with this run's own figures: tokens per
+        # round / (γ·c + 1) times target-only speed, c = draft call cost / target-only step cost.
+        bt = sum(x["target_seconds"] for x in b["stats"]) / max(1, sum(x["target_calls"] for x in b["stats"]))
+        gamma = cfg[2] if isinstance(cfg[2], int) else None
+        if gamma and dcalls and tokens_per_round:
+            c = (dsec / dcalls) / bt
+            lim = b["tps"] * tokens_per_round / (gamma * c + 1)
+            paper.append(lim)
+            frac_paper.append(r["tps"] / lim)
+        # Time inside ONNX Runtime alone: the speed with zero orchestration overhead.
+        if dsec + tsec > 0:
+            ort.append(r["tokens"] / (dsec + tsec))
+            frac_ort.append(r["tps"] / ort[-1])
+    out.update(acceptance=summary(acc), tokens_per_round=summary(tpr),
+               acceptance_definition="specdec: accepted / drafted",
+               paper_limit_tps=summary(paper), fraction_of_paper_limit=summary(frac_paper),
+               ort_limit_tps=summary(ort), fraction_of_ort_limit=summary(frac_ort))
+    return out
+
+
+def markdown(out: dict) -> str:
+    m = out["meta"]
+    lines = [
+        f"## Peer benchmark: specdec {m['versions']['specdec']} vs onnxruntime-genai "
+        f"{m['versions']['onnxruntime_genai']} ({m['pair']})",
+        "",
+        f"{m['n_prompts']} prompts from {m['prompts']}, {m['new_tokens']} new tokens each, "
+        f"{m['reps']} repetitions (median, min–max), {m['host']['cpus']} CPUs, intra-op threads "
+        f"per model: specdec {m['threads']['specdec_intra_op_per_model']}, genai "
+        f"{m['threads']['genai_intra_op_per_session']}. {m['date']}.",
+        "",
+        "| T | engine | config | tok/s | vs own target-only | acceptance | tokens/round |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in out["rows"]:
+        lines.append(
+            f"| {r['temperature']:g} | {r['engine']} | {r['config']} | {fmt_range(r['tps'])} | "
+            f"{fmt_range(r['speedup'], 2, 'x')} | {fmt_range(r.get('acceptance'), 2)} | "
+            f"{fmt_range(r.get('tokens_per_round'), 2)} |")
+    lines += ["", "| T | specdec best | genai best | specdec / genai (paired per rep) | "
+              "specdec / paper limit | specdec / ORT-only limit |", "|---|---|---|---|---|---|"]
+    for p in out["paired"]:
+        lines.append(f"| {p['temperature']:g} | {p['specdec']} | {p['genai']} | "
+                     f"{fmt_range(p['ratio'], 2, 'x')} | "
+                     f"{fmt_range(p.get('specdec_fraction_of_paper_limit'), 2)} | "
+                     f"{fmt_range(p.get('specdec_fraction_of_ort_limit'), 2)} |")
+        for key, val in p.items():
+            if key.startswith("ratio_"):
+                lines.append(f"| {p['temperature']:g} | {key[6:]} | {p['genai']} | "
+                             f"{fmt_range(val, 2, 'x')} | | |")
+    g = out["greedy_check"]
+    bad = {k: v for k, v in g.items() if v["mismatches"]}
+    lines += ["", "Greedy check (T=0, every prompt and rep, against specdec target-only): " +
+              ("all identical." if not bad else
+               "; ".join(f"{k}: {len(v['mismatches'])} of {v['runs']} differ" for k, v in bad.items()))]
+    if out["length_errors"]:
+        lines.append(f"Runs with the wrong number of new tokens: {len(out['length_errors'])}.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
