@@ -372,12 +372,23 @@ class Specdec:
         return vals
 
     def policies(self) -> list[str]:
+        """The non-fixed policies the library accepts (probed on a scratch config)."""
         if not self.policy_setter:
             return []
         _, _, kind, vals = self.policy_setter
-        if kind == "enum":
-            return [p for p in ("auto", "heuristic") if p in vals]
-        return ["auto"]
+        found = []
+        for p in ("auto", "heuristic"):
+            if kind == "enum" and p not in vals:
+                continue
+            cfg = self.L.specdec_gen_config_new()
+            try:
+                self.set_policy(cfg, p)
+                found.append(p)
+            except SpecdecError:
+                pass
+            finally:
+                self.L.specdec_gen_config_free(cfg)
+        return found
 
     def set_policy(self, cfg, policy: str) -> None:
         name, fn, kind, vals = self.policy_setter
