@@ -481,7 +481,8 @@ specdec_status specdec_tokenizer_decode(const struct specdec_tokenizer *tokenize
                                         size_t *len,
                                         struct specdec_error **err);
 
-// Vocabulary size of the tokenizer, added tokens included (0 for NULL). Thread-safe.
+// Vocabulary size of the tokenizer: one past its largest token id, added tokens included (0 for
+// NULL). Thread-safe.
 size_t specdec_tokenizer_vocab_size(const struct specdec_tokenizer *tokenizer);
 
 // A stream decoder over `tokenizer` (which it keeps alive). Free with specdec_stream_decoder_free.
@@ -492,7 +493,8 @@ specdec_status specdec_stream_decoder_new(const struct specdec_tokenizer *tokeni
                                           struct specdec_error **err);
 
 // Add `n_ids` generated ids; `*text` receives the newly completed text (NUL-terminated, possibly
-// empty) and `*len` its length. Bytes of an incomplete UTF-8 character are held back until the
+// empty) and `*len` its length in bytes (a token that decodes to U+0000 leaves a NUL inside, as
+// in specdec_tokenizer_decode). Bytes of an incomplete UTF-8 character are held back until the
 // token that completes them arrives. The text is owned by the decoder and valid until its next
 // call. Not thread-safe: one decoder per stream.
 //

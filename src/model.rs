@@ -61,6 +61,9 @@ pub struct ModelInfo {
 
 /// Context length assumed when neither config.json nor the export states one.
 const DEFAULT_CONTEXT_LIMIT: usize = 2048;
+/// Largest vocabulary and KV head count / head size believed; beyond them the metadata is wrong.
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_KV_DIM: usize = 1 << 16;
 /// Longest chunk fed in one call; bounds the logits a long prompt produces at once.
 pub(crate) const MAX_CHUNK: usize = 256;
 
@@ -343,10 +346,12 @@ fn json_usize(v: Option<&serde_json::Value>, keys: &[&str]) -> Option<usize> {
     keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_u64())).map(|x| x as usize)
 }
 
-fn json_ids(v: Option<&serde_json::Value>, key: &str) -> Option<Vec<u32>> {
+/// Ids as found: wider than u32 is kept so that the vocabulary check sees it instead of a
+/// truncated value.
+fn json_ids(v: Option<&serde_json::Value>, key: &str) -> Option<Vec<u64>> {
     match v?.get(key)? {
-        serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x as u32]),
-        serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect()),
+        serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x]),
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_u64()).collect()),
         _ => None,
     }
 }
@@ -361,6 +366,23 @@ fn vocabulary_fingerprint(tokenizer: &serde_json::Value) -> u64 {
         h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// What [`Model::load`] derives from a session's input/output metadata and the folder's
+/// config.json and generation_config.json (bytes; `None` for an absent file), without ONNX
+/// Runtime. For the fuzzer; errors are the load path's `UnsupportedLayout` reasons.
+#[doc(hidden)]
+pub fn info_from_metadata(
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+    config: Option<&[u8]>,
+    generation: Option<&[u8]>,
+) -> Result<(Layout, ModelInfo), String> {
+    let json = |b: Option<&[u8]>| b.map(serde_json::from_slice::<serde_json::Value>).transpose().map_err(|e| format!("invalid JSON: {e}"));
+    let (config, generation) = (json(config)?, json(generation)?);
+    let layout = layout::parse(inputs, outputs)?;
+    let info = model_info(&layout, config.as_ref(), generation.as_ref(), None)?;
+    Ok((layout, info))
 }
 
 /// Combine what the graph states with config.json; the graph wins where both speak.
@@ -383,14 +405,27 @@ fn model_info(
     let head_dim = layout
         .head_dim
         .or_else(|| json_usize(config, &["head_dim"]))
-        .or_else(|| Some(json_usize(config, &["hidden_size", "n_embd"])? / heads?))
+        .or_else(|| Some(json_usize(config, &["hidden_size", "n_embd"])?.checked_div(heads?)?))
         .ok_or("head size unknown: symbolic in the graph and absent from config.json")?;
     let context_limit =
         json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"]).unwrap_or(DEFAULT_CONTEXT_LIMIT);
+    // Zero would make every call fail later with a confusing error (or divide by zero); absurdly
+    // large values would make the first generation try to allocate it all. Refuse both here.
+    for (what, value, max) in [
+        ("vocabulary size", vocab_size, MAX_VOCAB),
+        ("KV head count", kv_heads, MAX_KV_DIM),
+        ("head size", head_dim, MAX_KV_DIM),
+        ("context length", context_limit, usize::MAX),
+    ] {
+        if value == 0 || value > max {
+            return Err(format!("implausible {what} {value} (from the graph or config.json)"));
+        }
+    }
     let eos_ids = json_ids(generation, "eos_token_id").or_else(|| json_ids(config, "eos_token_id")).unwrap_or_default();
-    if let Some(&bad) = eos_ids.iter().find(|&&e| e as usize >= vocab_size) {
+    if let Some(&bad) = eos_ids.iter().find(|&&e| e >= vocab_size as u64) {
         return Err(format!("eos_token_id {bad} is outside the vocabulary of {vocab_size}"));
     }
+    let eos_ids = eos_ids.into_iter().map(|e| e as u32).collect();
     Ok(ModelInfo { vocab_size, context_limit, eos_ids, layers: layout.layers.len(), kv_heads, head_dim, tokenizer_fingerprint })
 }
 
@@ -407,6 +442,47 @@ mod tests {
         assert_eq!(f16_to_f32(0x0200), 2f32.powi(-15));
         assert!(f16_to_f32(0x7c00).is_infinite());
         assert_eq!(bf16_to_f32(0x3f80), 1.0);
+    }
+
+    fn symbolic_decoder() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
+        let t = |name: &str, elem, shape: &[i64]| TensorSpec { name: name.into(), elem, shape: shape.to_vec() };
+        let i = vec![
+            t("input_ids", ElemType::I64, &[-1, -1]),
+            t("past_key_values.0.key", ElemType::F32, &[-1, -1, -1, -1]),
+            t("past_key_values.0.value", ElemType::F32, &[-1, -1, -1, -1]),
+        ];
+        let o = vec![
+            t("logits", ElemType::F32, &[-1, -1, -1]),
+            t("present.0.key", ElemType::F32, &[-1, -1, -1, -1]),
+            t("present.0.value", ElemType::F32, &[-1, -1, -1, -1]),
+        ];
+        (i, o)
+    }
+
+    #[test]
+    fn config_values_that_cannot_work_are_refused_at_load() {
+        let (i, o) = symbolic_decoder();
+        let info = |config: &str, generation: Option<&str>| info_from_metadata(&i, &o, Some(config.as_bytes()), generation.map(str::as_bytes));
+        let good = r#"{"vocab_size": 512, "num_attention_heads": 4, "hidden_size": 64, "max_position_embeddings": 128}"#;
+        let (_, ok) = info(good, Some(r#"{"eos_token_id": [2, 3]}"#)).unwrap();
+        assert_eq!((ok.vocab_size, ok.kv_heads, ok.head_dim, ok.context_limit, ok.eos_ids.clone()), (512, 4, 16, 128, vec![2, 3]));
+        // Found by the layout fuzz target: zero heads divided by zero.
+        let e = info(r#"{"vocab_size": 512, "num_attention_heads": 0, "hidden_size": 64}"#, None).unwrap_err();
+        assert!(e.contains("head"), "{e}");
+        for (config, needle) in [
+            (r#"{"vocab_size": 0, "num_attention_heads": 4, "hidden_size": 64}"#, "vocabulary size 0"),
+            (r#"{"vocab_size": 512, "num_attention_heads": 128, "hidden_size": 64}"#, "head size 0"),
+            (r#"{"vocab_size": 512, "num_attention_heads": 4, "num_key_value_heads": 0, "hidden_size": 64}"#, "KV head count 0"),
+            (r#"{"vocab_size": 512, "num_attention_heads": 4, "hidden_size": 64, "n_positions": 0}"#, "context length 0"),
+            (r#"{"vocab_size": 1099511627776, "num_attention_heads": 4, "hidden_size": 64}"#, "vocabulary size 1099511627776"),
+        ] {
+            let e = info(config, None).unwrap_err();
+            assert!(e.contains(needle), "{config}: {e}");
+        }
+        // An EOS id that only fits the vocabulary once truncated to 32 bits.
+        let e = info(good, Some(r#"{"eos_token_id": 4294967298}"#)).unwrap_err();
+        assert!(e.contains("4294967298"), "{e}");
+        assert!(info("{", None).unwrap_err().contains("invalid JSON"));
     }
 
     #[test]

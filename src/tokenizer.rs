@@ -1,12 +1,51 @@
 //! Text in and out, through the model folder's tokenizer.json.
 
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::Once;
 
 use crate::error::{Error, Result};
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run a `tokenizers` call, turning a panic into an error. The crate panics on some malformed
+/// tokenizer.json files (for example a `decoder` object whose keys are not strings: an
+/// `expect("Helper")` in its deserializer), and a bad file must be an error, not a crash. The
+/// panic's default report is kept off stderr while this runs; other panics still reach the
+/// previous hook.
+fn no_panic<T>(f: impl FnOnce() -> std::result::Result<T, tokenizers::Error>) -> std::result::Result<T, tokenizers::Error> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let out = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    out.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(format!("the tokenizers library failed on it ({what})").into())
+    })
+}
 
 /// A Hugging Face tokenizer (tokenizer.json). Immutable and shareable across threads.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// One past the largest id (vocabulary and added tokens), computed once: `tokenizers`
+    /// rebuilds its whole vocabulary map to answer `get_vocab_size`, and counts tokens rather
+    /// than ids, which is too small when the ids have gaps.
+    vocab_size: usize,
 }
 
 impl Tokenizer {
@@ -15,14 +54,24 @@ impl Tokenizer {
         let path = path.as_ref();
         let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::Tokenizer(format!("{}: invalid tokenizer.json: {e}", file.display())))?;
-        Ok(Tokenizer { inner })
+        Self::parse(&bytes).map_err(|e| Error::Tokenizer(format!("{}: invalid tokenizer.json: {e}", file.display())))
+    }
+
+    /// A tokenizer from the bytes of a tokenizer.json (for the fuzzer; callers use [`Tokenizer::load`]).
+    #[doc(hidden)]
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Tokenizer> {
+        Self::parse(bytes).map_err(|e| Error::Tokenizer(format!("invalid tokenizer.json: {e}")))
+    }
+
+    fn parse(bytes: &[u8]) -> std::result::Result<Tokenizer, tokenizers::Error> {
+        let inner = no_panic(|| tokenizers::Tokenizer::from_bytes(bytes))?;
+        let vocab_size = inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        Ok(Tokenizer { inner, vocab_size })
     }
 
     /// Token ids of `text`, without added special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = no_panic(|| self.inner.encode(text, false)).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -33,11 +82,12 @@ impl Tokenizer {
         if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
         }
-        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()))
+        no_panic(|| self.inner.decode(ids, true)).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
+    /// One past the largest token id: every id below it may be passed to [`Tokenizer::decode`].
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -88,5 +138,44 @@ impl StreamDecoder {
         self.prefix = self.ids.len();
         self.read = self.ids.len();
         Ok(now.get(before.len()..).unwrap_or("").to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_json() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/fixtures/llama/tokenizer.json")).unwrap()
+    }
+
+    #[test]
+    fn a_file_that_makes_the_tokenizers_crate_panic_is_an_error() {
+        // Found by the tokenizer fuzz target: `tokenizers` 0.22 `expect`s its decoder to parse.
+        let json = fixture_json();
+        let start = json.find("\"decoder\":").unwrap();
+        let end = start + json[start..].find('}').unwrap() + 1;
+        let broken = format!("{}\"decoder\": {{1: 2}}{}", &json[..start], &json[end..]);
+        match Tokenizer::from_json_bytes(broken.as_bytes()) {
+            Err(Error::Tokenizer(m)) => assert!(m.contains("invalid tokenizer.json"), "{m}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+        // The process is fine and the real file still loads.
+        assert_eq!(Tokenizer::from_json_bytes(json.as_bytes()).unwrap().vocab_size(), 512);
+    }
+
+    #[test]
+    fn vocab_size_covers_ids_with_gaps() {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"a":0,"b":1,"[UNK]":7},"unk_token":"[UNK]"}}"#;
+        let t = Tokenizer::from_json_bytes(json.as_bytes()).unwrap();
+        // Three tokens, but ids up to 7: every id the tokenizer produces must decode.
+        assert_eq!(t.vocab_size(), 8);
+        let ids = t.encode("a zzz b").unwrap();
+        assert_eq!(ids, [0, 7, 1]);
+        assert_eq!(t.decode(&ids).unwrap(), "a [UNK] b");
+        assert!(matches!(t.decode(&[8]), Err(Error::TokenOutOfRange { id: 8, vocab_size: 8 })));
     }
 }

@@ -1,6 +1,6 @@
 //! Tokenizer handles and streaming detokenisation.
 
-use std::ffi::{c_char, CString};
+use std::ffi::c_char;
 use std::sync::Arc;
 
 use super::*;
@@ -15,7 +15,8 @@ pub struct specdec_tokenizer {
 pub struct specdec_stream_decoder {
     tokenizer: Arc<Tokenizer>,
     state: StreamDecoder,
-    text: CString,
+    /// The last text handed out, NUL-terminated (interior NULs kept, as specdec_tokenizer_decode does).
+    text: Vec<u8>,
 }
 
 /// Load `path` (a tokenizer.json, or a folder holding one). `*out` is set to NULL on failure.
@@ -107,7 +108,8 @@ pub unsafe extern "C" fn specdec_tokenizer_decode(
     })
 }
 
-/// Vocabulary size of the tokenizer, added tokens included (0 for NULL). Thread-safe.
+/// Vocabulary size of the tokenizer: one past its largest token id, added tokens included (0 for
+/// NULL). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_tokenizer_vocab_size(tokenizer: *const specdec_tokenizer) -> usize {
     tokenizer.as_ref().map_or(0, |t| t.inner.vocab_size())
@@ -127,14 +129,15 @@ pub unsafe extern "C" fn specdec_stream_decoder_new(
             Ok(specdec_stream_decoder {
                 tokenizer: handle(tokenizer, "tokenizer")?.inner.clone(),
                 state: StreamDecoder::new(),
-                text: CString::default(),
+                text: vec![0],
             })
         })
     })
 }
 
 /// Add `n_ids` generated ids; `*text` receives the newly completed text (NUL-terminated, possibly
-/// empty) and `*len` its length. Bytes of an incomplete UTF-8 character are held back until the
+/// empty) and `*len` its length in bytes (a token that decodes to U+0000 leaves a NUL inside, as
+/// in specdec_tokenizer_decode). Bytes of an incomplete UTF-8 character are held back until the
 /// token that completes them arrives. The text is owned by the decoder and valid until its next
 /// call. Not thread-safe: one decoder per stream.
 ///
@@ -179,13 +182,12 @@ pub unsafe extern "C" fn specdec_stream_decoder_flush(
 
 fn publish(d: &mut specdec_stream_decoder, s: String, text: &mut *const c_char, len: &mut usize) {
     *len = s.len();
-    // Decoded text has no interior NUL unless a token decodes to one; keep the length exact.
-    d.text = CString::new(s).unwrap_or_else(|e| {
-        let mut bytes = e.into_vec();
-        bytes.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b' ');
-        CString::new(bytes).unwrap_or_default()
-    });
-    *text = d.text.as_ptr();
+    // The same bytes specdec_tokenizer_decode gives, NUL included should a token decode to one:
+    // the caller has the exact length.
+    d.text.clear();
+    d.text.extend_from_slice(s.as_bytes());
+    d.text.push(0);
+    *text = d.text.as_ptr() as *const c_char;
 }
 
 /// Free a stream decoder. NULL is a no-op.
