@@ -19,11 +19,20 @@ demo: build
 	./target/release/specdec demo
 
 # Every test: Rust unit and integration tests (exactness, bad input), doc tests, the header's
-# freshness, the C test program (also under valgrind), the C++ wrapper, and the dist tarball.
+# freshness, the C test programs (ABI, bad-input catalog, concurrency; also under valgrind), the
+# C++ wrapper, the dist tarball, the Go and C# bindings, and the fuzz targets briefly.
 test: setup
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test
+	$(MAKE) fuzz-test
+
+# The three cargo-fuzz targets (C ABI argument layer, model layout, tokenizer), briefly, from their
+# committed seed corpora; `bash scripts/fuzz.sh SECONDS` for longer runs.
+FUZZ_SECONDS ?= 20
+.PHONY: fuzz-test
+fuzz-test: setup
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Regenerate the tokenizer and all models (about 70 minutes on 2 cores; see README).
 models:

@@ -2,6 +2,9 @@
 # Build and run the C ABI checks: tests/c/test_capi.c and examples/c/stream.c, both strict C99
 # against target/release/libspecdec.so (build it first: cargo build --release), both again linked
 # against target/release/libspecdec.a, then both under valgrind (memcheck, leaks included).
+# Also the bad-input catalog (tests/c/test_catalog.c: every kind of bad input, its status and
+# message, handles usable afterwards) and the concurrency test (tests/c/test_concurrency.c:
+# 8 threads x 100 generations on shared models, cancellation races), each also under valgrind.
 # Usage: scripts/check-c.sh
 #   CC overrides the compiler (default gcc); CFLAGS adds flags;
 #   SPECDEC_SKIP_VALGRIND=1 skips the valgrind runs (without it a missing valgrind is an error).
@@ -30,11 +33,21 @@ link=(-L target/release -lspecdec "-Wl,-rpath,$PWD/target/release" -lpthread)
 
 echo "== compiling tests/c/test_capi.c"
 "$CC" "${flags[@]}" tests/c/test_capi.c -o "$out/test_capi" "${link[@]}"
+echo "== compiling tests/c/test_catalog.c and tests/c/test_concurrency.c"
+"$CC" "${flags[@]}" tests/c/test_catalog.c -o "$out/test_catalog" "${link[@]}" -lm
+"$CC" "${flags[@]}" tests/c/test_concurrency.c -o "$out/test_concurrency" "${link[@]}"
 echo "== compiling examples/c/stream.c"
 "$CC" "${flags[@]}" examples/c/stream.c -o "$out/stream" "${link[@]}"
 
 echo "== running the C API tests"
 "$out/test_capi"
+
+echo "== running the bad-input catalog"
+"$out/test_catalog" > "$out/catalog.txt" || { cat "$out/catalog.txt"; exit 1; }
+tail -n 1 "$out/catalog.txt"
+
+echo "== running the concurrency test (8 threads x 100 generations, cancellation races)"
+"$out/test_concurrency"
 
 echo "== running the streaming example on the fixtures"
 "$out/stream" models/fixtures/llama models/fixtures/draft "def __init__(self, name):" 48
@@ -64,6 +77,11 @@ else
       --num-callers=40 --fair-sched=yes --suppressions=tests/c/valgrind.supp)
   echo "== running the C API tests under valgrind (about a minute)"
   SPECDEC_TEST_QUICK=1 "${vg[@]}" "$out/test_capi"
+  echo "== running the bad-input catalog under valgrind"
+  "${vg[@]}" "$out/test_catalog" > "$out/catalog-valgrind.txt" || { cat "$out/catalog-valgrind.txt"; exit 1; }
+  tail -n 1 "$out/catalog-valgrind.txt"
+  echo "== running the concurrency test under valgrind (quick: 3 threads x 4 generations)"
+  SPECDEC_TEST_QUICK=1 "${vg[@]}" "$out/test_concurrency"
   echo "== running the streaming example under valgrind"
   "${vg[@]}" "$out/stream" models/fixtures/llama models/fixtures/draft "def __init__(self, name):" 16
 fi

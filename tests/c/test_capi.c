@@ -328,6 +328,7 @@ static void test_model_load_without_runtime(void) {
         const char *saved = getenv("ORT_DYLIB_PATH");
         char good[512];
         specdec_model *m = NULL;
+        g_failed = 0; /* the exit status reports the child's own checks, not the parent's so far */
         snprintf(good, sizeof good, "%s", saved ? saved : "");
         setenv("ORT_DYLIB_PATH", "/no/such/onnxruntime/libonnxruntime.so", 1);
         CHECK_ERR(specdec_model_load(FIX "draft", NULL, &m, &g_err), SPECDEC_STATUS_RUNTIME_LOAD,
@@ -850,6 +851,20 @@ static void test_stream_decoder(void) {
     CHECKF(strcmp(streamed, "hello world") == 0, "after a failed push the decoder streamed \"%s\"", streamed);
     free(streamed);
     specdec_stream_decoder_free(d);
+
+    /* A token that decodes to U+0000 (byte-level token 189, "\u0100"): the stream gives the same
+     * bytes as decode, NUL included, with the exact length (found by the tokenizer fuzz target:
+     * the stream used to turn it into a space). */
+    {
+        const uint32_t nul_ids[3] = {72, 189, 73};
+        char buf[16];
+        CHECK_OK(specdec_tokenizer_decode(g_tok, nul_ids, 3, buf, sizeof buf, &len, &g_err));
+        CHECK(len == 3 && buf[1] == '\0');
+        CHECK_OK(specdec_stream_decoder_new(g_tok, &d, &g_err));
+        CHECK_OK(specdec_stream_decoder_push(d, nul_ids, 3, &text, &len, &g_err));
+        CHECKF(len == 3 && memcmp(text, buf, 4) == 0, "streamed %zu bytes", len);
+        specdec_stream_decoder_free(d);
+    }
 
     /* The decoder keeps its tokenizer alive. */
     CHECK_OK(specdec_tokenizer_load(FIX "llama", &t, &g_err));
