@@ -42,6 +42,9 @@ pub enum Error {
     /// The requested feature is not part of this build.
     #[error("not available in this build: {0}")]
     Unavailable(String),
+    /// The request's KV caches would outgrow the configured memory budget.
+    #[error("KV cache memory budget exceeded: this request needs {needed} bytes, the budget is {limit}")]
+    MemoryBudget { needed: usize, limit: usize },
 }
 
 impl Error {
@@ -60,6 +63,7 @@ impl Error {
             Error::Cancelled => 7010,
             Error::Inference(_) => 7011,
             Error::Unavailable(_) => 7012,
+            Error::MemoryBudget { .. } => 7016,
         }
     }
 

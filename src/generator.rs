@@ -9,9 +9,11 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::acceptance;
+use crate::drafter::{DraftContext, DraftSource, Drafter, Guess, ModelDrafter};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::model::{CallCost, Model};
+use crate::policy::{DraftPolicy, LengthController, AUTO_MAX_GAMMA};
 use crate::sampling::{self, Dist, History, SamplingConfig};
 use crate::tokenizer::Tokenizer;
 
@@ -21,8 +23,17 @@ pub const MAX_GAMMA: usize = 64;
 /// Settings of one generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
-    /// Draft tokens proposed per iteration (1..=64); ignored without a draft. Default 4.
+    /// Draft tokens proposed per iteration (1..=64); ignored without a draft. Default 4. The
+    /// starting length for the heuristic policy and the auto policy's first guess.
     pub gamma: usize,
+    /// How the draft length is chosen each round. Default fixed.
+    pub draft_policy: DraftPolicy,
+    /// Stop drafting once the draft's most likely token has a probability below this (0 = off,
+    /// the default). For score-based drafts only; at temperature 0 the scores' softmax is used.
+    pub confidence_stop: f32,
+    /// Most bytes the KV caches of a generator (target and draft) may take; a request that could
+    /// outgrow it is refused with [`Error::MemoryBudget`]. `None` (the default): no limit.
+    pub kv_memory_limit: Option<usize>,
     pub sampling: SamplingConfig,
     /// Seed of the generator's random stream. Default 0.
     pub seed: u64,
@@ -41,6 +52,9 @@ impl Default for GenerationConfig {
     fn default() -> Self {
         GenerationConfig {
             gamma: 4,
+            draft_policy: DraftPolicy::Fixed,
+            confidence_stop: 0.0,
+            kv_memory_limit: None,
             sampling: SamplingConfig::default(),
             seed: 0,
             max_new_tokens: 128,
@@ -55,6 +69,9 @@ impl GenerationConfig {
     pub fn validate(&self) -> Result<()> {
         if self.gamma == 0 || self.gamma > MAX_GAMMA {
             return Err(Error::invalid(format!("gamma must be in 1..={MAX_GAMMA}, got {}", self.gamma)));
+        }
+        if !(0.0..=1.0).contains(&self.confidence_stop) {
+            return Err(Error::invalid(format!("confidence_stop must be in [0, 1], got {}", self.confidence_stop)));
         }
         if self.stop_sequences.iter().any(Vec::is_empty) || self.stop_texts.iter().any(String::is_empty) {
             return Err(Error::invalid("stop sequences must not be empty"));
@@ -83,6 +100,8 @@ pub struct Stats {
     pub rounds: u64,
     pub drafted: u64,
     pub accepted: u64,
+    /// Rounds that ended in a rejection (the others accepted every proposal).
+    pub rejected: u64,
     pub new_tokens: u64,
     pub draft_time: Duration,
     pub target_time: Duration,
@@ -93,6 +112,13 @@ impl Stats {
     /// Share of drafted tokens the target accepted (0 when nothing was drafted).
     pub fn acceptance_rate(&self) -> f64 {
         if self.drafted == 0 { 0.0 } else { self.accepted as f64 / self.drafted as f64 }
+    }
+
+    /// The paper's α estimated per verified position: proposals after a rejection are never
+    /// judged, so they do not count (0 when nothing was verified).
+    pub fn alpha(&self) -> f64 {
+        let verified = self.accepted + self.rejected;
+        if verified == 0 { 0.0 } else { self.accepted as f64 / verified as f64 }
     }
 
     /// Generated tokens per verification round.
@@ -114,9 +140,12 @@ impl Stats {
 /// A sequence being generated, owning its KV caches. Models are shared (`Arc`).
 pub struct Generator {
     target: Arc<Model>,
-    draft: Option<(Arc<Model>, KvCache)>,
+    drafter: Option<Box<dyn Drafter>>,
     target_cache: KvCache,
     cfg: GenerationConfig,
+    lengths: LengthController,
+    /// KV bytes per sequence token, target and draft together.
+    kv_bytes_per_token: usize,
     eos: Vec<u32>,
     context_limit: usize,
     rng: StdRng,
@@ -142,32 +171,48 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// A generator over `target`, speculating with `draft` when given. Refuses a draft whose
-    /// vocabulary differs from the target's.
+    /// A generator over `target`, speculating with the ONNX `draft` model when given. Refuses a
+    /// draft whose vocabulary differs from the target's.
     pub fn new(target: Arc<Model>, draft: Option<Arc<Model>>, cfg: GenerationConfig) -> Result<Generator> {
+        let drafter = match draft {
+            Some(d) => Some(Box::new(ModelDrafter::new(d)?) as Box<dyn Drafter>),
+            None => None,
+        };
+        Generator::with_drafter(target, drafter, cfg)
+    }
+
+    /// A generator drafting from `source` (a fresh drafter for this sequence), or target-only.
+    pub fn from_source(target: Arc<Model>, source: Option<&DraftSource>, cfg: GenerationConfig) -> Result<Generator> {
+        let drafter = source.map(|s| s.instantiate(target.info().vocab_size)).transpose()?;
+        Generator::with_drafter(target, drafter, cfg)
+    }
+
+    /// A generator speculating with any [`Drafter`], or target-only without one.
+    pub fn with_drafter(target: Arc<Model>, drafter: Option<Box<dyn Drafter>>, cfg: GenerationConfig) -> Result<Generator> {
         cfg.validate()?;
         let vocab = target.info().vocab_size;
         let mut context_limit = target.info().context_limit;
-        if let Some(d) = &draft {
-            check_same_vocabulary(&target, d)?;
-            context_limit = context_limit.min(d.info().context_limit);
+        let mut kv_bytes_per_token = target.kv_bytes_per_token();
+        if let Some(d) = &drafter {
+            d.check_target(&target)?;
+            context_limit = context_limit.min(d.context_limit().unwrap_or(usize::MAX));
+            kv_bytes_per_token += d.kv_bytes_per_token();
         }
         let eos = cfg.eos_ids.clone().unwrap_or_else(|| target.info().eos_ids.clone());
         // An id outside the vocabulary could never match: refuse it rather than never stopping.
         if let Some(&bad) = eos.iter().chain(cfg.stop_sequences.iter().flatten()).find(|&&e| e as usize >= vocab) {
             return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
         }
-        let draft = match draft {
-            Some(d) => {
-                let cache = d.new_cache()?;
-                Some((d, cache))
-            }
-            None => None,
-        };
+        let mut target_cache = target.new_cache()?;
+        if let Some(limit) = cfg.kv_memory_limit {
+            target_cache.slot_limit = limit / kv_bytes_per_token.max(1);
+        }
         Ok(Generator {
-            target_cache: target.new_cache()?,
+            target_cache,
             target,
-            draft,
+            drafter,
+            lengths: LengthController::new(cfg.draft_policy, cfg.gamma),
+            kv_bytes_per_token,
             rng: StdRng::seed_from_u64(cfg.seed),
             cfg,
             eos,
@@ -191,6 +236,16 @@ impl Generator {
         })
     }
 
+    /// Name of the draft source ("model", "ngram", ...), if any.
+    pub fn drafter_name(&self) -> Option<&'static str> {
+        self.drafter.as_ref().map(|d| d.name())
+    }
+
+    /// The running acceptance estimate the draft-length policy works with.
+    pub fn alpha_estimate(&self) -> f64 {
+        self.lengths.alpha()
+    }
+
     /// Append prompt tokens (a first prompt, or a follow-up turn). Starts a new generation of up
     /// to `max_new_tokens`.
     pub fn append_tokens(&mut self, tokens: &[u32]) -> Result<()> {
@@ -202,6 +257,21 @@ impl Generator {
         let needed = self.tokens.len() + tokens.len() + 1;
         if needed > self.context_limit {
             return Err(Error::ContextLimit { needed, limit: self.context_limit });
+        }
+        if let Some(limit) = self.cfg.kv_memory_limit {
+            // The longest the caches can get for this request: the whole sequence plus a round's
+            // proposals, within the context.
+            let gamma = match (self.drafter.is_some(), self.cfg.draft_policy) {
+                (false, _) => 0,
+                (true, DraftPolicy::Fixed) => self.cfg.gamma,
+                (true, DraftPolicy::Heuristic) => MAX_GAMMA,
+                (true, DraftPolicy::Auto) => AUTO_MAX_GAMMA,
+            };
+            let tokens = (self.tokens.len() + tokens.len() + self.cfg.max_new_tokens + gamma).min(self.context_limit);
+            let needed = tokens * self.kv_bytes_per_token;
+            if needed > limit {
+                return Err(Error::MemoryBudget { needed, limit });
+            }
         }
         for &t in tokens {
             self.history.push(t);
@@ -296,8 +366,8 @@ impl Generator {
             // both back to the committed sequence so the generator stays usable.
             let n = self.tokens.len();
             self.target_cache.truncate(n)?;
-            if let Some((_, cache)) = self.draft.as_mut() {
-                cache.truncate(n)?;
+            if let Some(d) = self.drafter.as_mut() {
+                d.rollback(&self.tokens, n)?;
             }
             return Err(e);
         }
@@ -320,53 +390,74 @@ impl Generator {
     fn iterate(&mut self, remaining: usize) -> Result<()> {
         let n = self.tokens.len();
         let room = self.context_limit - n;
-        let gamma = match self.draft {
-            Some(_) => self.cfg.gamma.min(remaining - 1).min(room - 1),
+        let gamma = match &self.drafter {
+            Some(d) => self.lengths.next(self.target.cost_curve(), d.step_cost()).min(remaining - 1).min(room - 1),
             None => 0,
         };
         let vocab = self.target.info().vocab_size;
         let sampling = self.cfg.sampling.clone();
 
-        // Draft phase: each call feeds whatever the draft cache lacks (the last round's
-        // corrections included) plus the newest proposal, so catching up costs no extra call.
+        // Draft phase: one guess at a time, each turned into a proposal and its q.
         self.drafts.clear();
         if gamma > 0 {
-            let (draft, cache) = self.draft.as_mut().expect("gamma > 0 only with a draft");
+            let drafter = self.drafter.as_mut().expect("gamma > 0 only with a drafter");
             if self.q.len() < gamma {
                 self.q.resize_with(gamma, Vec::new);
                 self.q_point.resize(gamma, None);
             }
-            let mut cost = CallCost::default();
+            let (mut guesses, mut time) = (0u64, Duration::ZERO);
             for i in 0..gamma {
-                fill_feed(&mut self.feed, &self.tokens, &self.drafts, cache.len());
-                draft.forward_timed(cache, &self.feed, 1, &mut self.logits, &mut cost)?;
-                let q = sampling::distribution(&self.logits, &self.history, &self.drafts, &sampling, &mut self.q[i]);
-                let x = q.sample(&mut self.rng);
-                self.q_point[i] = match q {
-                    Dist::Point(t) => Some(t),
-                    Dist::Probs(_) => None,
+                let started = Instant::now();
+                let guess = drafter.guess(&DraftContext { tokens: &self.tokens, drafts: &self.drafts, left: gamma - i });
+                time += started.elapsed();
+                guesses += 1;
+                let (x, point) = match guess? {
+                    Guess::Stop => break,
+                    Guess::Token(t) => (t, Some(t)),
+                    Guess::Logits(row) => {
+                        if row.len() != vocab {
+                            return Err(Error::invalid(format!("drafter gave {} scores for a vocabulary of {vocab}", row.len())));
+                        }
+                        let q = sampling::distribution(row, &self.history, &self.drafts, &sampling, &mut self.q[i]);
+                        if self.cfg.confidence_stop > 0.0 && confidence(q, row) < self.cfg.confidence_stop {
+                            break;
+                        }
+                        let x = q.sample(&mut self.rng);
+                        (x, if let Dist::Point(t) = q { Some(t) } else { None })
+                    }
+                    Guess::Sampled { token, probs } => {
+                        self.q[i].clear();
+                        self.q[i].extend_from_slice(probs);
+                        (token, None)
+                    }
                 };
+                if x as usize >= vocab {
+                    return Err(Error::TokenOutOfRange { id: x as i64, vocab_size: vocab });
+                }
+                self.q_point[i] = point;
                 self.drafts.push(x);
             }
-            self.stats.draft_calls += cost.calls;
-            self.stats.draft_time += cost.time;
-            self.stats.drafted += gamma as u64;
+            self.stats.draft_calls += guesses;
+            self.stats.draft_time += time;
+            self.stats.drafted += self.drafts.len() as u64;
+            self.lengths.record_draft_cost(time, guesses);
         }
+        let proposed = self.drafts.len();
 
         // Verification: one target call scores every proposal and yields the bonus row.
         let mut cost = CallCost::default();
         fill_feed(&mut self.feed, &self.tokens, &self.drafts, self.target_cache.len());
-        self.target.forward_timed(&mut self.target_cache, &self.feed, gamma + 1, &mut self.logits, &mut cost)?;
+        self.target.forward_timed(&mut self.target_cache, &self.feed, proposed + 1, &mut self.logits, &mut cost)?;
         self.stats.target_calls += cost.calls;
         self.stats.target_time += cost.time;
         self.stats.rounds += 1;
 
         self.emitted.clear();
         let mut accepted = 0;
-        for i in 0..=gamma {
+        for i in 0..=proposed {
             let row = &self.logits[i * vocab..(i + 1) * vocab];
             let p = sampling::distribution(row, &self.history, &self.drafts[..i], &sampling, &mut self.p);
-            if i == gamma {
+            if i == proposed {
                 self.emitted.push(p.sample(&mut self.rng));
                 break;
             }
@@ -387,6 +478,10 @@ impl Generator {
             }
         }
         self.stats.accepted += accepted as u64;
+        self.stats.rejected += (accepted < proposed) as u64;
+        if proposed > 0 {
+            self.lengths.record_round(proposed, accepted);
+        }
 
         // Commit, stopping at EOS or the token budget.
         for k in 0..self.emitted.len() {
@@ -413,8 +508,8 @@ impl Generator {
         // proposals, neither saw the emitted correction or bonus token.
         let keep = self.tokens.len().min(n + accepted);
         self.target_cache.truncate(keep)?;
-        if let Some((_, cache)) = self.draft.as_mut() {
-            cache.truncate(keep)?;
+        if let Some(d) = self.drafter.as_mut() {
+            d.rollback(&self.tokens, keep)?;
         }
         Ok(())
     }
@@ -438,7 +533,7 @@ impl Generator {
 }
 
 /// The tokens a cache of `cached` entries lacks: the tail of `tokens`, then the proposals.
-fn fill_feed(feed: &mut Vec<u32>, tokens: &[u32], drafts: &[u32], cached: usize) {
+pub(crate) fn fill_feed(feed: &mut Vec<u32>, tokens: &[u32], drafts: &[u32], cached: usize) {
     feed.clear();
     if cached <= tokens.len() {
         feed.extend_from_slice(&tokens[cached..]);
@@ -448,25 +543,13 @@ fn fill_feed(feed: &mut Vec<u32>, tokens: &[u32], drafts: &[u32], cached: usize)
     }
 }
 
-fn check_same_vocabulary(target: &Model, draft: &Model) -> Result<()> {
-    let (t, d) = (target.info(), draft.info());
-    if t.vocab_size != d.vocab_size {
-        return Err(Error::VocabMismatch(format!(
-            "target {} has {} tokens, draft {} has {}",
-            target.path().display(),
-            t.vocab_size,
-            draft.path().display(),
-            d.vocab_size
-        )));
-    }
-    if let (Some(a), Some(b)) = (&t.tokenizer_fingerprint, &d.tokenizer_fingerprint) {
-        if a != b {
-            return Err(Error::VocabMismatch(format!(
-                "{} and {} have the same size but different tokenizer vocabularies",
-                target.path().display(),
-                draft.path().display()
-            )));
+/// The draft's top probability: of q itself, or for a greedy point mass, of the scores' softmax.
+fn confidence(q: Dist<'_>, scores: &[f32]) -> f32 {
+    match q {
+        Dist::Probs(p) => p.iter().copied().fold(0.0, f32::max),
+        Dist::Point(_) => {
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            1.0 / scores.iter().map(|&s| (s - max).exp()).sum::<f32>()
         }
     }
-    Ok(())
 }

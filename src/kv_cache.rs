@@ -22,11 +22,13 @@ pub struct KvCache {
     pub(crate) can_mask: bool,
     /// Scratch for the next call's small integer inputs, kept to avoid per-call allocation.
     pub(crate) scratch: Vec<i64>,
+    /// Most physical slots allowed before holes must be compacted away (a memory budget).
+    pub(crate) slot_limit: usize,
 }
 
 impl KvCache {
     pub(crate) fn new(tensors: Vec<DynTensor>, can_mask: bool) -> Self {
-        KvCache { tensors, valid: Vec::new(), len: 0, can_mask, scratch: Vec::new() }
+        KvCache { tensors, valid: Vec::new(), len: 0, can_mask, scratch: Vec::new(), slot_limit: usize::MAX }
     }
 
     /// Tokens of the sequence held in the cache.

@@ -16,18 +16,22 @@
 //! ```
 
 pub mod acceptance;
+pub mod drafter;
 pub mod error;
 pub mod ffi;
 pub mod generator;
 pub mod kv_cache;
 pub mod layout;
 pub mod model;
+pub mod policy;
 pub mod runtime;
 pub mod sampling;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use generator::{FinishReason, GenerationConfig, Generator, Stats, MAX_GAMMA};
+pub use drafter::{DraftSource, Drafter, NGramConfig};
 pub use model::{Device, Model, ModelInfo, ModelOptions};
+pub use policy::DraftPolicy;
 pub use sampling::SamplingConfig;
 pub use tokenizer::{StreamDecoder, Tokenizer};

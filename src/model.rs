@@ -36,11 +36,19 @@ impl std::str::FromStr for Device {
 }
 
 /// How to open a model.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ModelOptions {
     pub device: Device,
     /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
     pub intra_threads: usize,
+    /// ONNX Runtime graph optimization level, 0 (none) to 3 (all, the default).
+    pub optimization_level: u8,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { device: Device::Cpu, intra_threads: 0, optimization_level: 3 }
+    }
 }
 
 /// Facts about a model that callers and the generator rely on.
@@ -75,6 +83,57 @@ pub struct Model {
     layout: Layout,
     info: ModelInfo,
     path: PathBuf,
+    cost: CostCurve,
+}
+
+/// Tokens per call for which call times are tracked (verification feeds are γ + 1 ≤ this).
+const COST_TRACKED: usize = 72;
+
+/// The measured time of one call by the number of tokens fed, T(k), as a decaying mean over all
+/// calls of every generator using the model: the draft-length policy weighs drafting against it.
+#[derive(Debug)]
+pub struct CostCurve {
+    seconds: Mutex<[Option<f64>; COST_TRACKED + 1]>,
+}
+
+impl Default for CostCurve {
+    fn default() -> Self {
+        CostCurve { seconds: Mutex::new([None; COST_TRACKED + 1]) }
+    }
+}
+
+impl CostCurve {
+    pub fn record(&self, k: usize, time: Duration) {
+        if k == 0 || k > COST_TRACKED {
+            return;
+        }
+        let t = time.as_secs_f64();
+        let mut s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        s[k] = Some(s[k].map_or(t, |m| 0.9 * m + 0.1 * t));
+    }
+
+    /// T(k) in seconds if calls of exactly k tokens were measured.
+    pub fn measured(&self, k: usize) -> Option<f64> {
+        let s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        s.get(k).copied().flatten()
+    }
+
+    /// T(k) in seconds: measured, else interpolated between measured neighbours, else
+    /// extrapolated from the nearest with +10% per token (a typical slope on CPU).
+    pub fn estimate(&self, k: usize) -> f64 {
+        let s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        let k = k.clamp(1, COST_TRACKED);
+        if let Some(t) = s[k] {
+            return t;
+        }
+        let below = (1..k).rev().find_map(|i| s[i].map(|t| (i, t)));
+        let above = (k + 1..=COST_TRACKED).find_map(|i| s[i].map(|t| (i, t)));
+        match (below, above) {
+            (Some((a, ta)), Some((b, tb))) => ta + (tb - ta) * (k - a) as f64 / (b - a) as f64,
+            (Some((i, t)), None) | (None, Some((i, t))) => t * (1.0 + 0.1 * (k as f64 - 1.0)) / (1.0 + 0.1 * (i as f64 - 1.0)),
+            (None, None) => 1e-3 * (1.0 + 0.1 * (k as f64 - 1.0)),
+        }
+    }
 }
 
 /// Time spent inside ONNX Runtime and the number of calls.
@@ -100,9 +159,15 @@ impl Model {
         let env = crate::runtime::environment()?;
         let invalid = |e: &dyn std::fmt::Display| Error::InvalidModel { path: onnx.clone(), reason: e.to_string() };
         let mut builder = Session::builder(env).map_err(|e| invalid(&e))?;
-        builder = builder
-            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
-            .map_err(|e| invalid(&e))?;
+        use ort::session::builder::GraphOptimizationLevel as L;
+        let level = match options.optimization_level {
+            0 => L::Disable,
+            1 => L::Level1,
+            2 => L::Level2,
+            3 => L::Level3,
+            n => return Err(Error::invalid(format!("graph optimization level must be 0..=3, got {n}"))),
+        };
+        builder = builder.with_optimization_level(level).map_err(|e| invalid(&e))?;
         if options.intra_threads > 0 {
             builder = builder.with_intra_threads(options.intra_threads).map_err(|e| invalid(&e))?;
         }
@@ -113,7 +178,7 @@ impl Model {
             .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
         let info = model_info(&layout, config.as_ref(), generation.as_ref(), tokenizer_fingerprint)
             .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
-        Ok(Model { session: Mutex::new(session), layout, info, path: onnx })
+        Ok(Model { session: Mutex::new(session), layout, info, path: onnx, cost: CostCurve::default() })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -126,6 +191,20 @@ impl Model {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Measured call time by tokens fed.
+    pub fn cost_curve(&self) -> &CostCurve {
+        &self.cost
+    }
+
+    /// KV cache bytes one token of a sequence occupies (keys and values of every layer).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        let elem = match self.layout.kv_type {
+            ElemType::F16 | ElemType::BF16 => 2,
+            _ => 4,
+        };
+        2 * self.info.layers * self.info.kv_heads * self.info.head_dim * elem
     }
 
     /// An empty cache for one sequence.
@@ -181,7 +260,7 @@ impl Model {
     /// One ONNX Runtime call.
     fn run(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>, cost: &mut CallCost) -> Result<()> {
         let k = tokens.len();
-        if cache.physical_len() + k > self.info.context_limit && cache.holes() > 0 {
+        if cache.physical_len() + k > self.info.context_limit.min(cache.slot_limit) && cache.holes() > 0 {
             cache.compact()?;
         }
         let phys = cache.physical_len();
@@ -233,8 +312,10 @@ impl Model {
         }
         drop(outputs);
         drop(session);
+        let elapsed = started.elapsed();
+        self.cost.record(k, elapsed);
         cost.calls += 1;
-        cost.time += started.elapsed();
+        cost.time += elapsed;
         cache.advance(presents, k);
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::*;
 use specdec::sampling::{distribution, Dist, History};
-use specdec::{GenerationConfig, Generator, Model, SamplingConfig};
+use specdec::{DraftPolicy, DraftSource, GenerationConfig, Generator, Model, NGramConfig, SamplingConfig};
 
 const SAMPLES: u64 = 20_000;
 const GAMMA: usize = 4;
@@ -43,13 +43,15 @@ fn exact_pairs(target: &Model, prompt: &[u32], sampling: &SamplingConfig) -> Has
     out
 }
 
-fn sampled_pairs(target: &Arc<Model>, draft: &Arc<Model>, prompt: &[u32], sampling: &SamplingConfig, sabotage: bool) -> (HashMap<(u32, u32), u64>, f64) {
+/// Counts of the first two generated tokens over SAMPLES seeds, and the acceptance rate; `make`
+/// builds a generator for a configuration.
+fn sampled_pairs(prompt: &[u32], sampling: &SamplingConfig, sabotage: bool, make: &dyn Fn(GenerationConfig) -> Generator) -> (HashMap<(u32, u32), u64>, f64) {
     let mut counts = HashMap::new();
     let (mut acc, mut drafted) = (0, 0);
     for seed in 0..SAMPLES {
         // γ + 1 new tokens: one full round, so both tokens come out of the acceptance rule.
         let cfg = GenerationConfig { gamma: GAMMA, seed, max_new_tokens: GAMMA + 1, eos_ids: Some(vec![]), sampling: sampling.clone(), ..Default::default() };
-        let mut g = Generator::new(target.clone(), Some(draft.clone()), cfg).unwrap();
+        let mut g = make(cfg);
         if sabotage {
             g.debug_always_accept();
         }
@@ -60,6 +62,7 @@ fn sampled_pairs(target: &Arc<Model>, draft: &Arc<Model>, prompt: &[u32], sampli
         acc += g.stats().accepted;
         drafted += g.stats().drafted;
     }
+    assert!(drafted > 0, "nothing was drafted: the test would not test speculation");
     (counts, acc as f64 / drafted as f64)
 }
 
@@ -148,17 +151,22 @@ fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + s.ln()
 }
 
-fn check(sampling: SamplingConfig, sabotage: bool) -> f64 {
+/// The p-value of the G-test for generators made by `make` (given the target) on a code prompt.
+pub fn check_with(sampling: SamplingConfig, sabotage: bool, make: impl Fn(&Arc<Model>, GenerationConfig) -> Generator) -> f64 {
     let target = load(fixture("llama"));
-    let draft = load(fixture("draft"));
     let prompt = tokenizer().encode(PROMPTS[2]).unwrap();
     let exact = exact_pairs(&target, &prompt, &sampling);
     let total: f64 = exact.values().sum();
     assert!((total - 1.0).abs() < 1e-3, "exact probabilities sum to {total}");
-    let (counts, acceptance) = sampled_pairs(&target, &draft, &prompt, &sampling, sabotage);
+    let (counts, acceptance) = sampled_pairs(&prompt, &sampling, sabotage, &|cfg| make(&target, cfg));
     let (g, df, p) = g_test(&counts, &exact);
     println!("{sampling:?} sabotage={sabotage}: {SAMPLES} samples, {} distinct pairs, acceptance {:.1}%, G = {g:.1}, df = {df}, p = {p:.4}", counts.len(), 100.0 * acceptance);
     p
+}
+
+fn check(sampling: SamplingConfig, sabotage: bool) -> f64 {
+    let draft = load(fixture("draft"));
+    check_with(sampling, sabotage, |target, cfg| Generator::new(target.clone(), Some(draft.clone()), cfg).unwrap())
 }
 
 #[test]
@@ -185,6 +193,72 @@ fn top_k_and_top_p_match_the_target() {
 fn min_p_and_repetition_penalty_match_the_target() {
     let p = check(SamplingConfig { temperature: 1.2, min_p: 0.02, repetition_penalty: 1.2, ..Default::default() }, false);
     assert!(p > 0.001, "p = {p}");
+}
+
+fn t1() -> SamplingConfig {
+    SamplingConfig { temperature: 1.0, ..Default::default() }
+}
+
+fn check_source(source: DraftSource, cfg_edit: impl Fn(&mut GenerationConfig)) -> f64 {
+    check_with(t1(), false, |target, mut cfg| {
+        cfg_edit(&mut cfg);
+        Generator::from_source(target.clone(), Some(&source), cfg).unwrap()
+    })
+}
+
+#[test]
+fn ngram_drafts_match_the_target() {
+    let p = check_source(DraftSource::NGram(NGramConfig { n_min: 1, n_max: 3, max_proposal: 4 }), |_| {});
+    assert!(p > 0.001, "p = {p}");
+}
+
+#[test]
+fn unigram_and_bigram_drafts_match_the_target() {
+    for order in [1, 2] {
+        let p = check_source(DraftSource::Counts { order, table: None }, |_| {});
+        assert!(p > 0.001, "order {order}: p = {p}");
+    }
+}
+
+#[test]
+fn host_drafts_match_the_target_as_points_and_as_distributions() {
+    // Fixed proposals: whatever followed the last token before, else token 1.
+    let points = |tokens: &[u32], max: usize, out: &mut Vec<u32>, _: &mut Vec<f32>| -> specdec::Result<()> {
+        let last = *tokens.last().unwrap();
+        let next = tokens.windows(2).find(|w| w[0] == last).map_or(1, |w| w[1]);
+        out.extend(std::iter::repeat_n(next, max.min(3)));
+        Ok(())
+    };
+    let p = check_source(DraftSource::Callback(Arc::new(points)), |_| {});
+    assert!(p > 0.001, "point proposals: p = {p}");
+
+    // Proposals sampled from the host's own distribution (uniform over 16 low ids), given as q.
+    let rng = std::sync::Mutex::new(0x9e37_79b9_7f4a_7c15u64);
+    let sampled = move |_: &[u32], max: usize, out: &mut Vec<u32>, probs: &mut Vec<f32>| -> specdec::Result<()> {
+        let mut state = rng.lock().unwrap();
+        for _ in 0..max.min(2) {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            out.push((*state % 16) as u32);
+            probs.extend((0..512).map(|i| if i < 16 { 1.0 / 16.0 } else { 0.0 }));
+        }
+        Ok(())
+    };
+    let p = check_source(DraftSource::Callback(Arc::new(sampled)), |_| {});
+    assert!(p > 0.001, "sampled proposals: p = {p}");
+}
+
+#[test]
+fn draft_length_policies_match_the_target() {
+    let draft = DraftSource::Model(load(fixture("draft")));
+    for (policy, stop) in [(DraftPolicy::Heuristic, 0.0), (DraftPolicy::Auto, 0.0), (DraftPolicy::Fixed, 0.3)] {
+        let p = check_source(draft.clone(), |c| {
+            c.draft_policy = policy;
+            c.confidence_stop = stop;
+        });
+        assert!(p > 0.001, "{policy:?} confidence stop {stop}: p = {p}");
+    }
 }
 
 #[test]

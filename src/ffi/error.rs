@@ -45,6 +45,8 @@ pub enum specdec_status {
     /// The generator is in use by another call (for example from inside its own callback, where
     /// only specdec_generator_cancel is allowed).
     Busy = 7015,
+    /// The request's KV caches would exceed the budget set with specdec_gen_config_set_kv_memory_limit.
+    MemoryBudget = 7016,
     /// An internal error (a bug in specdec) was caught at the ABI boundary.
     Panic = 7099,
 }
@@ -96,6 +98,7 @@ impl From<Error> for FfiError {
             Error::Cancelled => S::Cancelled,
             Error::Inference(_) => S::Inference,
             Error::Unavailable(_) => S::Unavailable,
+            Error::MemoryBudget { .. } => S::MemoryBudget,
         };
         debug_assert_eq!(code as u32, e.code());
         FfiError { code, message: e.to_string() }
@@ -199,6 +202,7 @@ pub extern "C" fn specdec_status_name(status: u32) -> *const c_char {
         (S::BufferTooSmall, c"SPECDEC_STATUS_BUFFER_TOO_SMALL"),
         (S::InvalidUtf8, c"SPECDEC_STATUS_INVALID_UTF8"),
         (S::Busy, c"SPECDEC_STATUS_BUSY"),
+        (S::MemoryBudget, c"SPECDEC_STATUS_MEMORY_BUDGET"),
         (S::Panic, c"SPECDEC_STATUS_PANIC"),
     ];
     all.iter().find(|(s, _)| *s as u32 == status).map_or(c"SPECDEC_STATUS_UNKNOWN".as_ptr(), |(_, n)| n.as_ptr())

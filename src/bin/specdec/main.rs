@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod bench;
+
 use specdec::{Error, FinishReason, GenerationConfig, Generator, Model, ModelOptions, Stats, StreamDecoder, Tokenizer};
 
 const USAGE: &str = "\
@@ -18,8 +20,16 @@ usage:
   specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
                    [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
 
+  specdec bench    [--target PATH] [--draft PATH] [--prompts FILE.jsonl] [--max-new-tokens N]
+                   [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
+                   [--threads N] [--draft-threads N] [--opt-level 0-3] [--out DIR]
+                   [--ort-lib PATH] [--quick]
+
 Greedy (temperature 0) is the default. Without --draft, generation is target-only.
 --threads sets ONNX Runtime's intra-op threads per model (default 1; 0 lets it choose).
+bench variants (comma-separated; default target,gammas,auto): target, gammas (the model draft
+at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram; it
+writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the table.
 The demo defaults to gamma 3, 128 new tokens and 4 bundled code prompts.
 ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxruntime/
 (filled by scripts/setup.sh).";
@@ -153,6 +163,7 @@ fn run(args: &[String]) -> Result<(), CliError> {
     match cmd.as_str() {
         "generate" => generate(parse(rest)?),
         "demo" => demo(parse(rest)?),
+        "bench" => bench::bench(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

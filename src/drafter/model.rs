@@ -1,0 +1,76 @@
+//! The classic draft: a smaller ONNX decoder with its own KV cache.
+
+use std::sync::Arc;
+
+use super::{DraftContext, Drafter, Guess};
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::model::Model;
+
+pub struct ModelDrafter {
+    model: Arc<Model>,
+    cache: KvCache,
+    feed: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+impl ModelDrafter {
+    pub fn new(model: Arc<Model>) -> Result<Self> {
+        let cache = model.new_cache()?;
+        Ok(ModelDrafter { model, cache, feed: Vec::new(), logits: Vec::new() })
+    }
+}
+
+impl Drafter for ModelDrafter {
+    fn name(&self) -> &'static str {
+        "model"
+    }
+
+    fn check_target(&self, target: &Model) -> Result<()> {
+        let (t, d) = (target.info(), self.model.info());
+        if t.vocab_size != d.vocab_size {
+            return Err(Error::VocabMismatch(format!(
+                "target {} has {} tokens, draft {} has {}",
+                target.path().display(),
+                t.vocab_size,
+                self.model.path().display(),
+                d.vocab_size
+            )));
+        }
+        if let (Some(a), Some(b)) = (&t.tokenizer_fingerprint, &d.tokenizer_fingerprint) {
+            if a != b {
+                return Err(Error::VocabMismatch(format!(
+                    "{} and {} have the same size but different tokenizer vocabularies",
+                    target.path().display(),
+                    self.model.path().display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn context_limit(&self) -> Option<usize> {
+        Some(self.model.info().context_limit)
+    }
+
+    fn kv_bytes_per_token(&self) -> usize {
+        self.model.kv_bytes_per_token()
+    }
+
+    /// One-token calls only: prompt catch-up and two-token corrections would inflate it.
+    fn step_cost(&self) -> Option<f64> {
+        self.model.cost_curve().measured(1)
+    }
+
+    /// Each call feeds whatever the cache lacks (the last round's correction included) plus the
+    /// newest proposal, so catching up costs no extra call.
+    fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {
+        crate::generator::fill_feed(&mut self.feed, ctx.tokens, ctx.drafts, self.cache.len());
+        self.model.forward(&mut self.cache, &self.feed, 1, &mut self.logits)?;
+        Ok(Guess::Logits(&self.logits))
+    }
+
+    fn rollback(&mut self, _tokens: &[u32], keep: usize) -> Result<()> {
+        self.cache.truncate(keep)
+    }
+}
