@@ -32,7 +32,7 @@
 // Library version (checked against Cargo.toml by a unit test).
 #define SPECDEC_VERSION_MAJOR 0
 
-#define SPECDEC_VERSION_MINOR 1
+#define SPECDEC_VERSION_MINOR 2
 
 #define SPECDEC_VERSION_PATCH 0
 
@@ -45,6 +45,9 @@
 
 // Size of the first version of specdec_stats; struct_size may not be smaller.
 #define SPECDEC_STATS_V1_SIZE 104
+
+// Largest draft length `Auto` considers.
+#define AUTO_MAX_GAMMA 16
 
 // Result of every fallible call. Values start at 7000 so they are never mistaken for errno.
 enum specdec_status
@@ -86,6 +89,10 @@ enum specdec_status
   // The generator is in use by another call (for example from inside its own callback, where
   // only specdec_generator_cancel is allowed).
   SPECDEC_STATUS_BUSY = 7015,
+  // The request's KV caches would exceed the budget set with specdec_gen_config_set_kv_memory_limit.
+  SPECDEC_STATUS_MEMORY_BUDGET = 7016,
+  // A host callback (a draft callback) reported failure.
+  SPECDEC_STATUS_CALLBACK = 7020,
   // An internal error (a bug in specdec) was caught at the ABI boundary.
   SPECDEC_STATUS_PANIC = 7099,
 };
@@ -122,6 +129,32 @@ typedef uint32_t specdec_finish_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Draft-length policies for specdec_gen_config_set_draft_policy.
+enum specdec_draft_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Always gamma proposals (fewer only when the drafter runs out or near the end). The default.
+  SPECDEC_DRAFT_POLICY_FIXED = 0,
+  // Start at gamma; +2 after a round whose proposals were all accepted, -1 otherwise.
+  SPECDEC_DRAFT_POLICY_HEURISTIC = 1,
+  // Choose gamma in 0..=16 every round from the measured acceptance rate, draft cost and
+  // verification cost (paper section 3.5); 0 (target only) when speculation would be slower.
+  SPECDEC_DRAFT_POLICY_AUTO = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum specdec_draft_policy specdec_draft_policy;
+#else
+typedef uint32_t specdec_draft_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A draft source: an ONNX draft model, n-gram prompt lookup, unigram/bigram counts, or a host
+// callback. Immutable once made; safe to share between threads and generators.
+typedef struct specdec_drafter specdec_drafter;
+
 // An error: a status code and a message. Created by failing calls, freed by the caller with
 // specdec_error_free.
 typedef struct specdec_error specdec_error;
@@ -149,6 +182,22 @@ typedef struct specdec_stream_decoder specdec_stream_decoder;
 // A tokenizer (tokenizer.json). Read-only and shareable across threads.
 typedef struct specdec_tokenizer specdec_tokenizer;
 
+// Host drafter: propose up to `max_proposals` tokens continuing `tokens[0..n_tokens]`, writing
+// them to `proposals` and returning how many were written (0 proposes nothing this round). If the
+// drafter was made with `with_probs`, `probs` holds `max_proposals * vocab_size` floats: fill
+// row i with the distribution proposal i was sampled from (it must give that proposal a positive
+// probability and sum to 1); otherwise `probs` is NULL and proposals are verified as fixed
+// tokens, which keeps the output exact whatever they are. Return a negative value to fail the
+// step with SPECDEC_STATUS_CALLBACK. Called on the thread running the generator, possibly by
+// several generators at once; it must not call back into the same generator.
+typedef int32_t (*specdec_draft_fn)(void *user_data,
+                                    const uint32_t *tokens,
+                                    size_t n_tokens,
+                                    size_t max_proposals,
+                                    size_t vocab_size,
+                                    uint32_t *proposals,
+                                    float *probs);
+
 // Callback of specdec_generator_generate: receives the tokens each iteration produced
 // (`tokens` valid only during the call). Return 0 to continue, non-zero to stop. It runs on the
 // calling thread and must not unwind (no C++ exceptions, no longjmp) through specdec.
@@ -173,11 +222,17 @@ typedef struct specdec_stats {
   double acceptance_rate;
   // new_tokens / rounds.
   double tokens_per_target_call;
-  // Wall time in ONNX Runtime calls of the draft and of the target, everything else, and in all.
+  // Wall time in the drafter (for a draft model: its ONNX Runtime calls), in the target's
+  // ONNX Runtime calls, everything else, and in all.
   double draft_seconds;
   double target_seconds;
   double other_seconds;
   double total_seconds;
+  // (Since 0.2) Rounds that ended in a rejection; the others accepted every proposal.
+  uint64_t rejected;
+  // (Since 0.2) The paper's acceptance rate per verified position: accepted / (accepted +
+  // rejected); proposals after a rejection are never judged and do not count.
+  double alpha;
 } specdec_stats;
 
 #ifdef __cplusplus
@@ -288,6 +343,78 @@ specdec_status specdec_gen_config_add_stop_text(struct specdec_gen_config *confi
 // Errors: SPECDEC_STATUS_NULL_PARAMETER.
 specdec_status specdec_gen_config_clear_stops(struct specdec_gen_config *config,
                                               struct specdec_error **err);
+
+// How the draft length is chosen: a specdec_draft_policy value (default
+// SPECDEC_DRAFT_POLICY_FIXED).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (unknown value).
+specdec_status specdec_gen_config_set_draft_policy(struct specdec_gen_config *config,
+                                                   uint32_t policy,
+                                                   struct specdec_error **err);
+
+// Stop drafting a round once the draft's most likely token has probability below `p_min`, in
+// [0, 1]; 0 turns it off (default 0). Applies to score-based drafts (a draft model, counts).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+specdec_status specdec_gen_config_set_confidence_stop(struct specdec_gen_config *config,
+                                                      float p_min,
+                                                      struct specdec_error **err);
+
+// Most bytes the KV caches of one generator (target and draft together) may use; 0 means no
+// limit (the default). Appending a prompt whose request (prompt + max_new_tokens + a round's
+// proposals) could outgrow it fails with SPECDEC_STATUS_MEMORY_BUDGET and changes nothing.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_set_kv_memory_limit(struct specdec_gen_config *config,
+                                                      uint64_t bytes,
+                                                      struct specdec_error **err);
+
+// A drafter running the ONNX model `draft` (kept alive by the drafter), which must share the
+// target's vocabulary (checked when a generator is created).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_drafter_new_model(const struct specdec_model *draft,
+                                         struct specdec_drafter **out,
+                                         struct specdec_error **err);
+
+// An n-gram prompt-lookup drafter: it matches the last n tokens (longest n first, n_max down to
+// n_min) against the sequence so far and proposes up to `max_proposal` tokens that followed the
+// latest match. No model, microseconds per round; where nothing matches it proposes nothing, so
+// the round is a plain target step.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (1 <= n_min <= n_max
+// <= 64 and 1 <= max_proposal <= SPECDEC_MAX_GAMMA required).
+specdec_status specdec_drafter_new_ngram(uint32_t n_min,
+                                         uint32_t n_max,
+                                         uint32_t max_proposal,
+                                         struct specdec_drafter **out,
+                                         struct specdec_error **err);
+
+// A unigram (`order` 1) or bigram (`order` 2) drafter. `counts_path` names a count file (one
+// entry per line: `<id> <count>` or `<prev> <id> <count>`, `#` comments); NULL learns the counts
+// from the sequence itself (prompt and output so far).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (order),
+// SPECDEC_STATUS_IO (unreadable or malformed file), SPECDEC_STATUS_INVALID_UTF8.
+specdec_status specdec_drafter_new_counts(uint32_t order,
+                                          const char *counts_path,
+                                          struct specdec_drafter **out,
+                                          struct specdec_error **err);
+
+// A drafter that asks the host: see specdec_draft_fn. `user_data` is passed back untouched and
+// must stay valid while any generator made from this drafter exists.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (callback or out).
+specdec_status specdec_drafter_new_callback(specdec_draft_fn callback,
+                                            void *user_data,
+                                            bool with_probs,
+                                            struct specdec_drafter **out,
+                                            struct specdec_error **err);
+
+// Free a drafter. NULL is a no-op. Generators made from it keep what they need.
+void specdec_drafter_free(struct specdec_drafter *drafter);
+
+// A generator over `target` drafting with `drafter` (NULL: target-only); `config` may be NULL
+// for the defaults. Each generator gets its own drafter state (KV cache, index).
+// Errors: as specdec_generator_new.
+specdec_status specdec_generator_new_with_drafter(const struct specdec_model *target,
+                                                  const struct specdec_drafter *drafter,
+                                                  const struct specdec_gen_config *config,
+                                                  struct specdec_generator **out,
+                                                  struct specdec_error **err);
 
 // The status code of `err` (SPECDEC_STATUS_NULL_PARAMETER for NULL).
 specdec_status specdec_error_code(const struct specdec_error *err);

@@ -45,6 +45,9 @@ pub enum Error {
     /// The request's KV caches would outgrow the configured memory budget.
     #[error("KV cache memory budget exceeded: this request needs {needed} bytes, the budget is {limit}")]
     MemoryBudget { needed: usize, limit: usize },
+    /// A host callback (for example a draft callback) reported failure.
+    #[error("host callback failed: {0}")]
+    Callback(String),
 }
 
 impl Error {
@@ -64,6 +67,7 @@ impl Error {
             Error::Inference(_) => 7011,
             Error::Unavailable(_) => 7012,
             Error::MemoryBudget { .. } => 7016,
+            Error::Callback(_) => 7020,
         }
     }
 

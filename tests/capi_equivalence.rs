@@ -84,3 +84,83 @@ fn c_abi_matches_the_rust_api() {
         specdec_model_free(target);
     }
 }
+
+/// Proposes the token 1 then whatever followed the last token before (fixed tokens).
+unsafe extern "C" fn lookup_drafter(_: *mut std::ffi::c_void, tokens: *const u32, n: usize, max: usize, _vocab: usize, out: *mut u32, _probs: *mut f32) -> i32 {
+    let tokens = std::slice::from_raw_parts(tokens, n);
+    let last = tokens[n - 1];
+    let next = tokens.windows(2).rev().find(|w| w[0] == last).map_or(1, |w| w[1]);
+    let k = max.min(4);
+    (0..k).for_each(|i| *out.add(i) = if i == 0 { next } else { 1 });
+    k as i32
+}
+
+unsafe extern "C" fn failing_drafter(_: *mut std::ffi::c_void, _: *const u32, _: usize, _: usize, _: usize, _: *mut u32, _: *mut f32) -> i32 {
+    -1
+}
+
+/// Greedy output through the C ABI's drafter handles (host callback, n-gram, bigram counts, the
+/// model) with every policy equals target-only output; a failing callback is reported as
+/// SPECDEC_STATUS_CALLBACK and leaves the generator usable.
+#[test]
+fn c_abi_drafters_keep_greedy_output() {
+    let prompt = tokenizer().encode(PROMPTS[2]).unwrap();
+    unsafe {
+        let target = load_c(&fixture("llama"));
+        let draft = load_c(&fixture("draft"));
+        let want = generate_c(target, ptr::null(), &prompt, 1, 0.0, 0);
+        let mut e = ptr::null_mut();
+        let mut drafters = Vec::new();
+        let mut d = ptr::null_mut();
+        ok(specdec_drafter_new_callback(Some(lookup_drafter), ptr::null_mut(), false, &mut d, &mut e), e);
+        drafters.push(("callback", d));
+        ok(specdec_drafter_new_ngram(1, 3, 6, &mut d, &mut e), e);
+        drafters.push(("ngram", d));
+        ok(specdec_drafter_new_counts(2, ptr::null(), &mut d, &mut e), e);
+        drafters.push(("bigram", d));
+        ok(specdec_drafter_new_model(draft, &mut d, &mut e), e);
+        drafters.push(("model", d));
+        for (name, drafter) in &drafters {
+            for policy in [specdec_draft_policy::Fixed, specdec_draft_policy::Heuristic, specdec_draft_policy::Auto] {
+                let cfg = specdec_gen_config_new();
+                ok(specdec_gen_config_set_max_new_tokens(cfg, 48, &mut e), e);
+                ok(specdec_gen_config_set_eos_ids(cfg, ptr::null(), 0, &mut e), e);
+                ok(specdec_gen_config_set_draft_policy(cfg, policy as u32, &mut e), e);
+                let mut g = ptr::null_mut();
+                ok(specdec_generator_new_with_drafter(target, *drafter, cfg, &mut g, &mut e), e);
+                specdec_gen_config_free(cfg);
+                ok(specdec_generator_append_tokens(g, prompt.as_ptr(), prompt.len(), &mut e), e);
+                let mut reason = specdec_finish_reason::None;
+                ok(specdec_generator_generate(g, None, ptr::null_mut(), &mut reason, &mut e), e);
+                let (mut toks, mut n) = (ptr::null(), 0usize);
+                ok(specdec_generator_tokens(g, &mut toks, &mut n, &mut e), e);
+                assert_eq!(&std::slice::from_raw_parts(toks, n)[prompt.len()..], want.as_slice(), "{name} {policy:?}");
+                specdec_generator_free(g);
+            }
+        }
+        let cfg = specdec_gen_config_new();
+        assert_eq!(specdec_gen_config_set_draft_policy(cfg, 7, &mut e), specdec_status::InvalidArgument);
+        specdec_error_free(e);
+        e = ptr::null_mut();
+        specdec_gen_config_free(cfg);
+
+        let mut failing = ptr::null_mut();
+        ok(specdec_drafter_new_callback(Some(failing_drafter), ptr::null_mut(), false, &mut failing, &mut e), e);
+        let mut g = ptr::null_mut();
+        ok(specdec_generator_new_with_drafter(target, failing, ptr::null(), &mut g, &mut e), e);
+        ok(specdec_generator_append_tokens(g, prompt.as_ptr(), prompt.len(), &mut e), e);
+        let (mut toks, mut n) = (ptr::null(), 0usize);
+        assert_eq!(specdec_generator_step(g, &mut toks, &mut n, &mut e), specdec_status::Callback);
+        specdec_error_free(e);
+        specdec_generator_free(g);
+        specdec_drafter_free(failing);
+        assert_eq!(specdec_drafter_new_callback(None, ptr::null_mut(), false, &mut failing, ptr::null_mut()), specdec_status::NullParameter);
+        assert_eq!(specdec_drafter_new_ngram(0, 3, 4, &mut failing, ptr::null_mut()), specdec_status::InvalidArgument);
+        assert_eq!(specdec_drafter_new_counts(3, ptr::null(), &mut failing, ptr::null_mut()), specdec_status::InvalidArgument);
+        for (_, d) in drafters {
+            specdec_drafter_free(d);
+        }
+        specdec_model_free(draft);
+        specdec_model_free(target);
+    }
+}

@@ -266,3 +266,83 @@ fn a_wrong_acceptance_rule_is_rejected() {
     let p = check(SamplingConfig { temperature: 1.0, ..Default::default() }, true);
     assert!(p < 0.001, "the G-test failed to notice an always-accept rule (p = {p})");
 }
+
+/// A host drafter written against the C ABI: proposes whatever followed the last token earlier
+/// (else token 1), as fixed tokens; with `probs`, draws from a uniform distribution over 16 ids
+/// (a xorshift stream in `user_data`) and reports it.
+unsafe extern "C" fn c_drafter(user_data: *mut std::ffi::c_void, tokens: *const u32, n: usize, max: usize, vocab: usize, out: *mut u32, probs: *mut f32) -> i32 {
+    let tokens = std::slice::from_raw_parts(tokens, n);
+    let k = max.min(3);
+    if probs.is_null() {
+        let last = tokens[n - 1];
+        let next = tokens.windows(2).find(|w| w[0] == last).map_or(1, |w| w[1]);
+        (0..k).for_each(|i| *out.add(i) = next);
+    } else {
+        let state = &*(user_data as *const std::sync::atomic::AtomicU64);
+        let probs = std::slice::from_raw_parts_mut(probs, max * vocab);
+        for i in 0..k {
+            let mut x = state.load(std::sync::atomic::Ordering::Relaxed);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.store(x, std::sync::atomic::Ordering::Relaxed);
+            *out.add(i) = (x % 16) as u32;
+            let row = &mut probs[i * vocab..(i + 1) * vocab];
+            row.iter_mut().enumerate().for_each(|(t, p)| *p = if t < 16 { 1.0 / 16.0 } else { 0.0 });
+        }
+    }
+    k as i32
+}
+
+/// Sampling through the C ABI end to end (drafter handle, config setters, generator) with the
+/// host drafter above, as fixed tokens and as sampled proposals with their distribution.
+#[test]
+fn host_callback_through_the_c_abi_matches_the_target() {
+    use specdec::ffi::*;
+    use std::ptr;
+    let target = load(fixture("llama"));
+    let prompt = tokenizer().encode(PROMPTS[2]).unwrap();
+    let sampling = t1();
+    let exact = exact_pairs(&target, &prompt, &sampling);
+    let state = std::sync::atomic::AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    let path = std::ffi::CString::new(fixture("llama").to_str().unwrap()).unwrap();
+    for with_probs in [false, true] {
+        let mut counts = HashMap::new();
+        let mut drafted = 0u64;
+        unsafe {
+            let (mut model, mut drafter, mut e) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+            assert_eq!(specdec_model_load(path.as_ptr(), ptr::null(), &mut model, &mut e), specdec_status::Ok);
+            let user = &state as *const _ as *mut std::ffi::c_void;
+            assert_eq!(specdec_drafter_new_callback(Some(c_drafter), user, with_probs, &mut drafter, &mut e), specdec_status::Ok);
+            for seed in 0..SAMPLES {
+                let cfg = specdec_gen_config_new();
+                assert_eq!(specdec_gen_config_set_gamma(cfg, GAMMA as u32, &mut e), specdec_status::Ok);
+                assert_eq!(specdec_gen_config_set_temperature(cfg, 1.0, &mut e), specdec_status::Ok);
+                assert_eq!(specdec_gen_config_set_seed(cfg, seed, &mut e), specdec_status::Ok);
+                assert_eq!(specdec_gen_config_set_max_new_tokens(cfg, GAMMA as u32 + 1, &mut e), specdec_status::Ok);
+                assert_eq!(specdec_gen_config_set_eos_ids(cfg, ptr::null(), 0, &mut e), specdec_status::Ok);
+                let mut g = ptr::null_mut();
+                assert_eq!(specdec_generator_new_with_drafter(model, drafter, cfg, &mut g, &mut e), specdec_status::Ok);
+                specdec_gen_config_free(cfg);
+                assert_eq!(specdec_generator_append_tokens(g, prompt.as_ptr(), prompt.len(), &mut e), specdec_status::Ok);
+                let mut reason = specdec_finish_reason::None;
+                assert_eq!(specdec_generator_generate(g, None, ptr::null_mut(), &mut reason, &mut e), specdec_status::Ok);
+                let (mut toks, mut n) = (ptr::null(), 0usize);
+                assert_eq!(specdec_generator_tokens(g, &mut toks, &mut n, &mut e), specdec_status::Ok);
+                let new = &std::slice::from_raw_parts(toks, n)[prompt.len()..];
+                *counts.entry((new[0], new[1])).or_insert(0) += 1;
+                let mut stats: specdec_stats = std::mem::zeroed();
+                stats.struct_size = std::mem::size_of::<specdec_stats>();
+                assert_eq!(specdec_generator_stats(g, &mut stats, &mut e), specdec_status::Ok);
+                drafted += stats.drafted;
+                specdec_generator_free(g);
+            }
+            specdec_drafter_free(drafter);
+            specdec_model_free(model);
+        }
+        assert!(drafted > 0);
+        let (g, df, p) = g_test(&counts, &exact);
+        println!("C ABI host drafter (probs: {with_probs}): G = {g:.1}, df = {df}, p = {p:.4}");
+        assert!(p > 0.001, "with_probs {with_probs}: p = {p}");
+    }
+}

@@ -11,14 +11,14 @@ pub trait DraftCallback: Send + Sync {
     /// Push up to `max` proposals continuing `tokens`. Either leave `probs` empty (the proposals
     /// are then verified as fixed tokens, which is exact whatever they are), or push one
     /// distribution of `vocab` probabilities per proposal from which that proposal was sampled.
-    fn propose(&self, tokens: &[u32], max: usize, proposals: &mut Vec<u32>, probs: &mut Vec<f32>) -> Result<()>;
+    fn propose(&self, tokens: &[u32], max: usize, vocab: usize, proposals: &mut Vec<u32>, probs: &mut Vec<f32>) -> Result<()>;
 }
 
 impl<F> DraftCallback for F
 where
     F: Fn(&[u32], usize, &mut Vec<u32>, &mut Vec<f32>) -> Result<()> + Send + Sync,
 {
-    fn propose(&self, tokens: &[u32], max: usize, proposals: &mut Vec<u32>, probs: &mut Vec<f32>) -> Result<()> {
+    fn propose(&self, tokens: &[u32], max: usize, _vocab: usize, proposals: &mut Vec<u32>, probs: &mut Vec<f32>) -> Result<()> {
         self(tokens, max, proposals, probs)
     }
 }
@@ -72,7 +72,7 @@ impl Drafter for CallbackDrafter {
         if i == 0 {
             self.pending.clear();
             self.probs.clear();
-            self.callback.propose(ctx.tokens, ctx.left, &mut self.pending, &mut self.probs)?;
+            self.callback.propose(ctx.tokens, ctx.left, self.vocab, &mut self.pending, &mut self.probs)?;
             if let Err(e) = self.check(ctx.left) {
                 self.pending.clear();
                 self.probs.clear();

@@ -157,3 +157,51 @@ pub unsafe extern "C" fn specdec_gen_config_clear_stops(config: *mut specdec_gen
         c.stop_texts.clear();
     })
 }
+
+/// Draft-length policies for specdec_gen_config_set_draft_policy.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum specdec_draft_policy {
+    /// Always gamma proposals (fewer only when the drafter runs out or near the end). The default.
+    Fixed = 0,
+    /// Start at gamma; +2 after a round whose proposals were all accepted, -1 otherwise.
+    Heuristic = 1,
+    /// Choose gamma in 0..=16 every round from the measured acceptance rate, draft cost and
+    /// verification cost (paper section 3.5); 0 (target only) when speculation would be slower.
+    Auto = 2,
+}
+
+/// How the draft length is chosen: a specdec_draft_policy value (default
+/// SPECDEC_DRAFT_POLICY_FIXED).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (unknown value).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_draft_policy(config: *mut specdec_gen_config, policy: u32, err: *mut *mut specdec_error) -> specdec_status {
+    use crate::DraftPolicy as P;
+    guard(err, || {
+        let p = match policy {
+            x if x == specdec_draft_policy::Fixed as u32 => P::Fixed,
+            x if x == specdec_draft_policy::Heuristic as u32 => P::Heuristic,
+            x if x == specdec_draft_policy::Auto as u32 => P::Auto,
+            other => return Err(FfiError::invalid(format!("unknown draft policy {other}"))),
+        };
+        handle_mut(config, "config")?.inner.draft_policy = p;
+        Ok(())
+    })
+}
+
+/// Stop drafting a round once the draft's most likely token has probability below `p_min`, in
+/// [0, 1]; 0 turns it off (default 0). Applies to score-based drafts (a draft model, counts).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_confidence_stop(config: *mut specdec_gen_config, p_min: f32, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.confidence_stop = p_min)
+}
+
+/// Most bytes the KV caches of one generator (target and draft together) may use; 0 means no
+/// limit (the default). Appending a prompt whose request (prompt + max_new_tokens + a round's
+/// proposals) could outgrow it fails with SPECDEC_STATUS_MEMORY_BUDGET and changes nothing.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_kv_memory_limit(config: *mut specdec_gen_config, bytes: u64, err: *mut *mut specdec_error) -> specdec_status {
+    set(config, err, |c| c.kv_memory_limit = (bytes > 0).then_some(bytes.min(usize::MAX as u64) as usize))
+}

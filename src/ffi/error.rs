@@ -47,6 +47,8 @@ pub enum specdec_status {
     Busy = 7015,
     /// The request's KV caches would exceed the budget set with specdec_gen_config_set_kv_memory_limit.
     MemoryBudget = 7016,
+    /// A host callback (a draft callback) reported failure.
+    Callback = 7020,
     /// An internal error (a bug in specdec) was caught at the ABI boundary.
     Panic = 7099,
 }
@@ -99,6 +101,7 @@ impl From<Error> for FfiError {
             Error::Inference(_) => S::Inference,
             Error::Unavailable(_) => S::Unavailable,
             Error::MemoryBudget { .. } => S::MemoryBudget,
+            Error::Callback(_) => S::Callback,
         };
         debug_assert_eq!(code as u32, e.code());
         FfiError { code, message: e.to_string() }
@@ -203,6 +206,7 @@ pub extern "C" fn specdec_status_name(status: u32) -> *const c_char {
         (S::InvalidUtf8, c"SPECDEC_STATUS_INVALID_UTF8"),
         (S::Busy, c"SPECDEC_STATUS_BUSY"),
         (S::MemoryBudget, c"SPECDEC_STATUS_MEMORY_BUDGET"),
+        (S::Callback, c"SPECDEC_STATUS_CALLBACK"),
         (S::Panic, c"SPECDEC_STATUS_PANIC"),
     ];
     all.iter().find(|(s, _)| *s as u32 == status).map_or(c"SPECDEC_STATUS_UNKNOWN".as_ptr(), |(_, n)| n.as_ptr())

@@ -17,6 +17,10 @@ pub struct specdec_generator {
 }
 
 impl specdec_generator {
+    pub(crate) fn wrap(gen: Generator) -> Self {
+        specdec_generator { cancel: gen.cancel_flag(), inner: Mutex::new(gen) }
+    }
+
     /// Never waits: a generator held by another call (its own callback included, which would
     /// deadlock) is reported as busy.
     fn lock(&self) -> FfiResult<MutexGuard<'_, Generator>> {
@@ -78,11 +82,17 @@ pub struct specdec_stats {
     pub acceptance_rate: f64,
     /// new_tokens / rounds.
     pub tokens_per_target_call: f64,
-    /// Wall time in ONNX Runtime calls of the draft and of the target, everything else, and in all.
+    /// Wall time in the drafter (for a draft model: its ONNX Runtime calls), in the target's
+    /// ONNX Runtime calls, everything else, and in all.
     pub draft_seconds: f64,
     pub target_seconds: f64,
     pub other_seconds: f64,
     pub total_seconds: f64,
+    /// (Since 0.2) Rounds that ended in a rejection; the others accepted every proposal.
+    pub rejected: u64,
+    /// (Since 0.2) The paper's acceptance rate per verified position: accepted / (accepted +
+    /// rejected); proposals after a rejection are never judged and do not count.
+    pub alpha: f64,
 }
 
 /// Size of the first version of specdec_stats; struct_size may not be smaller.
@@ -114,8 +124,7 @@ pub unsafe extern "C" fn specdec_generator_new(
             let target = handle(target, "target")?.inner.clone();
             let draft = draft.as_ref().map(|d| d.inner.clone());
             let cfg = config.as_ref().map_or_else(GenerationConfig::default, |c| c.inner.clone());
-            let gen = Generator::new(target, draft, cfg)?;
-            Ok(specdec_generator { cancel: gen.cancel_flag(), inner: Mutex::new(gen) })
+            Ok(specdec_generator::wrap(Generator::new(target, draft, cfg)?))
         })
     })
 }
@@ -310,6 +319,8 @@ pub unsafe extern "C" fn specdec_generator_stats(
             target_seconds: s.target_time.as_secs_f64(),
             other_seconds: s.other_time().as_secs_f64(),
             total_seconds: s.total_time.as_secs_f64(),
+            rejected: s.rejected,
+            alpha: s.alpha(),
         };
         // An older caller's smaller struct gets its prefix; a newer caller's extra fields stay untouched.
         std::ptr::copy_nonoverlapping(&filled as *const specdec_stats as *const u8, stats as *mut u8, full.min(size));

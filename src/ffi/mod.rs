@@ -10,12 +10,14 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod config;
+mod drafter;
 mod error;
 mod generator;
 mod model;
 mod tokenizer;
 
 pub use config::*;
+pub use drafter::*;
 pub use error::*;
 pub use generator::*;
 pub use model::*;
@@ -25,7 +27,7 @@ use std::ffi::{c_char, CStr};
 
 /// Library version (checked against Cargo.toml by a unit test).
 pub const SPECDEC_VERSION_MAJOR: u32 = 0;
-pub const SPECDEC_VERSION_MINOR: u32 = 1;
+pub const SPECDEC_VERSION_MINOR: u32 = 2;
 pub const SPECDEC_VERSION_PATCH: u32 = 0;
 
 /// ABI version: bumped only on incompatible changes; the shared library's SONAME is

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 mod bench;
 
-use specdec::{Error, FinishReason, GenerationConfig, Generator, Model, ModelOptions, Stats, StreamDecoder, Tokenizer};
+use specdec::drafter::CountTable;
+use specdec::{DraftSource, Error, FinishReason, NGramConfig, GenerationConfig, Generator, Model, ModelOptions, Stats, StreamDecoder, Tokenizer};
 
 const USAGE: &str = "\
 usage:
@@ -16,16 +17,23 @@ usage:
                    [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S]
                    [--max-new-tokens N] (--prompt TEXT | --prompt-ids 1,2,3)
                    [--stop TEXT]... [--stop-ids 1,2]... [--eos-ids 1,2]
-                   [--samples N] [--json] [--threads N] [--ort-lib PATH]
+                   [--samples N] [--json] [--threads N] [--draft-threads N] [--ort-lib PATH]
+                   [--drafter model|ngram|unigram|bigram] [--ngram MIN,MAX,LEN] [--counts FILE]
+                   [--draft-policy fixed|heuristic|auto] [--confidence-stop P]
+                   [--kv-memory-limit BYTES]
   specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
                    [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
 
+  specdec counts   --target PATH --out FILE TEXT_FILE...   (unigram/bigram counts for --counts)
   specdec bench    [--target PATH] [--draft PATH] [--prompts FILE.jsonl] [--max-new-tokens N]
                    [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
                    [--threads N] [--draft-threads N] [--opt-level 0-3] [--out DIR]
                    [--ort-lib PATH] [--quick]
 
-Greedy (temperature 0) is the default. Without --draft, generation is target-only.
+Greedy (temperature 0) is the default. Without --draft (or --drafter), generation is
+target-only. --drafter picks the draft source: model (the --draft model; the default when
+--draft is given), ngram (prompt lookup; --ngram sets n_min,n_max,max proposal, default 2,4,8),
+unigram or bigram (counts from --counts FILE, else learnt from the sequence).
 --threads sets ONNX Runtime's intra-op threads per model (default 1; 0 lets it choose).
 bench variants (comma-separated; default target,gammas,auto): target, gammas (the model draft
 at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram; it
@@ -89,7 +97,11 @@ struct Opts {
     repeats: usize,
     json: bool,
     threads: usize,
+    draft_threads: Option<usize>,
     ort_lib: Option<PathBuf>,
+    drafter: Option<String>,
+    ngram: NGramConfig,
+    counts: Option<PathBuf>,
     gamma_given: bool,
     max_given: bool,
     stop_ids: Vec<Vec<i64>>,
@@ -129,6 +141,17 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--samples" => o.samples = num(flag, &value(flag)?)?,
             "--repeats" => o.repeats = num(flag, &value(flag)?)?,
             "--threads" => o.threads = num(flag, &value(flag)?)?,
+            "--draft-threads" => o.draft_threads = Some(num(flag, &value(flag)?)?),
+            "--drafter" => o.drafter = Some(value(flag)?),
+            "--ngram" => {
+                let v = id_list(flag, &value(flag)?)?;
+                let [a, b, c] = v[..] else { return Err(usage("--ngram takes MIN,MAX,LEN")) };
+                o.ngram = NGramConfig { n_min: a.max(0) as usize, n_max: b.max(0) as usize, max_proposal: c.max(0) as usize };
+            }
+            "--counts" => o.counts = Some(value(flag)?.into()),
+            "--draft-policy" => o.cfg.draft_policy = value(flag)?.parse()?,
+            "--confidence-stop" => o.cfg.confidence_stop = num(flag, &value(flag)?)?,
+            "--kv-memory-limit" => o.cfg.kv_memory_limit = Some(num(flag, &value(flag)?)?),
             "--ort-lib" => o.ort_lib = Some(value(flag)?.into()),
             "--json" => o.json = true,
             "-h" | "--help" => return Err(usage("help")),
@@ -164,6 +187,7 @@ fn run(args: &[String]) -> Result<(), CliError> {
         "generate" => generate(parse(rest)?),
         "demo" => demo(parse(rest)?),
         "bench" => bench::bench(rest),
+        "counts" => counts(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -175,16 +199,31 @@ fn run(args: &[String]) -> Result<(), CliError> {
 struct Loaded {
     target: Arc<Model>,
     draft: Option<Arc<Model>>,
+    source: Option<DraftSource>,
     tokenizer: Option<Arc<Tokenizer>>,
 }
 
 fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> Result<Loaded, CliError> {
     specdec::runtime::init(o.ort_lib.as_deref())?;
-    let options = ModelOptions { intra_threads: o.threads, ..Default::default() };
+    let options = |threads| ModelOptions { intra_threads: threads, ..Default::default() };
     let target_path = o.target.clone().or(default_target.map(PathBuf::from)).ok_or_else(|| usage("--target is required"))?;
-    let target = Arc::new(Model::load(&target_path, &options)?);
+    let target = Arc::new(Model::load(&target_path, &options(o.threads))?);
     let draft_path = o.draft.clone().or(default_draft.map(PathBuf::from));
-    let draft = draft_path.map(|p| Model::load(p, &options).map(Arc::new)).transpose()?;
+    let draft = draft_path.map(|p| Model::load(p, &options(o.draft_threads.unwrap_or(o.threads))).map(Arc::new)).transpose()?;
+    let source = match (o.drafter.as_deref(), &draft) {
+        (None, None) => None,
+        (None | Some("model"), Some(d)) => Some(DraftSource::Model(d.clone())),
+        (Some("model"), None) => return Err(usage("--drafter model needs --draft")),
+        (Some("ngram"), _) => {
+            o.ngram.validate()?;
+            Some(DraftSource::NGram(o.ngram.clone()))
+        }
+        (Some(name @ ("unigram" | "bigram")), _) => {
+            let table = o.counts.as_ref().map(CountTable::load).transpose()?.map(Arc::new);
+            Some(DraftSource::Counts { order: if name == "unigram" { 1 } else { 2 }, table })
+        }
+        (Some(other), _) => return Err(usage(format!("unknown drafter `{other}` (model, ngram, unigram or bigram)"))),
+    };
     // Only a text prompt or text output needs the tokenizer; --prompt-ids works without one.
     let folder = if target_path.is_dir() { target_path.clone() } else { target_path.parent().unwrap_or(&target_path).to_path_buf() };
     let tokenizer = match Tokenizer::load(&folder) {
@@ -192,7 +231,7 @@ fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> 
         Err(e) if o.prompt.is_some() || !o.cfg.stop_texts.is_empty() => return Err(e.into()),
         Err(_) => None,
     };
-    Ok(Loaded { target, draft, tokenizer })
+    Ok(Loaded { target, draft, source, tokenizer })
 }
 
 fn prompt_tokens(o: &Opts, m: &Loaded) -> Result<Vec<u32>, CliError> {
@@ -227,7 +266,7 @@ fn generate(mut o: Opts) -> Result<(), CliError> {
     let stdout = std::io::stdout();
     for i in 0..o.samples {
         let cfg = GenerationConfig { seed: o.cfg.seed.wrapping_add(i as u64), ..o.cfg.clone() };
-        let mut g = Generator::new(m.target.clone(), m.draft.clone(), cfg)?;
+        let mut g = Generator::from_source(m.target.clone(), m.source.as_ref(), cfg)?;
         if let Some(t) = &m.tokenizer {
             g.set_tokenizer(t.clone());
         }
@@ -274,6 +313,34 @@ fn generate(mut o: Opts) -> Result<(), CliError> {
             eprintln!("{}", summary(g.stats(), reason));
         }
     }
+    Ok(())
+}
+
+/// Unigram and bigram counts of text files, tokenized with the target's tokenizer, for --counts.
+fn counts(args: &[String]) -> Result<(), CliError> {
+    let (mut target, mut out, mut files) = (None, None, Vec::new());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" => target = it.next(),
+            "--out" => out = it.next(),
+            flag if flag.starts_with("--") => return Err(usage(format!("unknown option `{flag}`"))),
+            file => files.push(file),
+        }
+    }
+    let target = target.ok_or_else(|| usage("counts needs --target PATH (for its tokenizer)"))?;
+    let out = out.ok_or_else(|| usage("counts needs --out FILE"))?;
+    if files.is_empty() {
+        return Err(usage("counts needs at least one text file"));
+    }
+    let tok = Tokenizer::load(target)?;
+    let mut ids = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| Error::InvalidArgument(format!("{f}: {e}")))?;
+        ids.extend(tok.encode(&text)?);
+    }
+    CountTable::from_tokens(&ids).save(out)?;
+    println!("{} tokens counted into {out}", ids.len());
     Ok(())
 }
 
