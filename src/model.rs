@@ -408,6 +408,9 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
             return Err(Error::io(path, "folder has no model.onnx"));
         }
         Ok((onnx, path.to_path_buf()))
+    } else if !meta.is_file() {
+        // A device or a FIFO: reading it may never end.
+        Err(Error::io(path, "not a regular file or folder"))
     } else {
         let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok((path.to_path_buf(), if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder }))
@@ -415,6 +418,10 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(Error::io(path, "not a regular file")),
+        _ => {}
+    }
     match std::fs::read(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),

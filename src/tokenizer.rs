@@ -53,6 +53,11 @@ impl Tokenizer {
     pub fn load(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
         let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+        // Only a regular file: reading a device (/dev/zero) or a FIFO would never end.
+        let meta = std::fs::metadata(&file).map_err(|e| Error::io(&file, e))?;
+        if !meta.is_file() {
+            return Err(Error::io(&file, "not a regular file"));
+        }
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
         Self::parse(&bytes).map_err(|e| Error::Tokenizer(format!("{}: invalid tokenizer.json: {e}", file.display())))
     }

@@ -351,6 +351,13 @@ static void catalog_models(void) {
     CHECK(mkdir(tmp_path("dir-named-onnx/model.onnx"), 0700) == 0);
     ENTRY("model.onnx is a directory", specdec_model_load(tmp_path("dir-named-onnx"), NULL, &m, &err_), SPECDEC_STATUS_IO,
           "dir-named-onnx", "no model.onnx");
+    ENTRY("model path is a device (/dev/zero)", specdec_model_load("/dev/zero", NULL, &m, &err_), SPECDEC_STATUS_IO, "/dev/zero",
+          "not a regular file");
+    CHECK(mkdir(tmp_path("fifo-config"), 0700) == 0);
+    CHECK(copy_file(FIX "llama/model.onnx", tmp_path("fifo-config/model.onnx"), 0));
+    CHECK(mkfifo(tmp_path("fifo-config/config.json"), 0600) == 0);
+    ENTRY("config.json is a FIFO (reading would block)", specdec_model_load(tmp_path("fifo-config"), NULL, &m, &err_),
+          SPECDEC_STATUS_IO, "config.json", "not a regular file");
     ENTRY("model path is not UTF-8", specdec_model_load("models/fixtures/\xc3\x28llama", NULL, &m, &err_), SPECDEC_STATUS_INVALID_UTF8,
           "path", "UTF-8");
 
@@ -430,6 +437,11 @@ static void catalog_tokenizer(void) {
     CHECK(t == NULL);
     ENTRY("tokenizer path is a directory without tokenizer.json", specdec_tokenizer_load(tmp_path("empty-dir"), &t, &err_),
           SPECDEC_STATUS_IO, "empty-dir/tokenizer.json", NULL);
+    ENTRY("tokenizer path is a device (/dev/zero: reading would never end)", specdec_tokenizer_load("/dev/zero", &t, &err_),
+          SPECDEC_STATUS_IO, "/dev/zero", "not a regular file");
+    CHECK(mkfifo(tmp_path("fifo.json"), 0600) == 0);
+    ENTRY("tokenizer path is a FIFO (reading would block)", specdec_tokenizer_load(tmp_path("fifo.json"), &t, &err_),
+          SPECDEC_STATUS_IO, "fifo.json", "not a regular file");
     ENTRY("tokenizer path is not UTF-8", specdec_tokenizer_load("tok\xe2\x82", &t, &err_), SPECDEC_STATUS_INVALID_UTF8, "path", NULL);
     json = read_file(FIX "llama/tokenizer.json", &json_len);
     CHECK(json != NULL && json_len > 1000);
