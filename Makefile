@@ -18,13 +18,28 @@ build: setup
 demo: build
 	./target/release/specdec demo
 
+# The benchmark (see README): speed-up per gamma at T = 0 and 1 beside the paper's prediction,
+# JSON + markdown + PNG in target/bench/. Several minutes; run it on an otherwise idle machine.
+BENCH_ARGS ?= --variants target,gammas,auto,heuristic,confidence,ngram,ngram-auto,bigram
+.PHONY: bench bench-smoke peer-bench
+bench: build
+	bash scripts/bench.sh $(BENCH_ARGS)
+
+# The bench command end to end on little work (every variant; greedy outputs must agree).
+bench-smoke: build
+	./target/release/specdec bench --quick --variants target,gammas,auto,heuristic,confidence,ngram,ngram-auto,bigram,unigram --out target/bench-smoke
+
+# specdec against onnxruntime-genai 0.18 on the same pair (benches/PEER.md).
+peer-bench: build
+	bash scripts/peer-bench.sh
+
 # Every test: Rust unit and integration tests (exactness, bad input), doc tests, the header's
 # freshness, the C test programs (ABI, bad-input catalog, concurrency; also under valgrind), the
 # C++ wrapper, the dist tarball, the Go and C# bindings, and the fuzz targets briefly.
 test: setup
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
-	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test
+	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test bench-smoke
 	$(MAKE) fuzz-test
 
 # The three cargo-fuzz targets (C ABI argument layer, model layout, tokenizer), briefly, from their

@@ -153,6 +153,8 @@ pub struct Generator {
     history: History,
     /// Tokens generated since the last prompt was appended.
     generated: usize,
+    /// Rounds run since the last prompt was appended.
+    rounds_since_prompt: u64,
     finished: Option<FinishReason>,
     stats: Stats,
     cancel: Arc<AtomicBool>,
@@ -220,6 +222,7 @@ impl Generator {
             tokens: Vec::new(),
             history: History::new(vocab),
             generated: 0,
+            rounds_since_prompt: 0,
             finished: None,
             stats: Stats::default(),
             cancel: Arc::new(AtomicBool::new(false)),
@@ -280,6 +283,7 @@ impl Generator {
         // A cancellation aimed at the previous generation must not kill the next one.
         self.cancel.store(false, Ordering::SeqCst);
         self.generated = 0;
+        self.rounds_since_prompt = 0;
         self.finished = None;
         Ok(())
     }
@@ -391,12 +395,11 @@ impl Generator {
         let n = self.tokens.len();
         let room = self.context_limit - n;
         let gamma = match &self.drafter {
-            Some(d) => self.lengths.next(self.target.cost_curve(), d.step_cost()).min(remaining - 1).min(room - 1),
+            Some(_) => self.lengths.next(self.target.cost_curve()).min(remaining - 1).min(room - 1),
             None => 0,
         };
         let vocab = self.target.info().vocab_size;
         let sampling = self.cfg.sampling.clone();
-
         // Draft phase: one guess at a time, each turned into a proposal and its q.
         self.drafts.clear();
         if gamma > 0 {
@@ -405,11 +408,15 @@ impl Generator {
                 self.q.resize_with(gamma, Vec::new);
                 self.q_point.resize(gamma, None);
             }
-            let (mut guesses, mut time) = (0u64, Duration::ZERO);
+            let (mut guesses, mut time, mut first) = (0u64, Duration::ZERO, Duration::ZERO);
             for i in 0..gamma {
                 let started = Instant::now();
                 let guess = drafter.guess(&DraftContext { tokens: &self.tokens, drafts: &self.drafts, left: gamma - i });
-                time += started.elapsed();
+                let took = started.elapsed();
+                if i == 0 {
+                    first = took;
+                }
+                time += took;
                 guesses += 1;
                 let (x, point) = match guess? {
                     Guess::Stop => break,
@@ -440,7 +447,10 @@ impl Generator {
             self.stats.draft_calls += guesses;
             self.stats.draft_time += time;
             self.stats.drafted += self.drafts.len() as u64;
-            self.lengths.record_draft_cost(time, guesses);
+            // The first round after a prompt also feeds the prompt to the draft: not a step cost.
+            if self.rounds_since_prompt > 0 {
+                self.lengths.record_draft_cost(first, time - first, guesses - 1);
+            }
         }
         let proposed = self.drafts.len();
 
@@ -451,6 +461,7 @@ impl Generator {
         self.stats.target_calls += cost.calls;
         self.stats.target_time += cost.time;
         self.stats.rounds += 1;
+        self.rounds_since_prompt += 1;
 
         self.emitted.clear();
         let mut accepted = 0;

@@ -4,6 +4,10 @@
 //! cost T(k) for k fed tokens, a round of γ proposals yields (1 − α^{γ+1}) / (1 − α) tokens in
 //! γ·d + T(γ+1) seconds; pick the γ with the most tokens per second, γ = 0 (target only)
 //! included. α and d are measured on this sequence, T(k) on the target model across all its users.
+//!
+//! One refinement, measured on CPU: a round's first draft step costs more than the others (the
+//! target's call in between pushed the draft's weights out of the CPU caches), so the draft cost
+//! of a round is d_first + (γ − 1)·d_next with both measured.
 
 use std::time::Duration;
 
@@ -37,11 +41,14 @@ impl std::str::FromStr for DraftPolicy {
 
 /// Largest draft length `Auto` considers.
 pub const AUTO_MAX_GAMMA: usize = 16;
-/// Per-position decay of the acceptance estimate: about the last 30 verified positions count.
-const ALPHA_DECAY: f64 = 0.97;
+/// Per-position decay of the acceptance estimate: about the last 50 verified positions count.
+const ALPHA_DECAY: f64 = 0.98;
+/// The estimate starts at α = 0.5 worth this many positions, so that a few early rejections
+/// cannot switch a good drafter off before it has been seen.
+const ALPHA_PRIOR_WEIGHT: f64 = 6.0;
 /// Target-only rounds before `Auto` probes the drafter again, at first and at most.
-const PROBE_FIRST: u32 = 4;
-const PROBE_MAX: u32 = 64;
+const PROBE_FIRST: u32 = 8;
+const PROBE_MAX: u32 = 32;
 
 /// The running state of a policy for one generator.
 #[derive(Debug, Clone)]
@@ -51,16 +58,25 @@ pub(crate) struct LengthController {
     /// Decayed counts of accepted and verified proposals.
     accepted: f64,
     verified: f64,
-    /// Mean seconds per draft guess (decayed); None until measured.
-    draft_step: Option<f64>,
+    /// Seconds of a round's first draft guess and of each later one (decayed means).
+    first_step: Option<f64>,
+    next_step: Option<f64>,
     idle_rounds: u32,
     probe_every: u32,
 }
 
 impl LengthController {
     pub(crate) fn new(policy: DraftPolicy, gamma: usize) -> Self {
-        // A mild prior (α = 0.5 worth two positions) so the first choices are not extreme.
-        LengthController { policy, gamma, accepted: 1.0, verified: 2.0, draft_step: None, idle_rounds: 0, probe_every: PROBE_FIRST }
+        LengthController {
+            policy,
+            gamma,
+            accepted: 0.5 * ALPHA_PRIOR_WEIGHT,
+            verified: ALPHA_PRIOR_WEIGHT,
+            first_step: None,
+            next_step: None,
+            idle_rounds: 0,
+            probe_every: PROBE_FIRST,
+        }
     }
 
     /// The running acceptance estimate α̂.
@@ -69,14 +85,13 @@ impl LengthController {
     }
 
     /// Draft length for the next round (before the caller's caps for budget and context).
-    /// `draft_step` overrides the measured seconds per draft guess where the drafter knows its
-    /// steady-state cost.
-    pub(crate) fn next(&mut self, target_cost: &CostCurve, draft_step: Option<f64>) -> usize {
+    pub(crate) fn next(&mut self, target_cost: &CostCurve) -> usize {
         match self.policy {
             DraftPolicy::Fixed | DraftPolicy::Heuristic => self.gamma,
             DraftPolicy::Auto => {
-                let Some(d) = draft_step.or(self.draft_step) else { return self.gamma.min(AUTO_MAX_GAMMA) };
-                let best = best_gamma(self.alpha(), d, |k| target_cost.estimate(k));
+                let Some(first) = self.first_step else { return self.gamma.min(AUTO_MAX_GAMMA) };
+                let next = self.next_step.unwrap_or(first);
+                let best = best_gamma(self.alpha(), first, next, |k| target_cost.estimate(k));
                 if best > 0 {
                     self.idle_rounds = 0;
                     self.probe_every = PROBE_FIRST;
@@ -95,11 +110,13 @@ impl LengthController {
         }
     }
 
-    /// Learn the cost of drafting: `time` spent over `guesses` drafter calls.
-    pub(crate) fn record_draft_cost(&mut self, time: Duration, guesses: u64) {
-        if guesses > 0 {
-            let step = time.as_secs_f64() / guesses as f64;
-            self.draft_step = Some(self.draft_step.map_or(step, |d| 0.9 * d + 0.1 * step));
+    /// Learn the cost of drafting: a round's first guess took `first`, the `more` later ones
+    /// `rest` in all.
+    pub(crate) fn record_draft_cost(&mut self, first: Duration, rest: Duration, more: u64) {
+        let mean = |old: Option<f64>, x: f64| Some(old.map_or(x, |m| 0.9 * m + 0.1 * x));
+        self.first_step = mean(self.first_step, first.as_secs_f64());
+        if more > 0 {
+            self.next_step = mean(self.next_step, rest.as_secs_f64() / more as f64);
         }
     }
 
@@ -131,10 +148,15 @@ pub fn predicted_speedup(alpha: f64, gamma: usize, c: f64, verify: f64) -> f64 {
     expected_tokens(alpha, gamma) / (gamma as f64 * c + verify)
 }
 
+/// Seconds of drafting γ tokens when the first step costs `first` and later ones `next`.
+fn draft_time(gamma: usize, first: f64, next: f64) -> f64 {
+    if gamma == 0 { 0.0 } else { first + (gamma - 1) as f64 * next }
+}
+
 /// The γ in 0..=AUTO_MAX_GAMMA with the most expected tokens per second.
-fn best_gamma(alpha: f64, draft_step: f64, target: impl Fn(usize) -> f64) -> usize {
+fn best_gamma(alpha: f64, first: f64, next: f64, target: impl Fn(usize) -> f64) -> usize {
     let alpha = alpha.clamp(0.0, 0.999);
-    let rate = |g: usize| expected_tokens(alpha, g) / (g as f64 * draft_step + target(g + 1));
+    let rate = |g: usize| expected_tokens(alpha, g) / (draft_time(g, first, next) + target(g + 1));
     (0..=AUTO_MAX_GAMMA).max_by(|&a, &b| rate(a).total_cmp(&rate(b))).unwrap_or(0)
 }
 
@@ -152,12 +174,14 @@ mod tests {
     #[test]
     fn auto_drafts_more_when_acceptance_is_high_and_drafts_are_cheap() {
         let flat = |k: usize| 1.0 + 0.05 * (k as f64 - 1.0);
-        let high = best_gamma(0.9, 0.02, flat);
-        let low = best_gamma(0.5, 0.02, flat);
+        let high = best_gamma(0.9, 0.02, 0.02, flat);
+        let low = best_gamma(0.5, 0.02, 0.02, flat);
         assert!(high > low && low > 0, "high {high} low {low}");
+        // A dear first step favours longer rounds, which spread it over more proposals.
+        assert!(best_gamma(0.7, 0.3, 0.02, flat) > best_gamma(0.7, 0.02, 0.02, flat));
         // A draft step as dear as the target makes speculation a loss: target only.
-        assert_eq!(best_gamma(0.5, 1.0, flat), 0);
-        assert_eq!(best_gamma(0.0, 0.0, flat), 0);
+        assert_eq!(best_gamma(0.5, 1.0, 1.0, flat), 0);
+        assert_eq!(best_gamma(0.0, 0.0, 0.0, flat), 0);
     }
 
     #[test]
@@ -181,12 +205,12 @@ mod tests {
         }
         let mut c = LengthController::new(DraftPolicy::Auto, 4);
         // A drafter that is never right and costs half a target step.
-        for _ in 0..50 {
-            c.record_draft_cost(Duration::from_secs_f64(5e-4), 1);
+        for _ in 0..80 {
+            c.record_draft_cost(Duration::from_secs_f64(5e-4), Duration::ZERO, 0);
             c.record_round(1, 0);
         }
-        let picks: Vec<usize> = (0..40).map(|_| c.next(&curve, None)).collect();
-        assert_eq!(picks.iter().filter(|&&g| g > 0).count(), 3, "{picks:?}"); // after 4, 8 and 16 idle rounds
+        let picks: Vec<usize> = (0..100).map(|_| c.next(&curve)).collect();
+        assert_eq!(picks.iter().filter(|&&g| g > 0).count(), 4, "{picks:?}"); // after 8, 16, 32 and 32 idle rounds
         assert!(picks.iter().all(|&g| g <= 1));
     }
 }

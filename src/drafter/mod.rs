@@ -65,12 +65,6 @@ pub trait Drafter: Send {
         0
     }
 
-    /// Seconds one guess costs in steady state, if the drafter knows better than the generator's
-    /// timing of its calls (which includes catching up on the prompt and on corrections).
-    fn step_cost(&self) -> Option<f64> {
-        None
-    }
-
     /// Guess the token after `ctx.tokens` followed by `ctx.drafts`.
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>>;
 

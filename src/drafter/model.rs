@@ -57,11 +57,6 @@ impl Drafter for ModelDrafter {
         self.model.kv_bytes_per_token()
     }
 
-    /// One-token calls only: prompt catch-up and two-token corrections would inflate it.
-    fn step_cost(&self) -> Option<f64> {
-        self.model.cost_curve().measured(1)
-    }
-
     /// Each call feeds whatever the cache lacks (the last round's correction included) plus the
     /// newest proposal, so catching up costs no extra call.
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {

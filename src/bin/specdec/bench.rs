@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use specdec::policy::predicted_speedup;
+use specdec::policy::{expected_tokens, predicted_speedup};
 use specdec::{DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, SamplingConfig, Stats, Tokenizer};
 
 use crate::{median, num, usage, CliError};
@@ -165,26 +165,46 @@ fn add(a: &mut Stats, b: &Stats) {
     a.total_time += b.total_time;
 }
 
-/// Median call time for feeding k = 1..=kmax tokens after `prefix`, each k measured `reps`
-/// times in interleaved order (the cache is cut back to the prefix after every call).
-fn cost_curve(model: &Model, prefix: &[u32], kmax: usize, reps: usize) -> Result<Vec<(f64, f64, f64)>, Error> {
-    let mut cache = model.new_cache()?;
+/// Call costs as speculative decoding meets them: for each k = 1..=kmax, a draft step right after
+/// a target call (cold: the target's weights pushed the draft's out of the CPU caches), a second
+/// draft step (warm), then the target fed k tokens; `reps` interleaved rounds after a warm-up,
+/// caches cut back to `prefix` after every call. Returns (min, median, max) per k of the target,
+/// and the cold and warm draft steps.
+struct Costs {
+    target: Vec<(f64, f64, f64)>,
+    draft_cold: f64,
+    draft_warm: f64,
+}
+
+fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax: usize, reps: usize) -> Result<Costs, Error> {
+    let (mut tc, mut dc) = (target.new_cache()?, draft.new_cache()?);
     let mut row = Vec::new();
-    model.forward(&mut cache, prefix, 1, &mut row)?;
+    target.forward(&mut tc, prefix, 1, &mut row)?;
+    draft.forward(&mut dc, prefix, 1, &mut row)?;
     let feed: Vec<u32> = prefix.iter().cycle().take(kmax).copied().collect();
     let mut times = vec![Vec::with_capacity(reps); kmax + 1];
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    let timed = |m: &Model, cache: &mut specdec::kv_cache::KvCache, k: usize, row: &mut Vec<f32>| -> Result<f64, Error> {
+        let started = Instant::now();
+        m.forward(cache, &feed[..k], 1, row)?;
+        let t = started.elapsed().as_secs_f64();
+        cache.truncate(prefix.len())?;
+        Ok(t)
+    };
     for rep in 0..reps + 3 {
         for k in 1..=kmax {
-            let started = Instant::now();
-            model.forward(&mut cache, &feed[..k], k, &mut row)?;
-            let t = started.elapsed().as_secs_f64();
-            cache.truncate(prefix.len())?;
+            let c = timed(draft, &mut dc, 1, &mut row)?;
+            let w = timed(draft, &mut dc, 1, &mut row)?;
+            let t = timed(target, &mut tc, k, &mut row)?;
             if rep >= 3 {
+                cold.push(c);
+                warm.push(w);
                 times[k].push(t);
             }
         }
     }
-    Ok(times.iter_mut().skip(1).map(|t| (median(t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max))).collect())
+    let target = times.iter_mut().skip(1).map(|t| (median(t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max))).collect();
+    Ok(Costs { target, draft_cold: median(&mut cold), draft_warm: median(&mut warm) })
 }
 
 fn load_prompts(path: &PathBuf, tok: &Tokenizer) -> Result<Vec<Vec<u32>>, CliError> {
@@ -227,11 +247,9 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
     let mean_prompt = prompts.iter().map(Vec::len).sum::<usize>() / prompts.len();
     let prefix: Vec<u32> = prompts.concat().into_iter().cycle().take(mean_prompt + o.new_tokens / 2).collect();
     let prefix = &prefix;
-    let t_curve = cost_curve(&target, prefix, 9, 60)?;
-    let d_curve = cost_curve(&draft_model, prefix, 1, 60)?;
-    let t1 = t_curve[0].0;
-    let c = d_curve[0].0 / t1;
-    let verify = |k: usize| t_curve.get(k - 1).map_or(1.0 + 0.1 * (k as f64 - 1.0), |t| t.0 / t1);
+    let costs = measure_costs(&target, &draft_model, prefix, 9, 40)?;
+    let t1 = costs.target[0].0;
+    let verify = |k: usize| costs.target.get(k - 1).map_or(1.0 + 0.1 * (k as f64 - 1.0), |t| t.0 / t1);
 
     // Warm-up: one short pass of every variant (sessions plan and allocate on first use).
     for v in &vs {
@@ -256,7 +274,7 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
         eprintln!("repetition {}/{} done ({:.0} s)", rep + 1, o.repeats, started.elapsed().as_secs_f64());
     }
 
-    let report = Report { o: &o, vs: &vs, t_curve: &t_curve, d1: d_curve[0].0, c, verify: &verify, prompts: prompts.len() };
+    let report = Report { o: &o, vs: &vs, costs: &costs, verify: &verify, prompts: prompts.len() };
     std::fs::create_dir_all(&o.out).map_err(|e| Error::InvalidArgument(format!("{}: {e}", o.out.display())))?;
     let json = report.json();
     let md = report.markdown();
@@ -271,9 +289,7 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
 struct Report<'a> {
     o: &'a BenchOpts,
     vs: &'a [Variant],
-    t_curve: &'a [(f64, f64, f64)],
-    d1: f64,
-    c: f64,
+    costs: &'a Costs,
     verify: &'a dyn Fn(usize) -> f64,
     prompts: usize,
 }
@@ -286,10 +302,21 @@ struct Row<'a> {
     alpha: f64,
     tokens_per_round: f64,
     split: (f64, f64, f64),
+    /// The paper's formula with measured α̂, c and T(k)/T(1): with one draft step cost c (the
+    /// cold one, as a round starts), and with the first step cold and the others warm.
+    predicted_paper: Option<f64>,
     predicted: Option<f64>,
 }
 
 impl Report<'_> {
+    fn c_cold(&self) -> f64 {
+        self.costs.draft_cold / self.costs.target[0].0
+    }
+
+    fn c_warm(&self) -> f64 {
+        self.costs.draft_warm / self.costs.target[0].0
+    }
+
     fn rows(&self) -> Vec<Row<'_>> {
         self.vs
             .iter()
@@ -309,7 +336,11 @@ impl Report<'_> {
                     alpha,
                     tokens_per_round: s.tokens_per_target_call(),
                     split: (draft, target, (1.0 - draft - target).max(0.0)),
-                    predicted: fixed.then(|| predicted_speedup(alpha, v.gamma, self.c, (self.verify)(v.gamma + 1))),
+                    predicted_paper: fixed.then(|| predicted_speedup(alpha, v.gamma, self.c_cold(), (self.verify)(v.gamma + 1))),
+                    predicted: fixed.then(|| {
+                        let draft = self.c_cold() + (v.gamma as f64 - 1.0) * self.c_warm();
+                        expected_tokens(alpha, v.gamma) / (draft + (self.verify)(v.gamma + 1))
+                    }),
                 }
             })
             .collect()
@@ -332,6 +363,7 @@ impl Report<'_> {
                     "tokens_per_target_call": r.tokens_per_round,
                     "time_split": {"draft": r.split.0, "target": r.split.1, "orchestration": r.split.2},
                     "predicted_speedup": r.predicted,
+                    "predicted_speedup_one_draft_cost": r.predicted_paper,
                     "measured_over_predicted": r.predicted.map(|p| r.speedup.med / p),
                     "per_repetition_tokens_per_second": r.v.runs.iter().map(|x| x.0).collect::<Vec<_>>(),
                 })
@@ -343,22 +375,24 @@ impl Report<'_> {
             "new_tokens_per_prompt": self.o.new_tokens, "repetitions": self.o.repeats,
             "threads": {"target": self.o.threads, "draft": self.o.draft_threads}, "graph_optimization_level": self.o.opt_level,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "target_call_seconds": self.t_curve.iter().enumerate().map(|(i, t)| serde_json::json!({"k": i + 1, "median": t.0, "min": t.1, "max": t.2})).collect::<Vec<_>>(),
-            "verification_cost": (1..=self.t_curve.len()).map(|k| (self.verify)(k)).collect::<Vec<_>>(),
-            "draft_step_seconds": self.d1,
-            "c": self.c,
+            "target_call_seconds": self.costs.target.iter().enumerate().map(|(i, t)| serde_json::json!({"k": i + 1, "median": t.0, "min": t.1, "max": t.2})).collect::<Vec<_>>(),
+            "verification_cost": (1..=self.costs.target.len()).map(|k| (self.verify)(k)).collect::<Vec<_>>(),
+            "draft_step_seconds": {"cold": self.costs.draft_cold, "warm": self.costs.draft_warm},
+            "c": {"cold": self.c_cold(), "warm": self.c_warm()},
             "rows": rows,
         })
     }
 
     fn markdown(&self) -> String {
         let mut s = String::new();
-        let curve: Vec<String> = (1..=self.t_curve.len()).map(|k| format!("{:.2}", (self.verify)(k))).collect();
+        let curve: Vec<String> = (1..=self.costs.target.len()).map(|k| format!("{:.2}", (self.verify)(k))).collect();
         s += &format!(
-            "Target step T(1) = {:.3} ms, draft step = {:.3} ms, c = {:.3}; verification cost T(k)/T(1), k = 1..{}: {}\n\n",
-            self.t_curve[0].0 * 1e3,
-            self.d1 * 1e3,
-            self.c,
+            "Target step T(1) = {:.3} ms; draft step {:.3} ms cold (first of a round, right after a target call), {:.3} ms warm: c = {:.3} / {:.3}; verification cost T(k)/T(1), k = 1..{}: {}\n\n",
+            self.costs.target[0].0 * 1e3,
+            self.costs.draft_cold * 1e3,
+            self.costs.draft_warm * 1e3,
+            self.c_cold(),
+            self.c_warm(),
             curve.len(),
             curve.join(", ")
         );
@@ -366,6 +400,7 @@ impl Report<'_> {
             "{} prompts × {} new tokens, {} repetitions (median, min–max), {} / {} intra-op threads (target / draft), graph optimization level {}\n\n",
             self.prompts, self.o.new_tokens, self.o.repeats, self.o.threads, self.o.draft_threads, self.o.opt_level
         );
+        s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T(1))); in brackets the paper's form with one c (= c_cold) for every step.\n\n";
         s += "| T | variant | tokens/s | speed-up | α̂ | tokens/call | predicted | measured/predicted | draft / target / orchestration |\n";
         s += "|---|---|---|---|---|---|---|---|---|\n";
         for r in self.rows() {
@@ -381,7 +416,7 @@ impl Report<'_> {
                 r.speedup.max,
                 if r.v.source.is_some() { format!("{:.3}", r.alpha) } else { "–".into() },
                 r.tokens_per_round,
-                r.predicted.map_or("–".into(), |p| format!("{p:.2}x")),
+                r.predicted.map_or("–".into(), |p| format!("{p:.2}x ({:.2}x)", r.predicted_paper.unwrap_or(0.0))),
                 r.predicted.map_or("–".into(), |p| format!("{:.2}", r.speedup.med / p)),
                 100.0 * r.split.0,
                 100.0 * r.split.1,
