@@ -1,7 +1,10 @@
 //! The C ABI's configuration and generation argument layer, driven by a sequence of operations
 //! decoded from the fuzz input: config setters with arbitrary values, generator creation with or
 //! without a draft or config, prompts with arbitrary ids, steps, short generations, cancellation,
-//! stats with arbitrary struct sizes, NULL error slots. The tiny fixture models are loaded once.
+//! stats with arbitrary struct sizes, NULL error slots; draft policies, confidence stop, the KV
+//! memory budget; drafters (model, n-gram, counts, and a host callback whose proposals, return
+//! value and probability rows come from the fuzz input too). The tiny fixture models are loaded
+//! once.
 //!
 //! Checked after every call: the status is OK or one documented for that function, never a
 //! caught panic; a failing call with an error slot stores an error with that code and a
@@ -110,6 +113,73 @@ fn cstring(u: &mut Unstructured) -> Result<Vec<u8>> {
     Ok(v)
 }
 
+thread_local! {
+    /// Bytes the host draft callback reads its answers from (the end of the fuzz input).
+    static TAPE: std::cell::RefCell<(Vec<u8>, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+fn tape_byte() -> u8 {
+    TAPE.with(|t| {
+        let mut t = t.borrow_mut();
+        let (bytes, at) = &mut *t;
+        let b = if bytes.is_empty() { 0 } else { bytes[*at % bytes.len()] };
+        *at += 1;
+        b
+    })
+}
+
+/// A host drafter that answers from the tape: sometimes a failure, too many proposals, ids
+/// outside the vocabulary, and probability rows that are valid, unnormalised, zero at the
+/// proposal, negative, NaN or infinite.
+unsafe extern "C" fn tape_drafter(
+    _user_data: *mut c_void,
+    tokens: *const u32,
+    n_tokens: usize,
+    max: usize,
+    vocab: usize,
+    proposals: *mut u32,
+    probs: *mut f32,
+) -> i32 {
+    assert!(n_tokens > 0 && !tokens.is_null() && max > 0 && vocab == 512 && !proposals.is_null());
+    let n = match tape_byte() % 16 {
+        0 => return -1,
+        1 => max as i32 + 1,
+        2 => 0,
+        b => ((b as usize) % (max + 1)) as i32,
+    };
+    for i in 0..(n as usize).min(max) {
+        let b = tape_byte();
+        *proposals.add(i) = match b % 32 {
+            0 => 512,
+            1 => u32::MAX,
+            _ => (b as u32 * 7 + tape_byte() as u32) % 512,
+        };
+        if !probs.is_null() {
+            let row = std::slice::from_raw_parts_mut(probs.add(i * vocab), vocab);
+            let p = *proposals.add(i) as usize;
+            match tape_byte() % 8 {
+                0 => row.fill(1.0 / vocab as f32),
+                1 => row.fill(0.0),
+                2 => row.fill(f32::NAN),
+                3 => {
+                    row.fill(0.0);
+                    row[(p + 1) % vocab] = 1.0;
+                }
+                4 => row.fill(-1.0),
+                5 => row.fill(f32::INFINITY),
+                6 => row.fill(2.0),
+                _ => {
+                    row.fill(0.0);
+                    if p < vocab {
+                        row[p] = 1.0;
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
 struct State {
     config: *mut specdec_gen_config,
     generator: *mut specdec_generator,
@@ -120,6 +190,11 @@ struct State {
 }
 
 const MAX_ITERATIONS: usize = 12;
+
+/// What a step or a generation may fail with: a host drafter's failure or bad answer
+/// (Callback, InvalidArgument, TokenOutOfRange) included.
+const STEP_ERRORS: [specdec_status; 6] =
+    [S::NullParameter, S::InvalidArgument, S::Cancelled, S::ContextLimit, S::Callback, S::TokenOutOfRange];
 
 unsafe extern "C" fn stop_after(user_data: *mut c_void, tokens: *const u32, n: usize) -> i32 {
     let left = &mut *(user_data as *mut usize);
@@ -140,7 +215,7 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
     // The config handle, or sometimes NULL.
     let cfg = if u.ratio(1u8, 20)? { null_mut() } else { st.config };
     let null_or_invalid = [S::NullParameter, S::InvalidArgument];
-    match u.int_in_range(0u8..=24)? {
+    match u.int_in_range(0u8..=30)? {
         0 => outcome("set_gamma", specdec_gen_config_set_gamma(cfg, small_u32(u)?, e), err, slot, &null_or_invalid),
         1 => outcome("set_temperature", specdec_gen_config_set_temperature(cfg, float(u)?, e), err, slot, &null_or_invalid),
         2 => outcome("set_top_k", specdec_gen_config_set_top_k(cfg, small_u32(u)?, e), err, slot, &null_or_invalid),
@@ -195,7 +270,7 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
             let before = tokens(st.generator);
             let p = if v.is_empty() && u.arbitrary()? { null() } else { v.as_ptr() };
             let s = specdec_generator_append_tokens(st.generator, p, v.len(), e);
-            if !outcome("append_tokens", s, err, slot, &[S::NullParameter, S::TokenOutOfRange, S::ContextLimit]) {
+            if !outcome("append_tokens", s, err, slot, &[S::NullParameter, S::TokenOutOfRange, S::ContextLimit, S::MemoryBudget]) {
                 assert_eq!(tokens(st.generator), before, "a failed append changed the sequence");
                 if v.iter().any(|&t| t >= st.vocab) && !st.generator.is_null() {
                     assert_eq!(s, S::TokenOutOfRange);
@@ -207,8 +282,7 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
             st.iterations += 1;
             let (mut t, mut n) = (1usize as *const u32, 7usize);
             let s = specdec_generator_step(st.generator, &mut t, &mut n, e);
-            let allowed = [S::NullParameter, S::InvalidArgument, S::Cancelled, S::ContextLimit];
-            if outcome("step", s, err, slot, &allowed) {
+            if outcome("step", s, err, slot, &STEP_ERRORS) {
                 let new = if n == 0 { &[][..] } else { std::slice::from_raw_parts(t, n) };
                 assert!(new.iter().all(|&x| x < st.vocab));
             } else if !st.generator.is_null() {
@@ -222,7 +296,7 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
             st.iterations += left;
             let mut reason = specdec_finish_reason::None;
             let s = specdec_generator_generate(st.generator, Some(stop_after), &mut left as *mut usize as *mut c_void, &mut reason, e);
-            if outcome("generate", s, err, slot, &[S::NullParameter, S::InvalidArgument, S::Cancelled, S::ContextLimit]) {
+            if outcome("generate", s, err, slot, &STEP_ERRORS) {
                 assert!(reason != specdec_finish_reason::None);
                 assert_eq!(specdec_generator_finish_reason(st.generator), reason);
             }
@@ -275,6 +349,62 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
             let (mut t, mut n) = (null(), 0usize);
             outcome("tokens", specdec_generator_tokens(st.generator, &mut t, &mut n, e), err, slot, &[S::NullParameter])
         }
+        25 => outcome("set_draft_policy", specdec_gen_config_set_draft_policy(cfg, *u.choose(&[0, 1, 2, 3, u32::MAX])?, e), err, slot, &null_or_invalid),
+        26 => outcome("set_confidence_stop", specdec_gen_config_set_confidence_stop(cfg, float(u)?, e), err, slot, &null_or_invalid),
+        27 => {
+            let bytes = match u.int_in_range(0u8..=3)? {
+                0 => 0,
+                1 => u.int_in_range(1u64..=100_000)?,
+                2 => u.int_in_range(100_000u64..=10_000_000)?,
+                _ => u.arbitrary()?,
+            };
+            outcome("set_kv_memory_limit", specdec_gen_config_set_kv_memory_limit(cfg, bytes, e), err, slot, &null_or_invalid)
+        }
+        28 | 29 => {
+            // A generator with a drafter (made here, freed right after: the generator keeps
+            // what it needs).
+            let mut d: *mut specdec_drafter = null_mut();
+            let made = match u.int_in_range(0u8..=4)? {
+                0 => specdec_drafter_new_model(if u.ratio(1u8, 4)? { f.other_vocab } else { f.draft }, &mut d, null_mut()),
+                1 => {
+                    let (a, b, c) = (small_u32(u)?, small_u32(u)?, small_u32(u)?);
+                    let s = specdec_drafter_new_ngram(a, b, c, &mut d, e);
+                    outcome("drafter_new_ngram", s, err, slot, &null_or_invalid);
+                    s
+                }
+                2 => {
+                    let path = if u.arbitrary()? { null() } else { c"/no/such/counts.txt".as_ptr() };
+                    let s = specdec_drafter_new_counts(small_u32(u)? % 4, path, &mut d, e);
+                    outcome("drafter_new_counts", s, err, slot, &[S::NullParameter, S::InvalidArgument, S::Io]);
+                    s
+                }
+                _ => specdec_drafter_new_callback(Some(tape_drafter), null_mut(), u.arbitrary()?, &mut d, null_mut()),
+            };
+            if made == S::Ok {
+                let mut err: *mut specdec_error = null_mut();
+                let e = if slot { &mut err as *mut _ } else { null_mut() };
+                let mut out = null_mut();
+                let s = specdec_generator_new_with_drafter(f.target, d, cfg, &mut out, e);
+                let allowed = [S::NullParameter, S::InvalidArgument, S::VocabMismatch, S::TokenOutOfRange];
+                if outcome("generator_new_with_drafter", s, err, slot, &allowed) {
+                    specdec_generator_free(st.generator);
+                    st.generator = out;
+                } else {
+                    assert!(out.is_null());
+                }
+                specdec_drafter_free(d);
+            } else {
+                assert!(d.is_null());
+            }
+            true
+        }
+        30 => {
+            let mut d = 1usize as *mut specdec_drafter;
+            let s = specdec_drafter_new_callback(None, null_mut(), false, &mut d, e);
+            outcome("drafter_new_callback(NULL)", s, err, slot, &[S::NullParameter]);
+            assert!(s == S::NullParameter && d.is_null());
+            true
+        }
         _ => {
             // Out-pointer arguments NULL.
             let s = specdec_generator_step(st.generator, null_mut(), null_mut(), e);
@@ -301,7 +431,10 @@ unsafe fn tokens(g: *const specdec_generator) -> Vec<u32> {
 
 fuzz_target!(|data: &[u8]| {
     let f = fixtures();
-    let mut u = Unstructured::new(data);
+    // The first part drives the calls, the rest answers the host drafter.
+    let split = data.len() * 3 / 4;
+    TAPE.with(|t| *t.borrow_mut() = (data[split..].to_vec(), 0));
+    let mut u = Unstructured::new(&data[..split]);
     unsafe {
         let mut st = State {
             config: specdec_gen_config_new(),
