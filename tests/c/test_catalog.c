@@ -527,6 +527,30 @@ static void catalog_tokens(void) {
     CHECKF(n == 0, "refused prompts left %zu tokens", n);
     ENTRY("step before any prompt", specdec_generator_step(g_gen, &toks, &n, &err_), SPECDEC_STATUS_INVALID_ARGUMENT, "prompt", NULL);
 
+    /* The KV memory budget: a request that could outgrow it is refused before anything changes;
+     * the same generator with a budget that fits generates the reference. */
+    {
+        specdec_gen_config *b = specdec_gen_config_new();
+        specdec_generator *bg = NULL;
+        CHECK_OK(specdec_gen_config_set_max_new_tokens(b, REF_TOKENS, &e_));
+        CHECK_OK(specdec_gen_config_set_eos_ids(b, NULL, 0, &e_));
+        CHECK_OK(specdec_gen_config_set_kv_memory_limit(b, 1000, &e_));
+        CHECK_OK(specdec_generator_new(g_target, g_draft, b, &bg, &e_));
+        ENTRY("KV caches would exceed the memory budget", specdec_generator_append_tokens(bg, g_prompt, g_prompt_len, &err_),
+              SPECDEC_STATUS_MEMORY_BUDGET, "budget is 1000", "bytes");
+        CHECK_OK(specdec_generator_tokens(bg, &toks, &n, &e_));
+        CHECKF(n == 0, "a refused request left %zu tokens", n);
+        ENTRY("step after a request refused for memory", specdec_generator_step(bg, &toks, &n, &err_), SPECDEC_STATUS_INVALID_ARGUMENT,
+              "prompt", NULL);
+        specdec_generator_free(bg);
+        /* Within budget: 16 MB is far more than 512 tokens of the fixtures need. */
+        CHECK_OK(specdec_gen_config_set_kv_memory_limit(b, 16u << 20, &e_));
+        CHECK_OK(specdec_generator_new(g_target, g_draft, b, &bg, &e_));
+        CHECKF(generates_reference(bg), "a generator within its memory budget does not give the reference");
+        specdec_generator_free(bg);
+        specdec_gen_config_free(b);
+    }
+
     CHECK_OK(specdec_gen_config_set_eos_ids(c, stop_bad, 2, &e_));
     ENTRY("EOS id outside the vocabulary", specdec_generator_new(g_target, g_draft, c, &g, &err_), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
           "512", NULL);
