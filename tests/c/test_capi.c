@@ -296,6 +296,8 @@ static void test_status_names(void) {
         {SPECDEC_STATUS_BUFFER_TOO_SMALL, "SPECDEC_STATUS_BUFFER_TOO_SMALL"},
         {SPECDEC_STATUS_INVALID_UTF8, "SPECDEC_STATUS_INVALID_UTF8"},
         {SPECDEC_STATUS_BUSY, "SPECDEC_STATUS_BUSY"},
+        {SPECDEC_STATUS_MEMORY_BUDGET, "SPECDEC_STATUS_MEMORY_BUDGET"},
+        {SPECDEC_STATUS_CALLBACK, "SPECDEC_STATUS_CALLBACK"},
         {SPECDEC_STATUS_PANIC, "SPECDEC_STATUS_PANIC"},
     };
     size_t i;
@@ -303,7 +305,7 @@ static void test_status_names(void) {
         CHECKF(strcmp(specdec_status_name(all[i].code), all[i].name) == 0, "specdec_status_name(%u) = %s", (unsigned)all[i].code,
                specdec_status_name(all[i].code));
     CHECK(strcmp(specdec_status_name(1), "SPECDEC_STATUS_UNKNOWN") == 0);
-    CHECK(strcmp(specdec_status_name(7016), "SPECDEC_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(specdec_status_name(7017), "SPECDEC_STATUS_UNKNOWN") == 0);
     CHECK(strcmp(specdec_status_name(UINT32_MAX), "SPECDEC_STATUS_UNKNOWN") == 0);
     /* Errors are values: NULL has a code and an empty message. */
     CHECK(specdec_error_code(NULL) == SPECDEC_STATUS_NULL_PARAMETER);
