@@ -641,6 +641,113 @@ static void catalog_settings(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Drafters: bad parameters, bad count files, and host callbacks that misbehave
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int mode;
+} draft_cb_ctx;
+
+enum { CB_FAIL, CB_TOO_MANY, CB_BAD_ID, CB_NAN_PROBS, CB_ZERO_AT_PROPOSAL, CB_GOOD };
+
+/* Proposes token 5 (or misbehaves as `mode` says). */
+static int32_t draft_cb(void *user_data, const uint32_t *tokens, size_t n_tokens, size_t max_proposals, size_t vocab_size,
+                        uint32_t *proposals, float *probs) {
+    const draft_cb_ctx *ctx = user_data;
+    size_t i;
+    (void)tokens;
+    (void)n_tokens;
+    if (ctx->mode == CB_FAIL) return -1;
+    if (ctx->mode == CB_TOO_MANY) return (int32_t)max_proposals + 1;
+    proposals[0] = ctx->mode == CB_BAD_ID ? 512 : 5;
+    if (probs) {
+        for (i = 0; i < vocab_size; i++) probs[i] = ctx->mode == CB_NAN_PROBS ? NAN : 0.0f;
+        if (ctx->mode == CB_ZERO_AT_PROPOSAL) probs[6] = 1.0f;
+        if (ctx->mode == CB_GOOD) probs[5] = 1.0f;
+    }
+    return 1;
+}
+
+/* A generator over the shared target with `d`, the prompt appended; one step's status. */
+static specdec_status step_with(const specdec_drafter *d, specdec_generator **g, specdec_error **err) {
+    const uint32_t *toks = NULL;
+    size_t n = 0;
+    specdec_status s = specdec_generator_new_with_drafter(g_target, d, g_cfg, g, err);
+    if (s == SPECDEC_STATUS_OK) s = specdec_generator_append_tokens(*g, g_prompt, g_prompt_len, err);
+    if (s == SPECDEC_STATUS_OK) s = specdec_generator_step(*g, &toks, &n, err);
+    return s;
+}
+
+static void catalog_drafters(void) {
+    const specdec_status IA = SPECDEC_STATUS_INVALID_ARGUMENT;
+    specdec_drafter *d = (specdec_drafter *)(void *)&g_entries;
+    specdec_generator *g = NULL;
+    draft_cb_ctx ctx;
+    const uint32_t *toks = NULL;
+    size_t n = 0;
+    int with_probs;
+
+    ENTRY("n-gram drafter with n_min 0", specdec_drafter_new_ngram(0, 3, 4, &d, &err_), IA, "n_min", NULL);
+    CHECK(d == NULL);
+    ENTRY("n-gram drafter with n_min > n_max", specdec_drafter_new_ngram(4, 2, 4, &d, &err_), IA, NULL, NULL);
+    ENTRY("n-gram drafter with max_proposal 65", specdec_drafter_new_ngram(1, 3, SPECDEC_MAX_GAMMA + 1, &d, &err_), IA,
+          "max_proposal", NULL);
+    ENTRY("counts drafter of order 3", specdec_drafter_new_counts(3, NULL, &d, &err_), IA, "order", NULL);
+    ENTRY("counts file missing", specdec_drafter_new_counts(1, "/no/such/counts.txt", &d, &err_), SPECDEC_STATUS_IO,
+          "/no/such/counts.txt", NULL);
+    CHECK(write_file(tmp_path("counts.txt"), "5 10\nseven 3\n", 13));
+    ENTRY("counts file malformed", specdec_drafter_new_counts(1, tmp_path("counts.txt"), &d, &err_), SPECDEC_STATUS_IO, "counts.txt",
+          NULL);
+    ENTRY("counts path not UTF-8", specdec_drafter_new_counts(1, "counts\xff.txt", &d, &err_), SPECDEC_STATUS_INVALID_UTF8, NULL,
+          NULL);
+    ENTRY("draft callback NULL", specdec_drafter_new_callback(NULL, NULL, 0, &d, &err_), SPECDEC_STATUS_NULL_PARAMETER, "callback",
+          NULL);
+    CHECK(d == NULL);
+
+    /* Host callbacks that fail or answer nonsense: the step fails with a status naming it, the
+     * generator is rolled back and generates the reference once the callback behaves. */
+    for (with_probs = 0; with_probs <= 1; with_probs++) {
+        static const struct {
+            int mode;
+            const char *name;
+            specdec_status expected;
+            const char *needle;
+        } cases[] = {
+            {CB_FAIL, "draft callback returns -1", SPECDEC_STATUS_CALLBACK, "-1"},
+            {CB_TOO_MANY, "draft callback returns more than max_proposals", SPECDEC_STATUS_INVALID_ARGUMENT, "max_proposals"},
+            {CB_BAD_ID, "draft callback proposes id 512", SPECDEC_STATUS_TOKEN_OUT_OF_RANGE, "512"},
+            {CB_NAN_PROBS, "draft callback probabilities NaN", SPECDEC_STATUS_INVALID_ARGUMENT, NULL},
+            {CB_ZERO_AT_PROPOSAL, "draft callback gives its proposal probability 0", SPECDEC_STATUS_INVALID_ARGUMENT, NULL},
+        };
+        size_t i;
+        for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            char name[160];
+            if (!with_probs && (cases[i].mode == CB_NAN_PROBS || cases[i].mode == CB_ZERO_AT_PROPOSAL)) continue;
+            snprintf(name, sizeof name, "%s (%s)", cases[i].name, with_probs ? "with probabilities" : "fixed proposals");
+            ctx.mode = cases[i].mode;
+            CHECK_OK(specdec_drafter_new_callback(draft_cb, &ctx, with_probs != 0, &d, &e_));
+            ENTRY(name, step_with(d, &g, &err_), cases[i].expected, cases[i].needle, NULL);
+            CHECK_OK(specdec_generator_tokens(g, &toks, &n, &e_));
+            CHECKF(n == g_prompt_len, "%s: %zu tokens after the failed step", name, n);
+            /* The same generator, once the callback behaves, generates the reference. */
+            ctx.mode = CB_GOOD;
+            {
+                specdec_finish_reason r = SPECDEC_FINISH_REASON_NONE;
+                const uint32_t *all = NULL;
+                CHECK_OK(specdec_generator_generate(g, NULL, NULL, &r, &e_));
+                CHECK_OK(specdec_generator_tokens(g, &all, &n, &e_));
+                CHECKF(n == g_prompt_len + REF_TOKENS && memcmp(all + g_prompt_len, g_ref, sizeof g_ref) == 0,
+                       "%s: afterwards the output differs from the reference", name);
+            }
+            specdec_generator_free(g);
+            g = NULL;
+            specdec_drafter_free(d);
+        }
+    }
+    check_usable("bad drafters");
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Main
  * ------------------------------------------------------------------------------------------- */
 
@@ -680,6 +787,7 @@ int main(void) {
     RUN(catalog_tokenizer);
     RUN(catalog_tokens);
     RUN(catalog_settings);
+    RUN(catalog_drafters);
 
     specdec_generator_free(g_gen);
     specdec_stream_decoder_free(g_dec);
