@@ -568,6 +568,21 @@ size_t specdec_model_vocab_size(const struct specdec_model *model);
 // Longest sequence (prompt + generated tokens) the model accepts (0 for NULL). Thread-safe.
 size_t specdec_model_context_limit(const struct specdec_model *model);
 
+// Whether idle ONNX Runtime worker threads spin before sleeping (default true, ONNX Runtime's
+// own default). Turn it off when other work shares the cores between this model's calls.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_options_set_spinning(struct specdec_model_options *options,
+                                                  bool spinning,
+                                                  struct specdec_error **err);
+
+// ONNX Runtime graph optimization level, 0 (none) to 3 (all; the default).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (above 3).
+specdec_status specdec_model_options_set_optimization_level(struct specdec_model_options *options,
+                                                            uint32_t level,
+                                                            struct specdec_error **err);
+
 // Load `path` (a tokenizer.json, or a folder holding one). `*out` is set to NULL on failure.
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_IO,

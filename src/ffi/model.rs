@@ -107,3 +107,29 @@ pub unsafe extern "C" fn specdec_model_vocab_size(model: *const specdec_model) -
 pub unsafe extern "C" fn specdec_model_context_limit(model: *const specdec_model) -> usize {
     model.as_ref().map_or(0, |m| m.inner.info().context_limit)
 }
+
+/// Whether idle ONNX Runtime worker threads spin before sleeping (default true, ONNX Runtime's
+/// own default). Turn it off when other work shares the cores between this model's calls.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_spinning(options: *mut specdec_model_options, spinning: bool, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        handle_mut(options, "options")?.inner.spinning = spinning;
+        Ok(())
+    })
+}
+
+/// ONNX Runtime graph optimization level, 0 (none) to 3 (all; the default).
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (above 3).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_optimization_level(options: *mut specdec_model_options, level: u32, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        if level > 3 {
+            return Err(FfiError::invalid(format!("graph optimization level must be 0..=3, got {level}")));
+        }
+        handle_mut(options, "options")?.inner.optimization_level = level as u8;
+        Ok(())
+    })
+}

@@ -23,6 +23,7 @@ struct BenchOpts {
     threads: usize,
     draft_threads: usize,
     opt_level: u8,
+    spinning: bool,
     out: PathBuf,
     ort_lib: Option<PathBuf>,
     args: Vec<String>,
@@ -42,6 +43,7 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
         threads: 1,
         draft_threads: 1,
         opt_level: 3,
+        spinning: true,
         out: root.join("target/bench"),
         ort_lib: None,
         args: args.to_vec(),
@@ -61,6 +63,7 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             "--threads" => o.threads = num(flag, &value(flag)?)?,
             "--draft-threads" => o.draft_threads = num(flag, &value(flag)?)?,
             "--opt-level" => o.opt_level = num(flag, &value(flag)?)?,
+            "--no-spin" => o.spinning = false,
             "--out" => o.out = value(flag)?.into(),
             "--ort-lib" => o.ort_lib = Some(value(flag)?.into()),
             "--quick" => {
@@ -235,7 +238,7 @@ fn summarise(mut v: Vec<f64>) -> Summary {
 pub fn bench(args: &[String]) -> Result<(), CliError> {
     let o = parse(args)?;
     specdec::runtime::init(o.ort_lib.as_deref())?;
-    let opts = |threads| ModelOptions { intra_threads: threads, optimization_level: o.opt_level, ..Default::default() };
+    let opts = |threads| ModelOptions { intra_threads: threads, optimization_level: o.opt_level, spinning: o.spinning, ..Default::default() };
     let target = Arc::new(Model::load(&o.target, &opts(o.threads))?);
     let draft_model = Arc::new(Model::load(&o.draft, &opts(o.draft_threads))?);
     let tok = Tokenizer::load(&o.target)?;
@@ -373,7 +376,7 @@ impl Report<'_> {
             "command": format!("specdec bench {}", self.o.args.join(" ")),
             "target": self.o.target, "draft": self.o.draft, "prompts_file": self.o.prompts, "prompts": self.prompts,
             "new_tokens_per_prompt": self.o.new_tokens, "repetitions": self.o.repeats,
-            "threads": {"target": self.o.threads, "draft": self.o.draft_threads}, "graph_optimization_level": self.o.opt_level,
+            "threads": {"target": self.o.threads, "draft": self.o.draft_threads}, "graph_optimization_level": self.o.opt_level, "spinning": self.o.spinning,
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "target_call_seconds": self.costs.target.iter().enumerate().map(|(i, t)| serde_json::json!({"k": i + 1, "median": t.0, "min": t.1, "max": t.2})).collect::<Vec<_>>(),
             "verification_cost": (1..=self.costs.target.len()).map(|k| (self.verify)(k)).collect::<Vec<_>>(),
@@ -397,8 +400,8 @@ impl Report<'_> {
             curve.join(", ")
         );
         s += &format!(
-            "{} prompts × {} new tokens, {} repetitions (median, min–max), {} / {} intra-op threads (target / draft), graph optimization level {}\n\n",
-            self.prompts, self.o.new_tokens, self.o.repeats, self.o.threads, self.o.draft_threads, self.o.opt_level
+            "{} prompts × {} new tokens, {} repetitions (median, min–max), {} / {} intra-op threads (target / draft), spinning {}, graph optimization level {}\n\n",
+            self.prompts, self.o.new_tokens, self.o.repeats, self.o.threads, self.o.draft_threads, if self.o.spinning { "on" } else { "off" }, self.o.opt_level
         );
         s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T(1))); in brackets the paper's form with one c (= c_cold) for every step.\n\n";
         s += "| T | variant | tokens/s | speed-up | α̂ | tokens/call | predicted | measured/predicted | draft / target / orchestration |\n";

@@ -27,7 +27,7 @@ usage:
   specdec counts   --target PATH --out FILE TEXT_FILE...   (unigram/bigram counts for --counts)
   specdec bench    [--target PATH] [--draft PATH] [--prompts FILE.jsonl] [--max-new-tokens N]
                    [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
-                   [--threads N] [--draft-threads N] [--opt-level 0-3] [--out DIR]
+                   [--threads N] [--draft-threads N] [--opt-level 0-3] [--no-spin] [--out DIR]
                    [--ort-lib PATH] [--quick]
 
 Greedy (temperature 0) is the default. Without --draft (or --drafter), generation is
