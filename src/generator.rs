@@ -153,8 +153,9 @@ pub struct Generator {
     history: History,
     /// Tokens generated since the last prompt was appended.
     generated: usize,
-    /// Rounds run since the last prompt was appended.
-    rounds_since_prompt: u64,
+    /// Whether the drafter's cache is level with the sequence but for the last round's tokens:
+    /// false after a prompt or a round without drafting, when its first step also catches up.
+    draft_level: bool,
     finished: Option<FinishReason>,
     stats: Stats,
     cancel: Arc<AtomicBool>,
@@ -222,7 +223,7 @@ impl Generator {
             tokens: Vec::new(),
             history: History::new(vocab),
             generated: 0,
-            rounds_since_prompt: 0,
+            draft_level: false,
             finished: None,
             stats: Stats::default(),
             cancel: Arc::new(AtomicBool::new(false)),
@@ -283,7 +284,7 @@ impl Generator {
         // A cancellation aimed at the previous generation must not kill the next one.
         self.cancel.store(false, Ordering::SeqCst);
         self.generated = 0;
-        self.rounds_since_prompt = 0;
+        self.draft_level = false;
         self.finished = None;
         Ok(())
     }
@@ -447,8 +448,8 @@ impl Generator {
             self.stats.draft_calls += guesses;
             self.stats.draft_time += time;
             self.stats.drafted += self.drafts.len() as u64;
-            // The first round after a prompt also feeds the prompt to the draft: not a step cost.
-            if self.rounds_since_prompt > 0 {
+            // A first step that also catches up on a prompt or on undrafted rounds is no step cost.
+            if self.draft_level {
                 self.lengths.record_draft_cost(first, time - first, guesses - 1);
             }
         }
@@ -461,7 +462,7 @@ impl Generator {
         self.stats.target_calls += cost.calls;
         self.stats.target_time += cost.time;
         self.stats.rounds += 1;
-        self.rounds_since_prompt += 1;
+        self.draft_level = gamma > 0;
 
         self.emitted.clear();
         let mut accepted = 0;
