@@ -108,6 +108,22 @@ pub struct Stats {
     pub total_time: Duration,
 }
 
+impl std::ops::AddAssign<&Stats> for Stats {
+    /// Accumulate another generator's counters and timings (e.g. over prompts).
+    fn add_assign(&mut self, b: &Stats) {
+        self.target_calls += b.target_calls;
+        self.draft_calls += b.draft_calls;
+        self.rounds += b.rounds;
+        self.drafted += b.drafted;
+        self.accepted += b.accepted;
+        self.rejected += b.rejected;
+        self.new_tokens += b.new_tokens;
+        self.draft_time += b.draft_time;
+        self.target_time += b.target_time;
+        self.total_time += b.total_time;
+    }
+}
+
 impl Stats {
     /// Share of drafted tokens the target accepted (0 when nothing was drafted).
     pub fn acceptance_rate(&self) -> f64 {
