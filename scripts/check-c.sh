@@ -42,6 +42,8 @@ echo "== compiling examples/c/stream.c"
 echo "== running the C API tests"
 "$out/test_capi"
 
+# The catalog also loads a too-old ONNX Runtime (1.20.1) to check that it is refused.
+bash scripts/setup.sh --old-runtime >/dev/null
 echo "== running the bad-input catalog"
 "$out/test_catalog" > "$out/catalog.txt" || { cat "$out/catalog.txt"; exit 1; }
 tail -n 1 "$out/catalog.txt"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fetch the pinned ONNX Runtime from PyPI into .deps/onnxruntime/ (no root, no system install).
 # The library is taken out of the `onnxruntime` wheel; nothing else of it is used.
-# Also fetches an old ONNX Runtime (ORT_OLD_VERSION, 1.20.1) into .deps/onnxruntime-old/: the
-# bad-input tests check that specdec refuses a runtime that is too old, with a message saying so.
-# SPECDEC_SKIP_OLD_ORT=1 skips that second download.
+# With --old-runtime, also fetches an old ONNX Runtime (ORT_OLD_VERSION, 1.20.1) into
+# .deps/onnxruntime-old/: the bad-input catalog (scripts/check-c.sh) checks that specdec refuses
+# a runtime that is too old, with a message saying so.
 set -euo pipefail
 ORT_VERSION="${ORT_VERSION:-1.32.0}"
 ORT_OLD_VERSION="${ORT_OLD_VERSION:-1.20.1}"
@@ -42,7 +42,7 @@ PY
 }
 
 fetch "$ORT_VERSION" "$root/.deps/onnxruntime"
-if [ "${SPECDEC_SKIP_OLD_ORT:-0}" = "0" ]; then
+if [ "${1:-}" = "--old-runtime" ]; then
   # Named by platform and Python version so that any host Python can download it (1.20.1 has
   # no wheels for the newest Pythons); only the shared library inside is used.
   fetch "$ORT_OLD_VERSION" "$root/.deps/onnxruntime-old" \

@@ -14,7 +14,8 @@
  *
  * ONNX Runtime is loaded once per process, so the runtime entries (missing, not a library, too
  * old) run in child processes forked before this process loads it. The old runtime is
- * .deps/onnxruntime-old/libonnxruntime.so (1.20.1, fetched by scripts/setup.sh); its absence is
+ * .deps/onnxruntime-old/libonnxruntime.so (1.20.1, fetched by scripts/setup.sh --old-runtime, which
+ * scripts/check-c.sh runs); its absence is
  * a failure unless SPECDEC_SKIP_OLD_ORT=1.
  *
  * Run from the repository root. Last line: "N passed, M failed"; non-zero exit on failure.
@@ -202,7 +203,7 @@ static void runtime_explicit(void) {
     } else if (skip_old_ort()) {
         printf("catalog: ONNX Runtime too old | skipped (SPECDEC_SKIP_OLD_ORT) |\n");
     } else {
-        CHECKF(0, "%s is missing: run scripts/setup.sh (or set SPECDEC_SKIP_OLD_ORT=1)", OLD_ORT);
+        CHECKF(0, "%s is missing: run scripts/setup.sh --old-runtime (or set SPECDEC_SKIP_OLD_ORT=1)", OLD_ORT);
     }
     /* The default runtime still loads afterwards, and works. */
     CHECK_OK(specdec_runtime_init(NULL, &e_));
@@ -216,7 +217,7 @@ static void runtime_from_env(void) {
     struct stat sb;
     specdec_model *m = (specdec_model *)(void *)&sb;
     if (stat(OLD_ORT, &sb) != 0) {
-        CHECKF(skip_old_ort(), "%s is missing: run scripts/setup.sh (or set SPECDEC_SKIP_OLD_ORT=1)", OLD_ORT);
+        CHECKF(skip_old_ort(), "%s is missing: run scripts/setup.sh --old-runtime (or set SPECDEC_SKIP_OLD_ORT=1)", OLD_ORT);
         return;
     }
     setenv("ORT_DYLIB_PATH", OLD_ORT, 1);
@@ -600,7 +601,7 @@ static void catalog_settings(void) {
         ENTRY("device name not UTF-8", specdec_model_options_set_device(o, "cu\xff", &err_), SPECDEC_STATUS_INVALID_UTF8, "device",
               NULL);
         CHECK_OK(specdec_model_options_set_device(o, "cuda:0", &e_));
-        ENTRY("CUDA in a CPU-only build", specdec_model_load(FIX "draft", o, &m, &err_), SPECDEC_STATUS_UNAVAILABLE, "CUDA", NULL);
+        ENTRY("CUDA where it cannot run (CPU ONNX Runtime, no GPU)", specdec_model_load(FIX "draft", o, &m, &err_), SPECDEC_STATUS_UNAVAILABLE, "CUDA", NULL);
         CHECK(m == NULL);
         specdec_model_options_free(o);
     }
