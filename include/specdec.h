@@ -173,7 +173,8 @@ typedef struct specdec_generator specdec_generator;
 // at once; its ONNX Runtime calls are serialised internally.
 typedef struct specdec_model specdec_model;
 
-// Options for specdec_model_load. Defaults: device "cpu", intra-op threads chosen by ONNX Runtime.
+// Options for specdec_model_load. Defaults: device "cpu", intra-op threads chosen by ONNX Runtime,
+// no CUDA fallback, IoBinding only for CUDA.
 typedef struct specdec_model_options specdec_model_options;
 
 // Incremental decoder for streaming: releases text only in whole UTF-8 characters.
@@ -528,10 +529,13 @@ struct specdec_model_options *specdec_model_options_new(void);
 // Free model options. NULL is a no-op.
 void specdec_model_options_free(struct specdec_model_options *options);
 
-// Execution provider: "cpu" (default), "cuda" or "cuda:N".
+// Execution provider: "cpu" (default), "cuda" or "cuda:N". With CUDA the KV cache stays on the GPU.
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_INVALID_ARGUMENT
-// (unknown device). CUDA is refused at load time in a CPU-only build (SPECDEC_STATUS_UNAVAILABLE).
+// (unknown device). Whether CUDA can be used is found at load time: specdec_model_load fails
+// with SPECDEC_STATUS_UNAVAILABLE and a message naming what is missing (the GPU build of ONNX
+// Runtime, the NVIDIA driver, a CUDA or cuDNN library), never silently running on the CPU,
+// unless specdec_model_options_set_cuda_fallback allowed it.
 specdec_status specdec_model_options_set_device(struct specdec_model_options *options,
                                                 const char *device,
                                                 struct specdec_error **err);
@@ -550,7 +554,8 @@ specdec_status specdec_model_options_set_intra_threads(struct specdec_model_opti
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_IO (missing
 // path, folder without model.onnx, unreadable JSON), SPECDEC_STATUS_INVALID_MODEL (not ONNX,
 // truncated), SPECDEC_STATUS_UNSUPPORTED_LAYOUT (not a decoder with a KV cache),
-// SPECDEC_STATUS_UNAVAILABLE (cuda in a CPU-only build), SPECDEC_STATUS_RUNTIME_LOAD.
+// SPECDEC_STATUS_UNAVAILABLE (cuda asked for where it cannot run; the message names what is
+// missing), SPECDEC_STATUS_RUNTIME_LOAD.
 //
 // Thread-safe.
 specdec_status specdec_model_load(const char *path,
@@ -582,6 +587,28 @@ specdec_status specdec_model_options_set_spinning(struct specdec_model_options *
 specdec_status specdec_model_options_set_optimization_level(struct specdec_model_options *options,
                                                             uint32_t level,
                                                             struct specdec_error **err);
+
+// Whether a model asked to run on CUDA may load on the CPU instead when CUDA cannot be used
+// (default false: such a load fails with SPECDEC_STATUS_UNAVAILABLE). specdec_model_cuda_device
+// tells where a loaded model runs.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_options_set_cuda_fallback(struct specdec_model_options *options,
+                                                       bool fallback,
+                                                       struct specdec_error **err);
+
+// Run every call through ONNX Runtime's IoBinding with the KV cache bound to the device's memory
+// and compacted there (always on for CUDA; default false on the CPU, where it runs the CUDA code
+// path for testing and gives the same output).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_options_set_io_binding(struct specdec_model_options *options,
+                                                    bool enable,
+                                                    struct specdec_error **err);
+
+// The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA fallback)
+// or `model` is NULL. Thread-safe.
+int32_t specdec_model_cuda_device(const struct specdec_model *model);
 
 // Load `path` (a tokenizer.json, or a folder holding one). `*out` is set to NULL on failure.
 //

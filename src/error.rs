@@ -39,8 +39,10 @@ pub enum Error {
     /// ONNX Runtime failed while running a model.
     #[error("ONNX Runtime: {0}")]
     Inference(String),
-    /// The requested feature is not part of this build.
-    #[error("not available in this build: {0}")]
+    /// The requested feature cannot be used here: not part of this build, or what it needs at run
+    /// time is missing (for CUDA: the GPU build of ONNX Runtime, the driver, a CUDA or cuDNN
+    /// library; the message names it).
+    #[error("not available: {0}")]
     Unavailable(String),
     /// The request's KV caches would outgrow the configured memory budget.
     #[error("KV cache memory budget exceeded: this request needs {needed} bytes, the budget is {limit}")]

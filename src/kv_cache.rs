@@ -4,10 +4,21 @@
 //! Rollback is cheap: where the model takes `attention_mask` and `position_ids`, rejected slots are
 //! left in place and masked out (explicit positions keep RoPE/learned positions right), and the
 //! cache is compacted only once holes pile up. Models without those inputs compact at once.
+//!
+//! On a device (CUDA, or CPU when IoBinding is forced) the tensors stay where the execution
+//! provider put them: compaction is a Gather over the kept slots run by ONNX Runtime on that
+//! device, never a copy through host memory. Every copy of KV data through host memory that specdec
+//! makes or causes is counted ([`KvCache::host_copies`]), so that tests can show there are none on
+//! the device path.
 
-use ort::value::DynTensor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::error::Result;
+use ort::memory::MemoryInfo;
+use ort::session::Session;
+use ort::value::{DynTensor, Tensor};
+
+use crate::error::{Error, Result};
 
 /// When holes make up this share of the physical cache (or exceed [`MAX_HOLES`]) the cache is compacted.
 const MAX_HOLE_FRACTION: f32 = 0.25;
@@ -24,11 +35,92 @@ pub struct KvCache {
     pub(crate) scratch: Vec<i64>,
     /// Most physical slots allowed before holes must be compacted away (a memory budget).
     pub(crate) slot_limit: usize,
+    /// Set when the tensors live on the model's device (IoBinding): compaction runs there.
+    pub(crate) device: Option<Arc<DeviceKv>>,
+    host_copies: u64,
+    host_copy_bytes: u64,
+    compactions: u64,
+    /// The model's totals over all its caches.
+    counters: Arc<KvCounters>,
+}
+
+/// Copies and compactions of KV data, summed over every cache of one model.
+#[derive(Debug, Default)]
+pub(crate) struct KvCounters {
+    host_copies: AtomicU64,
+    host_copy_bytes: AtomicU64,
+    compactions: AtomicU64,
+}
+
+impl KvCounters {
+    pub(crate) fn snapshot(&self) -> KvCopyStats {
+        KvCopyStats {
+            host_copies: self.host_copies.load(Ordering::Relaxed),
+            host_copy_bytes: self.host_copy_bytes.load(Ordering::Relaxed),
+            compactions: self.compactions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What happened to a model's KV caches so far ([`crate::Model::kv_copy_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvCopyStats {
+    /// KV tensors copied through host memory (host compactions, tensors crossing between host
+    /// and device). Zero when the cache stays on the device.
+    pub host_copies: u64,
+    pub host_copy_bytes: u64,
+    /// Compactions (on the device for a device-resident cache).
+    pub compactions: u64,
 }
 
 impl KvCache {
-    pub(crate) fn new(tensors: Vec<DynTensor>, can_mask: bool) -> Self {
-        KvCache { tensors, valid: Vec::new(), len: 0, can_mask, scratch: Vec::new(), slot_limit: usize::MAX }
+    pub(crate) fn new(tensors: Vec<DynTensor>, can_mask: bool, device: Option<Arc<DeviceKv>>, counters: Arc<KvCounters>) -> Self {
+        KvCache {
+            tensors,
+            valid: Vec::new(),
+            len: 0,
+            can_mask,
+            scratch: Vec::new(),
+            slot_limit: usize::MAX,
+            device,
+            host_copies: 0,
+            host_copy_bytes: 0,
+            compactions: 0,
+            counters,
+        }
+    }
+
+    /// KV tensors copied through host memory so far (by a host compaction, or a tensor that had to
+    /// cross between host and device for a call). Zero on the device path.
+    pub fn host_copies(&self) -> u64 {
+        self.host_copies
+    }
+
+    /// Bytes of KV data those copies moved.
+    pub fn host_copy_bytes(&self) -> u64 {
+        self.host_copy_bytes
+    }
+
+    /// Compactions so far (each removes all holes).
+    pub fn compactions(&self) -> u64 {
+        self.compactions
+    }
+
+    /// Whether the cache is kept on the model's device with IoBinding (CUDA, or CPU when forced).
+    pub fn is_device_resident(&self) -> bool {
+        self.device.is_some()
+    }
+
+    /// Where the tensors are, as ONNX Runtime names the memory: `Cpu:0`, `Cuda:0`, …
+    pub fn location(&self) -> String {
+        self.tensors.first().map_or_else(|| "none".to_string(), |t| memory_name(t.memory_info()))
+    }
+
+    pub(crate) fn count_host_copy(&mut self, bytes: usize) {
+        self.host_copies += 1;
+        self.host_copy_bytes += bytes as u64;
+        self.counters.host_copies.fetch_add(1, Ordering::Relaxed);
+        self.counters.host_copy_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Tokens of the sequence held in the cache.
@@ -80,15 +172,28 @@ impl KvCache {
         Ok(())
     }
 
-    /// Copy the valid slots into fresh tensors without holes.
+    /// Copy the valid slots into fresh tensors without holes: on the device with a Gather for a
+    /// device-resident cache, else with host memory copies.
     pub fn compact(&mut self) -> Result<()> {
         if self.holes() == 0 {
+            return Ok(());
+        }
+        self.compactions += 1;
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        if let Some(device) = &self.device {
+            let keep: Vec<i64> = self.valid.iter().enumerate().filter(|(_, &v)| v).map(|(i, _)| i as i64).collect();
+            self.tensors = device.gather_slots(&self.tensors, keep)?;
+            self.valid = vec![true; self.len];
             return Ok(());
         }
         let runs = valid_runs(&self.valid);
         let phys = self.valid.len();
         let mut out = Vec::with_capacity(self.tensors.len());
+        let mut copied = Vec::with_capacity(self.tensors.len());
         for t in &self.tensors {
+            if t.memory_info().allocation_device() != ort::memory::AllocationDevice::CPU {
+                return Err(Error::Inference(format!("a host compaction of a KV tensor in {} memory", memory_name(t.memory_info()))));
+            }
             let dims: Vec<i64> = t.shape().iter().copied().collect();
             let (heads, dim) = (dims[0] as usize * dims[1] as usize, dims[3] as usize);
             let elem = element_size(t)?;
@@ -108,10 +213,64 @@ impl KvCache {
                 }
             }
             out.push(fresh);
+            copied.push(heads * self.len * row);
         }
+        copied.into_iter().for_each(|bytes| self.count_host_copy(bytes));
         self.tensors = out;
         self.valid = vec![true; self.len];
         Ok(())
+    }
+}
+
+/// `Cpu:0`, `Cuda:1`: ONNX Runtime's name of the memory and the device ordinal.
+pub(crate) fn memory_name(m: &MemoryInfo<'_>) -> String {
+    format!("{}:{}", m.allocation_device().as_str(), m.device_id())
+}
+
+/// Whether two memory descriptions name the same device memory.
+pub(crate) fn same_memory(a: &MemoryInfo<'_>, b: &MemoryInfo<'_>) -> bool {
+    a.allocation_device() == b.allocation_device() && a.device_id() == b.device_id()
+}
+
+/// What a device-resident cache needs from its model: the memory its tensors are bound to and a
+/// session that gathers the kept slots of every KV tensor in one call on the model's execution
+/// provider (the compaction of a device cache, with no copy through host memory).
+pub(crate) struct DeviceKv {
+    pub(crate) memory: MemoryInfo<'static>,
+    /// Inputs `x0..x{n-1}` and `keep` (int64 slot indices), outputs `y0..y{n-1}` = Gather(x, keep, axis 2).
+    gather: Mutex<Session>,
+    tensors: usize,
+}
+
+impl DeviceKv {
+    pub(crate) fn new(memory: MemoryInfo<'static>, gather: Session, tensors: usize) -> Self {
+        DeviceKv { memory, gather: Mutex::new(gather), tensors }
+    }
+
+    /// Fresh tensors holding only the slots in `keep`, on the device.
+    fn gather_slots(&self, tensors: &[DynTensor], keep: Vec<i64>) -> Result<Vec<DynTensor>> {
+        if tensors.len() != self.tensors {
+            return Err(Error::Inference(format!("KV gather built for {} tensors, given {}", self.tensors, tensors.len())));
+        }
+        let n = keep.len();
+        let keep = Tensor::from_array(([n], keep))?;
+        let mut session = self.gather.lock().unwrap_or_else(|e| e.into_inner());
+        let mut binding = session.create_binding()?;
+        for (i, t) in tensors.iter().enumerate() {
+            binding.bind_input(format!("x{i}"), t)?;
+        }
+        binding.bind_input("keep", &keep)?;
+        for i in 0..tensors.len() {
+            binding.bind_output_to_device(format!("y{i}"), &self.memory)?;
+        }
+        let mut outputs = session.run_binding(&binding)?;
+        let mut out = Vec::with_capacity(tensors.len());
+        for i in 0..tensors.len() {
+            let name = format!("y{i}");
+            let v = outputs.remove(name.as_str()).ok_or_else(|| Error::Inference(format!("KV gather gave no `{name}`")))?;
+            out.push(v.downcast()?);
+        }
+        Ok(out)
     }
 }
 
@@ -120,7 +279,7 @@ fn element_size(t: &DynTensor) -> Result<usize> {
     Ok(match t.data_type() {
         T::Float32 => 4,
         T::Float16 | T::Bfloat16 => 2,
-        other => return Err(crate::Error::Inference(format!("unexpected KV cache element type {other:?}"))),
+        other => return Err(Error::Inference(format!("unexpected KV cache element type {other:?}"))),
     })
 }
 

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod acceptance;
+pub mod cuda;
 pub mod drafter;
 pub mod error;
 pub mod ffi;
@@ -31,6 +32,7 @@ pub mod tokenizer;
 pub use error::{Error, Result};
 pub use generator::{FinishReason, GenerationConfig, Generator, Stats, MAX_GAMMA};
 pub use drafter::{DraftSource, Drafter, NGramConfig};
+pub use kv_cache::KvCopyStats;
 pub use model::{Device, Model, ModelInfo, ModelOptions};
 pub use policy::DraftPolicy;
 pub use sampling::SamplingConfig;

@@ -2,14 +2,16 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::builder::SessionBuilder;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynTensor, Tensor, TensorElementType, TensorRef, ValueType};
+use ort::value::{DynTensor, DynValue, Tensor, TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{same_memory, DeviceKv, KvCache, KvCopyStats, KvCounters};
 use crate::layout::{self, ElemType, Layout, TensorSpec};
 
 /// Where a model runs.
@@ -17,7 +19,17 @@ use crate::layout::{self, ElemType, Layout, TensorSpec};
 pub enum Device {
     #[default]
     Cpu,
+    /// ONNX Runtime's CUDA execution provider on GPU N, with the KV cache kept on the GPU.
     Cuda(u32),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
 }
 
 impl std::str::FromStr for Device {
@@ -46,11 +58,26 @@ pub struct ModelOptions {
     /// Whether idle intra-op worker threads spin before sleeping (ONNX Runtime's default, true).
     /// Spinning cuts a call's start-up latency but takes a core from whatever runs in between.
     pub spinning: bool,
+    /// Run every call through ONNX Runtime's IoBinding, with the KV cache bound to the memory of
+    /// the model's device and compacted there. Always on for CUDA; on CPU (default off) it runs the
+    /// same code path as CUDA does, which is how that path is tested without a GPU.
+    pub io_binding: bool,
+    /// When CUDA was asked for but cannot be used, load the model on CPU instead of failing
+    /// (default off: a CUDA request either runs on CUDA or fails with a message naming what is
+    /// missing). [`Model::device`] and [`Model::device_fallback`] tell what happened.
+    pub cuda_fallback_to_cpu: bool,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { device: Device::Cpu, intra_threads: 0, optimization_level: 3, spinning: true }
+        ModelOptions {
+            device: Device::Cpu,
+            intra_threads: 0,
+            optimization_level: 3,
+            spinning: true,
+            io_binding: false,
+            cuda_fallback_to_cpu: false,
+        }
     }
 }
 
@@ -87,6 +114,24 @@ pub struct Model {
     info: ModelInfo,
     path: PathBuf,
     cost: CostCurve,
+    device: Device,
+    fallback: Option<String>,
+    bound: Option<Bound>,
+    kv_counters: Arc<KvCounters>,
+}
+
+/// The IoBinding path: presents bound to the device's memory and fed back as pasts as they are;
+/// logits bound to host memory when every row is wanted, else left on the device and only the
+/// wanted rows gathered to the host.
+struct Bound {
+    kv: Arc<DeviceKv>,
+    /// CPU memory, for the logits rows that sampling reads.
+    host: MemoryInfo<'static>,
+    /// Inputs `x0` (the logits) and `keep` (row indices), output `y0` = Gather(x0, keep, axis 1),
+    /// bound to `host`.
+    rows: Mutex<Session>,
+    /// Whether the device is not the CPU (the empty first pasts are then allocated there).
+    off_host: bool,
 }
 
 /// Tokens per call for which call times are tracked (verification feeds are γ + 1 ≤ this).
@@ -148,43 +193,72 @@ pub(crate) struct CallCost {
 
 impl Model {
     /// Open a model folder (holding model.onnx, config.json, generation_config.json) or an .onnx file.
+    ///
+    /// With [`Device::Cuda`] the CUDA execution provider is registered with `error_on_failure`:
+    /// the model runs on CUDA or loading fails with [`Error::Unavailable`] naming what is missing
+    /// (the provider library beside ONNX Runtime, the driver, a CUDA or cuDNN library), unless
+    /// [`ModelOptions::cuda_fallback_to_cpu`] asks for a CPU model instead.
     pub fn load(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Model> {
         let path = path.as_ref();
         let (onnx, folder) = locate(path)?;
-        if let Device::Cuda(_) = options.device {
-            return Err(Error::Unavailable("the CUDA execution provider (this build runs on CPU only)".into()));
-        }
         let config = read_json(&folder.join("config.json"))?;
         let generation = read_json(&folder.join("generation_config.json"))?;
         // Only a fingerprint is taken here; a broken tokenizer.json is reported when it is loaded.
         let tokenizer_fingerprint = read_json(&folder.join("tokenizer.json")).ok().flatten().map(|t| vocabulary_fingerprint(&t));
+        if options.optimization_level > 3 {
+            return Err(Error::invalid(format!("graph optimization level must be 0..=3, got {}", options.optimization_level)));
+        }
 
-        let env = crate::runtime::environment()?;
+        let env = crate::runtime::environment_for(matches!(options.device, Device::Cuda(_)))?;
         let invalid = |e: &dyn std::fmt::Display| Error::InvalidModel { path: onnx.clone(), reason: e.to_string() };
-        let mut builder = Session::builder(env).map_err(|e| invalid(&e))?;
-        use ort::session::builder::GraphOptimizationLevel as L;
-        let level = match options.optimization_level {
-            0 => L::Disable,
-            1 => L::Level1,
-            2 => L::Level2,
-            3 => L::Level3,
-            n => return Err(Error::invalid(format!("graph optimization level must be 0..=3, got {n}"))),
+        let mut builder = session_builder(env, options, options.intra_threads).map_err(|e| invalid(&e))?;
+        let (session, device, fallback) = match options.device {
+            Device::Cpu => (builder.commit_from_file(&onnx).map_err(|e| invalid(&e))?, Device::Cpu, None),
+            Device::Cuda(n) => match open_cuda(env, options, n, &onnx) {
+                Ok(session) => (session, Device::Cuda(n), None),
+                Err(Error::Unavailable(why)) if options.cuda_fallback_to_cpu => {
+                    (builder.commit_from_file(&onnx).map_err(|e| invalid(&e))?, Device::Cpu, Some(why))
+                }
+                Err(e) => return Err(e),
+            },
         };
-        builder = builder.with_optimization_level(level).map_err(|e| invalid(&e))?;
-        if options.intra_threads > 0 {
-            builder = builder.with_intra_threads(options.intra_threads).map_err(|e| invalid(&e))?;
-        }
-        if !options.spinning {
-            builder = builder.with_intra_op_spinning(false).map_err(|e| invalid(&e))?;
-        }
-        let session = builder.commit_from_file(&onnx).map_err(|e| invalid(&e))?;
 
         let specs = |outlets: &[ort::value::Outlet]| outlets.iter().map(spec_of).collect::<Vec<_>>();
         let layout = layout::parse(&specs(session.inputs()), &specs(session.outputs()))
             .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
         let info = model_info(&layout, config.as_ref(), generation.as_ref(), tokenizer_fingerprint)
             .map_err(|reason| Error::UnsupportedLayout { path: onnx.clone(), reason })?;
-        Ok(Model { session: Mutex::new(session), layout, info, path: onnx, cost: CostCurve::default() })
+        let bound = if device != Device::Cpu || options.io_binding {
+            let logits_type = session.outputs().iter().find(|o| o.name() == "logits").and_then(|o| match o.dtype() {
+                ValueType::Tensor { ty, .. } => Some(*ty),
+                _ => None,
+            });
+            Some(Bound::new(env, device, &layout, logits_type.unwrap_or(TensorElementType::Float32))?)
+        } else {
+            None
+        };
+        Ok(Model { session: Mutex::new(session), layout, info, path: onnx, cost: CostCurve::default(), device, fallback, bound, kv_counters: Arc::default() })
+    }
+
+    /// Where the model runs (the CPU after an opted-in CUDA fallback).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Why CUDA was not used, when [`ModelOptions::cuda_fallback_to_cpu`] loaded the model on CPU.
+    pub fn device_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// Whether calls go through IoBinding with a device-resident KV cache.
+    pub fn uses_io_binding(&self) -> bool {
+        self.bound.is_some()
+    }
+
+    /// Host copies and compactions of KV data over all caches of this model so far: how tests
+    /// (and `scripts/gpu-check.sh`) show that a device cache never goes through host memory.
+    pub fn kv_copy_stats(&self) -> KvCopyStats {
+        self.kv_counters.snapshot()
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -221,11 +295,19 @@ impl Model {
             _ => TensorElementType::Float32,
         };
         let shape = [1i64, self.info.kv_heads as i64, 0, self.info.head_dim as i64];
-        let allocator = ort::memory::Allocator::default();
+        // The empty first pasts: on the device for a device model (nothing to copy there later).
+        let device_allocator = match &self.bound {
+            Some(b) if b.off_host => {
+                let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+                Allocator::new(&session, b.kv.memory.clone()).ok()
+            }
+            _ => None,
+        };
+        let allocator = device_allocator.unwrap_or_default();
         let tensors = (0..2 * self.info.layers)
             .map(|_| DynTensor::new(&allocator, elem, shape))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(KvCache::new(tensors, self.layout.supports_masked_rollback()))
+        Ok(KvCache::new(tensors, self.layout.supports_masked_rollback(), self.bound.as_ref().map(|b| b.kv.clone()), self.kv_counters.clone()))
     }
 
     /// Feed `tokens` after what `cache` holds and write the logits of the last `rows` of them into
@@ -269,30 +351,22 @@ impl Model {
         if cache.physical_len() + k > self.info.context_limit.min(cache.slot_limit) && cache.holes() > 0 {
             cache.compact()?;
         }
+        if let Some(b) = &self.bound {
+            return self.run_bound(b, cache, tokens, rows, out, cost);
+        }
         let phys = cache.physical_len();
-        let start = cache.len() as i64;
         let l = &self.layout;
-        // One scratch buffer holds ids, mask and positions back to back.
-        let s = &mut cache.scratch;
-        s.clear();
-        s.extend(tokens.iter().map(|&t| t as i64));
-        if l.attention_mask.is_some() {
-            s.extend(cache.valid.iter().map(|&v| v as i64));
-            s.extend(std::iter::repeat_n(1, k));
-        }
-        if l.position_ids.is_some() {
-            s.extend((0..k as i64).map(|i| start + i));
-        }
-        let (ids, rest) = s.split_at(k);
-        let (mask, positions) = if l.attention_mask.is_some() { rest.split_at(phys + k) } else { rest.split_at(0) };
+        let mask_len = self.small_inputs(cache, tokens);
+        let (ids, rest) = cache.scratch.split_at(k);
+        let (mask, positions) = rest.split_at(mask_len);
 
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(4 + cache.tensors.len());
-        inputs.push(("input_ids".into(), int_tensor(l.ids_type, ids, k)?));
+        inputs.push(("input_ids".into(), int_tensor(l.ids_type, ids)?));
         if let Some(t) = l.attention_mask {
-            inputs.push(("attention_mask".into(), int_tensor(t, mask, phys + k)?));
+            inputs.push(("attention_mask".into(), int_tensor(t, mask)?));
         }
         if let Some(t) = l.position_ids {
-            inputs.push(("position_ids".into(), int_tensor(t, positions, k)?));
+            inputs.push(("position_ids".into(), int_tensor(t, positions)?));
         }
         if l.use_cache_branch {
             inputs.push(("use_cache_branch".into(), Tensor::from_array(([1usize], vec![phys > 0]))?.into()));
@@ -325,9 +399,220 @@ impl Model {
         cache.advance(presents, k);
         Ok(())
     }
+
+    /// Fill the cache's scratch with the call's ids, then its attention mask (when the model takes
+    /// one), then its positions (when it takes them); returns the mask's length.
+    fn small_inputs(&self, cache: &mut KvCache, tokens: &[u32]) -> usize {
+        let k = tokens.len();
+        let start = cache.len() as i64;
+        let l = &self.layout;
+        let s = &mut cache.scratch;
+        s.clear();
+        s.extend(tokens.iter().map(|&t| t as i64));
+        if l.attention_mask.is_some() {
+            s.extend(cache.valid.iter().map(|&v| v as i64));
+            s.extend(std::iter::repeat_n(1, k));
+        }
+        let mask_len = s.len() - k;
+        if l.position_ids.is_some() {
+            s.extend((0..k as i64).map(|i| start + i));
+        }
+        mask_len
+    }
+
+    /// One call through IoBinding: the pasts are bound where they are, the presents to the
+    /// device's memory (they stay there and become the next pasts), the logits to host memory
+    /// when all rows are wanted, else to the device with only the wanted rows gathered to the host.
+    fn run_bound(&self, b: &Bound, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>, cost: &mut CallCost) -> Result<()> {
+        let k = tokens.len();
+        let phys = cache.physical_len();
+        let l = &self.layout;
+        let mask_len = self.small_inputs(cache, tokens);
+        let s = &cache.scratch;
+        let ids = owned_int_tensor(l.ids_type, &s[..k])?;
+        let mask = l.attention_mask.map(|t| owned_int_tensor(t, &s[k..k + mask_len])).transpose()?;
+        let positions = l.position_ids.map(|t| owned_int_tensor(t, &s[k + mask_len..])).transpose()?;
+        let branch = if l.use_cache_branch { Some(Tensor::from_array(([1usize], vec![phys > 0]))?) } else { None };
+        // KV data elsewhere than the device would be copied there by ONNX Runtime: count it.
+        let crossing: Vec<usize> = cache.tensors.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).filter(|&n| n > 0).collect();
+        crossing.into_iter().for_each(|n| cache.count_host_copy(n));
+
+        let started = std::time::Instant::now();
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut binding = session.create_binding()?;
+        binding.bind_input("input_ids", &ids)?;
+        if let Some(m) = &mask {
+            binding.bind_input("attention_mask", m)?;
+        }
+        if let Some(p) = &positions {
+            binding.bind_input("position_ids", p)?;
+        }
+        if let Some(u) = &branch {
+            binding.bind_input("use_cache_branch", u)?;
+        }
+        for (i, names) in l.layers.iter().enumerate() {
+            binding.bind_input(names.past_key.as_str(), &cache.tensors[2 * i])?;
+            binding.bind_input(names.past_value.as_str(), &cache.tensors[2 * i + 1])?;
+            binding.bind_output_to_device(names.present_key.as_str(), &b.kv.memory)?;
+            binding.bind_output_to_device(names.present_value.as_str(), &b.kv.memory)?;
+        }
+        binding.bind_output_to_device("logits", if rows == k { &b.host } else { &b.kv.memory })?;
+        let mut outputs = session.run_binding(&binding)?;
+        let mut presents: Vec<DynTensor> = Vec::with_capacity(2 * l.layers.len());
+        for names in &l.layers {
+            for name in [&names.present_key, &names.present_value] {
+                let v = outputs.remove(name.as_str()).ok_or_else(|| Error::Inference(format!("no `{name}` in outputs")))?;
+                presents.push(v.downcast()?);
+            }
+        }
+        let logits = outputs.remove("logits").ok_or_else(|| Error::Inference("no `logits` in outputs".into()))?;
+        drop(outputs);
+        drop(binding);
+        drop(session);
+        if rows == k {
+            copy_last_rows(&logits, k, rows, self.info.vocab_size, out)?;
+        } else if rows > 0 {
+            b.gather_rows(&logits, k, rows, self.info.vocab_size, out)?;
+        }
+        drop(logits);
+        let elapsed = started.elapsed();
+        self.cost.record(k, elapsed);
+        cost.calls += 1;
+        cost.time += elapsed;
+        // ONNX Runtime binds an output to the CPU when the device has no provider: count that too.
+        let misplaced: Vec<usize> = presents.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).collect();
+        misplaced.into_iter().for_each(|n| cache.count_host_copy(n));
+        cache.advance(presents, k);
+        Ok(())
+    }
 }
 
-fn int_tensor<'a>(elem: ElemType, data: &'a [i64], len: usize) -> Result<SessionInputValue<'a>> {
+impl Bound {
+    fn new(env: &ort::environment::Environment, device: Device, layout: &Layout, logits_type: TensorElementType) -> Result<Bound> {
+        let memory = match device {
+            Device::Cpu => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?,
+            Device::Cuda(n) => MemoryInfo::new(AllocationDevice::CUDA, n as i32, AllocatorType::Device, MemoryType::Default)?,
+        };
+        let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?;
+        let kv_type = match layout.kv_type {
+            ElemType::F16 => TensorElementType::Float16,
+            ElemType::BF16 => TensorElementType::Bfloat16,
+            _ => TensorElementType::Float32,
+        };
+        let n = 2 * layout.layers.len();
+        let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(format!("the device-resident KV cache (a Gather session built with ONNX Runtime's model editor API): {e}"));
+        let open = |graph: ort::editor::Model| -> Result<Session> {
+            let helper = ModelOptions { intra_threads: 1, spinning: false, ..Default::default() };
+            let mut builder = session_builder(env, &helper, 1).map_err(|e| unavailable(&e))?;
+            if let Device::Cuda(id) = device {
+                builder = with_cuda(builder, id)?;
+            }
+            graph.into_session(&builder).map_err(|e| unavailable(&e))
+        };
+        let gather = open(gather_graph(n, kv_type, 4, 2).map_err(|e| unavailable(&e))?)?;
+        let rows = open(gather_graph(1, logits_type, 3, 1).map_err(|e| unavailable(&e))?)?;
+        Ok(Bound { kv: Arc::new(DeviceKv::new(memory, gather, n)), host, rows: Mutex::new(rows), off_host: device != Device::Cpu })
+    }
+
+    /// The last `rows` of `k` logits rows, gathered where the logits are and copied to the host.
+    fn gather_rows(&self, logits: &DynValue, k: usize, rows: usize, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
+        let keep = Tensor::from_array(([rows], ((k - rows) as i64..k as i64).collect::<Vec<_>>()))?;
+        let mut session = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut binding = session.create_binding()?;
+        binding.bind_input("x0", logits)?;
+        binding.bind_input("keep", &keep)?;
+        binding.bind_output_to_device("y0", &self.host)?;
+        let mut outputs = session.run_binding(&binding)?;
+        let picked = outputs.remove("y0").ok_or_else(|| Error::Inference("logits gather gave no output".into()))?;
+        copy_last_rows(&picked, rows, rows, vocab, out)
+    }
+}
+
+/// A graph of `n` Gathers sharing one index input: `y{i}` = Gather(`x{i}`, `keep`, axis), each
+/// `x{i}` of rank `rank` and element type `elem`.
+fn gather_graph(n: usize, elem: TensorElementType, rank: usize, axis: i64) -> ort::Result<ort::editor::Model> {
+    use ort::editor::{Graph, Node, Opset, ONNX_DOMAIN};
+    use ort::value::{Outlet, Shape, SymbolicDimensions};
+    let tensor = |name: String, ty, rank: usize| {
+        Outlet::new(name, ValueType::Tensor { ty, shape: Shape::new(vec![-1i64; rank]), dimension_symbols: SymbolicDimensions::empty(rank) })
+    };
+    let mut graph = Graph::new()?;
+    let mut inputs: Vec<Outlet> = (0..n).map(|i| tensor(format!("x{i}"), elem, rank)).collect();
+    inputs.push(tensor("keep".into(), TensorElementType::Int64, 1));
+    graph.set_inputs(inputs)?;
+    graph.set_outputs((0..n).map(|i| tensor(format!("y{i}"), elem, rank)))?;
+    for i in 0..n {
+        let attrs = [ort::operator::Attribute::new("axis", axis)?];
+        graph.add_node(Node::new("Gather", ONNX_DOMAIN, format!("gather{i}"), [format!("x{i}"), "keep".to_string()], [format!("y{i}")], attrs)?)?;
+    }
+    let mut model = ort::editor::Model::new([Opset::new(ONNX_DOMAIN, 18)?])?;
+    model.set_graph(graph)?;
+    Ok(model)
+}
+
+/// A session builder with the options' threads, spinning and optimization level (checked ≤ 3).
+fn session_builder(env: &ort::environment::Environment, options: &ModelOptions, intra_threads: usize) -> Result<SessionBuilder, String> {
+    use ort::session::builder::GraphOptimizationLevel as L;
+    let level = match options.optimization_level {
+        0 => L::Disable,
+        1 => L::Level1,
+        2 => L::Level2,
+        _ => L::Level3,
+    };
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    let mut builder = Session::builder(env).map_err(|e| text(&e))?.with_optimization_level(level).map_err(|e| text(&e))?;
+    if intra_threads > 0 {
+        builder = builder.with_intra_threads(intra_threads).map_err(|e| text(&e))?;
+    }
+    if !options.spinning {
+        builder = builder.with_intra_op_spinning(false).map_err(|e| text(&e))?;
+    }
+    Ok(builder)
+}
+
+/// Register the CUDA execution provider, failing rather than falling back to CPU.
+fn with_cuda(builder: SessionBuilder, id: u32) -> Result<SessionBuilder> {
+    builder
+        .with_execution_providers([ort::ep::CUDA::default().with_device_id(id as i32).build().error_on_failure()])
+        .map_err(|e| Error::Unavailable(format!("cuda:{id}: the CUDA execution provider failed to register: {e}")))
+}
+
+/// A session for `onnx` on CUDA device `id`: the provider's libraries checked and loaded first, so
+/// that a failure names what is missing.
+fn open_cuda(env: &ort::environment::Environment, options: &ModelOptions, id: u32, onnx: &Path) -> Result<Session> {
+    let lib = crate::runtime::loaded_path().map(Path::to_path_buf).unwrap_or_default();
+    crate::cuda::prepare(&lib).map_err(|why| Error::Unavailable(format!("cuda:{id}: {why}")))?;
+    let builder = session_builder(env, options, options.intra_threads).map_err(|e| Error::InvalidModel { path: onnx.to_path_buf(), reason: e.to_string() })?;
+    let mut builder = with_cuda(builder, id)?;
+    builder.commit_from_file(onnx).map_err(|e| {
+        let reason = e.to_string();
+        let lower = reason.to_ascii_lowercase();
+        if ["cuda", "cudnn", "cublas", "gpu", "device"].iter().any(|w| lower.contains(w)) {
+            Error::Unavailable(format!("cuda:{id}: the CUDA execution provider failed to start: {reason}"))
+        } else {
+            Error::InvalidModel { path: onnx.to_path_buf(), reason }
+        }
+    })
+}
+
+fn tensor_bytes(t: &DynTensor) -> usize {
+    let elem = match t.data_type() {
+        TensorElementType::Float16 | TensorElementType::Bfloat16 => 2,
+        _ => 4,
+    };
+    t.shape().iter().map(|&d| d.max(0) as usize).product::<usize>() * elem
+}
+
+/// An owned integer tensor [1, len] (IoBinding keeps owned inputs without a copy).
+fn owned_int_tensor(elem: ElemType, data: &[i64]) -> Result<DynTensor> {
+    Ok(match elem {
+        ElemType::I32 => Tensor::from_array(([1usize, data.len()], data.iter().map(|&v| v as i32).collect::<Vec<_>>()))?.upcast(),
+        _ => Tensor::from_array(([1usize, data.len()], data.to_vec()))?.upcast(),
+    })
+}
+
+fn int_tensor<'a>(elem: ElemType, data: &'a [i64]) -> Result<SessionInputValue<'a>> {
+    let len = data.len();
     Ok(match elem {
         ElemType::I32 => Tensor::from_array(([1usize, len], data.iter().map(|&v| v as i32).collect::<Vec<_>>()))?.into(),
         _ => TensorRef::from_array_view(([1usize, len], data))?.into(),

@@ -25,6 +25,13 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// `libonnxruntime.so` beside the file specdec itself was loaded from (an installed or unpacked
 /// package), else [`PROJECT_LOCAL_ORT`] (a source checkout after `scripts/setup.sh`).
 pub fn resolve_library_path(explicit: Option<&Path>) -> PathBuf {
+    resolve(explicit, false)
+}
+
+/// As [`resolve_library_path`]; for a process whose first model asks for CUDA, the checkout's
+/// GPU build ([`crate::cuda::PROJECT_LOCAL_ORT_GPU`], from `scripts/setup-gpu.sh`) comes before
+/// the CPU one when it is there.
+fn resolve(explicit: Option<&Path>, want_cuda: bool) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_path_buf();
     }
@@ -35,7 +42,15 @@ pub fn resolve_library_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(beside) = own_directory().map(|d| d.join("libonnxruntime.so")).filter(|p| p.exists()) {
         return beside;
     }
+    if want_cuda && Path::new(crate::cuda::PROJECT_LOCAL_ORT_GPU).exists() {
+        return PathBuf::from(crate::cuda::PROJECT_LOCAL_ORT_GPU);
+    }
     PathBuf::from(PROJECT_LOCAL_ORT)
+}
+
+/// The path ONNX Runtime was loaded from, if it has been loaded in this process.
+pub fn loaded_path() -> Option<&'static Path> {
+    RUNTIME.get().map(|rt| rt.path.as_path())
 }
 
 /// Folder of the binary or shared library this code is part of.
@@ -55,6 +70,10 @@ fn own_directory() -> Option<PathBuf> {
 /// Load ONNX Runtime once for the process. Later calls return the loaded library's path; asking
 /// for a different explicit path after a successful load is an error rather than a silent no-op.
 pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
+    init_for(explicit, false)
+}
+
+fn init_for(explicit: Option<&Path>, want_cuda: bool) -> Result<&'static Path> {
     if let Some(rt) = RUNTIME.get() {
         return check_same(rt, explicit);
     }
@@ -64,7 +83,7 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     }
     // A bare relative name would make dlopen search the system paths instead of the folder
     // the caller meant.
-    let path = resolve_library_path(explicit);
+    let path = resolve(explicit, want_cuda);
     let path = std::path::absolute(&path).unwrap_or(path);
     let load_error = |reason: String| Error::RuntimeLoad { path: path.clone(), reason };
     if !path.exists() {
@@ -92,9 +111,10 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     Ok(&rt.path)
 }
 
-/// The process's ONNX Runtime environment, loading the library from the default location if needed.
-pub(crate) fn environment() -> Result<&'static ort::environment::Environment> {
-    init(None)?;
+/// The process's ONNX Runtime environment, loading the library from the default location if needed
+/// (for a CUDA model the checkout's GPU build, when scripts/setup-gpu.sh fetched it).
+pub(crate) fn environment_for(want_cuda: bool) -> Result<&'static ort::environment::Environment> {
+    init_for(None, want_cuda)?;
     Ok(&RUNTIME.get().expect("initialised above").env)
 }
 

@@ -203,7 +203,7 @@ public:
     }
 
     // Execution provider. An unknown name throws SPECDEC_STATUS_INVALID_ARGUMENT here; CUDA in a
-    // CPU-only build throws SPECDEC_STATUS_UNAVAILABLE from Model::load.
+    // machine where CUDA cannot run throws SPECDEC_STATUS_UNAVAILABLE from Model::load.
     ModelOptions& device(std::string_view name) & {
         std::string s = detail::c_string(name, "device");
         detail::call([&](specdec_error** e) { return specdec_model_options_set_device(h_.get(), s.c_str(), e); });

@@ -246,8 +246,8 @@ namespace Specdec
         /// Load a model. <paramref name="device"/>: "cpu", "cuda" or "cuda:N" (null: "cpu");
         /// <paramref name="intraThreads"/>: ONNX Runtime intra-op threads, 0 lets it choose.
         /// Throws SpecdecException: Io (missing path), InvalidModel, UnsupportedLayout,
-        /// InvalidArgument (unknown device, negative threads), Unavailable (cuda in a CPU-only
-        /// build), RuntimeLoad.
+        /// InvalidArgument (unknown device, negative threads), Unavailable (cuda where it
+        /// cannot run), RuntimeLoad.
         /// </summary>
         public static Model Load(string path, string device = "cpu", int intraThreads = 0)
         {

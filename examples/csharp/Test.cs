@@ -280,7 +280,7 @@ namespace Specdec.Examples
             var emptyText = new GenerationOptions();
             emptyText.StopTexts.Add("");
             CheckCode(() => new Generator(target, null, emptyText), Status.InvalidArgument, "empty stop text");
-            // Devices: unknown names, and CUDA in this CPU-only build.
+            // Devices: unknown names, and CUDA where it cannot run (no GPU here).
             CheckCode(() => Model.Load(Fixture("llama"), "tpu"), Status.InvalidArgument, "device tpu");
             CheckCode(() => Model.Load(Fixture("llama"), "cuda"), Status.Unavailable, "device cuda");
             CheckCode(() => Model.Load(Fixture("llama"), "cuda:1"), Status.Unavailable, "device cuda:1");

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::*;
 use crate::{Device, Model, ModelOptions};
 
-/// Options for specdec_model_load. Defaults: device "cpu", intra-op threads chosen by ONNX Runtime.
+/// Options for specdec_model_load. Defaults: device "cpu", intra-op threads chosen by ONNX Runtime,
+/// no CUDA fallback, IoBinding only for CUDA.
 pub struct specdec_model_options {
     pub(crate) inner: ModelOptions,
 }
@@ -30,10 +31,13 @@ pub unsafe extern "C" fn specdec_model_options_free(options: *mut specdec_model_
     free_boxed(options);
 }
 
-/// Execution provider: "cpu" (default), "cuda" or "cuda:N".
+/// Execution provider: "cpu" (default), "cuda" or "cuda:N". With CUDA the KV cache stays on the GPU.
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_INVALID_ARGUMENT
-/// (unknown device). CUDA is refused at load time in a CPU-only build (SPECDEC_STATUS_UNAVAILABLE).
+/// (unknown device). Whether CUDA can be used is found at load time: specdec_model_load fails
+/// with SPECDEC_STATUS_UNAVAILABLE and a message naming what is missing (the GPU build of ONNX
+/// Runtime, the NVIDIA driver, a CUDA or cuDNN library), never silently running on the CPU,
+/// unless specdec_model_options_set_cuda_fallback allowed it.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_model_options_set_device(
     options: *mut specdec_model_options,
@@ -69,7 +73,8 @@ pub unsafe extern "C" fn specdec_model_options_set_intra_threads(
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_IO (missing
 /// path, folder without model.onnx, unreadable JSON), SPECDEC_STATUS_INVALID_MODEL (not ONNX,
 /// truncated), SPECDEC_STATUS_UNSUPPORTED_LAYOUT (not a decoder with a KV cache),
-/// SPECDEC_STATUS_UNAVAILABLE (cuda in a CPU-only build), SPECDEC_STATUS_RUNTIME_LOAD.
+/// SPECDEC_STATUS_UNAVAILABLE (cuda asked for where it cannot run; the message names what is
+/// missing), SPECDEC_STATUS_RUNTIME_LOAD.
 ///
 /// Thread-safe.
 #[no_mangle]
@@ -131,5 +136,41 @@ pub unsafe extern "C" fn specdec_model_options_set_optimization_level(options: *
         }
         handle_mut(options, "options")?.inner.optimization_level = level as u8;
         Ok(())
+    })
+}
+
+/// Whether a model asked to run on CUDA may load on the CPU instead when CUDA cannot be used
+/// (default false: such a load fails with SPECDEC_STATUS_UNAVAILABLE). specdec_model_cuda_device
+/// tells where a loaded model runs.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_cuda_fallback(options: *mut specdec_model_options, fallback: bool, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        handle_mut(options, "options")?.inner.cuda_fallback_to_cpu = fallback;
+        Ok(())
+    })
+}
+
+/// Run every call through ONNX Runtime's IoBinding with the KV cache bound to the device's memory
+/// and compacted there (always on for CUDA; default false on the CPU, where it runs the CUDA code
+/// path for testing and gives the same output).
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_io_binding(options: *mut specdec_model_options, enable: bool, err: *mut *mut specdec_error) -> specdec_status {
+    guard(err, || {
+        handle_mut(options, "options")?.inner.io_binding = enable;
+        Ok(())
+    })
+}
+
+/// The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA fallback)
+/// or `model` is NULL. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_cuda_device(model: *const specdec_model) -> i32 {
+    guard_value(-1, || match model.as_ref().map(|m| m.inner.device()) {
+        Some(Device::Cuda(n)) => n as i32,
+        _ => -1,
     })
 }

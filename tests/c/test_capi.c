@@ -428,6 +428,9 @@ static void test_null_parameters(void) {
     CHECK_ERR(specdec_model_options_set_device(NULL, "cpu", &g_err), NP, "options");
     CHECK_ERR(specdec_model_options_set_device(opt, NULL, &g_err), NP, "device");
     CHECK_ERR(specdec_model_options_set_intra_threads(NULL, 1, &g_err), NP, "options");
+    CHECK_ERR(specdec_model_options_set_cuda_fallback(NULL, true, &g_err), NP, "options");
+    CHECK_ERR(specdec_model_options_set_io_binding(NULL, true, &g_err), NP, "options");
+    CHECK(specdec_model_cuda_device(NULL) == -1);
     m = (specdec_model *)(void *)buf; /* must be reset to NULL */
     CHECK_ERR(specdec_model_load(NULL, NULL, &m, &g_err), NP, "path");
     CHECK(m == NULL);
@@ -566,7 +569,8 @@ static void test_load_failures(void) {
     CHECK_ERR(specdec_model_load(tmp_path("identity.onnx"), NULL, &m, &g_err), SPECDEC_STATUS_UNSUPPORTED_LAYOUT, "input_ids");
     CHECK(m == NULL);
 
-    /* Devices: cuda is accepted by the option, refused at load in a CPU-only build. */
+    /* Devices: cuda is accepted by the option, refused at load where it cannot run (no GPU
+     * build of ONNX Runtime, no driver here), with a message naming the missing library. */
     CHECK_ERR(specdec_model_options_set_device(opt, "tpu", &g_err), SPECDEC_STATUS_INVALID_ARGUMENT, "tpu");
     CHECK_ERR(specdec_model_options_set_device(opt, "cuda:x", &g_err), SPECDEC_STATUS_INVALID_ARGUMENT, "cuda:x");
     CHECK_ERR(specdec_model_options_set_device(opt, "cu\xff", &g_err), SPECDEC_STATUS_INVALID_UTF8, "device");
@@ -574,11 +578,47 @@ static void test_load_failures(void) {
     CHECK_OK(specdec_model_options_set_device(opt, "cuda", &g_err));
     CHECK_ERR(specdec_model_load(FIX "llama", opt, &m, &g_err), SPECDEC_STATUS_UNAVAILABLE, "CUDA");
     CHECK(m == NULL);
-    /* The options stay usable: back to cpu, and a real load (an .onnx file path). */
-    CHECK_OK(specdec_model_options_set_device(opt, "cpu", &g_err));
+    /* Falling back to the CPU only when asked to. */
+    CHECK_OK(specdec_model_options_set_cuda_fallback(opt, true, &g_err));
     CHECK_OK(specdec_model_options_set_intra_threads(opt, 1, &g_err));
+    CHECK_OK(specdec_model_load(FIX "llama", opt, &m, &g_err));
+    CHECK(specdec_model_cuda_device(m) == -1);
+    specdec_model_free(m);
+    m = NULL;
+    CHECK_OK(specdec_model_options_set_cuda_fallback(opt, false, &g_err));
+    /* The options stay usable: back to cpu, and a real load (an .onnx file path), through the
+     * IoBinding path (the one CUDA uses) and without it: the same logits, so the same greedy output. */
+    CHECK_OK(specdec_model_options_set_device(opt, "cpu", &g_err));
+    CHECK_OK(specdec_model_options_set_io_binding(opt, true, &g_err));
     CHECK_OK(specdec_model_load(FIX "llama/model.onnx", opt, &m, &g_err));
     CHECK(specdec_model_vocab_size(m) == 512 && specdec_model_context_limit(m) == 512);
+    CHECK(specdec_model_cuda_device(m) == -1);
+    {
+        specdec_model *plain = NULL;
+        specdec_gen_config *gc = specdec_gen_config_new();
+        specdec_generator *a = NULL, *b = NULL;
+        const uint32_t prompt[3] = {100, 200, 300};
+        CHECK_OK(specdec_model_options_set_io_binding(opt, false, &g_err));
+        CHECK_OK(specdec_model_load(FIX "llama", opt, &plain, &g_err));
+        CHECK_OK(specdec_gen_config_set_max_new_tokens(gc, 24, &g_err));
+        CHECK_OK(specdec_generator_new(m, NULL, gc, &a, &g_err));
+        CHECK_OK(specdec_generator_new(plain, NULL, gc, &b, &g_err));
+        CHECK_OK(specdec_generator_append_tokens(a, prompt, 3, &g_err));
+        CHECK_OK(specdec_generator_append_tokens(b, prompt, 3, &g_err));
+        CHECK_OK(specdec_generator_generate(a, NULL, NULL, NULL, &g_err));
+        CHECK_OK(specdec_generator_generate(b, NULL, NULL, NULL, &g_err));
+        {
+            const uint32_t *ta = NULL, *tb = NULL;
+            size_t na = 0, nb = 0;
+            CHECK_OK(specdec_generator_tokens(a, &ta, &na, &g_err));
+            CHECK_OK(specdec_generator_tokens(b, &tb, &nb, &g_err));
+            CHECK(na > 3 && na == nb && memcmp(ta, tb, na * sizeof ta[0]) == 0);
+        }
+        specdec_generator_free(a);
+        specdec_generator_free(b);
+        specdec_gen_config_free(gc);
+        specdec_model_free(plain);
+    }
     specdec_model_free(m);
     m = NULL;
 

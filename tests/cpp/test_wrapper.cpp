@@ -373,7 +373,7 @@ TEST(errors_have_the_right_codes) {
         CHECK_CODE(cfg.add_stop_text(std::string_view("a\0b", 3)), SPECDEC_STATUS_INVALID_ARGUMENT);
         CHECK_CODE(specdec::Generator(sh.target, &sh.draft, cfg), SPECDEC_STATUS_OK);
     }
-    // Devices: unknown names at once, CUDA at load time in this CPU-only build.
+    // Devices: unknown names at once, CUDA at load time where it cannot run (no GPU here).
     {
         CHECK_CODE(specdec::ModelOptions().device("tpu"), SPECDEC_STATUS_INVALID_ARGUMENT);
         specdec::ModelOptions cuda;

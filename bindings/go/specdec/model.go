@@ -28,8 +28,8 @@ type modelOptions struct {
 	intraThreads *int
 }
 
-// WithDevice selects the execution provider: "cpu" (default), "cuda" or "cuda:N". CUDA in a
-// CPU-only build gives ErrUnavailable.
+// WithDevice selects the execution provider: "cpu" (default), "cuda" or "cuda:N". CUDA where it
+// cannot run (no GPU build of ONNX Runtime, driver or CUDA library) gives ErrUnavailable.
 func WithDevice(device string) ModelOption {
 	return func(o *modelOptions) { o.device = &device }
 }

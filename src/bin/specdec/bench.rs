@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use specdec::policy::{expected_tokens, predicted_speedup};
-use specdec::{DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, SamplingConfig, Stats, Tokenizer};
+use specdec::{Device, DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, SamplingConfig, Stats, Tokenizer};
 
 use crate::{median, num, usage, CliError};
 
@@ -26,6 +26,8 @@ struct BenchOpts {
     spinning: bool,
     out: PathBuf,
     ort_lib: Option<PathBuf>,
+    device: Device,
+    draft_device: Option<Device>,
     args: Vec<String>,
 }
 
@@ -46,6 +48,8 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
         spinning: true,
         out: root.join("target/bench"),
         ort_lib: None,
+        device: Device::Cpu,
+        draft_device: None,
         args: args.to_vec(),
     };
     let mut it = args.iter();
@@ -66,6 +70,8 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             "--no-spin" => o.spinning = false,
             "--out" => o.out = value(flag)?.into(),
             "--ort-lib" => o.ort_lib = Some(value(flag)?.into()),
+            "--device" => o.device = value(flag)?.parse()?,
+            "--draft-device" => o.draft_device = Some(value(flag)?.parse()?),
             "--quick" => {
                 o.new_tokens = 24;
                 o.repeats = 1;
@@ -149,23 +155,10 @@ fn run_variant(target: &Arc<Model>, v: &Variant, prompts: &[Vec<u32>], new_token
         let mut g = Generator::from_source(target.clone(), v.source.as_ref(), cfg)?;
         g.append_tokens(prompt)?;
         g.generate(|_| true)?;
-        add(&mut total, g.stats());
+        total += g.stats();
         outputs.push(g.tokens()[prompt.len()..].to_vec());
     }
     Ok((total.tokens_per_second(), total, outputs))
-}
-
-fn add(a: &mut Stats, b: &Stats) {
-    a.target_calls += b.target_calls;
-    a.draft_calls += b.draft_calls;
-    a.rounds += b.rounds;
-    a.drafted += b.drafted;
-    a.accepted += b.accepted;
-    a.rejected += b.rejected;
-    a.new_tokens += b.new_tokens;
-    a.draft_time += b.draft_time;
-    a.target_time += b.target_time;
-    a.total_time += b.total_time;
 }
 
 /// Call costs as speculative decoding meets them: for each k = 1..=kmax, a draft step right after
@@ -237,10 +230,10 @@ fn summarise(mut v: Vec<f64>) -> Summary {
 
 pub fn bench(args: &[String]) -> Result<(), CliError> {
     let o = parse(args)?;
-    specdec::runtime::init(o.ort_lib.as_deref())?;
-    let opts = |threads| ModelOptions { intra_threads: threads, optimization_level: o.opt_level, spinning: o.spinning, ..Default::default() };
-    let target = Arc::new(Model::load(&o.target, &opts(o.threads))?);
-    let draft_model = Arc::new(Model::load(&o.draft, &opts(o.draft_threads))?);
+    crate::init_runtime(o.ort_lib.as_deref(), o.device, o.draft_device)?;
+    let opts = |threads, device| ModelOptions { intra_threads: threads, optimization_level: o.opt_level, spinning: o.spinning, device, ..Default::default() };
+    let target = Arc::new(Model::load(&o.target, &opts(o.threads, o.device))?);
+    let draft_model = Arc::new(Model::load(&o.draft, &opts(o.draft_threads, o.draft_device.unwrap_or(o.device)))?);
     let tok = Tokenizer::load(&o.target)?;
     let prompts = load_prompts(&o.prompts, &tok)?;
     let mut vs = variants(&o, &DraftSource::Model(draft_model.clone()))?;
@@ -326,7 +319,7 @@ impl Report<'_> {
             .map(|v| {
                 let base = self.vs.iter().find(|b| b.source.is_none() && b.temperature == v.temperature).expect("target-only variant");
                 let mut s = Stats::default();
-                v.runs.iter().for_each(|(_, st)| add(&mut s, st));
+                v.runs.iter().for_each(|(_, st)| s += st);
                 let total = s.total_time.as_secs_f64().max(1e-12);
                 let draft = s.draft_time.as_secs_f64() / total;
                 let target = s.target_time.as_secs_f64() / total;
@@ -377,6 +370,7 @@ impl Report<'_> {
             "target": self.o.target, "draft": self.o.draft, "prompts_file": self.o.prompts, "prompts": self.prompts,
             "new_tokens_per_prompt": self.o.new_tokens, "repetitions": self.o.repeats,
             "threads": {"target": self.o.threads, "draft": self.o.draft_threads}, "graph_optimization_level": self.o.opt_level, "spinning": self.o.spinning,
+            "devices": {"target": self.o.device.to_string(), "draft": self.o.draft_device.unwrap_or(self.o.device).to_string()},
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "target_call_seconds": self.costs.target.iter().enumerate().map(|(i, t)| serde_json::json!({"k": i + 1, "median": t.0, "min": t.1, "max": t.2})).collect::<Vec<_>>(),
             "verification_cost": (1..=self.costs.target.len()).map(|k| (self.verify)(k)).collect::<Vec<_>>(),
@@ -400,8 +394,16 @@ impl Report<'_> {
             curve.join(", ")
         );
         s += &format!(
-            "{} prompts × {} new tokens, {} repetitions (median, min–max), {} / {} intra-op threads (target / draft), spinning {}, graph optimization level {}\n\n",
-            self.prompts, self.o.new_tokens, self.o.repeats, self.o.threads, self.o.draft_threads, if self.o.spinning { "on" } else { "off" }, self.o.opt_level
+            "{} prompts × {} new tokens, {} repetitions (median, min–max), {} / {} intra-op threads (target / draft), spinning {}, graph optimization level {}, devices {} / {}\n\n",
+            self.prompts,
+            self.o.new_tokens,
+            self.o.repeats,
+            self.o.threads,
+            self.o.draft_threads,
+            if self.o.spinning { "on" } else { "off" },
+            self.o.opt_level,
+            self.o.device,
+            self.o.draft_device.unwrap_or(self.o.device)
         );
         s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T(1))); in brackets the paper's form with one c (= c_cold) for every step.\n\n";
         s += "| T | variant | tokens/s | speed-up | α̂ | tokens/call | predicted | measured/predicted | draft / target / orchestration |\n";

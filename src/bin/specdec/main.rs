@@ -9,7 +9,7 @@ use std::time::Duration;
 mod bench;
 
 use specdec::drafter::CountTable;
-use specdec::{DraftSource, Error, FinishReason, NGramConfig, GenerationConfig, Generator, Model, ModelOptions, Stats, StreamDecoder, Tokenizer};
+use specdec::{Device, DraftSource, Error, FinishReason, NGramConfig, GenerationConfig, Generator, Model, ModelOptions, Stats, StreamDecoder, Tokenizer};
 
 const USAGE: &str = "\
 usage:
@@ -20,27 +20,32 @@ usage:
                    [--samples N] [--json] [--threads N] [--draft-threads N] [--ort-lib PATH]
                    [--drafter model|ngram|unigram|bigram] [--ngram MIN,MAX,LEN] [--counts FILE]
                    [--draft-policy fixed|heuristic|auto] [--confidence-stop P]
-                   [--kv-memory-limit BYTES]
+                   [--kv-memory-limit BYTES] [--device cpu|cuda[:N]] [--draft-device D]
+                   [--cuda-fallback]
   specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
                    [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
+                   [--device D] [--draft-device D] [--cuda-fallback]
 
   specdec counts   --target PATH --out FILE TEXT_FILE...   (unigram/bigram counts for --counts)
   specdec bench    [--target PATH] [--draft PATH] [--prompts FILE.jsonl] [--max-new-tokens N]
                    [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
                    [--threads N] [--draft-threads N] [--opt-level 0-3] [--no-spin] [--out DIR]
-                   [--ort-lib PATH] [--quick]
+                   [--ort-lib PATH] [--device D] [--draft-device D] [--quick]
 
 Greedy (temperature 0) is the default. Without --draft (or --drafter), generation is
 target-only. --drafter picks the draft source: model (the --draft model; the default when
 --draft is given), ngram (prompt lookup; --ngram sets n_min,n_max,max proposal, default 2,4,8),
 unigram or bigram (counts from --counts FILE, else learnt from the sequence).
 --threads sets ONNX Runtime's intra-op threads per model (default 1; 0 lets it choose).
+--device puts the target (and, unless --draft-device says otherwise, the draft) on cpu (the
+default) or a CUDA GPU (cuda = cuda:0), with its KV cache kept on the GPU. CUDA that cannot run
+is an error naming what is missing; --cuda-fallback runs on the CPU instead, with a warning.
 bench variants (comma-separated; default target,gammas,auto): target, gammas (the model draft
 at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram; it
 writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the table.
 The demo defaults to gamma 3, 128 new tokens and 4 bundled code prompts.
 ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxruntime/
-(filled by scripts/setup.sh).";
+(filled by scripts/setup.sh; for CUDA, .deps/onnxruntime-gpu/ from scripts/setup-gpu.sh).";
 
 /// The demo's code prompts: beginnings of Python code, like the corpus the pair learnt from.
 const DEMO_PROMPTS: [&str; 4] = [
@@ -99,6 +104,9 @@ struct Opts {
     threads: usize,
     draft_threads: Option<usize>,
     ort_lib: Option<PathBuf>,
+    device: Device,
+    draft_device: Option<Device>,
+    cuda_fallback: bool,
     drafter: Option<String>,
     ngram: NGramConfig,
     counts: Option<PathBuf>,
@@ -153,6 +161,9 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--confidence-stop" => o.cfg.confidence_stop = num(flag, &value(flag)?)?,
             "--kv-memory-limit" => o.cfg.kv_memory_limit = Some(num(flag, &value(flag)?)?),
             "--ort-lib" => o.ort_lib = Some(value(flag)?.into()),
+            "--device" => o.device = value(flag)?.parse()?,
+            "--draft-device" => o.draft_device = Some(value(flag)?.parse()?),
+            "--cuda-fallback" => o.cuda_fallback = true,
             "--json" => o.json = true,
             "-h" | "--help" => return Err(usage("help")),
             other => return Err(usage(format!("unknown option `{other}`"))),
@@ -204,12 +215,17 @@ struct Loaded {
 }
 
 fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> Result<Loaded, CliError> {
-    specdec::runtime::init(o.ort_lib.as_deref())?;
-    let options = |threads| ModelOptions { intra_threads: threads, ..Default::default() };
+    init_runtime(o.ort_lib.as_deref(), o.device, o.draft_device)?;
+    let options = |threads, device| ModelOptions { intra_threads: threads, device, cuda_fallback_to_cpu: o.cuda_fallback, ..Default::default() };
     let target_path = o.target.clone().or(default_target.map(PathBuf::from)).ok_or_else(|| usage("--target is required"))?;
-    let target = Arc::new(Model::load(&target_path, &options(o.threads))?);
+    let target = Arc::new(Model::load(&target_path, &options(o.threads, o.device))?);
+    warn_fallback("target", &target);
     let draft_path = o.draft.clone().or(default_draft.map(PathBuf::from));
-    let draft = draft_path.map(|p| Model::load(p, &options(o.draft_threads.unwrap_or(o.threads))).map(Arc::new)).transpose()?;
+    let draft_device = o.draft_device.unwrap_or(o.device);
+    let draft = draft_path.map(|p| Model::load(p, &options(o.draft_threads.unwrap_or(o.threads), draft_device)).map(Arc::new)).transpose()?;
+    if let Some(d) = &draft {
+        warn_fallback("draft", d);
+    }
     let source = match (o.drafter.as_deref(), &draft) {
         (None, None) => None,
         (None | Some("model"), Some(d)) => Some(DraftSource::Model(d.clone())),
@@ -232,6 +248,23 @@ fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> 
         Err(_) => None,
     };
     Ok(Loaded { target, draft, source, tokenizer })
+}
+
+/// Load ONNX Runtime: the explicit library, else the default one, which for a CUDA model is the
+/// checkout's GPU build when scripts/setup-gpu.sh has fetched it.
+pub(crate) fn init_runtime(explicit: Option<&std::path::Path>, device: Device, draft_device: Option<Device>) -> Result<(), Error> {
+    let cuda = [Some(device), draft_device].into_iter().flatten().any(|d| d != Device::Cpu);
+    let gpu = std::path::Path::new(specdec::cuda::PROJECT_LOCAL_ORT_GPU);
+    let default_gpu = cuda && explicit.is_none() && std::env::var_os(specdec::runtime::ORT_PATH_ENV).is_none() && gpu.exists();
+    specdec::runtime::init(if default_gpu { Some(gpu) } else { explicit })?;
+    Ok(())
+}
+
+/// One line on stderr when a model asked for CUDA runs on the CPU (only with --cuda-fallback).
+pub(crate) fn warn_fallback(which: &str, m: &Model) {
+    if let Some(why) = m.device_fallback() {
+        eprintln!("specdec: warning: the {which} runs on the CPU: {why}");
+    }
 }
 
 fn prompt_tokens(o: &Opts, m: &Loaded) -> Result<Vec<u32>, CliError> {
@@ -438,11 +471,7 @@ fn demo(mut o: Opts) -> Result<(), CliError> {
             s_time += s.stats().total_time.as_secs_f64();
             tokens += s.stats().new_tokens;
             if rep == 0 {
-                let st = s.stats();
-                totals.accepted += st.accepted;
-                totals.drafted += st.drafted;
-                totals.rounds += st.rounds;
-                totals.new_tokens += st.new_tokens;
+                totals += s.stats();
             }
             first.get_or_insert_with(|| s.tokens()[prompt.len()..].to_vec());
         }

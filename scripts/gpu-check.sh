@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The CUDA check, for a machine with an NVIDIA GPU and driver, in at most 8 minutes:
+#   1. scripts/setup-gpu.sh: ONNX Runtime GPU 1.31.1 (CUDA 13, cuDNN 9) and the NVIDIA runtime
+#      wheels from PyPI into .deps/ (skipped when already there; SPECDEC_GPU_WHEELS for offline hosts)
+#   2. the release build (the CLI and the device tests)
+#   3. tests/device.rs with SPECDEC_TEST_DEVICE set: target and draft on CUDA, and a CPU draft
+#      feeding a CUDA target, greedy speculation = CUDA target-only output for gamma 1..8 on every
+#      fixture pair and the demo pair; CUDA greedy = CPU greedy (a divergence passes only at a
+#      near-tie, whose margin is printed); logits against CPU; the KV cache in CUDA memory and no
+#      KV data through host memory (specdec's own counters, which count every host copy of KV data
+#      and every KV tensor found outside the device's memory at a call)
+#   4. `specdec generate` on CUDA (both on CUDA, then a CPU draft)
+#   5. `specdec bench --quick` on CPU, on CUDA, and with a CPU draft and a CUDA target
+# and prints a summary. Logs and the benchmark's JSON/markdown go to target/gpu-check/.
+#
+# Usage: scripts/gpu-check.sh [cuda:N]      (default cuda:0, or $SPECDEC_TEST_DEVICE)
+# Needs Rust (cargo with its crates, or network), Python 3 with pip, and network to PyPI unless
+# .deps/ is already set up or SPECDEC_GPU_WHEELS names a folder of the wheels.
+# GPU_CHECK_SECONDS changes the overall limit (default 480).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+dev="${1:-${SPECDEC_TEST_DEVICE:-cuda:0}}"
+out="target/gpu-check"
+mkdir -p "$out"
+started=$(date +%s)
+deadline=$((started + ${GPU_CHECK_SECONDS:-480}))
+results=()
+failed=0
+
+# step NAME LIMIT COMMAND...: run with a time limit (never past the overall deadline), output in
+# $out/NAME.log, its tail shown on failure.
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  local left=$((deadline - $(date +%s)))
+  if [ "$left" -le 5 ]; then
+    results+=("SKIP  $name (out of time)")
+    failed=1
+    return 1
+  fi
+  [ "$limit" -gt "$left" ] && limit="$left"
+  echo "== $name (limit ${limit}s)"
+  local t0 rc
+  t0=$(date +%s)
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  rc=$?
+  local took=$(($(date +%s) - t0))
+  if [ "$rc" -eq 0 ]; then
+    results+=("PASS  $name (${took}s)")
+  else
+    local why="exit $rc"
+    [ "$rc" -eq 124 ] && why="timed out"
+    results+=("FAIL  $name (${took}s, $why; log $out/$name.log)")
+    failed=1
+    tail -n 40 "$out/$name.log"
+  fi
+  return "$rc"
+}
+
+summary() {
+  echo
+  echo "================ gpu-check summary ($dev, $(($(date +%s) - started)) s) ================"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
+  fi
+  printf '%s\n' "${results[@]}"
+  if [ -f "$out/device-tests.log" ]; then
+    echo "--- device tests (what was compared, margins of near-ties, KV host copies) ---"
+    grep -E "on cuda|near-tie|cuda:0 here|greedy speculation checked|max \|logits" "$out/device-tests.log" | head -n 40
+    grep -E "^test result" "$out/device-tests.log"
+  fi
+  for f in generate-cuda generate-cpu-draft; do
+    [ -f "$out/$f.log" ] && grep -o '"stats":{[^}]*}' "$out/$f.log" | head -n 1 | sed "s/^/$f: /"
+  done
+  for b in bench-cpu bench-cuda bench-cuda-cpu-draft; do
+    if [ -f "$out/$b/bench.md" ]; then
+      echo "--- $b ($out/$b/bench.md) ---"
+      cat "$out/$b/bench.md"
+    fi
+  done
+  if [ "$failed" -eq 0 ]; then echo "gpu-check: PASS"; else echo "gpu-check: FAIL"; fi
+}
+trap summary EXIT
+
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi -L
+else
+  echo "gpu-check: nvidia-smi not found (the NVIDIA driver may be missing)"
+fi
+
+step setup 240 bash scripts/setup-gpu.sh || exit 1
+export ORT_DYLIB_PATH="$PWD/.deps/onnxruntime-gpu/libonnxruntime.so"
+export SPECDEC_TEST_DEVICE="$dev"
+
+step build 300 bash -c 'cargo build --release --bin specdec && cargo test --release --test device --no-run' || exit 1
+
+step device-tests 200 cargo test --release --test device -- --nocapture --test-threads 2
+
+demo=(--target models/demo/target --draft models/demo/draft --max-new-tokens 64 --json
+  --prompt $'import os\n\n\ndef walk(top):\n    for name in os.listdir(top):')
+step generate-cuda 60 target/release/specdec generate --device "$dev" "${demo[@]}"
+step generate-cpu-draft 60 target/release/specdec generate --device "$dev" --draft-device cpu "${demo[@]}"
+
+step bench-cpu 90 target/release/specdec bench --quick --device cpu --out "$out/bench-cpu"
+step bench-cuda 120 target/release/specdec bench --quick --device "$dev" --out "$out/bench-cuda"
+step bench-cuda-cpu-draft 120 target/release/specdec bench --quick --device "$dev" --draft-device cpu --out "$out/bench-cuda-cpu-draft"
+
+[ "$failed" -eq 0 ]
