@@ -70,6 +70,10 @@ summary() {
     grep -E "on cuda|near-tie|cuda:0 here|greedy speculation checked|max \|logits" "$out/device-tests.log" | head -n 40
     grep -E "^test result" "$out/device-tests.log"
   fi
+  if [ -f "$out/nsys.log" ]; then
+    echo "--- nsys: GPU memory copies during one CUDA generation of 64 tokens ---"
+    grep -iE "memcpy|memset|Total|Operation" "$out/nsys.log" | head -n 12
+  fi
   for f in generate-cuda generate-cpu-draft; do
     [ -f "$out/$f.log" ] && grep -o '"stats":{[^}]*}' "$out/$f.log" | head -n 1 | sed "s/^/$f: /"
   done
@@ -101,6 +105,18 @@ demo=(--target models/demo/target --draft models/demo/draft --max-new-tokens 64 
   --prompt $'import os\n\n\ndef walk(top):\n    for name in os.listdir(top):')
 step generate-cuda 60 target/release/specdec generate --device "$dev" "${demo[@]}"
 step generate-cpu-draft 60 target/release/specdec generate --device "$dev" --draft-device cpu "${demo[@]}"
+
+# A second witness besides specdec's counters, when Nsight Systems is installed: every memory copy
+# the GPU made during a CUDA generation, by direction and size (not a pass/fail step). Per token,
+# device-to-host traffic should be about the logits rows sampling needs; KV-sized copies would show.
+if command -v nsys >/dev/null && [ $((deadline - $(date +%s))) -gt 150 ]; then
+  echo "== nsys: memory copies during a CUDA generation"
+  timeout 90 nsys profile --trace=cuda --force-overwrite true --output "$out/generate-cuda" \
+    target/release/specdec generate --device "$dev" "${demo[@]}" >"$out/nsys.log" 2>&1 &&
+    { timeout 30 nsys stats --report cuda_gpu_mem_size_sum "$out/generate-cuda.nsys-rep" ||
+      timeout 30 nsys stats --report gpumemsizesum "$out/generate-cuda.nsys-rep"; } >>"$out/nsys.log" 2>&1
+  results+=("INFO  nsys memory-copy summary in $out/nsys.log")
+fi
 
 step bench-cpu 90 target/release/specdec bench --quick --device cpu --out "$out/bench-cpu"
 step bench-cuda 120 target/release/specdec bench --quick --device "$dev" --out "$out/bench-cuda"
