@@ -23,7 +23,10 @@ pub enum DraftPolicy {
     /// Start at `gamma`; +2 after a round whose proposals were all accepted, −1 otherwise.
     Heuristic,
     /// Choose γ in 0..=[`AUTO_MAX_GAMMA`] from the measured α, draft cost and verification cost;
-    /// γ = 0 (no drafting) when speculation would be slower than the target alone.
+    /// γ = 0 (no drafting) when speculation would be slower than the target alone. Because γ
+    /// follows measured timings, sampled output for a fixed seed is reproducible only in
+    /// distribution (use `Fixed` or `Heuristic` for the same tokens per seed); greedy output is
+    /// the target's own whatever the policy.
     Auto,
 }
 

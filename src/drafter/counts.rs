@@ -38,6 +38,10 @@ impl CountTable {
     /// `<prev> <id> <count>` for a bigram; blank lines and lines starting with `#` are skipped.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        // A device or FIFO would read forever or block: only regular files.
+        if !std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_file() {
+            return Err(Error::io(path, "not a regular file"));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut t = CountTable::default();
         for (i, line) in text.lines().enumerate() {

@@ -189,10 +189,11 @@ pub unsafe extern "C" fn specdec_generator_step(
     err: *mut *mut specdec_error,
 ) -> specdec_status {
     guard(err, || {
-        let g = handle(generator, "generator")?;
+        // The outputs are cleared before anything can fail, the generator's NULL check included.
         let (tokens, n_tokens) = (out_arg(tokens, "tokens")?, out_arg(n_tokens, "n_tokens")?);
         *tokens = std::ptr::null();
         *n_tokens = 0;
+        let g = handle(generator, "generator")?;
         let mut st = g.lock()?;
         let before = st.tokens().len();
         st.step()?;
