@@ -16,6 +16,16 @@ pub fn verify(p: Dist<'_>, q: Dist<'_>, x: u32, rng: &mut impl Rng, scratch: &mu
     Some(residual(p, q, rng, scratch))
 }
 
+/// The probability that a proposal drawn from `q` is accepted under `p`: Σ min(p, q), the paper's
+/// β at one position (its expectation is α).
+pub fn overlap(p: Dist<'_>, q: Dist<'_>) -> f64 {
+    match (p, q) {
+        (Dist::Point(a), Dist::Point(b)) => (a == b) as u32 as f64,
+        (Dist::Point(t), Dist::Probs(d)) | (Dist::Probs(d), Dist::Point(t)) => d.get(t as usize).copied().unwrap_or(0.0) as f64,
+        (Dist::Probs(a), Dist::Probs(b)) => a.iter().zip(b).map(|(&x, &y)| x.min(y) as f64).sum(),
+    }
+}
+
 /// Sample from norm(max(0, p − q)); falls back to p where float rounding leaves no mass.
 pub fn residual(p: Dist<'_>, q: Dist<'_>, rng: &mut impl Rng, scratch: &mut Vec<f32>) -> u32 {
     match (p, q) {
@@ -44,6 +54,16 @@ pub fn residual(p: Dist<'_>, q: Dist<'_>, rng: &mut impl Rng, scratch: &mut Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlap_is_the_acceptance_probability() {
+        let p = [0.5f32, 0.3, 0.2];
+        let q = [0.2f32, 0.3, 0.5];
+        assert!((overlap(Dist::Probs(&p), Dist::Probs(&q)) - 0.7).abs() < 1e-6);
+        assert!((overlap(Dist::Probs(&p), Dist::Point(1)) - 0.3).abs() < 1e-6);
+        assert_eq!(overlap(Dist::Point(2), Dist::Point(2)), 1.0);
+        assert_eq!(overlap(Dist::Point(2), Dist::Point(0)), 0.0);
+    }
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

@@ -261,7 +261,7 @@ impl Generator {
         self.drafter.as_ref().map(|d| d.name())
     }
 
-    /// The running acceptance estimate the draft-length policy works with.
+    /// The running acceptance estimate of the auto policy (its prior, 0.5, under other policies).
     pub fn alpha_estimate(&self) -> f64 {
         self.lengths.alpha()
     }
@@ -493,6 +493,9 @@ impl Generator {
                 Some(t) => Dist::Point(t),
                 None => Dist::Probs(&self.q[i]),
             };
+            if self.cfg.draft_policy == DraftPolicy::Auto {
+                self.lengths.record_position(acceptance::overlap(p, q));
+            }
             let verdict = if self.always_accept { None } else { acceptance::verify(p, q, self.drafts[i], &mut self.rng, &mut self.scratch) };
             match verdict {
                 None => {

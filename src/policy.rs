@@ -124,14 +124,16 @@ impl LengthController {
         }
     }
 
+    /// Learn from one verified position whose proposal is accepted with probability `beta`
+    /// (Σ min(p, q): exact, so sampled rounds teach as much as their outcomes, with less noise).
+    pub(crate) fn record_position(&mut self, beta: f64) {
+        self.accepted = self.accepted * ALPHA_DECAY + beta;
+        self.verified = self.verified * ALPHA_DECAY + 1.0;
+    }
+
     /// Learn from a verified round: `proposed` drafts, of which the first `accepted` were
     /// accepted (a rejection follows unless all were).
     pub(crate) fn record_round(&mut self, proposed: usize, accepted: usize) {
-        let verified = accepted + (accepted < proposed) as usize;
-        for i in 0..verified {
-            self.accepted = self.accepted * ALPHA_DECAY + (i < accepted) as u32 as f64;
-            self.verified = self.verified * ALPHA_DECAY + 1.0;
-        }
         if self.policy == DraftPolicy::Heuristic && proposed > 0 {
             self.gamma = if accepted == proposed { (self.gamma + 2).min(crate::MAX_GAMMA) } else { self.gamma.saturating_sub(1).max(1) };
         }
@@ -212,6 +214,7 @@ mod tests {
         // A drafter that is never right and costs half a target step.
         for _ in 0..80 {
             c.record_draft_cost(Duration::from_secs_f64(5e-4), Duration::ZERO, 0);
+            c.record_position(0.0);
             c.record_round(1, 0);
         }
         let picks: Vec<usize> = (0..100).map(|_| c.next(&curve)).collect();
