@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::drafter::{CountTable, DraftCallback, DraftSource, NGramConfig};
-use crate::{Error, GenerationConfig, Generator};
+use crate::Error;
 
 /// A draft source: an ONNX draft model, n-gram prompt lookup, unigram/bigram counts, or a host
 /// callback. Immutable once made; safe to share between threads and generators.
@@ -156,12 +156,5 @@ pub unsafe extern "C" fn specdec_generator_new_with_drafter(
     out: *mut *mut specdec_generator,
     err: *mut *mut specdec_error,
 ) -> specdec_status {
-    guard(err, || {
-        new_handle(out, || {
-            let target = handle(target, "target")?.inner.clone();
-            let source = drafter.as_ref().map(|d| &d.inner);
-            let cfg = config.as_ref().map_or_else(GenerationConfig::default, |c| c.inner.clone());
-            Ok(specdec_generator::wrap(Generator::from_source(target, source, cfg)?))
-        })
-    })
+    guard(err, || new_generator(target, drafter.as_ref().map(|d| &d.inner), config, out))
 }

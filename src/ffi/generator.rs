@@ -120,12 +120,22 @@ pub unsafe extern "C" fn specdec_generator_new(
     err: *mut *mut specdec_error,
 ) -> specdec_status {
     guard(err, || {
-        new_handle(out, || {
-            let target = handle(target, "target")?.inner.clone();
-            let draft = draft.as_ref().map(|d| d.inner.clone());
-            let cfg = config.as_ref().map_or_else(GenerationConfig::default, |c| c.inner.clone());
-            Ok(specdec_generator::wrap(Generator::new(target, draft, cfg)?))
-        })
+        let source = draft.as_ref().map(|d| crate::drafter::DraftSource::Model(d.inner.clone()));
+        new_generator(target, source.as_ref(), config, out)
+    })
+}
+
+/// The constructors' shared body: a generator over `target` drafting from `source`.
+pub(crate) unsafe fn new_generator(
+    target: *const specdec_model,
+    source: Option<&crate::drafter::DraftSource>,
+    config: *const specdec_gen_config,
+    out: *mut *mut specdec_generator,
+) -> FfiResult<()> {
+    new_handle(out, || {
+        let target = handle(target, "target")?.inner.clone();
+        let cfg = config.as_ref().map_or_else(GenerationConfig::default, |c| c.inner.clone());
+        Ok(specdec_generator::wrap(Generator::from_source(target, source, cfg)?))
     })
 }
 
