@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "specdec.h"
+#include "test_files.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Check macros. Calls whose error is checked pass &g_err; the check frees it.
@@ -200,30 +201,6 @@ static void greedy(const specdec_model *target, const specdec_model *draft, uint
     CHECK(r == SPECDEC_FINISH_REASON_MAX_TOKENS);
     CHECK(out->n == max_new);
     specdec_gen_config_free(c);
-}
-
-static int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    int ok;
-    if (!f) return 0;
-    ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
-/* The whole file (malloc'd; the caller frees it), or NULL. */
-static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    long size;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc(size > 0 ? (size_t)size : 1);
-    *n = buf ? fread(buf, 1, (size_t)size, f) : 0;
-    fclose(f);
-    return buf;
 }
 
 static const char *tmp_path(const char *name) {

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "specdec.h"
+#include "test_files.h"
 
 #define FIX "models/fixtures/"
 #define OLD_ORT ".deps/onnxruntime-old/libonnxruntime.so"
@@ -104,30 +105,6 @@ static const char *tmp_path(const char *name) {
     char *p = paths[next++ % 8];
     snprintf(p, sizeof paths[0], "%s/%s", g_tmp, name);
     return p;
-}
-
-static int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    int ok;
-    if (!f) return 0;
-    ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
-static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    long size;
-    *n = 0;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc(size > 0 ? (size_t)size : 1);
-    if (buf) *n = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    return buf;
 }
 
 /* A copy of `src` at `dst`, optionally cut to `keep` bytes (0: all). */
