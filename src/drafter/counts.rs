@@ -91,6 +91,9 @@ pub struct CountsDrafter {
     /// Tokens of the sequence already counted (when learning from the sequence).
     counted: usize,
     learn: bool,
+    /// Unigram log-probabilities, rebuilt only when the counts change (at most once a round).
+    unigram: Vec<f32>,
+    stale: bool,
     logits: Vec<f32>,
 }
 
@@ -106,7 +109,7 @@ impl CountsDrafter {
         }
         let learn = table.is_none();
         let table = table.map(|t| (*t).clone()).unwrap_or_default();
-        Ok(CountsDrafter { order, table, counted: 0, learn, logits: vec![0.0; vocab_size] })
+        Ok(CountsDrafter { order, table, counted: 0, learn, unigram: vec![0.0; vocab_size], stale: true, logits: vec![0.0; vocab_size] })
     }
 }
 
@@ -120,26 +123,31 @@ impl Drafter for CountsDrafter {
             let prev = self.counted.checked_sub(1).map(|i| ctx.tokens[i]);
             self.table.add(&ctx.tokens[self.counted..], prev);
             self.counted = ctx.tokens.len();
+            self.stale = true;
         }
-        let total: f64 = self.table.unigram.values().sum();
-        if total == 0.0 {
+        if self.table.unigram.is_empty() {
             return Ok(Guess::Stop);
         }
-        // Log-probabilities; unseen tokens keep a small mass so sampling stays well defined.
-        let v = self.logits.len() as f64;
-        for (x, l) in self.logits.iter_mut().enumerate() {
-            let c = self.table.unigram.get(&(x as u32)).copied().unwrap_or(0.0);
-            *l = ((c + 0.5) / (total + v)).ln() as f32;
+        if std::mem::take(&mut self.stale) {
+            // Add-½ smoothing: unseen tokens keep a small mass so sampling stays well defined.
+            let total: f64 = self.table.unigram.values().sum();
+            let norm = total + 0.5 * self.unigram.len() as f64;
+            self.unigram.fill((0.5 / norm).ln() as f32);
+            for (&x, &c) in &self.table.unigram {
+                self.unigram[x as usize] = ((c + 0.5) / norm).ln() as f32;
+            }
         }
+        self.logits.copy_from_slice(&self.unigram);
         if self.order == 2 {
             let prev = ctx.drafts.last().or(ctx.tokens.last()).copied();
             if let Some(row) = prev.and_then(|p| self.table.bigram.get(&p)) {
+                // Interpolate with the unigram (weight of one observation) so a rare predecessor
+                // still proposes sensibly: (c(prev, x) + p_uni(x)) / (n + 1), which sums to 1.
                 let n: f64 = row.values().sum();
-                // Interpolate with the unigram (weight of one observation) so a rare predecessor still
-                // proposes sensibly; the result still sums to 1.
-                for (x, l) in self.logits.iter_mut().enumerate() {
-                    let c = row.get(&(x as u32)).copied().unwrap_or(0.0);
-                    *l = ((c + l.exp() as f64) / (n + 1.0)).ln() as f32;
+                let shift = (n + 1.0).ln() as f32;
+                self.logits.iter_mut().for_each(|l| *l -= shift);
+                for (&x, &c) in row {
+                    self.logits[x as usize] = ((c + (self.unigram[x as usize] as f64).exp()) / (n + 1.0)).ln() as f32;
                 }
             }
         }
