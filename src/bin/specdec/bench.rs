@@ -20,6 +20,8 @@ struct BenchOpts {
     gammas: Vec<usize>,
     temperatures: Vec<f32>,
     variants: Vec<String>,
+    /// The speculative setting of the session-option comparison (`opt`, `iobinding`).
+    options_gamma: usize,
     threads: usize,
     draft_threads: usize,
     opt_level: u8,
@@ -42,6 +44,7 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
         gammas: (1..=8).collect(),
         temperatures: vec![0.0, 1.0],
         variants: vec!["target".into(), "gammas".into(), "auto".into()],
+        options_gamma: 3,
         threads: 1,
         draft_threads: 1,
         opt_level: 3,
@@ -64,6 +67,7 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             "--gammas" => o.gammas = range_list(flag, &value(flag)?)?,
             "--temperatures" => o.temperatures = value(flag)?.split(',').map(|t| num(flag, t.trim())).collect::<Result<_, _>>()?,
             "--variants" => o.variants = value(flag)?.split(',').map(|s| s.trim().to_string()).collect(),
+            "--options-gamma" => o.options_gamma = num(flag, &value(flag)?)?,
             "--threads" => o.threads = num(flag, &value(flag)?)?,
             "--draft-threads" => o.draft_threads = num(flag, &value(flag)?)?,
             "--opt-level" => o.opt_level = num(flag, &value(flag)?)?,
@@ -81,8 +85,8 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             other => return Err(usage(format!("unknown option `{other}`"))),
         }
     }
-    if o.repeats == 0 || o.new_tokens < 2 || o.gammas.is_empty() || o.temperatures.is_empty() {
-        return Err(usage("bench needs --repeats >= 1, --max-new-tokens >= 2, some gammas and temperatures"));
+    if o.repeats == 0 || o.new_tokens < 2 || o.gammas.is_empty() || o.temperatures.is_empty() || o.options_gamma == 0 {
+        return Err(usage("bench needs --repeats >= 1, --max-new-tokens >= 2, --options-gamma >= 1, some gammas and temperatures"));
     }
     Ok(o)
 }
@@ -96,10 +100,42 @@ fn range_list(flag: &str, v: &str) -> Result<Vec<usize>, CliError> {
     v.split(',').map(|s| num(flag, s.trim())).collect()
 }
 
-/// One thing measured: a draft source with its length policy at one temperature.
+/// One loaded target/draft pair. Instance 0 has the run's own session options (--opt-level,
+/// spinning, threads); the others, loaded only for the `opt` and `iobinding` variants, differ from
+/// it in one option each. Each holds its own ONNX Runtime sessions, so each loads both models again
+/// (about 40 MB for the demo pair).
+struct Instance {
+    /// "opt-level 2", "iobinding"; empty for instance 0.
+    label: String,
+    optimization_level: u8,
+    io_binding: bool,
+    target: Arc<Model>,
+    draft: Arc<Model>,
+}
+
+/// The session options the `opt` and `iobinding` variants compare with the run's own, as
+/// (label, graph optimization level, IoBinding): `opt` gives every level of 1..=3 other than
+/// --opt-level, `iobinding` the IoBinding path on the CPU at --opt-level.
+fn option_sets(o: &BenchOpts) -> Result<Vec<(String, u8, bool)>, CliError> {
+    let mut out = Vec::new();
+    if o.variants.iter().any(|v| v == "opt") {
+        out.extend((1..=3u8).filter(|&l| l != o.opt_level).map(|l| (format!("opt-level {l}"), l, false)));
+    }
+    if o.variants.iter().any(|v| v == "iobinding") {
+        if o.device != Device::Cpu || o.draft_device.is_some_and(|d| d != Device::Cpu) {
+            return Err(usage("the `iobinding` bench variant compares IoBinding with the plain path, which exists on the CPU only (CUDA always binds)"));
+        }
+        out.push(("iobinding".into(), o.opt_level, true));
+    }
+    Ok(out)
+}
+
+/// One thing measured: a draft source with its length policy at one temperature, on one instance.
 struct Variant {
     name: String,
     temperature: f32,
+    /// Index into the instances (0: the run's own session options).
+    inst: usize,
     source: Option<DraftSource>,
     policy: DraftPolicy,
     gamma: usize,
@@ -108,11 +144,33 @@ struct Variant {
     runs: Vec<(f64, Stats)>,
 }
 
-fn variants(o: &BenchOpts, draft: &DraftSource) -> Result<Vec<Variant>, CliError> {
+impl Variant {
+    /// Whether this variant is one of the two settings the session options are compared at:
+    /// target-only, or the model draft at fixed γ = `gamma` with no confidence stop.
+    fn options_mode(&self, gamma: usize) -> bool {
+        match &self.source {
+            None => true,
+            Some(DraftSource::Model(_)) => self.policy == DraftPolicy::Fixed && self.confidence_stop == 0.0 && self.gamma == gamma,
+            Some(_) => false,
+        }
+    }
+
+    fn same_setting(&self, other: &Variant) -> bool {
+        self.temperature == other.temperature && self.source.is_none() == other.source.is_none() && self.gamma == other.gamma
+    }
+}
+
+/// The variants in the order a repetition runs them, grouped: a group is one variant of instance
+/// 0 followed by the same setting on each other instance (a single variant where there are none).
+/// Each group runs back to back, its order rotated per repetition, so the paired option ratios
+/// compare runs seconds apart and no instance always runs first.
+fn variants(o: &BenchOpts, instances: &[Instance]) -> Result<(Vec<Variant>, Vec<Vec<usize>>), CliError> {
+    let draft = DraftSource::Model(instances[0].draft.clone());
+    let compare = instances.len() > 1;
     let mut out = Vec::new();
     for &t in &o.temperatures {
         let mut add = |name: String, source: Option<DraftSource>, policy, gamma, confidence_stop| {
-            out.push(Variant { name, temperature: t, source, policy, gamma, confidence_stop, runs: Vec::new() })
+            out.push(Variant { name, temperature: t, inst: 0, source, policy, gamma, confidence_stop, runs: Vec::new() })
         };
         for v in &o.variants {
             let ngram = DraftSource::NGram(NGramConfig::default());
@@ -126,14 +184,61 @@ fn variants(o: &BenchOpts, draft: &DraftSource) -> Result<Vec<Variant>, CliError
                 "ngram-auto" => add("ngram auto".into(), Some(ngram), DraftPolicy::Auto, 8, 0.0),
                 "bigram" => add("bigram γ=2".into(), Some(DraftSource::Counts { order: 2, table: None }), DraftPolicy::Fixed, 2, 0.0),
                 "unigram" => add("unigram γ=2".into(), Some(DraftSource::Counts { order: 1, table: None }), DraftPolicy::Fixed, 2, 0.0),
+                // Instances, not rows of their own: handled below.
+                "opt" | "iobinding" => {}
                 other => return Err(usage(format!("unknown bench variant `{other}`"))),
             }
+        }
+        // The speculative setting of the option comparison needs its row on the run's options.
+        if compare && !out.iter().any(|v| v.temperature == t && v.source.is_some() && v.options_mode(o.options_gamma)) {
+            let g = o.options_gamma;
+            out.push(Variant { name: format!("model γ={g}"), temperature: t, inst: 0, source: Some(draft.clone()), policy: DraftPolicy::Fixed, gamma: g, confidence_stop: 0.0, runs: Vec::new() });
         }
     }
     if !out.iter().any(|v| v.source.is_none()) {
         return Err(usage("the bench variants must include `target`: every speed-up is relative to it"));
     }
-    Ok(out)
+    let mut ordered = Vec::with_capacity(out.len() * instances.len());
+    let mut groups = Vec::new();
+    for v in out {
+        let mut group = vec![ordered.len()];
+        let siblings: Vec<Variant> = if compare && v.options_mode(o.options_gamma) {
+            (1..instances.len())
+                .map(|i| Variant {
+                    name: v.name.clone(),
+                    temperature: v.temperature,
+                    inst: i,
+                    source: v.source.as_ref().map(|_| DraftSource::Model(instances[i].draft.clone())),
+                    policy: v.policy,
+                    gamma: v.gamma,
+                    confidence_stop: 0.0,
+                    runs: Vec::new(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ordered.push(v);
+        for s in siblings {
+            group.push(ordered.len());
+            ordered.push(s);
+        }
+        groups.push(group);
+    }
+    Ok((ordered, groups))
+}
+
+/// The order of repetition `rep`: the groups in order, each rotated by `rep`.
+fn run_order(groups: &[Vec<usize>], rep: usize) -> Vec<usize> {
+    groups
+        .iter()
+        .flat_map(|g| {
+            let mut g = g.clone();
+            let n = g.len();
+            g.rotate_left(rep % n);
+            g
+        })
+        .collect()
 }
 
 /// Generate `new_tokens` after each prompt (EOS off, so every variant does the same work);
@@ -231,12 +336,24 @@ fn summarise(mut v: Vec<f64>) -> Summary {
 pub fn bench(args: &[String]) -> Result<(), CliError> {
     let o = parse(args)?;
     crate::init_runtime(o.ort_lib.as_deref(), o.device, o.draft_device)?;
-    let opts = |threads, device| ModelOptions { intra_threads: threads, optimization_level: o.opt_level, spinning: o.spinning, device, ..Default::default() };
-    let target = Arc::new(Model::load(&o.target, &opts(o.threads, o.device))?);
-    let draft_model = Arc::new(Model::load(&o.draft, &opts(o.draft_threads, o.draft_device.unwrap_or(o.device)))?);
+    let opts = |threads, device, optimization_level, io_binding| ModelOptions { intra_threads: threads, optimization_level, spinning: o.spinning, device, io_binding, ..Default::default() };
+    let load = |label: String, level: u8, io_binding: bool| -> Result<Instance, Error> {
+        Ok(Instance {
+            label,
+            optimization_level: level,
+            io_binding,
+            target: Arc::new(Model::load(&o.target, &opts(o.threads, o.device, level, io_binding))?),
+            draft: Arc::new(Model::load(&o.draft, &opts(o.draft_threads, o.draft_device.unwrap_or(o.device), level, io_binding))?),
+        })
+    };
+    let mut instances = vec![load(String::new(), o.opt_level, false)?];
+    for (label, level, io_binding) in option_sets(&o)? {
+        instances.push(load(label, level, io_binding)?);
+    }
+    let (target, draft_model) = (instances[0].target.clone(), instances[0].draft.clone());
     let tok = Tokenizer::load(&o.target)?;
     let prompts = load_prompts(&o.prompts, &tok)?;
-    let mut vs = variants(&o, &DraftSource::Model(draft_model.clone()))?;
+    let (mut vs, groups) = variants(&o, &instances)?;
 
     // Costs first: T_target(k) for k = 1..=9 and T_draft(1), after a prefix as long as the
     // average context during the runs (attention cost grows with it).
@@ -247,21 +364,24 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
     let t1 = costs.target[0].0;
     let verify = |k: usize| costs.target.get(k - 1).map_or(1.0 + 0.1 * (k as f64 - 1.0), |t| t.0 / t1);
 
-    // Warm-up: one short pass of every variant (sessions plan and allocate on first use).
+    // Warm-up: one short pass of every variant, of every instance (sessions plan and allocate on
+    // first use).
     for v in &vs {
-        run_variant(&target, v, &prompts[..1], o.new_tokens.min(16), 0)?;
+        run_variant(&instances[v.inst].target, v, &prompts[..1], o.new_tokens.min(16), 0)?;
     }
-    let mut reference: Vec<Option<Vec<Vec<u32>>>> = vec![None; o.temperatures.len()];
+    // Greedy output must not depend on the variant: every greedy run of an instance is checked
+    // against the instance's first one. Across instances (other graph optimizations, another
+    // cache path) float rounding may flip a near-tie, so there a difference is reported, not fatal.
+    let mut reference: Vec<Option<Vec<Vec<u32>>>> = vec![None; instances.len()];
     let started = Instant::now();
     for rep in 0..o.repeats {
-        for v in vs.iter_mut() {
-            let (tps, stats, outputs) = run_variant(&target, v, &prompts, o.new_tokens, rep)?;
-            // Greedy output must not depend on the variant: check every greedy run.
+        for i in run_order(&groups, rep) {
+            let v = &mut vs[i];
+            let (tps, stats, outputs) = run_variant(&instances[v.inst].target, v, &prompts, o.new_tokens, rep)?;
             if v.temperature == 0.0 {
-                let ti = o.temperatures.iter().position(|&t| t == 0.0).unwrap_or(0);
-                match &reference[ti] {
-                    None => reference[ti] = Some(outputs),
-                    Some(r) if *r != outputs => return Err(Error::Inference(format!("greedy output of `{}` differs from the other variants'", v.name)).into()),
+                match &reference[v.inst] {
+                    None => reference[v.inst] = Some(outputs),
+                    Some(r) if *r != outputs => return Err(Error::Inference(format!("greedy output of `{}`{} differs from the other variants'", v.name, instance_suffix(&instances[v.inst]))).into()),
                     Some(_) => {}
                 }
             }
@@ -269,8 +389,10 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
         }
         eprintln!("repetition {}/{} done ({:.0} s)", rep + 1, o.repeats, started.elapsed().as_secs_f64());
     }
+    // Prompts whose greedy output differs from instance 0's, per instance.
+    let greedy_diff: Vec<Option<usize>> = reference.iter().map(|r| Some(r.as_ref()?.iter().zip(reference[0].as_ref()?).filter(|(a, b)| a != b).count())).collect();
 
-    let report = Report { o: &o, vs: &vs, costs: &costs, verify: &verify, prompts: prompts.len() };
+    let report = Report { o: &o, vs: &vs, instances: &instances, greedy_diff: &greedy_diff, costs: &costs, verify: &verify, prompts: prompts.len() };
     std::fs::create_dir_all(&o.out).map_err(|e| Error::InvalidArgument(format!("{}: {e}", o.out.display())))?;
     let json = report.json();
     let md = report.markdown();
@@ -282,9 +404,16 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
     Ok(())
 }
 
+fn instance_suffix(i: &Instance) -> String {
+    if i.label.is_empty() { String::new() } else { format!(" ({})", i.label) }
+}
+
 struct Report<'a> {
     o: &'a BenchOpts,
     vs: &'a [Variant],
+    instances: &'a [Instance],
+    /// Per instance: prompts whose greedy output differs from instance 0's (None: no T = 0 runs).
+    greedy_diff: &'a [Option<usize>],
     costs: &'a Costs,
     verify: &'a dyn Fn(usize) -> f64,
     prompts: usize,
@@ -313,11 +442,17 @@ impl Report<'_> {
         self.costs.draft_warm / self.costs.target[0].0
     }
 
+    /// Target-only on the run's own options at temperature `t`: every speed-up's denominator.
+    fn base(&self, t: f32) -> &Variant {
+        self.vs.iter().find(|b| b.inst == 0 && b.source.is_none() && b.temperature == t).expect("target-only variant")
+    }
+
     fn rows(&self) -> Vec<Row<'_>> {
         self.vs
             .iter()
+            .filter(|v| v.inst == 0)
             .map(|v| {
-                let base = self.vs.iter().find(|b| b.source.is_none() && b.temperature == v.temperature).expect("target-only variant");
+                let base = self.base(v.temperature);
                 let mut s = Stats::default();
                 v.runs.iter().for_each(|(_, st)| s += st);
                 let total = s.total_time.as_secs_f64().max(1e-12);
@@ -340,6 +475,72 @@ impl Report<'_> {
                 }
             })
             .collect()
+    }
+
+    /// The session-option comparison: for each setting measured on every instance (target-only
+    /// and γ = --options-gamma, per temperature), the run's own options first, then each other
+    /// instance, with tokens/s paired per repetition against the run's own options.
+    fn option_rows(&self) -> Vec<OptionRow<'_>> {
+        if self.instances.len() < 2 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for d in self.vs.iter().filter(|v| v.inst == 0 && v.options_mode(self.o.options_gamma)) {
+            let mut members: Vec<&Variant> = self.vs.iter().filter(|v| v.same_setting(d) && (v.inst != 0 || std::ptr::eq(*v, d))).collect();
+            members.sort_by_key(|v| v.inst);
+            for v in members {
+                let own_base = self.vs.iter().find(|b| b.inst == v.inst && b.source.is_none() && b.temperature == v.temperature);
+                let mut s = Stats::default();
+                v.runs.iter().for_each(|(_, st)| s += st);
+                let ratio = summarise(v.runs.iter().zip(&d.runs).map(|(a, b)| a.0 / b.0).collect());
+                let verdict = if v.inst == 0 {
+                    "–"
+                } else if v.runs.len() < MIN_REPS_FOR_CHOICE {
+                    "too few reps"
+                } else if ratio.min > 1.0 {
+                    "faster"
+                } else if ratio.max < 1.0 {
+                    "slower"
+                } else {
+                    "mixed"
+                };
+                out.push(OptionRow {
+                    v,
+                    inst: &self.instances[v.inst],
+                    tps: summarise(v.runs.iter().map(|r| r.0).collect()),
+                    ratio,
+                    speedup: v.source.as_ref().and(own_base).map(|b| summarise(v.runs.iter().zip(&b.runs).map(|(a, b)| a.0 / b.0).collect())),
+                    alpha: s.alpha(),
+                    tokens_per_round: s.tokens_per_target_call(),
+                    verdict,
+                });
+            }
+        }
+        out
+    }
+
+    /// The options this run's measurements pick: an alternative only where it was faster than the
+    /// run's own options in every repetition of every setting it was measured at (the one with the
+    /// largest geometric-mean median ratio if several are), else the run's own.
+    fn option_choice(&self, rows: &[OptionRow]) -> Option<(usize, f64)> {
+        if self.o.repeats < MIN_REPS_FOR_CHOICE {
+            return None;
+        }
+        (1..self.instances.len())
+            .filter_map(|i| {
+                let mine: Vec<&OptionRow> = rows.iter().filter(|r| r.v.inst == i).collect();
+                (!mine.is_empty() && mine.iter().all(|r| r.ratio.min > 1.0)).then(|| (i, (mine.iter().map(|r| r.ratio.med.ln()).sum::<f64>() / mine.len() as f64).exp()))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    fn options_label(&self, i: usize) -> String {
+        let inst = &self.instances[i];
+        if i == 0 {
+            format!("run's own (opt-level {}{})", inst.optimization_level, if inst.io_binding { ", iobinding" } else { "" })
+        } else {
+            inst.label.clone()
+        }
     }
 
     fn json(&self) -> serde_json::Value {
@@ -377,6 +578,46 @@ impl Report<'_> {
             "draft_step_seconds": {"cold": self.costs.draft_cold, "warm": self.costs.draft_warm},
             "c": {"cold": self.c_cold(), "warm": self.c_warm()},
             "rows": rows,
+            "session_options": self.options_json(),
+        })
+    }
+
+    fn options_json(&self) -> serde_json::Value {
+        let rows = self.option_rows();
+        if rows.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let sum = |s: &Summary| serde_json::json!({"median": s.med, "min": s.min, "max": s.max});
+        let choice = self.option_choice(&rows);
+        let decided = self.o.repeats >= MIN_REPS_FOR_CHOICE;
+        serde_json::json!({
+            "gamma": self.o.options_gamma,
+            "instances": self.instances.iter().enumerate().map(|(i, inst)| serde_json::json!({
+                "label": self.options_label(i),
+                "graph_optimization_level": inst.optimization_level,
+                "io_binding": inst.io_binding,
+                "greedy_prompts_differing_from_run_options": self.greedy_diff[i],
+            })).collect::<Vec<_>>(),
+            "rows": rows.iter().map(|r| serde_json::json!({
+                "options": self.options_label(r.v.inst),
+                "graph_optimization_level": r.inst.optimization_level,
+                "io_binding": r.inst.io_binding,
+                "temperature": r.v.temperature,
+                "setting": r.v.name,
+                "gamma": r.v.source.as_ref().map(|_| r.v.gamma),
+                "tokens_per_second": sum(&r.tps),
+                "ratio_to_run_options": sum(&r.ratio),
+                "speedup_over_own_target_only": r.speedup.as_ref().map(sum),
+                "alpha": r.v.source.as_ref().map(|_| r.alpha),
+                "tokens_per_target_call": r.tokens_per_round,
+                "every_repetition": r.verdict,
+                "per_repetition_tokens_per_second": r.v.runs.iter().map(|x| x.0).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "choice": {
+                "options": decided.then(|| self.options_label(choice.map_or(0, |c| c.0))),
+                "geometric_mean_ratio": choice.map(|c| c.1),
+                "rule": format!("an alternative only if faster than the run's own options in every repetition of every setting it was measured at; none with fewer than {MIN_REPS_FOR_CHOICE} repetitions"),
+            },
         })
     }
 
@@ -428,6 +669,101 @@ impl Report<'_> {
                 100.0 * r.split.2,
             );
         }
+        s += &self.options_markdown();
         s
+    }
+
+    fn options_markdown(&self) -> String {
+        let rows = self.option_rows();
+        if rows.is_empty() {
+            return String::new();
+        }
+        let own = &self.instances[0];
+        let mut s = format!(
+            "\nSession options (`opt`, `iobinding`): each alternative loads both models again with one option changed from this run's (graph optimization level {}, {} path, threads and spinning as above) and runs target-only and the model draft at γ = {} in the same repetitions, back to back with the run's own options (order rotated per repetition). Ratio: tokens/s over the run's own options in the same setting, paired per repetition; \"every rep\": faster or slower in every repetition, else mixed.\n\n",
+            own.optimization_level,
+            if own.io_binding { "IoBinding" } else { "plain" },
+            self.o.options_gamma
+        );
+        s += "| T | options | setting | tokens/s | vs run's options | speed-up vs own target-only | α̂ | tokens/call | every rep | greedy = run's options |\n";
+        s += "|---|---|---|---|---|---|---|---|---|---|\n";
+        for r in &rows {
+            let greedy = match (r.v.temperature == 0.0, self.greedy_diff[r.v.inst]) {
+                (false, _) | (_, None) => "–".to_string(),
+                (true, Some(0)) => "yes".into(),
+                (true, Some(n)) => format!("{n} of {} prompts differ", self.prompts),
+            };
+            s += &format!(
+                "| {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.2}x ({:.2}–{:.2}) | {} | {} | {:.2} | {} | {} |\n",
+                r.v.temperature,
+                self.options_label(r.v.inst),
+                r.v.name,
+                r.tps.med,
+                r.tps.min,
+                r.tps.max,
+                r.ratio.med,
+                r.ratio.min,
+                r.ratio.max,
+                r.speedup.as_ref().map_or("–".into(), |x| format!("{:.2}x ({:.2}–{:.2})", x.med, x.min, x.max)),
+                if r.v.source.is_some() { format!("{:.3}", r.alpha) } else { "–".into() },
+                r.tokens_per_round,
+                r.verdict,
+                greedy,
+            );
+        }
+        s += &match self.option_choice(&rows) {
+            Some((i, g)) => format!("\nChoice by this run: {} ({:.2}x geometric mean of the median ratios; faster in every repetition of every setting).\n", self.options_label(i), g),
+            None if self.o.repeats < MIN_REPS_FOR_CHOICE => format!("\nChoice by this run: none ({} repetition(s); a choice needs at least {MIN_REPS_FOR_CHOICE}).\n", self.o.repeats),
+            None => format!("\nChoice by this run: the run's own options (opt-level {}); no alternative was faster in every repetition of every setting.\n", own.optimization_level),
+        };
+        s
+    }
+}
+
+/// Fewer repetitions than this give no verdict on session options ("faster in every repetition"
+/// means little over one or two).
+const MIN_REPS_FOR_CHOICE: usize = 3;
+
+/// One row of the session-option comparison.
+struct OptionRow<'a> {
+    v: &'a Variant,
+    inst: &'a Instance,
+    tps: Summary,
+    /// Paired per repetition against the same setting on the run's own options.
+    ratio: Summary,
+    /// Speculative rows: against the same instance's target-only.
+    speedup: Option<Summary>,
+    alpha: f64,
+    tokens_per_round: f64,
+    verdict: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &str) -> BenchOpts {
+        let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+        parse(&args).unwrap_or_else(|_| panic!("parse {args:?}"))
+    }
+
+    #[test]
+    fn option_sets_are_the_other_levels_and_iobinding() {
+        let sets = option_sets(&opts("--variants target,opt,iobinding")).ok().unwrap();
+        assert_eq!(sets, vec![("opt-level 1".to_string(), 1, false), ("opt-level 2".to_string(), 2, false), ("iobinding".to_string(), 3, true)]);
+        let sets = option_sets(&opts("--variants target,opt --opt-level 2")).ok().unwrap();
+        assert_eq!(sets.iter().map(|s| s.1).collect::<Vec<_>>(), vec![1, 3]);
+        assert!(option_sets(&opts("--variants target,gammas")).ok().unwrap().is_empty());
+        assert!(option_sets(&opts("--variants target,iobinding --device cuda")).is_err());
+        assert_eq!(opts("--options-gamma 2").options_gamma, 2);
+        assert!(parse(&["--options-gamma".into(), "0".into()]).is_err());
+    }
+
+    #[test]
+    fn run_order_rotates_within_groups_only() {
+        let groups = vec![vec![0, 1, 2], vec![3], vec![4, 5]];
+        assert_eq!(run_order(&groups, 0), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(run_order(&groups, 1), vec![1, 2, 0, 3, 5, 4]);
+        assert_eq!(run_order(&groups, 2), vec![2, 0, 1, 3, 4, 5]);
     }
 }

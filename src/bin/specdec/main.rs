@@ -30,7 +30,7 @@ usage:
   specdec bench    [--target PATH] [--draft PATH] [--prompts FILE.jsonl] [--max-new-tokens N]
                    [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
                    [--threads N] [--draft-threads N] [--opt-level 0-3] [--no-spin] [--out DIR]
-                   [--ort-lib PATH] [--device D] [--draft-device D] [--quick]
+                   [--options-gamma N] [--ort-lib PATH] [--device D] [--draft-device D] [--quick]
 
 Greedy (temperature 0) is the default. Without --draft (or --drafter), generation is
 target-only. --drafter picks the draft source: model (the --draft model; the default when
@@ -41,8 +41,11 @@ unigram or bigram (counts from --counts FILE, else learnt from the sequence).
 default) or a CUDA GPU (cuda = cuda:0), with its KV cache kept on the GPU. CUDA that cannot run
 is an error naming what is missing; --cuda-fallback runs on the CPU instead, with a warning.
 bench variants (comma-separated; default target,gammas,auto): target, gammas (the model draft
-at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram; it
-writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the table.
+at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram, and the
+session-option comparison: opt (both models again at each other graph optimization level of
+1..3) and iobinding (both models again on the CPU IoBinding path), each run target-only and at
+gamma --options-gamma (default 3) beside the run's own options, paired per repetition. It
+writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the tables.
 The demo defaults to gamma 3, 128 new tokens and 4 bundled code prompts.
 ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxruntime/
 (filled by scripts/setup.sh; for CUDA, .deps/onnxruntime-gpu/ from scripts/setup-gpu.sh).";
