@@ -20,14 +20,14 @@ demo: build
 
 # The benchmark (see README): speed-up per gamma at T = 0 and 1 beside the paper's prediction,
 # JSON + markdown + PNG in target/bench/. Several minutes; run it on an otherwise idle machine.
-BENCH_ARGS ?= --variants target,gammas,auto,heuristic,confidence,ngram,ngram-auto,bigram
+BENCH_ARGS ?= --variants target,gammas,auto,heuristic,confidence,ngram,ngram-auto,bigram,opt,iobinding
 .PHONY: bench bench-smoke peer-bench
 bench: build
 	bash scripts/bench.sh $(BENCH_ARGS)
 
 # The bench command end to end on little work (every variant; greedy outputs must agree).
 bench-smoke: build
-	./target/release/specdec bench --quick --variants target,gammas,auto,heuristic,confidence,ngram,ngram-auto,bigram,unigram --out target/bench-smoke
+	./target/release/specdec bench --quick --variants target,gammas,auto,heuristic,confidence,ngram,ngram-auto,bigram,unigram,opt,iobinding --out target/bench-smoke
 
 # specdec against onnxruntime-genai 0.18 on the same pair (benches/PEER.md).
 peer-bench: build
