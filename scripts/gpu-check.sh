@@ -17,6 +17,10 @@
 # Needs Rust (cargo with its crates, or network), Python 3 with pip, and network to PyPI unless
 # .deps/ is already set up or SPECDEC_GPU_WHEELS names a folder of the wheels.
 # GPU_CHECK_SECONDS changes the overall limit (default 480).
+# For a GPU host without Rust or network, build here and bring the binaries:
+#   SPECDEC_BIN=path/to/specdec  SPECDEC_DEVICE_TEST_BIN=path/to/deps/device-<hash>
+#   ORT_DYLIB_PATH=dir/libonnxruntime.so (the providers beside it)  SPECDEC_CUDA_LIB_DIRS=...
+# skip steps 1 and 2 (the test binary finds the models through the path it was built in).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -93,18 +97,23 @@ else
   echo "gpu-check: nvidia-smi not found (the NVIDIA driver may be missing)"
 fi
 
-step setup 240 bash scripts/setup-gpu.sh || exit 1
-export ORT_DYLIB_PATH="$PWD/.deps/onnxruntime-gpu/libonnxruntime.so"
 export SPECDEC_TEST_DEVICE="$dev"
-
-step build 300 bash -c 'cargo build --release --bin specdec && cargo test --release --test device --no-run' || exit 1
-
-step device-tests 200 cargo test --release --test device -- --nocapture --test-threads 2
+specdec="${SPECDEC_BIN:-target/release/specdec}"
+if [ -n "${SPECDEC_DEVICE_TEST_BIN:-}" ]; then
+  [ -f "${ORT_DYLIB_PATH:-}" ] || { echo "gpu-check: prebuilt binaries need ORT_DYLIB_PATH"; exit 1; }
+  results+=("INFO  prebuilt: $specdec, $SPECDEC_DEVICE_TEST_BIN, $ORT_DYLIB_PATH")
+  step device-tests 200 "$SPECDEC_DEVICE_TEST_BIN" --nocapture --test-threads 2
+else
+  step setup 240 bash scripts/setup-gpu.sh || exit 1
+  export ORT_DYLIB_PATH="$PWD/.deps/onnxruntime-gpu/libonnxruntime.so"
+  step build 300 bash -c 'cargo build --release --bin specdec && cargo test --release --test device --no-run' || exit 1
+  step device-tests 200 cargo test --release --test device -- --nocapture --test-threads 2
+fi
 
 demo=(--target models/demo/target --draft models/demo/draft --max-new-tokens 64 --json
   --prompt $'import os\n\n\ndef walk(top):\n    for name in os.listdir(top):')
-step generate-cuda 60 target/release/specdec generate --device "$dev" "${demo[@]}"
-step generate-cpu-draft 60 target/release/specdec generate --device "$dev" --draft-device cpu "${demo[@]}"
+step generate-cuda 60 "$specdec" generate --device "$dev" "${demo[@]}"
+step generate-cpu-draft 60 "$specdec" generate --device "$dev" --draft-device cpu "${demo[@]}"
 
 # A second witness besides specdec's counters, when Nsight Systems is installed: every memory copy
 # the GPU made during a CUDA generation, by direction and size (not a pass/fail step). Per token,
@@ -112,14 +121,14 @@ step generate-cpu-draft 60 target/release/specdec generate --device "$dev" --dra
 if command -v nsys >/dev/null && [ $((deadline - $(date +%s))) -gt 150 ]; then
   echo "== nsys: memory copies during a CUDA generation"
   timeout 90 nsys profile --trace=cuda --force-overwrite true --output "$out/generate-cuda" \
-    target/release/specdec generate --device "$dev" "${demo[@]}" >"$out/nsys.log" 2>&1 &&
+    "$specdec" generate --device "$dev" "${demo[@]}" >"$out/nsys.log" 2>&1 &&
     { timeout 30 nsys stats --report cuda_gpu_mem_size_sum "$out/generate-cuda.nsys-rep" ||
       timeout 30 nsys stats --report gpumemsizesum "$out/generate-cuda.nsys-rep"; } >>"$out/nsys.log" 2>&1
   results+=("INFO  nsys memory-copy summary in $out/nsys.log")
 fi
 
-step bench-cpu 90 target/release/specdec bench --quick --device cpu --out "$out/bench-cpu"
-step bench-cuda 120 target/release/specdec bench --quick --device "$dev" --out "$out/bench-cuda"
-step bench-cuda-cpu-draft 120 target/release/specdec bench --quick --device "$dev" --draft-device cpu --out "$out/bench-cuda-cpu-draft"
+step bench-cpu 90 "$specdec" bench --quick --device cpu --out "$out/bench-cpu"
+step bench-cuda 120 "$specdec" bench --quick --device "$dev" --out "$out/bench-cuda"
+step bench-cuda-cpu-draft 120 "$specdec" bench --quick --device "$dev" --draft-device cpu --out "$out/bench-cuda-cpu-draft"
 
 [ "$failed" -eq 0 ]
