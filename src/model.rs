@@ -157,7 +157,7 @@ impl CostCurve {
         }
         let t = time.as_secs_f64();
         let mut s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
-        s[k] = Some(s[k].map_or(t, |m| 0.9 * m + 0.1 * t));
+        s[k] = Some(s[k].map_or(t, |m| crate::policy::robust_mean(m, t)));
     }
 
     /// T(k) in seconds if calls of exactly k tokens were measured.

@@ -117,7 +117,7 @@ impl LengthController {
     /// Learn the cost of drafting: a round's first guess took `first`, the `more` later ones
     /// `rest` in all.
     pub(crate) fn record_draft_cost(&mut self, first: Duration, rest: Duration, more: u64) {
-        let mean = |old: Option<f64>, x: f64| Some(old.map_or(x, |m| 0.9 * m + 0.1 * x));
+        let mean = |old: Option<f64>, x: f64| Some(old.map_or(x, |m| robust_mean(m, x)));
         self.first_step = mean(self.first_step, first.as_secs_f64());
         if more > 0 {
             self.next_step = mean(self.next_step, rest.as_secs_f64() / more as f64);
@@ -141,6 +141,13 @@ impl LengthController {
 }
 
 /// Expected tokens of a round with draft length γ at acceptance rate α.
+/// A running mean that one scheduling hiccup cannot move far: a sample counts as at most twice
+/// (at least half) the mean, so a 10 ms stall does not make drafting look unaffordable for the many
+/// rounds it takes γ = 0 to probe again, while a real change still shows within a few rounds.
+pub(crate) fn robust_mean(mean: f64, sample: f64) -> f64 {
+    0.9 * mean + 0.1 * sample.clamp(0.5 * mean, 2.0 * mean)
+}
+
 pub fn expected_tokens(alpha: f64, gamma: usize) -> f64 {
     if alpha >= 1.0 {
         return (gamma + 1) as f64;
@@ -189,6 +196,17 @@ mod tests {
         // A draft step as dear as the target makes speculation a loss: target only.
         assert_eq!(best_gamma(0.5, 1.0, 1.0, flat), 0);
         assert_eq!(best_gamma(0.0, 0.0, 0.0, flat), 0);
+    }
+
+    #[test]
+    fn a_stall_barely_moves_the_cost_estimate_but_a_real_change_shows() {
+        let spiked = robust_mean(1.0, 100.0);
+        assert!((spiked - 1.1).abs() < 1e-12, "{spiked}");
+        let mut m = 1.0;
+        for _ in 0..30 {
+            m = robust_mean(m, 3.0);
+        }
+        assert!((m - 3.0).abs() < 0.15, "{m}");
     }
 
     #[test]
