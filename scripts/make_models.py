@@ -10,8 +10,11 @@ Stages (run in order by `all`; each is resumable and skips work whose output exi
              plus an untrained model with another vocabulary (for mismatch tests)
   demo       the demo pair: ~10M-parameter Llama target, ~0.7M Llama draft (long: background it)
   export     optimum-cli export onnx --task text-generation-with-past into models/
+  distill    (not part of `all`) a distilled demo draft: hf/demo-draft fine-tuned on
+             KL(p_target || q_draft) at temperature 1, written to hf/demo-draft-kd. Export it alone
+             with `--stage export --only demo-draft-kd --to target/kd-draft` (models/ untouched)
 
-Usage: python scripts/make_models.py [--stage all|tokenizer|fixtures|demo|export] [--work DIR]
+Usage: python scripts/make_models.py [--stage all|tokenizer|fixtures|demo|export|distill] [--work DIR]
 """
 import argparse
 import json
@@ -204,6 +207,117 @@ def train(name, spec, work, steps, batch, seq, lr):
     return info
 
 
+def pair_metrics(student, teacher, data, seq, batches=20):
+    """Held-out agreement of a draft with the target, per position: cross-entropy on the data,
+    KL(p || q), the T = 1 acceptance probability sum_x min(p, q) and the greedy (argmax) agreement."""
+    import numpy as np
+    import torch
+    rng = np.random.default_rng(0)
+    was_training = student.training
+    student.eval()
+    sums = dict(ce=0.0, kl=0.0, accept_t1=0.0, greedy_agree=0.0)
+    n = 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(batches):
+            starts = rng.integers(0, len(data) - seq - 1, size=8)
+            x = torch.from_numpy(np.stack([data[s:s + seq + 1] for s in starts]).astype("int64"))
+            logp = torch.log_softmax(teacher(input_ids=x[:, :-1]).logits.float(), -1)
+            logq = torch.log_softmax(student(input_ids=x[:, :-1]).logits.float(), -1)
+            p = logp.exp()
+            sums["ce"] += -logq.gather(-1, x[:, 1:, None]).sum().item()
+            sums["kl"] += (p * (logp - logq)).sum().item()
+            sums["accept_t1"] += torch.minimum(p, logq.exp()).sum().item()
+            sums["greedy_agree"] += (logp.argmax(-1) == logq.argmax(-1)).sum().item()
+            n += x[:, 1:].numel()
+    student.train(was_training)
+    return {k: round(v / n, 4) for k, v in sums.items()}
+
+
+def distill(work, tokens, batch, seq, lr, ce_weight):
+    """Fine-tune the demo draft towards the demo target: loss KL(p_target || q_draft) at T = 1 on
+    every position (+ ce_weight x cross-entropy on the data), target logits computed on the fly.
+    Same conventions as train(): bf16 autocast, cosine lr, a checkpoint every 200 steps."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    name = "demo-draft-kd"
+    out = work / "hf" / name
+    if (out / "config.json").exists():
+        return json.loads((out / "train_log.json").read_text())
+    for src in ["demo-draft", "demo-target"]:
+        if not (work / "hf" / src / "config.json").exists():
+            sys.exit(f"distill: {work / 'hf' / src} missing (run --stage demo first)")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.manual_seed(SEED)
+    train_ids, valid_ids = token_arrays(work)
+    teacher = AutoModelForCausalLM.from_pretrained(work / "hf" / "demo-target", dtype=torch.float32).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    model = AutoModelForCausalLM.from_pretrained(work / "hf" / "demo-draft", dtype=torch.float32)
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    steps = max(1, tokens // (batch * seq))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    ckpt = work / "ckpt" / f"{name}.pt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    step, before, elapsed = 0, None, 0.0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, before, elapsed = state["step"], state["before"], state["seconds"]
+        log(f"{name}: resumed at step {step}")
+    if before is None:
+        before = pair_metrics(model, teacher, valid_ids, seq)
+        log(f"{name}: before (demo-draft) {before}")
+    log(f"{name}: {params / 1e6:.2f}M parameters from demo-draft, {steps} steps of {batch}x{seq} tokens, "
+        f"lr {lr}, ce weight {ce_weight}")
+    warmup = max(1, steps // 20)
+    t0 = time.time() - elapsed
+    t_start, step0 = time.time(), step
+    while step < steps:
+        # Other batches than the draft's own training saw (train() seeds with SEED + step).
+        rng = np.random.default_rng(SEED + 1_000_003 + step)
+        starts = rng.integers(0, len(train_ids) - seq - 1, size=batch)
+        x = torch.from_numpy(np.stack([train_ids[s:s + seq] for s in starts]).astype("int64"))
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr * max(scale, 0.05)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logp = torch.log_softmax(teacher(input_ids=x).logits.float(), -1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=x).logits
+        logq = torch.log_softmax(logits.float(), -1)
+        kl = (logp.exp() * (logp - logq)).sum(-1).mean()
+        loss = kl
+        if ce_weight > 0:
+            ce = -logq[:, :-1].gather(-1, x[:, 1:, None]).mean()
+            loss = kl + ce_weight * ce
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0 or step == steps:
+            rate = ((step - step0) * batch * seq) / max(1e-9, time.time() - t_start)
+            log(f"{name}: step {step}/{steps} kl {kl.item():.4f} loss {loss.item():.4f} ({rate:.0f} tok/s)")
+        if step % 200 == 0 or step == steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "before": before,
+                        "seconds": time.time() - t0}, ckpt)
+    seconds = time.time() - t0
+    after = pair_metrics(model, teacher, valid_ids, seq)
+    info = {"name": name, "parameters": params, "init": "demo-draft", "teacher": "demo-target",
+            "loss": f"KL(p_target || q_draft) at T=1 + {ce_weight} x CE", "lr": lr, "steps": steps,
+            "tokens": steps * batch * seq, "valid_loss": after["ce"], "train_seconds": round(seconds, 1),
+            "valid_before": before, "valid_after": after}
+    save_hf(model, out, work)
+    (out / "train_log.json").write_text(json.dumps(info, indent=1))
+    log(f"{name}: before {before}")
+    log(f"{name}: after  {after}")
+    return info
+
+
 def save_hf(model, out, work):
     from transformers import GenerationConfig, PreTrainedTokenizerFast
     out.mkdir(parents=True, exist_ok=True)
@@ -231,8 +345,33 @@ def make_demo(work, target_tokens):
           lr=1e-3)
 
 
-def export(work):
-    """Export with Optimum into models/, keeping only what the engine reads."""
+def export_one(work, name, final):
+    """Export hf/NAME with Optimum (cached in onnx/NAME) and copy what the engine reads into final/."""
+    src = work / "hf" / name
+    tmp = work / "onnx" / name
+    onnx = tmp / "model.onnx"
+    if not onnx.exists() or onnx.stat().st_mtime < (src / "model.safetensors").stat().st_mtime:
+        shutil.rmtree(tmp, ignore_errors=True)
+        cli = Path(sys.executable).parent / "optimum-cli"  # the running venv's, even if not activated
+        subprocess.run([str(cli) if cli.exists() else "optimum-cli", "export", "onnx", "--model", str(src), "--task",
+                        "text-generation-with-past", "--opset", "18", str(tmp)], check=True)
+    if (tmp / "model.onnx_data").exists():
+        sys.exit(f"{name}: external data file unexpected for so small a model")
+    shutil.rmtree(final, ignore_errors=True)
+    final.mkdir(parents=True)
+    for f in ["model.onnx", "config.json", "generation_config.json", "tokenizer.json"]:
+        shutil.copy(tmp / f, final / f)
+    log(f"export: {name} -> {final} ({(final / 'model.onnx').stat().st_size / 1e6:.1f} MB)")
+
+
+def export(work, only=None, to=None):
+    """Export with Optimum into models/, keeping only what the engine reads. With `only` and `to`:
+    that one model into the folder `to`, models/ and its manifest untouched."""
+    if only:
+        if not (work / "hf" / only / "config.json").exists():
+            sys.exit(f"export: {work / 'hf' / only} not trained yet")
+        export_one(work, only, Path(to))
+        return
     destinations = {f"fixtures/{n}": n for n in [*FIXTURES, "vocab600"]}
     destinations.update({"demo/draft": "demo-draft", "demo/target": "demo-target"})
     summary = {}
@@ -241,20 +380,8 @@ def export(work):
         if not src.exists():
             log(f"export: {name} not trained yet, skipped")
             continue
-        tmp = work / "onnx" / name
-        if not (tmp / "model.onnx").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-            subprocess.run(["optimum-cli", "export", "onnx", "--model", str(src), "--task",
-                            "text-generation-with-past", "--opset", "18", str(tmp)], check=True)
-        final = ROOT / "models" / dest
-        shutil.rmtree(final, ignore_errors=True)
-        final.mkdir(parents=True)
-        for f in ["model.onnx", "config.json", "generation_config.json", "tokenizer.json"]:
-            shutil.copy(tmp / f, final / f)
-        if (tmp / "model.onnx_data").exists():
-            sys.exit(f"{name}: external data file unexpected for so small a model")
+        export_one(work, name, ROOT / "models" / dest)
         summary[dest] = json.loads((src / "train_log.json").read_text())
-        log(f"export: {dest} ({(final / 'model.onnx').stat().st_size / 1e6:.1f} MB)")
     manifest = ROOT / "models" / "MANIFEST.json"
     old = json.loads(manifest.read_text()) if manifest.exists() else {}
     old.update(summary)
@@ -263,10 +390,18 @@ def export(work):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", default="all", choices=["all", "tokenizer", "fixtures", "demo", "export"])
+    ap.add_argument("--stage", default="all", choices=["all", "tokenizer", "fixtures", "demo", "export", "distill"])
     ap.add_argument("--work", default=str(ROOT / "target" / "model-work"), help="scratch folder (checkpoints)")
     ap.add_argument("--target-tokens", type=int, default=16_000_000, help="training tokens for the demo target")
+    ap.add_argument("--distill-tokens", type=int, default=16_000_000,
+                    help="training tokens for the distilled draft (about 22 minutes on 2 cores)")
+    ap.add_argument("--distill-lr", type=float, default=1e-3, help="peak learning rate of the distillation")
+    ap.add_argument("--distill-ce", type=float, default=0.0, help="weight of data cross-entropy added to the KL")
+    ap.add_argument("--only", help="export stage: just this trained model (a folder name under WORK/hf)")
+    ap.add_argument("--to", help="export stage with --only: destination folder (instead of models/)")
     args = ap.parse_args()
+    if bool(args.only) != bool(args.to):
+        ap.error("--only and --to go together")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     stages = ["tokenizer", "fixtures", "demo", "export"] if args.stage == "all" else [args.stage]
@@ -274,7 +409,9 @@ def main():
         if stage != "tokenizer":
             make_tokenizer(work)
         {"tokenizer": lambda: make_tokenizer(work), "fixtures": lambda: make_fixtures(work),
-         "demo": lambda: make_demo(work, args.target_tokens), "export": lambda: export(work)}[stage]()
+         "demo": lambda: make_demo(work, args.target_tokens), "export": lambda: export(work, args.only, args.to),
+         "distill": lambda: distill(work, args.distill_tokens, batch=32, seq=256, lr=args.distill_lr,
+                                    ce_weight=args.distill_ce)}[stage]()
 
 
 if __name__ == "__main__":
