@@ -9,12 +9,14 @@ Stages (run in order by `all`; each is resumable and skips work whose output exi
   fixtures   tiny Llama (GQA), Qwen2, GPT-2 targets and a smaller Llama draft, briefly trained,
              plus an untrained model with another vocabulary (for mismatch tests)
   demo       the demo pair: ~10M-parameter Llama target, ~0.7M Llama draft (long: background it)
+  distill    the shipped demo draft: hf/demo-draft fine-tuned on KL(p_target || q_draft) at
+             temperature 1 for 16M tokens (~22 minutes on 2 cores), written to hf/demo-draft-kd.
+             It raises the acceptance rate at T = 1 (validation Σ min(p, q)) from 0.58 to 0.72 at the
+             same step cost; plain training for as long reaches 0.68. Export one model alone with
+             `--stage export --only demo-draft-kd --to target/kd-draft` (models/ untouched)
   export     optimum-cli export onnx --task text-generation-with-past into models/
-  distill    (not part of `all`) a distilled demo draft: hf/demo-draft fine-tuned on
-             KL(p_target || q_draft) at temperature 1, written to hf/demo-draft-kd. Export it alone
-             with `--stage export --only demo-draft-kd --to target/kd-draft` (models/ untouched)
 
-Usage: python scripts/make_models.py [--stage all|tokenizer|fixtures|demo|export|distill] [--work DIR]
+Usage: python scripts/make_models.py [--stage all|tokenizer|fixtures|demo|distill|export] [--work DIR]
 """
 import argparse
 import json
@@ -373,7 +375,7 @@ def export(work, only=None, to=None):
         export_one(work, only, Path(to))
         return
     destinations = {f"fixtures/{n}": n for n in [*FIXTURES, "vocab600"]}
-    destinations.update({"demo/draft": "demo-draft", "demo/target": "demo-target"})
+    destinations.update({"demo/draft": "demo-draft-kd", "demo/target": "demo-target"})
     summary = {}
     for dest, name in destinations.items():
         src = work / "hf" / name
@@ -404,7 +406,7 @@ def main():
         ap.error("--only and --to go together")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    stages = ["tokenizer", "fixtures", "demo", "export"] if args.stage == "all" else [args.stage]
+    stages = ["tokenizer", "fixtures", "demo", "distill", "export"] if args.stage == "all" else [args.stage]
     for stage in stages:
         if stage != "tokenizer":
             make_tokenizer(work)
