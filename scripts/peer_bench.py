@@ -225,7 +225,7 @@ def link_model_files(src_dir: Path, dst_dir: Path) -> str:
 
 
 def build_genai_folders(target_dir: Path, draft_dir: Path, out_dir: Path, k_default: int,
-                        threads: int) -> dict:
+                        threads: int, draft_threads: int) -> dict:
     """target/peer/<pair>/{target,speculative}/ with genai_config.json; genai refuses model
     files outside its folder, so the ONNX files are hard-linked (or copied) in."""
     fields = model_fields(target_dir)
@@ -250,7 +250,7 @@ def build_genai_folders(target_dir: Path, draft_dir: Path, out_dir: Path, k_defa
             "type": "speculative",
             **fields,
             "decoder": decoder_block(target_dir, "target/model.onnx", threads),
-            "draft": decoder_block(draft_dir, "draft/model.onnx", threads),
+            "draft": decoder_block(draft_dir, "draft/model.onnx", draft_threads),
         },
         "search": {"max_length": fields["context_length"], "do_sample": False},
         "speculative": {"max_draft_tokens": k_default},
@@ -575,6 +575,8 @@ def main() -> int:
                     help="ONNX Runtime intra-op threads per model, both engines (0: ORT decides)")
     ap.add_argument("--genai-threads", type=int, default=None,
                     help="override --threads for genai's sessions")
+    ap.add_argument("--draft-threads", type=int, default=None,
+                    help="intra-op threads of the draft model, both engines (default: as the target)")
     ap.add_argument("--seed", type=int, default=1, help="base of the per-rep, per-prompt seeds")
     ap.add_argument("--lib", default="target/release/libspecdec.so")
     ap.add_argument("--no-policies", action="store_true", help="skip specdec gamma-policy rows")
@@ -599,6 +601,7 @@ def main() -> int:
     ks, gammas = parse_int_list(args.ks), parse_int_list(args.gammas)
     temps = [float(t) for t in args.temperatures.split(",") if t.strip()]
     genai_threads = args.threads if args.genai_threads is None else args.genai_threads
+    draft_threads = args.draft_threads
 
     prompts = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
     if args.max_prompts:
@@ -610,7 +613,8 @@ def main() -> int:
     log(f"specdec {sd.version} ({args.lib}, sha256 {sd.lib_sha256[:12]}); onnxruntime-genai "
         f"{og.__version__}; ONNX Runtime {ort_path}")
     folders = build_genai_folders(target_dir, draft_dir, ROOT / "target" / "peer" / pair,
-                                  max(ks) if ks else 4, genai_threads)
+                                  max(ks) if ks else 4, genai_threads,
+                                  genai_threads if draft_threads is None else draft_threads)
     log(f"genai folders: {folders['target']} and {folders['speculative']} ({folders['files']})")
 
     prompt_ids = [sd.encode(target_dir / "tokenizer.json", p) for p in prompts]
@@ -629,7 +633,7 @@ def main() -> int:
 
     t_load = time.perf_counter()
     sd_target = sd.load_model(target_dir, args.threads)
-    sd_draft = sd.load_model(draft_dir, args.threads)
+    sd_draft = sd.load_model(draft_dir, args.threads if draft_threads is None else draft_threads)
     g_target = og.Model(folders["target"])
     g_spec = {}
     for k in ks:
@@ -739,7 +743,8 @@ def main() -> int:
         "temperatures": temps, "ks": ks, "gammas": gammas, "policies": policies,
         "seeds": f"seed = {args.seed} + 1000*rep + prompt index, same for every configuration",
         "threads": {"specdec_intra_op_per_model": args.threads,
-                    "genai_intra_op_per_session": genai_threads},
+                    "genai_intra_op_per_session": genai_threads,
+                    "draft_intra_op": draft_threads},
         "eos": {"specdec": "specdec_gen_config_set_eos_ids(cfg, NULL, 0): no EOS",
                 "genai": "search.min_length = max_length = prompt + new_tokens (EOS masked)"},
         "sampling": {"specdec": "temperature T, top-k/top-p/min-p off",
@@ -912,7 +917,9 @@ def markdown(out: dict) -> str:
         f"{m['n_prompts']} prompts from {m['prompts']}, {', '.join(map(str, lengths))} new tokens "
         f"each, {m['reps']} repetitions (median, min–max), {m['host']['cpus']} CPUs, intra-op "
         f"threads per model: specdec {m['threads']['specdec_intra_op_per_model']}, genai "
-        f"{m['threads']['genai_intra_op_per_session']}. {m['date']}.",
+        f"{m['threads']['genai_intra_op_per_session']}"
+        + (f" (the draft {m['threads']['draft_intra_op']} in both)" if m['threads'].get('draft_intra_op') is not None else "")
+        + f". {m['date']}.",
         "",
         f"| {head}T | engine | config | tok/s | vs own target-only | acceptance | tokens/round | "
         "of measured limit |",
