@@ -156,6 +156,21 @@ def evaluate(model, data, seq, batches=20):
     return float(np.mean(losses))
 
 
+def random_batch(ids, seed, batch, seq):
+    """`batch` windows of `seq` tokens at random offsets of `ids`, drawn from `seed`."""
+    import numpy as np
+    import torch
+    starts = np.random.default_rng(seed).integers(0, len(ids) - seq - 1, size=batch)
+    return torch.from_numpy(np.stack([ids[s:s + seq] for s in starts]).astype("int64"))
+
+
+def set_lr(opt, lr, step, steps, warmup):
+    """Linear warm-up, then cosine decay to 5% of `lr`."""
+    scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
+    for g in opt.param_groups:
+        g["lr"] = lr * max(scale, 0.05)
+
+
 def train(name, spec, work, steps, batch, seq, lr):
     """Train with bf16 autocast, checkpointing so a stopped run resumes where it left off."""
     import numpy as np
@@ -182,12 +197,8 @@ def train(name, spec, work, steps, batch, seq, lr):
     warmup = max(1, steps // 20)
     t0 = time.time()
     while step < steps:
-        rng = np.random.default_rng(SEED + step)
-        starts = rng.integers(0, len(train_ids) - seq - 1, size=batch)
-        x = torch.from_numpy(np.stack([train_ids[s:s + seq] for s in starts]).astype("int64"))
-        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr * max(scale, 0.05)
+        x = random_batch(train_ids, SEED + step, batch, seq)
+        set_lr(opt, lr, step, steps, warmup)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=x, labels=x.clone()).loss
         opt.zero_grad(set_to_none=True)
@@ -280,12 +291,8 @@ def distill(work, tokens, batch, seq, lr, ce_weight):
     t_start, step0 = time.time(), step
     while step < steps:
         # Other batches than the draft's own training saw (train() seeds with SEED + step).
-        rng = np.random.default_rng(SEED + 1_000_003 + step)
-        starts = rng.integers(0, len(train_ids) - seq - 1, size=batch)
-        x = torch.from_numpy(np.stack([train_ids[s:s + seq] for s in starts]).astype("int64"))
-        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr * max(scale, 0.05)
+        x = random_batch(train_ids, SEED + 1_000_003 + step, batch, seq)
+        set_lr(opt, lr, step, steps, warmup)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             logp = torch.log_softmax(teacher(input_ids=x).logits.float(), -1)
         with torch.autocast("cpu", dtype=torch.bfloat16):
