@@ -271,8 +271,9 @@ fn run_variant(target: &Arc<Model>, v: &Variant, prompts: &[Vec<u32>], new_token
 /// draft step (warm), then the target fed k tokens; `reps` interleaved rounds after a warm-up,
 /// caches cut back to `prefix` after every call. Returns (min, median, max) per k of the target,
 /// and the cold and warm draft steps. Also the target-only step as target-only decoding meets it
-/// (a call right after another target call): the speed-ups' baseline, which a call after draft
-/// steps overstates because the draft has pushed some of the target's weights out of the caches.
+/// (the later calls of a run of target calls): the speed-ups' baseline, which a call after draft
+/// steps overstates because the draft has pushed some of the target's weights out of the caches
+/// and a multi-threaded target's pool has gone to sleep.
 struct Costs {
     target: Vec<(f64, f64, f64)>,
     target_only: f64,
