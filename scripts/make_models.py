@@ -171,6 +171,15 @@ def set_lr(opt, lr, step, steps, warmup):
         g["lr"] = lr * max(scale, 0.05)
 
 
+def optimizer_step(model, opt, loss):
+    """Backward, gradient norm clipped at 1, one optimizer step."""
+    import torch
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def train(name, spec, work, steps, batch, seq, lr):
     """Train with bf16 autocast, checkpointing so a stopped run resumes where it left off."""
     import numpy as np
@@ -201,10 +210,7 @@ def train(name, spec, work, steps, batch, seq, lr):
         set_lr(opt, lr, step, steps, warmup)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=x, labels=x.clone()).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss)
         step += 1
         if step % 50 == 0 or step == steps:
             rate = (step * batch * seq) / max(1e-9, time.time() - t0)
@@ -303,10 +309,7 @@ def distill(work, tokens, batch, seq, lr, ce_weight):
         if ce_weight > 0:
             ce = -logq[:, :-1].gather(-1, x[:, 1:, None]).mean()
             loss = kl + ce_weight * ce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss)
         step += 1
         if step % 25 == 0 or step == steps:
             rate = ((step - step0) * batch * seq) / max(1e-9, time.time() - t_start)

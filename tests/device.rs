@@ -13,7 +13,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use specdec::{Device, Error, GenerationConfig, Generator, Model, ModelOptions, Stats};
+use specdec::{Device, Error, Model, ModelOptions, Stats};
 
 const NEW_TOKENS: usize = 64;
 
@@ -111,20 +111,7 @@ fn io_binding_on_cpu_gives_the_plain_paths_logits_without_host_copies() {
 }
 
 fn generate(target: &Arc<Model>, draft: Option<&Arc<Model>>, prompt: &[u32], gamma: usize) -> (Vec<u32>, Stats) {
-    let cfg = GenerationConfig { gamma, max_new_tokens: NEW_TOKENS, eos_ids: Some(vec![]), ..Default::default() };
-    let mut g = Generator::new(target.clone(), draft.cloned(), cfg).unwrap();
-    g.append_tokens(prompt).unwrap();
-    g.generate(|_| true).unwrap();
-    (g.tokens()[prompt.len()..].to_vec(), *g.stats())
-}
-
-/// Gap between the two largest logits after `prefix`: how close a divergence was to a tie.
-fn margin(model: &Model, prefix: &[u32]) -> f32 {
-    let mut cache = model.new_cache().unwrap();
-    let mut row = Vec::new();
-    model.forward(&mut cache, prefix, 1, &mut row).unwrap();
-    row.sort_by(|a, b| b.total_cmp(a));
-    row[0] - row[1]
+    generate_n(target, draft, prompt, gamma, NEW_TOKENS, &Default::default())
 }
 
 /// Near-ties: a divergence where the reference's top-2 margin is below this is reported, not failed.
@@ -135,7 +122,7 @@ const NEAR_TIE: f32 = 1e-3;
 fn compare(what: &str, reference: &Model, prompt: &[u32], want: &[u32], got: &[u32], exact: bool) -> Option<f32> {
     let i = want.iter().zip(got).position(|(a, b)| a != b)?;
     let prefix = [prompt, &want[..i]].concat();
-    let m = margin(reference, &prefix);
+    let m = top2_margin(reference, &prefix);
     let msg = format!("{what}: first difference at new token {i} ({} vs {}); reference top-2 logit margin there {m:.3e}", want[i], got[i]);
     assert!(!exact && m < NEAR_TIE, "{msg}");
     println!("near-tie divergence, reported: {msg}");

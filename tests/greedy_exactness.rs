@@ -6,26 +6,12 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use specdec::{GenerationConfig, Generator, Model, SamplingConfig};
+use specdec::{Model, SamplingConfig};
 
 const NEW_TOKENS: usize = 64;
 
 fn run(target: &Arc<Model>, draft: Option<&Arc<Model>>, prompt: &[u32], gamma: usize, sampling: &SamplingConfig) -> (Vec<u32>, specdec::Stats) {
-    // No EOS: every run produces all 64 tokens, so the comparison never gets shorter.
-    let cfg = GenerationConfig { gamma, max_new_tokens: NEW_TOKENS, eos_ids: Some(vec![]), sampling: sampling.clone(), ..Default::default() };
-    let mut g = Generator::new(target.clone(), draft.cloned(), cfg).unwrap();
-    g.append_tokens(prompt).unwrap();
-    g.generate(|_| true).unwrap();
-    (g.tokens()[prompt.len()..].to_vec(), *g.stats())
-}
-
-/// Gap between the two largest target logits after `prefix`: how close a divergence was to a tie.
-fn margin(target: &Model, prefix: &[u32]) -> f32 {
-    let mut cache = target.new_cache().unwrap();
-    let mut row = Vec::new();
-    target.forward(&mut cache, prefix, 1, &mut row).unwrap();
-    row.sort_by(|a, b| b.total_cmp(a));
-    row[0] - row[1]
+    generate_n(target, draft, prompt, gamma, NEW_TOKENS, sampling)
 }
 
 fn check_pair(target_path: std::path::PathBuf, draft_path: std::path::PathBuf, sampling: SamplingConfig) {
@@ -49,7 +35,7 @@ fn check_pair(target_path: std::path::PathBuf, draft_path: std::path::PathBuf, s
                     draft_path.display(),
                     want[i],
                     got[i],
-                    margin(&target, &prefix)
+                    top2_margin(&target, &prefix)
                 );
             }
             assert_eq!(got.len(), want.len());

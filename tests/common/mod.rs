@@ -34,3 +34,29 @@ pub const PROMPTS: [&str; 4] = [
     "    for i in range(len(items)):\n        if items[i] is None:\n            ",
     "The quick brown fox jumps over the lazy dog. 1234567890",
 ];
+
+/// `new_tokens` tokens after `prompt` with EOS off (so every run has the full length to compare),
+/// speculating with `draft` when given; the new tokens and the stats.
+pub fn generate_n(
+    target: &Arc<Model>,
+    draft: Option<&Arc<Model>>,
+    prompt: &[u32],
+    gamma: usize,
+    new_tokens: usize,
+    sampling: &specdec::SamplingConfig,
+) -> (Vec<u32>, specdec::Stats) {
+    let cfg = specdec::GenerationConfig { gamma, max_new_tokens: new_tokens, eos_ids: Some(vec![]), sampling: sampling.clone(), ..Default::default() };
+    let mut g = specdec::Generator::new(target.clone(), draft.cloned(), cfg).unwrap();
+    g.append_tokens(prompt).unwrap();
+    g.generate(|_| true).unwrap();
+    (g.tokens()[prompt.len()..].to_vec(), *g.stats())
+}
+
+/// Gap between the two largest logits of `model` after `prefix`: how close a divergence was to a tie.
+pub fn top2_margin(model: &Model, prefix: &[u32]) -> f32 {
+    let mut cache = model.new_cache().unwrap();
+    let mut row = Vec::new();
+    model.forward(&mut cache, prefix, 1, &mut row).unwrap();
+    row.sort_by(|a, b| b.total_cmp(a));
+    row[0] - row[1]
+}
