@@ -140,7 +140,6 @@ impl LengthController {
     }
 }
 
-/// Expected tokens of a round with draft length γ at acceptance rate α.
 /// A running mean that one scheduling hiccup cannot move far: a sample counts as at most twice
 /// (at least half) the mean, so a 10 ms stall does not make drafting look unaffordable for the many
 /// rounds it takes γ = 0 to probe again, while a real change still shows within a few rounds.
@@ -148,6 +147,7 @@ pub(crate) fn robust_mean(mean: f64, sample: f64) -> f64 {
     0.9 * mean + 0.1 * sample.clamp(0.5 * mean, 2.0 * mean)
 }
 
+/// Expected tokens of a round with draft length γ at acceptance rate α.
 pub fn expected_tokens(alpha: f64, gamma: usize) -> f64 {
     if alpha >= 1.0 {
         return (gamma + 1) as f64;
