@@ -13,7 +13,7 @@ use crate::drafter::{DraftContext, DraftSource, Drafter, Guess, ModelDrafter};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::model::{CallCost, Model};
-use crate::policy::{DraftPolicy, LengthController, AUTO_MAX_GAMMA};
+use crate::policy::{AfterGuess, DraftPolicy, LengthController, AUTO_MAX_GAMMA};
 use crate::sampling::{self, Dist, History, SamplingConfig};
 use crate::tokenizer::Tokenizer;
 
@@ -160,6 +160,8 @@ pub struct Generator {
     target_cache: KvCache,
     cfg: GenerationConfig,
     lengths: LengthController,
+    /// Where `Auto`'s record is kept in the target between sequences (None: not kept).
+    memory_key: Option<String>,
     /// KV bytes per sequence token, target and draft together.
     kv_bytes_per_token: usize,
     eos: Vec<u32>,
@@ -222,6 +224,14 @@ impl Generator {
         if let Some(&bad) = eos.iter().chain(cfg.stop_sequences.iter().flatten()).find(|&&e| e as usize >= vocab) {
             return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
         }
+        let mut lengths = LengthController::new(cfg.draft_policy, cfg.gamma);
+        let memory_key = match (&drafter, cfg.draft_policy) {
+            (Some(d), DraftPolicy::Auto) => d.memory_key().map(|k| format!("{k} sampling {:?}", cfg.sampling)),
+            _ => None,
+        };
+        if let Some(s) = memory_key.as_deref().and_then(|k| target.policy_memory().get(k)) {
+            lengths.restore(s);
+        }
         let mut target_cache = target.new_cache()?;
         if let Some(limit) = cfg.kv_memory_limit {
             target_cache.slot_limit = limit / kv_bytes_per_token.max(1);
@@ -230,7 +240,8 @@ impl Generator {
             target_cache,
             target,
             drafter,
-            lengths: LengthController::new(cfg.draft_policy, cfg.gamma),
+            lengths,
+            memory_key,
             kv_bytes_per_token,
             rng: StdRng::seed_from_u64(cfg.seed),
             cfg,
@@ -345,6 +356,14 @@ impl Generator {
         self.always_accept = true;
     }
 
+    /// Make `Auto` take a draft step to cost `draft` × a one-token target call, and each verified
+    /// token `per_token` × that call more, instead of timing them, so tests can put its decisions
+    /// where they want them. Never use it for generation.
+    #[doc(hidden)]
+    pub fn debug_pin_costs(&mut self, draft: f64, per_token: f64) {
+        self.lengths.pin_costs(draft, per_token);
+    }
+
     /// The tokenizer that text stop sequences are matched with.
     pub fn set_tokenizer(&mut self, tokenizer: Arc<Tokenizer>) {
         self.tokenizer = Some(tokenizer);
@@ -425,6 +444,7 @@ impl Generator {
                 self.q.resize_with(gamma, Vec::new);
                 self.q_point.resize(gamma, None);
             }
+            let auto = self.cfg.draft_policy == DraftPolicy::Auto;
             let (mut guesses, mut time, mut first) = (0u64, Duration::ZERO, Duration::ZERO);
             for i in 0..gamma {
                 let started = Instant::now();
@@ -435,6 +455,7 @@ impl Generator {
                 }
                 time += took;
                 guesses += 1;
+                let mut conf = None;
                 let (x, point) = match guess? {
                     Guess::Stop => break,
                     Guess::Token(t) => (t, Some(t)),
@@ -443,7 +464,10 @@ impl Generator {
                             return Err(Error::invalid(format!("drafter gave {} scores for a vocabulary of {vocab}", row.len())));
                         }
                         let q = sampling::distribution(row, &self.history, &self.drafts, &sampling, &mut self.q[i]);
-                        if self.cfg.confidence_stop > 0.0 && confidence(q, row) < self.cfg.confidence_stop {
+                        if self.cfg.confidence_stop > 0.0 || auto {
+                            conf = Some(confidence(q, row));
+                        }
+                        if self.cfg.confidence_stop > 0.0 && conf < Some(self.cfg.confidence_stop) {
                             break;
                         }
                         let x = q.sample(&mut self.rng);
@@ -452,11 +476,23 @@ impl Generator {
                     Guess::Sampled { token, probs } => {
                         self.q[i].clear();
                         self.q[i].extend_from_slice(probs);
+                        conf = Some(probs.iter().copied().fold(0.0, f32::max));
                         (token, None)
                     }
                 };
                 if x as usize >= vocab {
                     return Err(Error::TokenOutOfRange { id: x as i64, vocab_size: vocab });
+                }
+                if auto {
+                    match self.lengths.after_guess(i + 1, conf) {
+                        AfterGuess::Continue => {}
+                        AfterGuess::Stop => {
+                            self.q_point[i] = point;
+                            self.drafts.push(x);
+                            break;
+                        }
+                        AfterGuess::Drop => break,
+                    }
                 }
                 self.q_point[i] = point;
                 self.drafts.push(x);
@@ -494,7 +530,7 @@ impl Generator {
                 None => Dist::Probs(&self.q[i]),
             };
             if self.cfg.draft_policy == DraftPolicy::Auto {
-                self.lengths.record_position(acceptance::overlap(p, q));
+                self.lengths.record_position(i, acceptance::overlap(p, q));
             }
             let verdict = if self.always_accept { None } else { acceptance::verify(p, q, self.drafts[i], &mut self.rng, &mut self.scratch) };
             match verdict {
@@ -560,6 +596,14 @@ impl Generator {
             return Ok(self.cfg.stop_texts.iter().any(|s| text.contains(s.as_str())));
         }
         Ok(false)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        if let (Some(key), Some(snapshot)) = (self.memory_key.take(), self.lengths.snapshot()) {
+            self.target.policy_memory().put(key, snapshot);
+        }
     }
 }
 

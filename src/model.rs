@@ -114,6 +114,7 @@ pub struct Model {
     info: ModelInfo,
     path: PathBuf,
     cost: CostCurve,
+    memory: crate::policy::PolicyMemory,
     device: Device,
     fallback: Option<String>,
     bound: Option<Bound>,
@@ -237,7 +238,7 @@ impl Model {
         } else {
             None
         };
-        Ok(Model { session: Mutex::new(session), layout, info, path: onnx, cost: CostCurve::default(), device, fallback, bound, kv_counters: Arc::default() })
+        Ok(Model { session: Mutex::new(session), layout, info, path: onnx, cost: CostCurve::default(), memory: Default::default(), device, fallback, bound, kv_counters: Arc::default() })
     }
 
     /// Where the model runs (the CPU after an opted-in CUDA fallback).
@@ -279,6 +280,11 @@ impl Model {
     }
 
     /// KV cache bytes one token of a sequence occupies (keys and values of every layer).
+    /// What the `Auto` draft policy learnt on this target's finished sequences.
+    pub(crate) fn policy_memory(&self) -> &crate::policy::PolicyMemory {
+        &self.memory
+    }
+
     pub fn kv_bytes_per_token(&self) -> usize {
         let elem = match self.layout.kv_type {
             ElemType::F16 | ElemType::BF16 => 2,

@@ -159,3 +159,29 @@ fn kv_memory_budget_refuses_requests_that_cannot_fit() {
     ok.generate(|_| true).unwrap();
     assert_eq!(ok.tokens().len(), prompt.len() + 32);
 }
+
+/// `Auto` starts a sequence from what earlier ones with the same loaded draft and sampling
+/// settings learnt; another draft instance or another setting starts from the prior.
+#[test]
+fn auto_carries_its_record_to_the_next_sequence() {
+    let target = load(fixture("llama"));
+    let draft = load(fixture("draft"));
+    let prompt = tokenizer().encode(PROMPTS[0]).unwrap();
+    let cfg = GenerationConfig { max_new_tokens: NEW_TOKENS, eos_ids: Some(vec![]), draft_policy: DraftPolicy::Auto, ..Default::default() };
+    let new = |draft: &Arc<Model>, cfg: &GenerationConfig| Generator::new(target.clone(), Some(draft.clone()), cfg.clone()).unwrap();
+    const PRIOR: f64 = 0.5;
+    // A generator that verified nothing leaves nothing behind.
+    drop(new(&draft, &cfg));
+    assert_eq!(new(&draft, &cfg).alpha_estimate(), PRIOR);
+    let mut g = new(&draft, &cfg);
+    g.append_tokens(&prompt).unwrap();
+    g.generate(|_| true).unwrap();
+    let learnt = g.alpha_estimate();
+    assert!(g.stats().drafted > 0 && learnt != PRIOR, "alpha {learnt}");
+    drop(g);
+    assert_eq!(new(&draft, &cfg).alpha_estimate(), learnt);
+    assert_eq!(new(&load(fixture("draft")), &cfg).alpha_estimate(), PRIOR);
+    let mut sampled = cfg.clone();
+    sampled.sampling.temperature = 1.0;
+    assert_eq!(new(&draft, &sampled).alpha_estimate(), PRIOR);
+}

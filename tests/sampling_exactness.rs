@@ -43,11 +43,11 @@ fn exact_pairs(target: &Model, prompt: &[u32], sampling: &SamplingConfig) -> Has
     out
 }
 
-/// Counts of the first two generated tokens over SAMPLES seeds, and the acceptance rate; `make`
-/// builds a generator for a configuration.
-fn sampled_pairs(prompt: &[u32], sampling: &SamplingConfig, sabotage: bool, make: &dyn Fn(GenerationConfig) -> Generator) -> (HashMap<(u32, u32), u64>, f64) {
+/// Counts of the first two generated tokens over SAMPLES seeds, and the stats summed over them;
+/// `make` builds a generator for a configuration.
+fn sampled_pairs(prompt: &[u32], sampling: &SamplingConfig, sabotage: bool, make: &dyn Fn(GenerationConfig) -> Generator) -> (HashMap<(u32, u32), u64>, Totals) {
     let mut counts = HashMap::new();
-    let (mut acc, mut drafted) = (0, 0);
+    let mut totals = Totals::default();
     for seed in 0..SAMPLES {
         // γ + 1 new tokens: one full round, so both tokens come out of the acceptance rule.
         let cfg = GenerationConfig { gamma: GAMMA, seed, max_new_tokens: GAMMA + 1, eos_ids: Some(vec![]), sampling: sampling.clone(), ..Default::default() };
@@ -59,11 +59,21 @@ fn sampled_pairs(prompt: &[u32], sampling: &SamplingConfig, sabotage: bool, make
         g.generate(|_| true).unwrap();
         let new = &g.tokens()[prompt.len()..];
         *counts.entry((new[0], new[1])).or_insert(0) += 1;
-        acc += g.stats().accepted;
-        drafted += g.stats().drafted;
+        totals.accepted += g.stats().accepted;
+        totals.drafted += g.stats().drafted;
+        totals.draft_calls += g.stats().draft_calls;
     }
-    assert!(drafted > 0, "nothing was drafted: the test would not test speculation");
-    (counts, acc as f64 / drafted as f64)
+    assert!(totals.drafted > 0, "nothing was drafted: the test would not test speculation");
+    (counts, totals)
+}
+
+/// Stats summed over a test's generators.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    pub accepted: u64,
+    pub drafted: u64,
+    /// Guesses asked of the drafter, proposed or not.
+    pub draft_calls: u64,
 }
 
 /// G statistic and its p-value against `exact`, pooling small cells.
@@ -153,15 +163,21 @@ fn ln_gamma(x: f64) -> f64 {
 
 /// The p-value of the G-test for generators made by `make` (given the target) on a code prompt.
 pub fn check_with(sampling: SamplingConfig, sabotage: bool, make: impl Fn(&Arc<Model>, GenerationConfig) -> Generator) -> f64 {
+    check_with_totals(sampling, sabotage, make).0
+}
+
+/// [`check_with`], also returning the summed stats.
+fn check_with_totals(sampling: SamplingConfig, sabotage: bool, make: impl Fn(&Arc<Model>, GenerationConfig) -> Generator) -> (f64, Totals) {
     let target = load(fixture("llama"));
     let prompt = tokenizer().encode(PROMPTS[2]).unwrap();
     let exact = exact_pairs(&target, &prompt, &sampling);
     let total: f64 = exact.values().sum();
     assert!((total - 1.0).abs() < 1e-3, "exact probabilities sum to {total}");
-    let (counts, acceptance) = sampled_pairs(&prompt, &sampling, sabotage, &|cfg| make(&target, cfg));
+    let (counts, totals) = sampled_pairs(&prompt, &sampling, sabotage, &|cfg| make(&target, cfg));
     let (g, df, p) = g_test(&counts, &exact);
-    println!("{sampling:?} sabotage={sabotage}: {SAMPLES} samples, {} distinct pairs, acceptance {:.1}%, G = {g:.1}, df = {df}, p = {p:.4}", counts.len(), 100.0 * acceptance);
-    p
+    let acceptance = totals.accepted as f64 / totals.drafted as f64;
+    println!("{sampling:?} sabotage={sabotage}: {SAMPLES} samples, {} distinct pairs, acceptance {:.1}%, {totals:?}, G = {g:.1}, df = {df}, p = {p:.4}", counts.len(), 100.0 * acceptance);
+    (p, totals)
 }
 
 fn check(sampling: SamplingConfig, sabotage: bool) -> f64 {
@@ -259,6 +275,54 @@ fn draft_length_policies_match_the_target() {
         });
         assert!(p > 0.001, "{policy:?} confidence stop {stop}: p = {p}");
     }
+}
+
+/// `Auto`'s within-round stopping, with its costs pinned as on a CPU (a draft step a tenth of a
+/// target step, each verified token a third more) so that it drafts: a host drafter proposes
+/// either from the target's own distribution (always accepted) or sure of a token the target
+/// seldom wants (0.97 on token 3). Learning, carried from seed to seed, that its sure guesses
+/// fail, `Auto` drops them; that, and rounds cut short, must leave the distribution alone.
+#[test]
+fn auto_round_stopping_matches_the_target() {
+    let oracle = load(fixture("llama"));
+    let state = std::sync::Mutex::new(0x2545_f491_4f6c_dd1du64);
+    let mixed = move |tokens: &[u32], max: usize, out: &mut Vec<u32>, probs: &mut Vec<f32>| -> specdec::Result<()> {
+        let mut x = state.lock().unwrap();
+        let mut next = || {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        };
+        let mut seq = tokens.to_vec();
+        for _ in 0..max {
+            let row: Vec<f32> = if next() % 2 == 0 {
+                out.push(if next() % 100 < 97 { 3 } else { 16 + (next() % 16) as u32 });
+                (0..512).map(|i| if i == 3 { 0.97 } else if (16..32).contains(&i) { 0.03 / 16.0 } else { 0.0 }).collect()
+            } else {
+                let (mut cache, mut logits, mut buf) = (oracle.new_cache()?, Vec::new(), Vec::new());
+                oracle.forward(&mut cache, &seq, 1, &mut logits)?;
+                let Dist::Probs(p) = distribution(&logits, &History::new(512), &[], &t1(), &mut buf) else { unreachable!("T = 1") };
+                let p = p.to_vec();
+                let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+                let mut acc = 0.0;
+                out.push(p.iter().position(|&w| { acc += w as f64; acc > u }).unwrap_or(511) as u32);
+                p
+            };
+            probs.extend(row);
+            seq.push(*out.last().unwrap());
+        }
+        Ok(())
+    };
+    let source = DraftSource::Callback(Arc::new(mixed));
+    let (p, totals) = check_with_totals(t1(), false, |target, mut cfg| {
+        cfg.draft_policy = DraftPolicy::Auto;
+        let mut g = Generator::from_source(target.clone(), Some(&source), cfg).unwrap();
+        g.debug_pin_costs(0.1, 0.3);
+        g
+    });
+    assert!(p > 0.001, "p = {p}");
+    assert!(totals.draft_calls > totals.drafted, "no guess was ever dropped: {totals:?}");
 }
 
 #[test]

@@ -67,6 +67,11 @@ impl Drafter for CallbackDrafter {
         "callback"
     }
 
+    /// The host's callback object: one callback, one record for `Auto`.
+    fn memory_key(&self) -> Option<String> {
+        Some(format!("callback at {:p}", Arc::as_ptr(&self.callback) as *const ()))
+    }
+
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {
         let i = ctx.drafts.len();
         if i == 0 {

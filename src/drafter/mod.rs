@@ -65,6 +65,13 @@ pub trait Drafter: Send {
         0
     }
 
+    /// What this drafter's acceptance and step cost depend on besides the target and the sampling
+    /// settings, for the `Auto` policy to carry what it learnt from one sequence to the next;
+    /// `None` (the default) starts every sequence afresh.
+    fn memory_key(&self) -> Option<String> {
+        None
+    }
+
     /// Guess the token after `ctx.tokens` followed by `ctx.drafts`.
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>>;
 

@@ -53,6 +53,11 @@ impl Drafter for ModelDrafter {
         Some(self.model.info().context_limit)
     }
 
+    fn memory_key(&self) -> Option<String> {
+        // The loaded instance, not just the file: threads and device change the step cost.
+        Some(format!("model {} at {:p}", self.model.path().display(), Arc::as_ptr(&self.model)))
+    }
+
     fn kv_bytes_per_token(&self) -> usize {
         self.model.kv_bytes_per_token()
     }

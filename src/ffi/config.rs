@@ -168,9 +168,12 @@ pub enum specdec_draft_policy {
     Heuristic = 1,
     /// Choose gamma in 0..=16 every round from the measured acceptance rate, draft cost and
     /// verification cost (paper section 3.5); 0 (target only) when speculation would be slower.
-    /// The choice depends on measured timings, so a sampled generation with a fixed seed is
-    /// reproducible only in distribution; use FIXED or HEURISTIC for the same tokens per seed.
-    /// Greedy output is the target's own whatever the policy.
+    /// Within a round, drafting stops early after a guess the draft is unsure of and runs on
+    /// while it is sure (per confidence level, from the acceptance measured there), and a new
+    /// generation starts from what earlier ones on the same target, draft and sampling settings
+    /// learnt. The choice depends on measured timings and earlier generations, so a sampled
+    /// generation with a fixed seed is reproducible only in distribution; use FIXED or HEURISTIC
+    /// for the same tokens per seed. Greedy output is the target's own whatever the policy.
     Auto = 2,
 }
 
