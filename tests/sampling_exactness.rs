@@ -278,7 +278,7 @@ fn draft_length_policies_match_the_target() {
 }
 
 /// `Auto`'s within-round stopping, with its costs pinned as on a CPU (a draft step a tenth of a
-/// target step, each verified token a third more) so that it drafts: a host drafter proposes
+/// target step, each verified token 0.3 of one more) so that it drafts: a host drafter proposes
 /// either from the target's own distribution (always accepted) or sure of a token the target
 /// seldom wants (0.97 on token 3). Learning, carried from seed to seed, that its sure guesses
 /// fail, `Auto` drops them; that, and rounds cut short, must leave the distribution alone.
