@@ -37,7 +37,7 @@
 #define SPECDEC_VERSION_PATCH 0
 
 // ABI version: bumped only on incompatible changes; the shared library's SONAME is
-// libspecdec.so.<ABI>.
+// libspecdec.so.N, N being this number.
 #define SPECDEC_ABI_VERSION 1
 
 // Largest draft length (gamma) a generation config accepts.

@@ -31,7 +31,7 @@ pub const SPECDEC_VERSION_MINOR: u32 = 2;
 pub const SPECDEC_VERSION_PATCH: u32 = 0;
 
 /// ABI version: bumped only on incompatible changes; the shared library's SONAME is
-/// libspecdec.so.<ABI>.
+/// libspecdec.so.N, N being this number.
 pub const SPECDEC_ABI_VERSION: u32 = 1;
 
 /// Largest draft length (gamma) a generation config accepts.
