@@ -12,19 +12,8 @@
 use std::sync::Arc;
 
 use specdec::acceptance::overlap;
-use specdec::sampling::{distribution, Dist, History};
+use specdec::sampling::{distribution, History};
 use specdec::{GenerationConfig, Generator, Model, ModelOptions, SamplingConfig, Tokenizer};
-
-/// The draft's top probability, as the generator computes it (softmax of the scores at T = 0).
-fn confidence(q: Dist<'_>, scores: &[f32]) -> f32 {
-    match q {
-        Dist::Probs(p) => p.iter().copied().fold(0.0, f32::max),
-        Dist::Point(_) => {
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            1.0 / scores.iter().map(|&s| (s - max).exp()).sum::<f32>()
-        }
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -74,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let (p_row, q_row) = (&p_rows[i * vocab..(i + 1) * vocab], &q_rows[i * vocab..(i + 1) * vocab]);
                     let p = distribution(p_row, &history, &[], &sampling, &mut p_buf);
                     let q = distribution(q_row, &history, &[], &sampling, &mut q_buf);
-                    println!("{temperature} {index} {seed} {i} {:.5} {:.5}", overlap(p, q), confidence(q, q_row));
+                    println!("{temperature} {index} {seed} {i} {:.5} {:.5}", overlap(p, q), q.confidence(q_row));
                 }
             }
         }

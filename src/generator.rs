@@ -464,10 +464,8 @@ impl Generator {
                             return Err(Error::invalid(format!("drafter gave {} scores for a vocabulary of {vocab}", row.len())));
                         }
                         let q = sampling::distribution(row, &self.history, &self.drafts, &sampling, &mut self.q[i]);
-                        if self.cfg.confidence_stop > 0.0 || auto {
-                            conf = Some(confidence(q, row));
-                        }
-                        if self.cfg.confidence_stop > 0.0 && conf < Some(self.cfg.confidence_stop) {
+                        conf = (self.cfg.confidence_stop > 0.0 || auto).then(|| q.confidence(row));
+                        if conf.is_some_and(|c| c < self.cfg.confidence_stop) {
                             break;
                         }
                         let x = q.sample(&mut self.rng);
@@ -476,26 +474,22 @@ impl Generator {
                     Guess::Sampled { token, probs } => {
                         self.q[i].clear();
                         self.q[i].extend_from_slice(probs);
-                        conf = Some(probs.iter().copied().fold(0.0, f32::max));
+                        conf = Some(Dist::Probs(probs).confidence(probs));
                         (token, None)
                     }
                 };
                 if x as usize >= vocab {
                     return Err(Error::TokenOutOfRange { id: x as i64, vocab_size: vocab });
                 }
-                if auto {
-                    match self.lengths.after_guess(i + 1, conf) {
-                        AfterGuess::Continue => {}
-                        AfterGuess::Stop => {
-                            self.q_point[i] = point;
-                            self.drafts.push(x);
-                            break;
-                        }
-                        AfterGuess::Drop => break,
-                    }
+                let then = if auto { self.lengths.after_guess(i + 1, conf) } else { AfterGuess::Continue };
+                if then == AfterGuess::Drop {
+                    break;
                 }
                 self.q_point[i] = point;
                 self.drafts.push(x);
+                if then == AfterGuess::Stop {
+                    break;
+                }
             }
             self.stats.draft_calls += guesses;
             self.stats.draft_time += time;
@@ -615,16 +609,5 @@ pub(crate) fn fill_feed(feed: &mut Vec<u32>, tokens: &[u32], drafts: &[u32], cac
         feed.extend_from_slice(drafts);
     } else {
         feed.extend_from_slice(&drafts[cached - tokens.len()..]);
-    }
-}
-
-/// The draft's top probability: of q itself, or for a greedy point mass, of the scores' softmax.
-fn confidence(q: Dist<'_>, scores: &[f32]) -> f32 {
-    match q {
-        Dist::Probs(p) => p.iter().copied().fold(0.0, f32::max),
-        Dist::Point(_) => {
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            1.0 / scores.iter().map(|&s| (s - max).exp()).sum::<f32>()
-        }
     }
 }

@@ -279,12 +279,12 @@ impl Model {
         &self.cost
     }
 
-    /// KV cache bytes one token of a sequence occupies (keys and values of every layer).
     /// What the `Auto` draft policy learnt on this target's finished sequences.
     pub(crate) fn policy_memory(&self) -> &crate::policy::PolicyMemory {
         &self.memory
     }
 
+    /// KV cache bytes one token of a sequence occupies (keys and values of every layer).
     pub fn kv_bytes_per_token(&self) -> usize {
         let elem = match self.layout.kv_type {
             ElemType::F16 | ElemType::BF16 => 2,

@@ -58,6 +58,18 @@ pub enum Dist<'a> {
 }
 
 impl Dist<'_> {
+    /// The top probability: of the distribution itself, or for a greedy point mass, of the
+    /// softmax of the `scores` it was taken from (how sure a draft was of its guess).
+    pub fn confidence(&self, scores: &[f32]) -> f32 {
+        match self {
+            Dist::Probs(p) => p.iter().copied().fold(0.0, f32::max),
+            Dist::Point(_) => {
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                1.0 / scores.iter().map(|&s| (s - max).exp()).sum::<f32>()
+            }
+        }
+    }
+
     pub fn prob(&self, x: u32) -> f32 {
         match *self {
             Dist::Point(t) => (t == x) as u32 as f32,

@@ -179,7 +179,9 @@ fn auto_carries_its_record_to_the_next_sequence() {
     let learnt = g.alpha_estimate();
     assert!(g.stats().drafted > 0 && learnt != PRIOR, "alpha {learnt}");
     drop(g);
-    assert_eq!(new(&draft, &cfg).alpha_estimate(), learnt);
+    // The record comes back scaled down, so the ratio only to rounding.
+    let inherited = new(&draft, &cfg).alpha_estimate();
+    assert!((inherited - learnt).abs() < 1e-12, "inherited {inherited}, learnt {learnt}");
     assert_eq!(new(&load(fixture("draft")), &cfg).alpha_estimate(), PRIOR);
     let mut sampled = cfg.clone();
     sampled.sampling.temperature = 1.0;
