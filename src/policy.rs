@@ -277,15 +277,20 @@ impl LengthController {
         let with = before * self.bucket_alpha(bucket, alpha);
         let next = self.next_step.or(self.first_step).unwrap_or(0.0);
         let r = self.rate;
-        // Round value from here, in tokens, with proposals 1..=d kept and then `more` drafted at
-        // the average acceptance (the part already spent is the same for every choice).
-        let value = |d: usize, p_last: f64, more: usize| {
-            let future: f64 = (1..=more).map(|i| p_last * alpha.powi(i as i32)).sum();
-            future - r * (more as f64 * next + self.round_costs[d + more + 1])
-        };
-        let drop = value(drafted - 1, before, 0);
-        let room = AUTO_MAX_GAMMA.saturating_sub(drafted);
-        let (more, keep) = (0..=room).map(|m| (m, with + value(drafted, with, m))).max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, f64::MIN));
+        // Round value from here, in tokens, the part already spent being the same for every
+        // choice: drop this guess (verify the others), or keep it and draft `more` at the average
+        // acceptance (the best `more`; ties go to the longer round).
+        let drop = -r * self.round_costs[drafted];
+        let (mut more, mut keep) = (0, with - r * self.round_costs[drafted + 1]);
+        let (mut future, mut term) = (0.0, with);
+        for m in 1..=AUTO_MAX_GAMMA.saturating_sub(drafted) {
+            term *= alpha;
+            future += term;
+            let value = with + future - r * (m as f64 * next + self.round_costs[drafted + m + 1]);
+            if value >= keep {
+                (more, keep) = (m, value);
+            }
+        }
         if drop > keep {
             self.round_buckets.pop();
             return AfterGuess::Drop;

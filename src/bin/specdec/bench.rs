@@ -155,6 +155,13 @@ impl Variant {
         }
     }
 
+    /// Stats summed over every repetition.
+    fn total(&self) -> Stats {
+        let mut s = Stats::default();
+        self.runs.iter().for_each(|(_, st)| s += st);
+        s
+    }
+
     fn same_setting(&self, other: &Variant) -> bool {
         self.temperature == other.temperature && self.source.is_none() == other.source.is_none() && self.gamma == other.gamma
     }
@@ -454,9 +461,9 @@ impl Report<'_> {
         self.costs.draft_warm / self.costs.target_only
     }
 
-    /// Target-only on the run's own options at temperature `t`: every speed-up's denominator.
-    fn base(&self, t: f32) -> &Variant {
-        self.vs.iter().find(|b| b.inst == 0 && b.source.is_none() && b.temperature == t).expect("target-only variant")
+    /// Target-only on instance `inst` at temperature `t`: the speed-ups' denominator.
+    fn target_only(&self, inst: usize, t: f32) -> Option<&Variant> {
+        self.vs.iter().find(|b| b.inst == inst && b.source.is_none() && b.temperature == t)
     }
 
     fn rows(&self) -> Vec<Row<'_>> {
@@ -464,9 +471,8 @@ impl Report<'_> {
             .iter()
             .filter(|v| v.inst == 0)
             .map(|v| {
-                let base = self.base(v.temperature);
-                let mut s = Stats::default();
-                v.runs.iter().for_each(|(_, st)| s += st);
+                let base = self.target_only(0, v.temperature).expect("target-only variant");
+                let s = v.total();
                 let total = s.total_time.as_secs_f64().max(1e-12);
                 let draft = s.draft_time.as_secs_f64() / total;
                 let target = s.target_time.as_secs_f64() / total;
@@ -501,9 +507,8 @@ impl Report<'_> {
             let mut members: Vec<&Variant> = self.vs.iter().filter(|v| v.same_setting(d) && (v.inst != 0 || std::ptr::eq(*v, d))).collect();
             members.sort_by_key(|v| v.inst);
             for v in members {
-                let own_base = self.vs.iter().find(|b| b.inst == v.inst && b.source.is_none() && b.temperature == v.temperature);
-                let mut s = Stats::default();
-                v.runs.iter().for_each(|(_, st)| s += st);
+                let own_base = self.target_only(v.inst, v.temperature);
+                let s = v.total();
                 let ratio = summarise(v.runs.iter().zip(&d.runs).map(|(a, b)| a.0 / b.0).collect());
                 let verdict = if v.inst == 0 {
                     "–"
