@@ -50,7 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seeds = if temperature == 0.0 { 1 } else { seeds };
         for (index, prompt) in prompts.iter().enumerate() {
             for seed in 0..seeds {
-                let cfg = GenerationConfig { max_new_tokens: new_tokens, eos_ids: Some(vec![]), sampling: sampling.clone(), seed, ..Default::default() };
+                let cfg = GenerationConfig {
+                    max_new_tokens: new_tokens,
+                    eos_ids: Some(vec![]),
+                    sampling: sampling.clone(),
+                    seed,
+                    ..Default::default()
+                };
                 let mut g = Generator::new(target.clone(), None, cfg)?;
                 g.append_tokens(prompt)?;
                 g.generate(|_| true)?;

@@ -73,10 +73,12 @@ static PRELOADED: Mutex<Option<Preloaded>> = Mutex::new(None);
 /// provider library is beside it, load the CUDA libraries found under the search roots, and check
 /// that every library the provider needs can be loaded. The error names each missing piece.
 pub(crate) fn prepare(ort_lib: &Path) -> Result<(), String> {
-    let dir = std::fs::canonicalize(ort_lib).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| {
-        ort_lib.parent().map(Path::to_path_buf).unwrap_or_default()
-    });
-    let missing_provider: Vec<&str> = [PROVIDER_LIB, PROVIDERS_SHARED_LIB].into_iter().filter(|f| !dir.join(f).is_file()).collect();
+    let dir = std::fs::canonicalize(ort_lib)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| ort_lib.parent().map(Path::to_path_buf).unwrap_or_default());
+    let missing_provider: Vec<&str> =
+        [PROVIDER_LIB, PROVIDERS_SHARED_LIB].into_iter().filter(|f| !dir.join(f).is_file()).collect();
     if !missing_provider.is_empty() {
         let gpu = Path::new(PROJECT_LOCAL_ORT_GPU);
         let hint = if gpu.exists() {
@@ -127,7 +129,10 @@ pub(crate) fn prepare(ort_lib: &Path) -> Result<(), String> {
     let searched = if roots.is_empty() {
         format!("no CUDA library folders found ({CUDA_LIB_DIRS_ENV}, {}/../nvidia, {PROJECT_LOCAL_NVIDIA})", dir.display())
     } else {
-        format!("searched {} and the system library path", roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", "))
+        format!(
+            "searched {} and the system library path",
+            roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+        )
     };
     Err(format!("the CUDA execution provider cannot load: missing {}; {searched}{hint}", missing.join(", ")))
 }
@@ -243,7 +248,11 @@ fn probe(soname: &str) -> Result<(), String> {
         let h = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_GLOBAL);
         if h.is_null() {
             let msg = libc::dlerror();
-            return Err(if msg.is_null() { "cannot be loaded".into() } else { CStr::from_ptr(msg).to_string_lossy().into_owned() });
+            return Err(if msg.is_null() {
+                "cannot be loaded".into()
+            } else {
+                CStr::from_ptr(msg).to_string_lossy().into_owned()
+            });
         }
     }
     Ok(())

@@ -127,19 +127,31 @@ impl std::ops::AddAssign<&Stats> for Stats {
 impl Stats {
     /// Share of drafted tokens the target accepted (0 when nothing was drafted).
     pub fn acceptance_rate(&self) -> f64 {
-        if self.drafted == 0 { 0.0 } else { self.accepted as f64 / self.drafted as f64 }
+        if self.drafted == 0 {
+            0.0
+        } else {
+            self.accepted as f64 / self.drafted as f64
+        }
     }
 
     /// The paper's α estimated per verified position: proposals after a rejection are never
     /// judged, so they do not count (0 when nothing was verified).
     pub fn alpha(&self) -> f64 {
         let verified = self.accepted + self.rejected;
-        if verified == 0 { 0.0 } else { self.accepted as f64 / verified as f64 }
+        if verified == 0 {
+            0.0
+        } else {
+            self.accepted as f64 / verified as f64
+        }
     }
 
     /// Generated tokens per verification round.
     pub fn tokens_per_target_call(&self) -> f64 {
-        if self.rounds == 0 { 0.0 } else { self.new_tokens as f64 / self.rounds as f64 }
+        if self.rounds == 0 {
+            0.0
+        } else {
+            self.new_tokens as f64 / self.rounds as f64
+        }
     }
 
     /// Wall time outside ONNX Runtime calls: sampling, acceptance, cache bookkeeping.
@@ -149,7 +161,11 @@ impl Stats {
 
     pub fn tokens_per_second(&self) -> f64 {
         let s = self.total_time.as_secs_f64();
-        if s > 0.0 { self.new_tokens as f64 / s } else { 0.0 }
+        if s > 0.0 {
+            self.new_tokens as f64 / s
+        } else {
+            0.0
+        }
     }
 }
 
@@ -526,7 +542,11 @@ impl Generator {
             if self.cfg.draft_policy == DraftPolicy::Auto {
                 self.lengths.record_position(i, acceptance::overlap(p, q));
             }
-            let verdict = if self.always_accept { None } else { acceptance::verify(p, q, self.drafts[i], &mut self.rng, &mut self.scratch) };
+            let verdict = if self.always_accept {
+                None
+            } else {
+                acceptance::verify(p, q, self.drafts[i], &mut self.rng, &mut self.scratch)
+            };
             match verdict {
                 None => {
                     accepted += 1;

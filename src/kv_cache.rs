@@ -192,13 +192,17 @@ impl KvCache {
         let mut copied = Vec::with_capacity(self.tensors.len());
         for t in &self.tensors {
             if t.memory_info().allocation_device() != ort::memory::AllocationDevice::CPU {
-                return Err(Error::Inference(format!("a host compaction of a KV tensor in {} memory", memory_name(t.memory_info()))));
+                return Err(Error::Inference(format!(
+                    "a host compaction of a KV tensor in {} memory",
+                    memory_name(t.memory_info())
+                )));
             }
             let dims: Vec<i64> = t.shape().iter().copied().collect();
             let (heads, dim) = (dims[0] as usize * dims[1] as usize, dims[3] as usize);
             let elem = element_size(t)?;
             let row = dim * elem;
-            let mut fresh = DynTensor::new(&ort::memory::Allocator::default(), *t.data_type(), [dims[0], dims[1], self.len as i64, dims[3]])?;
+            let mut fresh =
+                DynTensor::new(&ort::memory::Allocator::default(), *t.data_type(), [dims[0], dims[1], self.len as i64, dims[3]])?;
             let src = t.data_ptr() as *const u8;
             let dst = fresh.data_ptr_mut() as *mut u8;
             let mut at = 0usize;

@@ -140,13 +140,19 @@ pub fn parse(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Layout, St
         }
         for s in [pk, pv] {
             if !s.elem.is_float() || s.shape.len() != 4 {
-                return Err(format!("`{}` must be a 4-D float tensor [batch, heads, seq, dim], found {:?} {:?}", s.name, s.elem, s.shape));
+                return Err(format!(
+                    "`{}` must be a 4-D float tensor [batch, heads, seq, dim], found {:?} {:?}",
+                    s.name, s.elem, s.shape
+                ));
             }
             let this = (s.elem, s.shape[1], s.shape[3]);
             match kv {
                 None => kv = Some(this),
                 Some(prev) if prev != this => {
-                    return Err(format!("`{}` differs from layer 0's cache ({this:?} vs {prev:?}); mixed caches are unsupported", s.name));
+                    return Err(format!(
+                        "`{}` differs from layer 0's cache ({this:?} vs {prev:?}); mixed caches are unsupported",
+                        s.name
+                    ));
                 }
                 _ => {}
             }

@@ -29,9 +29,9 @@ pub mod runtime;
 pub mod sampling;
 pub mod tokenizer;
 
+pub use drafter::{DraftSource, Drafter, NGramConfig};
 pub use error::{Error, Result};
 pub use generator::{FinishReason, GenerationConfig, Generator, Stats, MAX_GAMMA};
-pub use drafter::{DraftSource, Drafter, NGramConfig};
 pub use kv_cache::KvCopyStats;
 pub use model::{Device, Model, ModelInfo, ModelOptions};
 pub use policy::DraftPolicy;

@@ -238,7 +238,18 @@ impl Model {
         } else {
             None
         };
-        Ok(Model { session: Mutex::new(session), layout, info, path: onnx, cost: CostCurve::default(), memory: Default::default(), device, fallback, bound, kv_counters: Arc::default() })
+        Ok(Model {
+            session: Mutex::new(session),
+            layout,
+            info,
+            path: onnx,
+            cost: CostCurve::default(),
+            memory: Default::default(),
+            device,
+            fallback,
+            bound,
+            kv_counters: Arc::default(),
+        })
     }
 
     /// Where the model runs (the CPU after an opted-in CUDA fallback).
@@ -310,10 +321,14 @@ impl Model {
             _ => None,
         };
         let allocator = device_allocator.unwrap_or_default();
-        let tensors = (0..2 * self.info.layers)
-            .map(|_| DynTensor::new(&allocator, elem, shape))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(KvCache::new(tensors, self.layout.supports_masked_rollback(), self.bound.as_ref().map(|b| b.kv.clone()), self.kv_counters.clone()))
+        let tensors =
+            (0..2 * self.info.layers).map(|_| DynTensor::new(&allocator, elem, shape)).collect::<Result<Vec<_>, _>>()?;
+        Ok(KvCache::new(
+            tensors,
+            self.layout.supports_masked_rollback(),
+            self.bound.as_ref().map(|b| b.kv.clone()),
+            self.kv_counters.clone(),
+        ))
     }
 
     /// Feed `tokens` after what `cache` holds and write the logits of the last `rows` of them into
@@ -429,7 +444,15 @@ impl Model {
     /// One call through IoBinding: the pasts are bound where they are, the presents to the
     /// device's memory (they stay there and become the next pasts), the logits to host memory
     /// when all rows are wanted, else to the device with only the wanted rows gathered to the host.
-    fn run_bound(&self, b: &Bound, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>, cost: &mut CallCost) -> Result<()> {
+    fn run_bound(
+        &self,
+        b: &Bound,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        cost: &mut CallCost,
+    ) -> Result<()> {
         let k = tokens.len();
         let phys = cache.physical_len();
         let l = &self.layout;
@@ -440,7 +463,13 @@ impl Model {
         let positions = l.position_ids.map(|t| owned_int_tensor(t, &s[k + mask_len..])).transpose()?;
         let branch = if l.use_cache_branch { Some(Tensor::from_array(([1usize], vec![phys > 0]))?) } else { None };
         // KV data elsewhere than the device would be copied there by ONNX Runtime: count it.
-        let crossing: Vec<usize> = cache.tensors.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).filter(|&n| n > 0).collect();
+        let crossing: Vec<usize> = cache
+            .tensors
+            .iter()
+            .filter(|t| !same_memory(t.memory_info(), &b.kv.memory))
+            .map(tensor_bytes)
+            .filter(|&n| n > 0)
+            .collect();
         crossing.into_iter().for_each(|n| cache.count_host_copy(n));
 
         let started = std::time::Instant::now();
@@ -486,7 +515,8 @@ impl Model {
         cost.calls += 1;
         cost.time += elapsed;
         // ONNX Runtime binds an output to the CPU when the device has no provider: count that too.
-        let misplaced: Vec<usize> = presents.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).collect();
+        let misplaced: Vec<usize> =
+            presents.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).collect();
         misplaced.into_iter().for_each(|n| cache.count_host_copy(n));
         cache.advance(presents, k);
         Ok(())
@@ -494,7 +524,12 @@ impl Model {
 }
 
 impl Bound {
-    fn new(env: &ort::environment::Environment, device: Device, layout: &Layout, logits_type: TensorElementType) -> Result<Bound> {
+    fn new(
+        env: &ort::environment::Environment,
+        device: Device,
+        layout: &Layout,
+        logits_type: TensorElementType,
+    ) -> Result<Bound> {
         let memory = match device {
             Device::Cpu => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?,
             Device::Cuda(n) => MemoryInfo::new(AllocationDevice::CUDA, n as i32, AllocatorType::Device, MemoryType::Default)?,
@@ -506,7 +541,11 @@ impl Bound {
             _ => TensorElementType::Float32,
         };
         let n = 2 * layout.layers.len();
-        let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(format!("the device-resident KV cache (a Gather session built with ONNX Runtime's model editor API): {e}"));
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Error::Unavailable(format!(
+                "the device-resident KV cache (a Gather session built with ONNX Runtime's model editor API): {e}"
+            ))
+        };
         let open = |graph: ort::editor::Model| -> Result<Session> {
             let helper = ModelOptions { intra_threads: 1, spinning: false, ..Default::default() };
             let mut builder = session_builder(env, &helper, 1).map_err(|e| unavailable(&e))?;
@@ -517,7 +556,12 @@ impl Bound {
         };
         let gather = open(gather_graph(n, kv_type, 4, 2).map_err(|e| unavailable(&e))?)?;
         let rows = open(gather_graph(1, logits_type, 3, 1).map_err(|e| unavailable(&e))?)?;
-        Ok(Bound { kv: Arc::new(DeviceKv::new(memory, gather, n)), host, rows: Mutex::new(rows), off_host: device != Device::Cpu })
+        Ok(Bound {
+            kv: Arc::new(DeviceKv::new(memory, gather, n)),
+            host,
+            rows: Mutex::new(rows),
+            off_host: device != Device::Cpu,
+        })
     }
 
     /// The last `rows` of `k` logits rows, gathered where the logits are and copied to the host.
@@ -540,7 +584,10 @@ fn gather_graph(n: usize, elem: TensorElementType, rank: usize, axis: i64) -> or
     use ort::editor::{Graph, Node, Opset, ONNX_DOMAIN};
     use ort::value::{Outlet, Shape, SymbolicDimensions};
     let tensor = |name: String, ty, rank: usize| {
-        Outlet::new(name, ValueType::Tensor { ty, shape: Shape::new(vec![-1i64; rank]), dimension_symbols: SymbolicDimensions::empty(rank) })
+        Outlet::new(
+            name,
+            ValueType::Tensor { ty, shape: Shape::new(vec![-1i64; rank]), dimension_symbols: SymbolicDimensions::empty(rank) },
+        )
     };
     let mut graph = Graph::new()?;
     let mut inputs: Vec<Outlet> = (0..n).map(|i| tensor(format!("x{i}"), elem, rank)).collect();
@@ -549,7 +596,14 @@ fn gather_graph(n: usize, elem: TensorElementType, rank: usize, axis: i64) -> or
     graph.set_outputs((0..n).map(|i| tensor(format!("y{i}"), elem, rank)))?;
     for i in 0..n {
         let attrs = [ort::operator::Attribute::new("axis", axis)?];
-        graph.add_node(Node::new("Gather", ONNX_DOMAIN, format!("gather{i}"), [format!("x{i}"), "keep".to_string()], [format!("y{i}")], attrs)?)?;
+        graph.add_node(Node::new(
+            "Gather",
+            ONNX_DOMAIN,
+            format!("gather{i}"),
+            [format!("x{i}"), "keep".to_string()],
+            [format!("y{i}")],
+            attrs,
+        )?)?;
     }
     let mut model = ort::editor::Model::new([Opset::new(ONNX_DOMAIN, 18)?])?;
     model.set_graph(graph)?;
@@ -557,7 +611,11 @@ fn gather_graph(n: usize, elem: TensorElementType, rank: usize, axis: i64) -> or
 }
 
 /// A session builder with the options' threads, spinning and optimization level (checked ≤ 3).
-fn session_builder(env: &ort::environment::Environment, options: &ModelOptions, intra_threads: usize) -> Result<SessionBuilder, String> {
+fn session_builder(
+    env: &ort::environment::Environment,
+    options: &ModelOptions,
+    intra_threads: usize,
+) -> Result<SessionBuilder, String> {
     use ort::session::builder::GraphOptimizationLevel as L;
     let level = match options.optimization_level {
         0 => L::Disable,
@@ -588,7 +646,8 @@ fn with_cuda(builder: SessionBuilder, id: u32) -> Result<SessionBuilder> {
 fn open_cuda(env: &ort::environment::Environment, options: &ModelOptions, id: u32, onnx: &Path) -> Result<Session> {
     let lib = crate::runtime::loaded_path().map(Path::to_path_buf).unwrap_or_default();
     crate::cuda::prepare(&lib).map_err(|why| Error::Unavailable(format!("cuda:{id}: {why}")))?;
-    let builder = session_builder(env, options, options.intra_threads).map_err(|e| Error::InvalidModel { path: onnx.to_path_buf(), reason: e.to_string() })?;
+    let builder = session_builder(env, options, options.intra_threads)
+        .map_err(|e| Error::InvalidModel { path: onnx.to_path_buf(), reason: e.to_string() })?;
     let mut builder = with_cuda(builder, id)?;
     builder.commit_from_file(onnx).map_err(|e| {
         let reason = e.to_string();
@@ -763,7 +822,9 @@ pub fn info_from_metadata(
     config: Option<&[u8]>,
     generation: Option<&[u8]>,
 ) -> Result<(Layout, ModelInfo), String> {
-    let json = |b: Option<&[u8]>| b.map(serde_json::from_slice::<serde_json::Value>).transpose().map_err(|e| format!("invalid JSON: {e}"));
+    let json = |b: Option<&[u8]>| {
+        b.map(serde_json::from_slice::<serde_json::Value>).transpose().map_err(|e| format!("invalid JSON: {e}"))
+    };
     let (config, generation) = (json(config)?, json(generation)?);
     let layout = layout::parse(inputs, outputs)?;
     let info = model_info(&layout, config.as_ref(), generation.as_ref(), None)?;
@@ -779,7 +840,9 @@ fn model_info(
 ) -> Result<ModelInfo, String> {
     let vocab_size = match (layout.vocab_size, json_usize(config, &["vocab_size"])) {
         (Some(v), _) | (None, Some(v)) => v,
-        (None, None) => return Err("vocabulary size unknown: logits dimension is symbolic and config.json has no vocab_size".into()),
+        (None, None) => {
+            return Err("vocabulary size unknown: logits dimension is symbolic and config.json has no vocab_size".into())
+        }
     };
     let heads = json_usize(config, &["num_attention_heads", "n_head"]);
     let kv_heads = layout
@@ -792,8 +855,8 @@ fn model_info(
         .or_else(|| json_usize(config, &["head_dim"]))
         .or_else(|| Some(json_usize(config, &["hidden_size", "n_embd"])?.checked_div(heads?)?))
         .ok_or("head size unknown: symbolic in the graph and absent from config.json")?;
-    let context_limit =
-        json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"]).unwrap_or(DEFAULT_CONTEXT_LIMIT);
+    let context_limit = json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"])
+        .unwrap_or(DEFAULT_CONTEXT_LIMIT);
     // Zero would make every call fail later with a confusing error (or divide by zero); absurdly
     // large values would make the first generation try to allocate it all. Refuse both here.
     for (what, value, max) in [
@@ -847,10 +910,15 @@ mod tests {
     #[test]
     fn config_values_that_cannot_work_are_refused_at_load() {
         let (i, o) = symbolic_decoder();
-        let info = |config: &str, generation: Option<&str>| info_from_metadata(&i, &o, Some(config.as_bytes()), generation.map(str::as_bytes));
+        let info = |config: &str, generation: Option<&str>| {
+            info_from_metadata(&i, &o, Some(config.as_bytes()), generation.map(str::as_bytes))
+        };
         let good = r#"{"vocab_size": 512, "num_attention_heads": 4, "hidden_size": 64, "max_position_embeddings": 128}"#;
         let (_, ok) = info(good, Some(r#"{"eos_token_id": [2, 3]}"#)).unwrap();
-        assert_eq!((ok.vocab_size, ok.kv_heads, ok.head_dim, ok.context_limit, ok.eos_ids.clone()), (512, 4, 16, 128, vec![2, 3]));
+        assert_eq!(
+            (ok.vocab_size, ok.kv_heads, ok.head_dim, ok.context_limit, ok.eos_ids.clone()),
+            (512, 4, 16, 128, vec![2, 3])
+        );
         // Found by the layout fuzz target: zero heads divided by zero.
         let e = info(r#"{"vocab_size": 512, "num_attention_heads": 0, "hidden_size": 64}"#, None).unwrap_err();
         assert!(e.contains("head"), "{e}");

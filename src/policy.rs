@@ -296,7 +296,11 @@ impl LengthController {
             return AfterGuess::Drop;
         }
         self.all_accepted = with;
-        if more == 0 { AfterGuess::Stop } else { AfterGuess::Continue }
+        if more == 0 {
+            AfterGuess::Stop
+        } else {
+            AfterGuess::Continue
+        }
     }
 
     /// The acceptance estimate for a proposal in `bucket`: the bucket's own record, pulled
@@ -337,7 +341,8 @@ impl LengthController {
     /// accepted (a rejection follows unless all were).
     pub(crate) fn record_round(&mut self, proposed: usize, accepted: usize) {
         if self.policy == DraftPolicy::Heuristic && proposed > 0 {
-            self.gamma = if accepted == proposed { (self.gamma + 2).min(crate::MAX_GAMMA) } else { self.gamma.saturating_sub(1).max(1) };
+            self.gamma =
+                if accepted == proposed { (self.gamma + 2).min(crate::MAX_GAMMA) } else { self.gamma.saturating_sub(1).max(1) };
         }
     }
 }
@@ -365,7 +370,11 @@ pub fn predicted_speedup(alpha: f64, gamma: usize, c: f64, verify: f64) -> f64 {
 
 /// Seconds of drafting γ tokens when the first step costs `first` and later ones `next`.
 fn draft_time(gamma: usize, first: f64, next: f64) -> f64 {
-    if gamma == 0 { 0.0 } else { first + (gamma - 1) as f64 * next }
+    if gamma == 0 {
+        0.0
+    } else {
+        first + (gamma - 1) as f64 * next
+    }
 }
 
 /// The γ in 0..=AUTO_MAX_GAMMA with the most expected tokens per second, and that rate.

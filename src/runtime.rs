@@ -102,11 +102,7 @@ fn init_for(explicit: Option<&Path>, want_cuda: bool) -> Result<&'static Path> {
             other => error_chain(other),
         })
     })?;
-    let env = builder
-        .with_name("specdec")
-        .with_telemetry(false)
-        .build()
-        .map_err(|e| load_error(e.to_string()))?;
+    let env = builder.with_name("specdec").with_telemetry(false).build().map_err(|e| load_error(e.to_string()))?;
     let rt = RUNTIME.get_or_init(|| Runtime { path, env });
     Ok(&rt.path)
 }

@@ -130,7 +130,10 @@ fn cli_reports_bad_input_in_one_line() {
         (vec!["generate", "--target", llama, "--prompt", "x", "--top-p", "2"], "top_p"),
         (vec!["generate", "--target", llama, "--prompt", "x", "--bogus"], "unknown option"),
         (vec!["generate", "--prompt", "x"], "--target is required"),
-        (vec!["generate", "--target", llama, "--prompt", "x", "--ort-lib", "/no/such/libonnxruntime.so"], "/no/such/libonnxruntime.so"),
+        (
+            vec!["generate", "--target", llama, "--prompt", "x", "--ort-lib", "/no/such/libonnxruntime.so"],
+            "/no/such/libonnxruntime.so",
+        ),
         (vec!["frobnicate"], "unknown command"),
     ];
     for (args, needle) in cases {
@@ -146,7 +149,19 @@ fn cli_reports_bad_input_in_one_line() {
 fn cli_json_output_has_stable_keys() {
     let out = Command::new(env!("CARGO_BIN_EXE_specdec"))
         .args(["generate", "--target", fixture("llama").to_str().unwrap(), "--draft", fixture("draft").to_str().unwrap()])
-        .args(["--prompt", "def f(x):", "--max-new-tokens", "12", "--samples", "3", "--temperature", "1", "--seed", "5", "--json"])
+        .args([
+            "--prompt",
+            "def f(x):",
+            "--max-new-tokens",
+            "12",
+            "--samples",
+            "3",
+            "--temperature",
+            "1",
+            "--seed",
+            "5",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -157,7 +172,17 @@ fn cli_json_output_has_stable_keys() {
         assert_eq!(v["seed"], 5 + i as u64);
         assert!(v["tokens"].as_array().unwrap().len() <= 12);
         assert!(v["text"].is_string());
-        for key in ["target_calls", "draft_calls", "drafted", "accepted", "acceptance_rate", "tokens_per_target_call", "draft_ms", "target_ms", "other_ms"] {
+        for key in [
+            "target_calls",
+            "draft_calls",
+            "drafted",
+            "accepted",
+            "acceptance_rate",
+            "tokens_per_target_call",
+            "draft_ms",
+            "target_ms",
+            "other_ms",
+        ] {
             assert!(v["stats"].get(key).is_some(), "missing stats.{key}");
         }
     }

@@ -26,7 +26,14 @@ unsafe fn load_c(path: &std::path::Path) -> *mut specdec_model {
 }
 
 /// Generate through the C ABI; returns the new tokens.
-unsafe fn generate_c(target: *const specdec_model, draft: *const specdec_model, prompt: &[u32], gamma: u32, temperature: f32, seed: u64) -> Vec<u32> {
+unsafe fn generate_c(
+    target: *const specdec_model,
+    draft: *const specdec_model,
+    prompt: &[u32],
+    gamma: u32,
+    temperature: f32,
+    seed: u64,
+) -> Vec<u32> {
     let mut e = ptr::null_mut();
     let cfg = specdec_gen_config_new();
     ok(specdec_gen_config_set_gamma(cfg, gamma, &mut e), e);
@@ -86,7 +93,15 @@ fn c_abi_matches_the_rust_api() {
 }
 
 /// Proposes the token 1 then whatever followed the last token before (fixed tokens).
-unsafe extern "C" fn lookup_drafter(_: *mut std::ffi::c_void, tokens: *const u32, n: usize, max: usize, _vocab: usize, out: *mut u32, _probs: *mut f32) -> i32 {
+unsafe extern "C" fn lookup_drafter(
+    _: *mut std::ffi::c_void,
+    tokens: *const u32,
+    n: usize,
+    max: usize,
+    _vocab: usize,
+    out: *mut u32,
+    _probs: *mut f32,
+) -> i32 {
     let tokens = std::slice::from_raw_parts(tokens, n);
     let last = tokens[n - 1];
     let next = tokens.windows(2).rev().find(|w| w[0] == last).map_or(1, |w| w[1]);
@@ -95,7 +110,15 @@ unsafe extern "C" fn lookup_drafter(_: *mut std::ffi::c_void, tokens: *const u32
     k as i32
 }
 
-unsafe extern "C" fn failing_drafter(_: *mut std::ffi::c_void, _: *const u32, _: usize, _: usize, _: usize, _: *mut u32, _: *mut f32) -> i32 {
+unsafe extern "C" fn failing_drafter(
+    _: *mut std::ffi::c_void,
+    _: *const u32,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: *mut u32,
+    _: *mut f32,
+) -> i32 {
     -1
 }
 
@@ -154,7 +177,10 @@ fn c_abi_drafters_keep_greedy_output() {
         specdec_error_free(e);
         specdec_generator_free(g);
         specdec_drafter_free(failing);
-        assert_eq!(specdec_drafter_new_callback(None, ptr::null_mut(), false, &mut failing, ptr::null_mut()), specdec_status::NullParameter);
+        assert_eq!(
+            specdec_drafter_new_callback(None, ptr::null_mut(), false, &mut failing, ptr::null_mut()),
+            specdec_status::NullParameter
+        );
         assert_eq!(specdec_drafter_new_ngram(0, 3, 4, &mut failing, ptr::null_mut()), specdec_status::InvalidArgument);
         assert_eq!(specdec_drafter_new_counts(3, ptr::null(), &mut failing, ptr::null_mut()), specdec_status::InvalidArgument);
         for (_, d) in drafters {

@@ -78,7 +78,12 @@ fn rolled_back_cache_matches_a_fresh_one() {
         }
         model.forward(&mut cache, &cont, cont.len(), &mut got).unwrap();
         let diff = max_abs_diff(&want, &got);
-        println!("{}: after rollback, max |diff| = {diff:.3e} (physical {} for {} tokens)", path.display(), cache.physical_len(), cache.len());
+        println!(
+            "{}: after rollback, max |diff| = {diff:.3e} (physical {} for {} tokens)",
+            path.display(),
+            cache.physical_len(),
+            cache.len()
+        );
         if model.layout().supports_masked_rollback() {
             assert!(cache.physical_len() > cache.len(), "holes were expected to stay masked");
         }

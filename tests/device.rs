@@ -123,7 +123,10 @@ fn compare(what: &str, reference: &Model, prompt: &[u32], want: &[u32], got: &[u
     let i = want.iter().zip(got).position(|(a, b)| a != b)?;
     let prefix = [prompt, &want[..i]].concat();
     let m = top2_margin(reference, &prefix);
-    let msg = format!("{what}: first difference at new token {i} ({} vs {}); reference top-2 logit margin there {m:.3e}", want[i], got[i]);
+    let msg = format!(
+        "{what}: first difference at new token {i} ({} vs {}); reference top-2 logit margin there {m:.3e}",
+        want[i], got[i]
+    );
     assert!(!exact && m < NEAR_TIE, "{msg}");
     println!("near-tie divergence, reported: {msg}");
     Some(m)
@@ -146,7 +149,14 @@ fn io_binding_on_cpu_keeps_greedy_speculation_exact() {
             for gamma in [1, 2, 3, 4, 6, 8] {
                 for d in [&draft, &plain_draft] {
                     let (got, st) = generate(&target, Some(d), &prompt, gamma);
-                    compare(&format!("{} + {}, gamma {gamma}", target_path.display(), draft_path.display()), &plain_target, &prompt, &want, &got, true);
+                    compare(
+                        &format!("{} + {}, gamma {gamma}", target_path.display(), draft_path.display()),
+                        &plain_target,
+                        &prompt,
+                        &want,
+                        &got,
+                        true,
+                    );
                     totals.accepted += st.accepted;
                     totals.drafted += st.drafted;
                 }
@@ -184,7 +194,15 @@ fn cuda_without_a_usable_gpu_fails_naming_what_is_missing() {
     assert_eq!(e.code(), 7012);
     let msg = e.to_string();
     assert!(msg.contains("CUDA"), "{msg}");
-    let named = ["libonnxruntime_providers_cuda.so", "libcuda.so.1", "libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcudnn.so.9", "libcurand.so.10"];
+    let named = [
+        "libonnxruntime_providers_cuda.so",
+        "libcuda.so.1",
+        "libcudart.so.13",
+        "libcublasLt.so.13",
+        "libcublas.so.13",
+        "libcudnn.so.9",
+        "libcurand.so.10",
+    ];
     assert!(named.iter().any(|n| msg.contains(n)) || msg.contains("CUDA failure"), "the message names nothing missing: {msg}");
 
     // The opt-in fallback: a CPU model that says why.

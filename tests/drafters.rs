@@ -10,7 +10,12 @@ use specdec::{DraftPolicy, DraftSource, GenerationConfig, Generator, Model, NGra
 
 const NEW_TOKENS: usize = 64;
 
-fn run(target: &Arc<Model>, source: Option<&DraftSource>, prompt: &[u32], edit: &dyn Fn(&mut GenerationConfig)) -> (Vec<u32>, specdec::Stats) {
+fn run(
+    target: &Arc<Model>,
+    source: Option<&DraftSource>,
+    prompt: &[u32],
+    edit: &dyn Fn(&mut GenerationConfig),
+) -> (Vec<u32>, specdec::Stats) {
     let mut cfg = GenerationConfig { max_new_tokens: NEW_TOKENS, eos_ids: Some(vec![]), ..Default::default() };
     edit(&mut cfg);
     let mut g = Generator::from_source(target.clone(), source, cfg).unwrap();
@@ -35,7 +40,13 @@ fn check(name: &str, source: DraftSource, edit: &dyn Fn(&mut GenerationConfig)) 
         total.rounds += s.rounds;
         total.new_tokens += s.new_tokens;
     }
-    println!("{name}: identical on {} prompts; drafted {}, accepted {}, {:.2} tokens per target call", PROMPTS.len(), total.drafted, total.accepted, total.tokens_per_target_call());
+    println!(
+        "{name}: identical on {} prompts; drafted {}, accepted {}, {:.2} tokens per target call",
+        PROMPTS.len(),
+        total.drafted,
+        total.accepted,
+        total.tokens_per_target_call()
+    );
     assert!(total.accepted > 0, "{name}: nothing accepted, the accept path went untested");
     assert!(total.accepted < total.drafted, "{name}: nothing rejected, the reject path went untested");
     total
@@ -44,7 +55,10 @@ fn check(name: &str, source: DraftSource, edit: &dyn Fn(&mut GenerationConfig)) 
 #[test]
 fn ngram_lookup() {
     for (n_min, n_max) in [(1, 1), (1, 3), (2, 4)] {
-        let s = check(&format!("ngram {n_min}..={n_max}"), DraftSource::NGram(NGramConfig { n_min, n_max, max_proposal: 6 }), &|c| c.gamma = 6);
+        let s =
+            check(&format!("ngram {n_min}..={n_max}"), DraftSource::NGram(NGramConfig { n_min, n_max, max_proposal: 6 }), &|c| {
+                c.gamma = 6
+            });
         // The fixtures repeat themselves: matched lookups must pay for themselves.
         assert!(s.tokens_per_target_call() > 1.0);
     }
@@ -112,7 +126,12 @@ fn bad_host_proposals_are_errors_and_the_generator_recovers() {
         probs.clear();
         Ok(())
     };
-    let mut g = Generator::from_source(target.clone(), Some(&DraftSource::Callback(Arc::new(cb))), GenerationConfig { eos_ids: Some(vec![]), max_new_tokens: 16, ..Default::default() }).unwrap();
+    let mut g = Generator::from_source(
+        target.clone(),
+        Some(&DraftSource::Callback(Arc::new(cb))),
+        GenerationConfig { eos_ids: Some(vec![]), max_new_tokens: 16, ..Default::default() },
+    )
+    .unwrap();
     g.append_tokens(&prompt).unwrap();
     let err = g.step().unwrap_err();
     assert_eq!(err.code(), 7007, "{err}");
@@ -127,7 +146,9 @@ fn bad_host_proposals_are_errors_and_the_generator_recovers() {
         out.extend(std::iter::repeat_n(1, max + 1));
         Ok(())
     };
-    let mut g2 = Generator::from_source(target.clone(), Some(&DraftSource::Callback(Arc::new(too_many))), GenerationConfig::default()).unwrap();
+    let mut g2 =
+        Generator::from_source(target.clone(), Some(&DraftSource::Callback(Arc::new(too_many))), GenerationConfig::default())
+            .unwrap();
     g2.append_tokens(&prompt).unwrap();
     assert_eq!(g2.step().unwrap_err().code(), 7001);
     let bad_probs = |_: &[u32], _: usize, out: &mut Vec<u32>, probs: &mut Vec<f32>| -> specdec::Result<()> {
@@ -135,7 +156,8 @@ fn bad_host_proposals_are_errors_and_the_generator_recovers() {
         probs.extend(std::iter::repeat_n(0.5, 512)); // sums to 256
         Ok(())
     };
-    let mut g3 = Generator::from_source(target, Some(&DraftSource::Callback(Arc::new(bad_probs))), GenerationConfig::default()).unwrap();
+    let mut g3 =
+        Generator::from_source(target, Some(&DraftSource::Callback(Arc::new(bad_probs))), GenerationConfig::default()).unwrap();
     g3.append_tokens(&prompt).unwrap();
     assert_eq!(g3.step().unwrap_err().code(), 7001);
 }
@@ -146,7 +168,13 @@ fn kv_memory_budget_refuses_requests_that_cannot_fit() {
     let draft = load(fixture("draft"));
     let per_token = target.kv_bytes_per_token() + draft.kv_bytes_per_token();
     let prompt = tokenizer().encode(PROMPTS[1]).unwrap();
-    let cfg = |limit| GenerationConfig { kv_memory_limit: Some(limit), max_new_tokens: 32, gamma: 4, eos_ids: Some(vec![]), ..Default::default() };
+    let cfg = |limit| GenerationConfig {
+        kv_memory_limit: Some(limit),
+        max_new_tokens: 32,
+        gamma: 4,
+        eos_ids: Some(vec![]),
+        ..Default::default()
+    };
     let fits = (prompt.len() + 32 + 4) * per_token;
     let mut g = Generator::new(target.clone(), Some(draft.clone()), cfg(fits - 1)).unwrap();
     let err = g.append_tokens(&prompt).unwrap_err();
@@ -167,8 +195,14 @@ fn auto_carries_its_record_to_the_next_sequence() {
     let target = load(fixture("llama"));
     let draft = load(fixture("draft"));
     let prompt = tokenizer().encode(PROMPTS[0]).unwrap();
-    let cfg = GenerationConfig { max_new_tokens: NEW_TOKENS, eos_ids: Some(vec![]), draft_policy: DraftPolicy::Auto, ..Default::default() };
-    let new = |draft: &Arc<Model>, cfg: &GenerationConfig| Generator::new(target.clone(), Some(draft.clone()), cfg.clone()).unwrap();
+    let cfg = GenerationConfig {
+        max_new_tokens: NEW_TOKENS,
+        eos_ids: Some(vec![]),
+        draft_policy: DraftPolicy::Auto,
+        ..Default::default()
+    };
+    let new =
+        |draft: &Arc<Model>, cfg: &GenerationConfig| Generator::new(target.clone(), Some(draft.clone()), cfg.clone()).unwrap();
     const PRIOR: f64 = 0.5;
     // A generator that verified nothing leaves nothing behind.
     drop(new(&draft, &cfg));

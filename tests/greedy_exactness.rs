@@ -10,7 +10,13 @@ use specdec::{Model, SamplingConfig};
 
 const NEW_TOKENS: usize = 64;
 
-fn run(target: &Arc<Model>, draft: Option<&Arc<Model>>, prompt: &[u32], gamma: usize, sampling: &SamplingConfig) -> (Vec<u32>, specdec::Stats) {
+fn run(
+    target: &Arc<Model>,
+    draft: Option<&Arc<Model>>,
+    prompt: &[u32],
+    gamma: usize,
+    sampling: &SamplingConfig,
+) -> (Vec<u32>, specdec::Stats) {
     generate_n(target, draft, prompt, gamma, NEW_TOKENS, sampling)
 }
 

@@ -45,12 +45,24 @@ fn exact_pairs(target: &Model, prompt: &[u32], sampling: &SamplingConfig) -> Has
 
 /// Counts of the first two generated tokens over SAMPLES seeds, and the stats summed over them;
 /// `make` builds a generator for a configuration.
-fn sampled_pairs(prompt: &[u32], sampling: &SamplingConfig, sabotage: bool, make: &dyn Fn(GenerationConfig) -> Generator) -> (HashMap<(u32, u32), u64>, Totals) {
+fn sampled_pairs(
+    prompt: &[u32],
+    sampling: &SamplingConfig,
+    sabotage: bool,
+    make: &dyn Fn(GenerationConfig) -> Generator,
+) -> (HashMap<(u32, u32), u64>, Totals) {
     let mut counts = HashMap::new();
     let mut totals = Totals::default();
     for seed in 0..SAMPLES {
         // γ + 1 new tokens: one full round, so both tokens come out of the acceptance rule.
-        let cfg = GenerationConfig { gamma: GAMMA, seed, max_new_tokens: GAMMA + 1, eos_ids: Some(vec![]), sampling: sampling.clone(), ..Default::default() };
+        let cfg = GenerationConfig {
+            gamma: GAMMA,
+            seed,
+            max_new_tokens: GAMMA + 1,
+            eos_ids: Some(vec![]),
+            sampling: sampling.clone(),
+            ..Default::default()
+        };
         let mut g = make(cfg);
         if sabotage {
             g.debug_always_accept();
@@ -148,8 +160,14 @@ fn chi2_sf(x: f64, df: f64) -> f64 {
 fn ln_gamma(x: f64) -> f64 {
     // Lanczos approximation (g = 7, n = 9).
     const C: [f64; 9] = [
-        0.999_999_999_999_809_9, 676.520_368_121_885_1, -1_259.139_216_722_402_8, 771.323_428_777_653_1,
-        -176.615_029_162_140_6, 12.507_343_278_686_905, -0.138_571_095_265_720_12, 9.984_369_578_019_572e-6,
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
         1.505_632_735_149_311_6e-7,
     ];
     if x < 0.5 {
@@ -167,7 +185,11 @@ pub fn check_with(sampling: SamplingConfig, sabotage: bool, make: impl Fn(&Arc<M
 }
 
 /// [`check_with`], also returning the summed stats.
-fn check_with_totals(sampling: SamplingConfig, sabotage: bool, make: impl Fn(&Arc<Model>, GenerationConfig) -> Generator) -> (f64, Totals) {
+fn check_with_totals(
+    sampling: SamplingConfig,
+    sabotage: bool,
+    make: impl Fn(&Arc<Model>, GenerationConfig) -> Generator,
+) -> (f64, Totals) {
     let target = load(fixture("llama"));
     let prompt = tokenizer().encode(PROMPTS[2]).unwrap();
     let exact = exact_pairs(&target, &prompt, &sampling);
@@ -298,15 +320,34 @@ fn auto_round_stopping_matches_the_target() {
         for _ in 0..max {
             let row: Vec<f32> = if next() % 2 == 0 {
                 out.push(if next() % 100 < 97 { 3 } else { 16 + (next() % 16) as u32 });
-                (0..512).map(|i| if i == 3 { 0.97 } else if (16..32).contains(&i) { 0.03 / 16.0 } else { 0.0 }).collect()
+                (0..512)
+                    .map(|i| {
+                        if i == 3 {
+                            0.97
+                        } else if (16..32).contains(&i) {
+                            0.03 / 16.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
             } else {
                 let (mut cache, mut logits, mut buf) = (oracle.new_cache()?, Vec::new(), Vec::new());
                 oracle.forward(&mut cache, &seq, 1, &mut logits)?;
-                let Dist::Probs(p) = distribution(&logits, &History::new(512), &[], &t1(), &mut buf) else { unreachable!("T = 1") };
+                let Dist::Probs(p) = distribution(&logits, &History::new(512), &[], &t1(), &mut buf) else {
+                    unreachable!("T = 1")
+                };
                 let p = p.to_vec();
                 let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
                 let mut acc = 0.0;
-                out.push(p.iter().position(|&w| { acc += w as f64; acc > u }).unwrap_or(511) as u32);
+                out.push(
+                    p.iter()
+                        .position(|&w| {
+                            acc += w as f64;
+                            acc > u
+                        })
+                        .unwrap_or(511) as u32,
+                );
                 p
             };
             probs.extend(row);
@@ -334,7 +375,15 @@ fn a_wrong_acceptance_rule_is_rejected() {
 /// A host drafter written against the C ABI: proposes whatever followed the last token earlier
 /// (else token 1), as fixed tokens; with `probs`, draws from a uniform distribution over 16 ids
 /// (a xorshift stream in `user_data`) and reports it.
-unsafe extern "C" fn c_drafter(user_data: *mut std::ffi::c_void, tokens: *const u32, n: usize, max: usize, vocab: usize, out: *mut u32, probs: *mut f32) -> i32 {
+unsafe extern "C" fn c_drafter(
+    user_data: *mut std::ffi::c_void,
+    tokens: *const u32,
+    n: usize,
+    max: usize,
+    vocab: usize,
+    out: *mut u32,
+    probs: *mut f32,
+) -> i32 {
     let tokens = std::slice::from_raw_parts(tokens, n);
     let k = max.min(3);
     if probs.is_null() {

@@ -80,7 +80,11 @@ fn outcome(what: &str, status: specdec_status, err: *mut specdec_error, slot: bo
 fn float(u: &mut Unstructured) -> Result<f32> {
     const EDGES: [f32; 13] =
         [0.0, -0.0, 0.5, 1.0, 1.5, 2.0, -1.0, 1e-30, 1e30, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE];
-    if u.ratio(1u8, 4)? { Ok(f32::from_bits(u.arbitrary()?)) } else { Ok(*u.choose(&EDGES)?) }
+    if u.ratio(1u8, 4)? {
+        Ok(f32::from_bits(u.arbitrary()?))
+    } else {
+        Ok(*u.choose(&EDGES)?)
+    }
 }
 
 fn small_u32(u: &mut Unstructured) -> Result<u32> {
@@ -221,9 +225,21 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
         2 => outcome("set_top_k", specdec_gen_config_set_top_k(cfg, small_u32(u)?, e), err, slot, &null_or_invalid),
         3 => outcome("set_top_p", specdec_gen_config_set_top_p(cfg, float(u)?, e), err, slot, &null_or_invalid),
         4 => outcome("set_min_p", specdec_gen_config_set_min_p(cfg, float(u)?, e), err, slot, &null_or_invalid),
-        5 => outcome("set_repetition_penalty", specdec_gen_config_set_repetition_penalty(cfg, float(u)?, e), err, slot, &null_or_invalid),
+        5 => outcome(
+            "set_repetition_penalty",
+            specdec_gen_config_set_repetition_penalty(cfg, float(u)?, e),
+            err,
+            slot,
+            &null_or_invalid,
+        ),
         6 => outcome("set_seed", specdec_gen_config_set_seed(cfg, u.arbitrary()?, e), err, slot, &null_or_invalid),
-        7 => outcome("set_max_new_tokens", specdec_gen_config_set_max_new_tokens(cfg, small_u32(u)?, e), err, slot, &null_or_invalid),
+        7 => outcome(
+            "set_max_new_tokens",
+            specdec_gen_config_set_max_new_tokens(cfg, small_u32(u)?, e),
+            err,
+            slot,
+            &null_or_invalid,
+        ),
         8 => {
             let v = ids(u, 4)?;
             let p = if v.is_empty() && u.arbitrary()? { null() } else { v.as_ptr() };
@@ -240,7 +256,13 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
         }
         11 => {
             let s = cstring(u)?;
-            outcome("add_stop_text", specdec_gen_config_add_stop_text(cfg, s.as_ptr() as *const c_char, e), err, slot, &[S::NullParameter, S::InvalidArgument, S::InvalidUtf8])
+            outcome(
+                "add_stop_text",
+                specdec_gen_config_add_stop_text(cfg, s.as_ptr() as *const c_char, e),
+                err,
+                slot,
+                &[S::NullParameter, S::InvalidArgument, S::InvalidUtf8],
+            )
         }
         12 => outcome("clear_stops", specdec_gen_config_clear_stops(cfg, e), err, slot, &null_or_invalid),
         13 => {
@@ -270,7 +292,8 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
             let before = tokens(st.generator);
             let p = if v.is_empty() && u.arbitrary()? { null() } else { v.as_ptr() };
             let s = specdec_generator_append_tokens(st.generator, p, v.len(), e);
-            if !outcome("append_tokens", s, err, slot, &[S::NullParameter, S::TokenOutOfRange, S::ContextLimit, S::MemoryBudget]) {
+            if !outcome("append_tokens", s, err, slot, &[S::NullParameter, S::TokenOutOfRange, S::ContextLimit, S::MemoryBudget])
+            {
                 assert_eq!(tokens(st.generator), before, "a failed append changed the sequence");
                 if v.iter().any(|&t| t >= st.vocab) && !st.generator.is_null() {
                     assert_eq!(s, S::TokenOutOfRange);
@@ -295,7 +318,13 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
             let mut left: usize = u.int_in_range(1..=3)?;
             st.iterations += left;
             let mut reason = specdec_finish_reason::None;
-            let s = specdec_generator_generate(st.generator, Some(stop_after), &mut left as *mut usize as *mut c_void, &mut reason, e);
+            let s = specdec_generator_generate(
+                st.generator,
+                Some(stop_after),
+                &mut left as *mut usize as *mut c_void,
+                &mut reason,
+                e,
+            );
             if outcome("generate", s, err, slot, &STEP_ERRORS) {
                 assert!(reason != specdec_finish_reason::None);
                 assert_eq!(specdec_generator_finish_reason(st.generator), reason);
@@ -349,8 +378,16 @@ unsafe fn op(u: &mut Unstructured, st: &mut State) -> Result<()> {
             let (mut t, mut n) = (null(), 0usize);
             outcome("tokens", specdec_generator_tokens(st.generator, &mut t, &mut n, e), err, slot, &[S::NullParameter])
         }
-        25 => outcome("set_draft_policy", specdec_gen_config_set_draft_policy(cfg, *u.choose(&[0, 1, 2, 3, u32::MAX])?, e), err, slot, &null_or_invalid),
-        26 => outcome("set_confidence_stop", specdec_gen_config_set_confidence_stop(cfg, float(u)?, e), err, slot, &null_or_invalid),
+        25 => outcome(
+            "set_draft_policy",
+            specdec_gen_config_set_draft_policy(cfg, *u.choose(&[0, 1, 2, 3, u32::MAX])?, e),
+            err,
+            slot,
+            &null_or_invalid,
+        ),
+        26 => {
+            outcome("set_confidence_stop", specdec_gen_config_set_confidence_stop(cfg, float(u)?, e), err, slot, &null_or_invalid)
+        }
         27 => {
             let bytes = match u.int_in_range(0u8..=3)? {
                 0 => 0,
@@ -426,7 +463,11 @@ unsafe fn tokens(g: *const specdec_generator) -> Vec<u32> {
     }
     let (mut t, mut n) = (null(), 0usize);
     assert_eq!(specdec_generator_tokens(g, &mut t, &mut n, null_mut()), S::Ok);
-    if n == 0 { Vec::new() } else { std::slice::from_raw_parts(t, n).to_vec() }
+    if n == 0 {
+        Vec::new()
+    } else {
+        std::slice::from_raw_parts(t, n).to_vec()
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

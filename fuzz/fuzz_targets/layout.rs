@@ -8,7 +8,8 @@ use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use specdec::layout::{ElemType, TensorSpec};
 
-const ELEMS: [ElemType; 7] = [ElemType::F32, ElemType::F16, ElemType::BF16, ElemType::I64, ElemType::I32, ElemType::Bool, ElemType::Other];
+const ELEMS: [ElemType; 7] =
+    [ElemType::F32, ElemType::F16, ElemType::BF16, ElemType::I64, ElemType::I32, ElemType::Bool, ElemType::Other];
 
 /// Names biased towards the ones the parser looks for, so that the fuzzer reaches past the
 /// first checks; any other string stays possible.
@@ -106,8 +107,18 @@ fn json(u: &mut Unstructured) -> Result<Option<Vec<u8>>> {
     // Either structured keys with odd values, or raw bytes.
     if u.arbitrary::<bool>()? {
         let keys = [
-            "vocab_size", "num_attention_heads", "n_head", "num_key_value_heads", "head_dim", "hidden_size", "n_embd",
-            "max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "eos_token_id",
+            "vocab_size",
+            "num_attention_heads",
+            "n_head",
+            "num_key_value_heads",
+            "head_dim",
+            "hidden_size",
+            "n_embd",
+            "max_position_embeddings",
+            "n_positions",
+            "n_ctx",
+            "max_sequence_length",
+            "eos_token_id",
         ];
         let mut fields = Vec::new();
         for _ in 0..u.int_in_range(0..=6)? {
@@ -135,7 +146,8 @@ fn check(u: &mut Unstructured) -> Result<()> {
     let (inputs, outputs) = if u.arbitrary::<bool>()? { template(u)? } else { (specs(u, 12)?, specs(u, 10)?) };
 
     let direct = specdec::layout::parse(&inputs, &outputs);
-    let Ok((layout, info)) = specdec::model::info_from_metadata(&inputs, &outputs, config.as_deref(), generation.as_deref()) else {
+    let Ok((layout, info)) = specdec::model::info_from_metadata(&inputs, &outputs, config.as_deref(), generation.as_deref())
+    else {
         return Ok(());
     };
     assert_eq!(direct.as_ref(), Ok(&layout), "info_from_metadata must use layout::parse");

@@ -55,7 +55,9 @@ fn decode(tok: *const specdec_tokenizer, ids: &[u32]) -> Option<Vec<u8>> {
     unsafe { specdec_error_free(err) };
     let mut buf = vec![0u8; len + 1];
     let mut err = null_mut();
-    let s = unsafe { specdec_tokenizer_decode(tok, ids.as_ptr(), ids.len(), buf.as_mut_ptr() as *mut c_char, buf.len(), &mut len, &mut err) };
+    let s = unsafe {
+        specdec_tokenizer_decode(tok, ids.as_ptr(), ids.len(), buf.as_mut_ptr() as *mut c_char, buf.len(), &mut len, &mut err)
+    };
     assert!(ok(s, err, &[]), "decode failed with enough room");
     assert_eq!(buf[len], 0);
     buf.truncate(len);
@@ -75,7 +77,11 @@ fn check(data: &[u8]) -> Result<()> {
                 let text = String::from_utf8_lossy(&rest[..rest.len().min(64)]);
                 if let Ok(ids) = t.encode(&text) {
                     // What it encodes it must accept back.
-                    assert!(ids.iter().all(|&i| (i as usize) < t.vocab_size()), "encode gave ids {ids:?} beyond vocab_size {}", t.vocab_size());
+                    assert!(
+                        ids.iter().all(|&i| (i as usize) < t.vocab_size()),
+                        "encode gave ids {ids:?} beyond vocab_size {}",
+                        t.vocab_size()
+                    );
                     t.decode(&ids).expect("decoding its own encoding");
                 }
                 let _ = t.decode(&[0, 1, 2, u32::MAX]);
@@ -88,7 +94,15 @@ fn check(data: &[u8]) -> Result<()> {
             let mut ids = vec![0u32; capacity];
             let (mut n, mut err) = (0usize, null_mut());
             let s = unsafe {
-                specdec_tokenizer_encode(tok, text.as_ptr() as *const c_char, text.len(), ids.as_mut_ptr(), capacity, &mut n, &mut err)
+                specdec_tokenizer_encode(
+                    tok,
+                    text.as_ptr() as *const c_char,
+                    text.len(),
+                    ids.as_mut_ptr(),
+                    capacity,
+                    &mut n,
+                    &mut err,
+                )
             };
             let valid = std::str::from_utf8(text).is_ok();
             if s == specdec_status::InvalidUtf8 {
@@ -101,7 +115,17 @@ fn check(data: &[u8]) -> Result<()> {
                 assert!(n > capacity);
                 ids = vec![0; n];
                 let mut err = null_mut();
-                let s = unsafe { specdec_tokenizer_encode(tok, text.as_ptr() as *const c_char, text.len(), ids.as_mut_ptr(), n, &mut n, &mut err) };
+                let s = unsafe {
+                    specdec_tokenizer_encode(
+                        tok,
+                        text.as_ptr() as *const c_char,
+                        text.len(),
+                        ids.as_mut_ptr(),
+                        n,
+                        &mut n,
+                        &mut err,
+                    )
+                };
                 assert!(ok(s, err, &[]), "encode failed with enough room");
             }
             assert!(valid, "invalid UTF-8 was encoded");

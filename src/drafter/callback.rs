@@ -48,11 +48,18 @@ impl CallbackDrafter {
             return Ok(());
         }
         if self.probs.len() != n * self.vocab {
-            return Err(Error::invalid(format!("draft callback gave {} probabilities for {n} proposals of {} tokens", self.probs.len(), self.vocab)));
+            return Err(Error::invalid(format!(
+                "draft callback gave {} probabilities for {n} proposals of {} tokens",
+                self.probs.len(),
+                self.vocab
+            )));
         }
         for (i, row) in self.probs.chunks(self.vocab).enumerate() {
             let sum: f64 = row.iter().map(|&p| p as f64).sum();
-            if row.iter().any(|p| !(p.is_finite() && *p >= 0.0)) || (sum - 1.0).abs() > 1e-3 || row[self.pending[i] as usize] <= 0.0 {
+            if row.iter().any(|p| !(p.is_finite() && *p >= 0.0))
+                || (sum - 1.0).abs() > 1e-3
+                || row[self.pending[i] as usize] <= 0.0
+            {
                 return Err(Error::invalid(format!(
                     "draft callback distribution {i} is not a probability distribution giving its proposal a positive probability (sum {sum})"
                 )));

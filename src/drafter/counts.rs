@@ -49,7 +49,8 @@ impl CountTable {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = || Error::io(path, format!("line {}: expected `<id> <count>` or `<prev> <id> <count>`, got `{line}`", i + 1));
+            let bad =
+                || Error::io(path, format!("line {}: expected `<id> <count>` or `<prev> <id> <count>`, got `{line}`", i + 1));
             let fields: Vec<&str> = line.split_whitespace().collect();
             let id = |s: &str| s.parse::<u32>().map_err(|_| bad());
             let count = |s: &str| s.parse::<f64>().ok().filter(|c| c.is_finite() && *c >= 0.0).ok_or_else(bad);
@@ -109,13 +110,25 @@ impl CountsDrafter {
         }
         let learn = table.is_none();
         let table = table.map(|t| (*t).clone()).unwrap_or_default();
-        Ok(CountsDrafter { order, table, counted: 0, learn, unigram: vec![0.0; vocab_size], stale: true, logits: vec![0.0; vocab_size] })
+        Ok(CountsDrafter {
+            order,
+            table,
+            counted: 0,
+            learn,
+            unigram: vec![0.0; vocab_size],
+            stale: true,
+            logits: vec![0.0; vocab_size],
+        })
     }
 }
 
 impl Drafter for CountsDrafter {
     fn name(&self) -> &'static str {
-        if self.order == 1 { "unigram" } else { "bigram" }
+        if self.order == 1 {
+            "unigram"
+        } else {
+            "bigram"
+        }
     }
 
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {

@@ -29,10 +29,17 @@ impl Default for NGramConfig {
 impl NGramConfig {
     pub fn validate(&self) -> Result<()> {
         if self.n_min == 0 || self.n_min > self.n_max || self.n_max > 64 {
-            return Err(Error::invalid(format!("n-gram sizes must satisfy 1 <= n_min <= n_max <= 64, got {}..={}", self.n_min, self.n_max)));
+            return Err(Error::invalid(format!(
+                "n-gram sizes must satisfy 1 <= n_min <= n_max <= 64, got {}..={}",
+                self.n_min, self.n_max
+            )));
         }
         if self.max_proposal == 0 || self.max_proposal > crate::MAX_GAMMA {
-            return Err(Error::invalid(format!("n-gram max_proposal must be in 1..={}, got {}", crate::MAX_GAMMA, self.max_proposal)));
+            return Err(Error::invalid(format!(
+                "n-gram max_proposal must be in 1..={}, got {}",
+                crate::MAX_GAMMA,
+                self.max_proposal
+            )));
         }
         Ok(())
     }
@@ -60,7 +67,16 @@ const DECAY: f64 = 0.95;
 impl NGramDrafter {
     pub fn new(cfg: NGramConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(NGramDrafter { cfg, pending: Vec::new(), round_start: 0, proposed: 0, accepted: 1.0, verified: 2.0, idle: 0, probe_every: 8 })
+        Ok(NGramDrafter {
+            cfg,
+            pending: Vec::new(),
+            round_start: 0,
+            proposed: 0,
+            accepted: 1.0,
+            verified: 2.0,
+            idle: 0,
+            probe_every: 8,
+        })
     }
 
     /// How many proposals pay off at the running acceptance rate: the k maximising expected

@@ -27,7 +27,11 @@ pub unsafe extern "C" fn specdec_gen_config_free(config: *mut specdec_gen_config
 }
 
 /// Apply `f` to the settings, keeping the old value if the result does not validate.
-unsafe fn set(config: *mut specdec_gen_config, err: *mut *mut specdec_error, f: impl FnOnce(&mut GenerationConfig)) -> specdec_status {
+unsafe fn set(
+    config: *mut specdec_gen_config,
+    err: *mut *mut specdec_error,
+    f: impl FnOnce(&mut GenerationConfig),
+) -> specdec_status {
     guard(err, || {
         let c = handle_mut(config, "config")?;
         let mut next = c.inner.clone();
@@ -41,42 +45,66 @@ unsafe fn set(config: *mut specdec_gen_config, err: *mut *mut specdec_error, f: 
 /// Draft tokens per iteration, 1..=SPECDEC_MAX_GAMMA (default 4). Ignored without a draft.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_gamma(config: *mut specdec_gen_config, gamma: u32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_gamma(
+    config: *mut specdec_gen_config,
+    gamma: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.gamma = gamma as usize)
 }
 
 /// Temperature, finite and >= 0; 0 means greedy (default 0).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (negative, NaN, infinite).
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_temperature(config: *mut specdec_gen_config, temperature: f32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_temperature(
+    config: *mut specdec_gen_config,
+    temperature: f32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.sampling.temperature = temperature)
 }
 
 /// Keep only the k most likely tokens; 0 turns it off (default 0).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_top_k(config: *mut specdec_gen_config, top_k: u32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_top_k(
+    config: *mut specdec_gen_config,
+    top_k: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.sampling.top_k = top_k as usize)
 }
 
 /// Nucleus sampling threshold in (0, 1]; 1 turns it off (default 1).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_top_p(config: *mut specdec_gen_config, top_p: f32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_top_p(
+    config: *mut specdec_gen_config,
+    top_p: f32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.sampling.top_p = top_p)
 }
 
 /// Drop tokens below min_p × the top probability, min_p in [0, 1]; 0 turns it off (default 0).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_min_p(config: *mut specdec_gen_config, min_p: f32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_min_p(
+    config: *mut specdec_gen_config,
+    min_p: f32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.sampling.min_p = min_p)
 }
 
 /// CTRL repetition penalty, finite and > 0; 1 turns it off (default 1).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_repetition_penalty(config: *mut specdec_gen_config, penalty: f32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_repetition_penalty(
+    config: *mut specdec_gen_config,
+    penalty: f32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.sampling.repetition_penalty = penalty)
 }
 
@@ -84,14 +112,22 @@ pub unsafe extern "C" fn specdec_gen_config_set_repetition_penalty(config: *mut 
 /// the same output.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_seed(config: *mut specdec_gen_config, seed: u64, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_seed(
+    config: *mut specdec_gen_config,
+    seed: u64,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.seed = seed)
 }
 
 /// Most tokens generated per prompt (default 128). 0 generates nothing.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_max_new_tokens(config: *mut specdec_gen_config, max_new_tokens: u32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_max_new_tokens(
+    config: *mut specdec_gen_config,
+    max_new_tokens: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.max_new_tokens = max_new_tokens as usize)
 }
 
@@ -99,7 +135,12 @@ pub unsafe extern "C" fn specdec_gen_config_set_max_new_tokens(config: *mut spec
 /// NULL). Ids are checked against the vocabulary when the generator is created.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or ids NULL with n_ids > 0).
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_eos_ids(config: *mut specdec_gen_config, ids: *const u32, n_ids: usize, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_eos_ids(
+    config: *mut specdec_gen_config,
+    ids: *const u32,
+    n_ids: usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         let ids = slice_arg(ids, n_ids, "ids")?.to_vec();
         handle_mut(config, "config")?.inner.eos_ids = Some(ids);
@@ -110,7 +151,10 @@ pub unsafe extern "C" fn specdec_gen_config_set_eos_ids(config: *mut specdec_gen
 /// Go back to the default EOS ids: those of the target's generation_config.json.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_use_model_eos_ids(config: *mut specdec_gen_config, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_use_model_eos_ids(
+    config: *mut specdec_gen_config,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         handle_mut(config, "config")?.inner.eos_ids = None;
         Ok(())
@@ -120,7 +164,12 @@ pub unsafe extern "C" fn specdec_gen_config_use_model_eos_ids(config: *mut specd
 /// Add a stop sequence of tokens: generation ends once the generated tokens end with it.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (empty).
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_add_stop_tokens(config: *mut specdec_gen_config, ids: *const u32, n_ids: usize, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_add_stop_tokens(
+    config: *mut specdec_gen_config,
+    ids: *const u32,
+    n_ids: usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         let seq = slice_arg(ids, n_ids, "ids")?.to_vec();
         let c = handle_mut(config, "config")?;
@@ -136,7 +185,11 @@ pub unsafe extern "C" fn specdec_gen_config_add_stop_tokens(config: *mut specdec
 /// Needs a tokenizer on the generator (specdec_generator_set_tokenizer).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_INVALID_ARGUMENT (empty).
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_add_stop_text(config: *mut specdec_gen_config, text: *const c_char, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_add_stop_text(
+    config: *mut specdec_gen_config,
+    text: *const c_char,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         let text = str_arg(text, "text")?;
         let c = handle_mut(config, "config")?;
@@ -151,7 +204,10 @@ pub unsafe extern "C" fn specdec_gen_config_add_stop_text(config: *mut specdec_g
 /// Remove all stop sequences (tokens and texts).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_clear_stops(config: *mut specdec_gen_config, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_clear_stops(
+    config: *mut specdec_gen_config,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| {
         c.stop_sequences.clear();
         c.stop_texts.clear();
@@ -181,7 +237,11 @@ pub enum specdec_draft_policy {
 /// SPECDEC_DRAFT_POLICY_FIXED).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (unknown value).
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_draft_policy(config: *mut specdec_gen_config, policy: u32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_draft_policy(
+    config: *mut specdec_gen_config,
+    policy: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     use crate::DraftPolicy as P;
     guard(err, || {
         let p = match policy {
@@ -199,7 +259,11 @@ pub unsafe extern "C" fn specdec_gen_config_set_draft_policy(config: *mut specde
 /// [0, 1]; 0 turns it off (default 0). Applies to score-based drafts (a draft model, counts).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_confidence_stop(config: *mut specdec_gen_config, p_min: f32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_confidence_stop(
+    config: *mut specdec_gen_config,
+    p_min: f32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.confidence_stop = p_min)
 }
 
@@ -208,6 +272,10 @@ pub unsafe extern "C" fn specdec_gen_config_set_confidence_stop(config: *mut spe
 /// proposals) could outgrow it fails with SPECDEC_STATUS_MEMORY_BUDGET and changes nothing.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_gen_config_set_kv_memory_limit(config: *mut specdec_gen_config, bytes: u64, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_gen_config_set_kv_memory_limit(
+    config: *mut specdec_gen_config,
+    bytes: u64,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     set(config, err, |c| c.kv_memory_limit = (bytes > 0).then_some(bytes.min(usize::MAX as u64) as usize))
 }

@@ -46,7 +46,14 @@ unsafe impl Send for HostCallback {}
 unsafe impl Sync for HostCallback {}
 
 impl DraftCallback for HostCallback {
-    fn propose(&self, tokens: &[u32], max: usize, vocab: usize, proposals: &mut Vec<u32>, probs: &mut Vec<f32>) -> crate::Result<()> {
+    fn propose(
+        &self,
+        tokens: &[u32],
+        max: usize,
+        vocab: usize,
+        proposals: &mut Vec<u32>,
+        probs: &mut Vec<f32>,
+    ) -> crate::Result<()> {
         proposals.resize(max, 0);
         let probs_ptr = if self.with_probs {
             probs.resize(max * vocab, 0.0);
@@ -81,7 +88,11 @@ fn new_drafter(out: *mut *mut specdec_drafter, make: impl FnOnce() -> FfiResult<
 /// target's vocabulary (checked when a generator is created).
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_drafter_new_model(draft: *const specdec_model, out: *mut *mut specdec_drafter, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_drafter_new_model(
+    draft: *const specdec_model,
+    out: *mut *mut specdec_drafter,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || new_drafter(out, || Ok(DraftSource::Model(handle(draft, "draft")?.inner.clone()))))
 }
 
@@ -92,7 +103,13 @@ pub unsafe extern "C" fn specdec_drafter_new_model(draft: *const specdec_model, 
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (1 <= n_min <= n_max
 /// <= 64 and 1 <= max_proposal <= SPECDEC_MAX_GAMMA required).
 #[no_mangle]
-pub unsafe extern "C" fn specdec_drafter_new_ngram(n_min: u32, n_max: u32, max_proposal: u32, out: *mut *mut specdec_drafter, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_drafter_new_ngram(
+    n_min: u32,
+    n_max: u32,
+    max_proposal: u32,
+    out: *mut *mut specdec_drafter,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         new_drafter(out, || {
             let cfg = NGramConfig { n_min: n_min as usize, n_max: n_max as usize, max_proposal: max_proposal as usize };
@@ -108,7 +125,12 @@ pub unsafe extern "C" fn specdec_drafter_new_ngram(n_min: u32, n_max: u32, max_p
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (order),
 /// SPECDEC_STATUS_IO (unreadable or malformed file), SPECDEC_STATUS_INVALID_UTF8.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_drafter_new_counts(order: u32, counts_path: *const c_char, out: *mut *mut specdec_drafter, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_drafter_new_counts(
+    order: u32,
+    counts_path: *const c_char,
+    out: *mut *mut specdec_drafter,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         new_drafter(out, || {
             if !(1..=2).contains(&order) {

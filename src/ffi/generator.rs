@@ -29,7 +29,9 @@ impl specdec_generator {
             Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
             Err(TryLockError::WouldBlock) => Err(FfiError {
                 code: specdec_status::Busy,
-                message: "the generator is in use by another call (only specdec_generator_cancel may be called from its callback)".into(),
+                message:
+                    "the generator is in use by another call (only specdec_generator_cancel may be called from its callback)"
+                        .into(),
             }),
         }
     }
@@ -102,7 +104,8 @@ const _: () = assert!(std::mem::size_of::<specdec_stats>() >= SPECDEC_STATS_V1_S
 /// Callback of specdec_generator_generate: receives the tokens each iteration produced
 /// (`tokens` valid only during the call). Return 0 to continue, non-zero to stop. It runs on the
 /// calling thread and must not unwind (no C++ exceptions, no longjmp) through specdec.
-pub type specdec_token_callback = Option<unsafe extern "C" fn(user_data: *mut c_void, tokens: *const u32, n_tokens: usize) -> i32>;
+pub type specdec_token_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, tokens: *const u32, n_tokens: usize) -> i32>;
 
 /// Create a generator over `target`, speculating with `draft` (NULL: target-only decoding), with
 /// `config` (NULL: defaults; it is copied). The generator keeps both models alive.

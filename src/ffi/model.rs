@@ -118,7 +118,11 @@ pub unsafe extern "C" fn specdec_model_context_limit(model: *const specdec_model
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_model_options_set_spinning(options: *mut specdec_model_options, spinning: bool, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_model_options_set_spinning(
+    options: *mut specdec_model_options,
+    spinning: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         handle_mut(options, "options")?.inner.spinning = spinning;
         Ok(())
@@ -129,7 +133,11 @@ pub unsafe extern "C" fn specdec_model_options_set_spinning(options: *mut specde
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (above 3).
 #[no_mangle]
-pub unsafe extern "C" fn specdec_model_options_set_optimization_level(options: *mut specdec_model_options, level: u32, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_model_options_set_optimization_level(
+    options: *mut specdec_model_options,
+    level: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         if level > 3 {
             return Err(FfiError::invalid(format!("graph optimization level must be 0..=3, got {level}")));
@@ -145,7 +153,11 @@ pub unsafe extern "C" fn specdec_model_options_set_optimization_level(options: *
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_model_options_set_cuda_fallback(options: *mut specdec_model_options, fallback: bool, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_model_options_set_cuda_fallback(
+    options: *mut specdec_model_options,
+    fallback: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         handle_mut(options, "options")?.inner.cuda_fallback_to_cpu = fallback;
         Ok(())
@@ -158,7 +170,11 @@ pub unsafe extern "C" fn specdec_model_options_set_cuda_fallback(options: *mut s
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]
-pub unsafe extern "C" fn specdec_model_options_set_io_binding(options: *mut specdec_model_options, enable: bool, err: *mut *mut specdec_error) -> specdec_status {
+pub unsafe extern "C" fn specdec_model_options_set_io_binding(
+    options: *mut specdec_model_options,
+    enable: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
     guard(err, || {
         handle_mut(options, "options")?.inner.io_binding = enable;
         Ok(())

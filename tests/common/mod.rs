@@ -45,7 +45,13 @@ pub fn generate_n(
     new_tokens: usize,
     sampling: &specdec::SamplingConfig,
 ) -> (Vec<u32>, specdec::Stats) {
-    let cfg = specdec::GenerationConfig { gamma, max_new_tokens: new_tokens, eos_ids: Some(vec![]), sampling: sampling.clone(), ..Default::default() };
+    let cfg = specdec::GenerationConfig {
+        gamma,
+        max_new_tokens: new_tokens,
+        eos_ids: Some(vec![]),
+        sampling: sampling.clone(),
+        ..Default::default()
+    };
     let mut g = specdec::Generator::new(target.clone(), draft.cloned(), cfg).unwrap();
     g.append_tokens(prompt).unwrap();
     g.generate(|_| true).unwrap();

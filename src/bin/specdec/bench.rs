@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use specdec::policy::{expected_tokens, predicted_speedup};
-use specdec::{Device, DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, SamplingConfig, Stats, Tokenizer};
+use specdec::{
+    Device, DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, SamplingConfig,
+    Stats, Tokenizer,
+};
 
 use crate::{median, num, usage, CliError};
 
@@ -65,7 +68,9 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             "--max-new-tokens" => o.new_tokens = num(flag, &value(flag)?)?,
             "--repeats" => o.repeats = num(flag, &value(flag)?)?,
             "--gammas" => o.gammas = range_list(flag, &value(flag)?)?,
-            "--temperatures" => o.temperatures = value(flag)?.split(',').map(|t| num(flag, t.trim())).collect::<Result<_, _>>()?,
+            "--temperatures" => {
+                o.temperatures = value(flag)?.split(',').map(|t| num(flag, t.trim())).collect::<Result<_, _>>()?
+            }
             "--variants" => o.variants = value(flag)?.split(',').map(|s| s.trim().to_string()).collect(),
             "--options-gamma" => o.options_gamma = num(flag, &value(flag)?)?,
             "--threads" => o.threads = num(flag, &value(flag)?)?,
@@ -86,7 +91,9 @@ fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
         }
     }
     if o.repeats == 0 || o.new_tokens < 2 || o.gammas.is_empty() || o.temperatures.is_empty() || o.options_gamma == 0 {
-        return Err(usage("bench needs --repeats >= 1, --max-new-tokens >= 2, --options-gamma >= 1, some gammas and temperatures"));
+        return Err(usage(
+            "bench needs --repeats >= 1, --max-new-tokens >= 2, --options-gamma >= 1, some gammas and temperatures",
+        ));
     }
     Ok(o)
 }
@@ -150,7 +157,9 @@ impl Variant {
     fn options_mode(&self, gamma: usize) -> bool {
         match &self.source {
             None => true,
-            Some(DraftSource::Model(_)) => self.policy == DraftPolicy::Fixed && self.confidence_stop == 0.0 && self.gamma == gamma,
+            Some(DraftSource::Model(_)) => {
+                self.policy == DraftPolicy::Fixed && self.confidence_stop == 0.0 && self.gamma == gamma
+            }
             Some(_) => false,
         }
     }
@@ -183,14 +192,20 @@ fn variants(o: &BenchOpts, instances: &[Instance]) -> Result<(Vec<Variant>, Vec<
             let ngram = DraftSource::NGram(NGramConfig::default());
             match v.as_str() {
                 "target" => add("target-only".into(), None, DraftPolicy::Fixed, 1, 0.0),
-                "gammas" => o.gammas.iter().for_each(|&g| add(format!("model γ={g}"), Some(draft.clone()), DraftPolicy::Fixed, g, 0.0)),
+                "gammas" => {
+                    o.gammas.iter().for_each(|&g| add(format!("model γ={g}"), Some(draft.clone()), DraftPolicy::Fixed, g, 0.0))
+                }
                 "auto" => add("model auto".into(), Some(draft.clone()), DraftPolicy::Auto, 4, 0.0),
                 "heuristic" => add("model heuristic".into(), Some(draft.clone()), DraftPolicy::Heuristic, 4, 0.0),
                 "confidence" => add("model γ=8 conf≥0.3".into(), Some(draft.clone()), DraftPolicy::Fixed, 8, 0.3),
                 "ngram" => add("ngram γ≤8".into(), Some(ngram), DraftPolicy::Fixed, 8, 0.0),
                 "ngram-auto" => add("ngram auto".into(), Some(ngram), DraftPolicy::Auto, 8, 0.0),
-                "bigram" => add("bigram γ=2".into(), Some(DraftSource::Counts { order: 2, table: None }), DraftPolicy::Fixed, 2, 0.0),
-                "unigram" => add("unigram γ=2".into(), Some(DraftSource::Counts { order: 1, table: None }), DraftPolicy::Fixed, 2, 0.0),
+                "bigram" => {
+                    add("bigram γ=2".into(), Some(DraftSource::Counts { order: 2, table: None }), DraftPolicy::Fixed, 2, 0.0)
+                }
+                "unigram" => {
+                    add("unigram γ=2".into(), Some(DraftSource::Counts { order: 1, table: None }), DraftPolicy::Fixed, 2, 0.0)
+                }
                 // Instances, not rows of their own: handled below.
                 "opt" | "iobinding" => {}
                 other => return Err(usage(format!("unknown bench variant `{other}`"))),
@@ -199,7 +214,16 @@ fn variants(o: &BenchOpts, instances: &[Instance]) -> Result<(Vec<Variant>, Vec<
         // The speculative setting of the option comparison needs its row on the run's options.
         if compare && !out.iter().any(|v| v.temperature == t && v.source.is_some() && v.options_mode(o.options_gamma)) {
             let g = o.options_gamma;
-            out.push(Variant { name: format!("model γ={g}"), temperature: t, inst: 0, source: Some(draft.clone()), policy: DraftPolicy::Fixed, gamma: g, confidence_stop: 0.0, runs: Vec::new() });
+            out.push(Variant {
+                name: format!("model γ={g}"),
+                temperature: t,
+                inst: 0,
+                source: Some(draft.clone()),
+                policy: DraftPolicy::Fixed,
+                gamma: g,
+                confidence_stop: 0.0,
+                runs: Vec::new(),
+            });
         }
     }
     if !out.iter().any(|v| v.source.is_none()) {
@@ -250,7 +274,13 @@ fn run_order(groups: &[Vec<usize>], rep: usize) -> Vec<usize> {
 
 /// Generate `new_tokens` after each prompt (EOS off, so every variant does the same work);
 /// tokens/s over the time spent in generation, and the stats summed over prompts.
-fn run_variant(target: &Arc<Model>, v: &Variant, prompts: &[Vec<u32>], new_tokens: usize, rep: usize) -> Result<(f64, Stats, Vec<Vec<u32>>), Error> {
+fn run_variant(
+    target: &Arc<Model>,
+    v: &Variant,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+    rep: usize,
+) -> Result<(f64, Stats, Vec<Vec<u32>>), Error> {
     let mut total = Stats::default();
     let mut outputs = Vec::with_capacity(prompts.len());
     for (i, prompt) in prompts.iter().enumerate() {
@@ -323,7 +353,11 @@ fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax: usize, rep
             }
         }
     }
-    let target = times.iter_mut().skip(1).map(|t| (median(t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max))).collect();
+    let target = times
+        .iter_mut()
+        .skip(1)
+        .map(|t| (median(t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max)))
+        .collect();
     Ok(Costs { target, target_only: median(&mut base), draft_cold: median(&mut cold), draft_warm: median(&mut warm) })
 }
 
@@ -331,7 +365,8 @@ fn load_prompts(path: &PathBuf, tok: &Tokenizer) -> Result<Vec<Vec<u32>>, CliErr
     let text = std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let p: String = serde_json::from_str(line).map_err(|e| usage(format!("{} line {}: not a JSON string: {e}", path.display(), i + 1)))?;
+        let p: String = serde_json::from_str(line)
+            .map_err(|e| usage(format!("{} line {}: not a JSON string: {e}", path.display(), i + 1)))?;
         out.push(tok.encode(&p)?);
     }
     if out.is_empty() {
@@ -355,14 +390,24 @@ fn summarise(mut v: Vec<f64>) -> Summary {
 pub fn bench(args: &[String]) -> Result<(), CliError> {
     let o = parse(args)?;
     crate::init_runtime(o.ort_lib.as_deref(), o.device, o.draft_device)?;
-    let opts = |threads, device, optimization_level, io_binding| ModelOptions { intra_threads: threads, optimization_level, spinning: o.spinning, device, io_binding, ..Default::default() };
+    let opts = |threads, device, optimization_level, io_binding| ModelOptions {
+        intra_threads: threads,
+        optimization_level,
+        spinning: o.spinning,
+        device,
+        io_binding,
+        ..Default::default()
+    };
     let load = |label: String, level: u8, io_binding: bool| -> Result<Instance, Error> {
         Ok(Instance {
             label,
             optimization_level: level,
             io_binding,
             target: Arc::new(Model::load(&o.target, &opts(o.threads, o.device, level, io_binding))?),
-            draft: Arc::new(Model::load(&o.draft, &opts(o.draft_threads, o.draft_device.unwrap_or(o.device), level, io_binding))?),
+            draft: Arc::new(Model::load(
+                &o.draft,
+                &opts(o.draft_threads, o.draft_device.unwrap_or(o.device), level, io_binding),
+            )?),
         })
     };
     let mut instances = vec![load(String::new(), o.opt_level, false)?];
@@ -400,7 +445,14 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
             if v.temperature == 0.0 {
                 match &reference[v.inst] {
                     None => reference[v.inst] = Some(outputs),
-                    Some(r) if *r != outputs => return Err(Error::Inference(format!("greedy output of `{}`{} differs from the other variants'", v.name, instance_suffix(&instances[v.inst]))).into()),
+                    Some(r) if *r != outputs => {
+                        return Err(Error::Inference(format!(
+                            "greedy output of `{}`{} differs from the other variants'",
+                            v.name,
+                            instance_suffix(&instances[v.inst])
+                        ))
+                        .into())
+                    }
                     Some(_) => {}
                 }
             }
@@ -409,13 +461,24 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
         eprintln!("repetition {}/{} done ({:.0} s)", rep + 1, o.repeats, started.elapsed().as_secs_f64());
     }
     // Prompts whose greedy output differs from instance 0's, per instance.
-    let greedy_diff: Vec<Option<usize>> = reference.iter().map(|r| Some(r.as_ref()?.iter().zip(reference[0].as_ref()?).filter(|(a, b)| a != b).count())).collect();
+    let greedy_diff: Vec<Option<usize>> =
+        reference.iter().map(|r| Some(r.as_ref()?.iter().zip(reference[0].as_ref()?).filter(|(a, b)| a != b).count())).collect();
 
-    let report = Report { o: &o, vs: &vs, instances: &instances, greedy_diff: &greedy_diff, costs: &costs, verify: &verify, prompts: prompts.len() };
+    let report = Report {
+        o: &o,
+        vs: &vs,
+        instances: &instances,
+        greedy_diff: &greedy_diff,
+        costs: &costs,
+        verify: &verify,
+        prompts: prompts.len(),
+    };
     std::fs::create_dir_all(&o.out).map_err(|e| Error::InvalidArgument(format!("{}: {e}", o.out.display())))?;
     let json = report.json();
     let md = report.markdown();
-    let write = |name: &str, body: String| std::fs::write(o.out.join(name), body).map_err(|e| Error::InvalidArgument(format!("{}: {e}", o.out.join(name).display())));
+    let write = |name: &str, body: String| {
+        std::fs::write(o.out.join(name), body).map_err(|e| Error::InvalidArgument(format!("{}: {e}", o.out.join(name).display())))
+    };
     write("bench.json", serde_json::to_string_pretty(&json).unwrap_or_default())?;
     write("bench.md", md.clone())?;
     println!("{md}");
@@ -424,7 +487,11 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
 }
 
 fn instance_suffix(i: &Instance) -> String {
-    if i.label.is_empty() { String::new() } else { format!(" ({})", i.label) }
+    if i.label.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", i.label)
+    }
 }
 
 struct Report<'a> {
@@ -477,7 +544,10 @@ impl Report<'_> {
                 let draft = s.draft_time.as_secs_f64() / total;
                 let target = s.target_time.as_secs_f64() / total;
                 let alpha = s.alpha();
-                let fixed = v.source.is_some() && v.policy == DraftPolicy::Fixed && v.confidence_stop == 0.0 && matches!(v.source, Some(DraftSource::Model(_)));
+                let fixed = v.source.is_some()
+                    && v.policy == DraftPolicy::Fixed
+                    && v.confidence_stop == 0.0
+                    && matches!(v.source, Some(DraftSource::Model(_)));
                 Row {
                     v,
                     tps: summarise(v.runs.iter().map(|r| r.0).collect()),
@@ -504,7 +574,8 @@ impl Report<'_> {
         }
         let mut out = Vec::new();
         for d in self.vs.iter().filter(|v| v.inst == 0 && v.options_mode(self.o.options_gamma)) {
-            let mut members: Vec<&Variant> = self.vs.iter().filter(|v| v.same_setting(d) && (v.inst != 0 || std::ptr::eq(*v, d))).collect();
+            let mut members: Vec<&Variant> =
+                self.vs.iter().filter(|v| v.same_setting(d) && (v.inst != 0 || std::ptr::eq(*v, d))).collect();
             members.sort_by_key(|v| v.inst);
             for v in members {
                 let own_base = self.target_only(v.inst, v.temperature);
@@ -526,7 +597,11 @@ impl Report<'_> {
                     inst: &self.instances[v.inst],
                     tps: summarise(v.runs.iter().map(|r| r.0).collect()),
                     ratio,
-                    speedup: v.source.as_ref().and(own_base).map(|b| summarise(v.runs.iter().zip(&b.runs).map(|(a, b)| a.0 / b.0).collect())),
+                    speedup: v
+                        .source
+                        .as_ref()
+                        .and(own_base)
+                        .map(|b| summarise(v.runs.iter().zip(&b.runs).map(|(a, b)| a.0 / b.0).collect())),
                     alpha: s.alpha(),
                     tokens_per_round: s.tokens_per_target_call(),
                     verdict,
@@ -546,7 +621,8 @@ impl Report<'_> {
         (1..self.instances.len())
             .filter_map(|i| {
                 let mine: Vec<&OptionRow> = rows.iter().filter(|r| r.v.inst == i).collect();
-                (!mine.is_empty() && mine.iter().all(|r| r.ratio.min > 1.0)).then(|| (i, (mine.iter().map(|r| r.ratio.med.ln()).sum::<f64>() / mine.len() as f64).exp()))
+                (!mine.is_empty() && mine.iter().all(|r| r.ratio.min > 1.0))
+                    .then(|| (i, (mine.iter().map(|r| r.ratio.med.ln()).sum::<f64>() / mine.len() as f64).exp()))
             })
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
@@ -768,7 +844,14 @@ mod tests {
     #[test]
     fn option_sets_are_the_other_levels_and_iobinding() {
         let sets = option_sets(&opts("--variants target,opt,iobinding")).ok().unwrap();
-        assert_eq!(sets, vec![("opt-level 1".to_string(), 1, false), ("opt-level 2".to_string(), 2, false), ("iobinding".to_string(), 3, true)]);
+        assert_eq!(
+            sets,
+            vec![
+                ("opt-level 1".to_string(), 1, false),
+                ("opt-level 2".to_string(), 2, false),
+                ("iobinding".to_string(), 3, true)
+            ]
+        );
         let sets = option_sets(&opts("--variants target,opt --opt-level 2")).ok().unwrap();
         assert_eq!(sets.iter().map(|s| s.1).collect::<Vec<_>>(), vec![1, 3]);
         assert!(option_sets(&opts("--variants target,gammas")).ok().unwrap().is_empty());

@@ -9,7 +9,10 @@ use std::time::Duration;
 mod bench;
 
 use specdec::drafter::CountTable;
-use specdec::{Device, DraftSource, Error, FinishReason, NGramConfig, GenerationConfig, Generator, Model, ModelOptions, Stats, StreamDecoder, Tokenizer};
+use specdec::{
+    Device, DraftSource, Error, FinishReason, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, Stats,
+    StreamDecoder, Tokenizer,
+};
 
 const USAGE: &str = "\
 usage:
@@ -185,7 +188,9 @@ fn id_list(flag: &str, v: &str) -> Result<Vec<i64>, CliError> {
 /// Token ids given on the command line, checked against the vocabulary.
 fn checked_ids(ids: &[i64], vocab: usize) -> Result<Vec<u32>, Error> {
     ids.iter()
-        .map(|&id| u32::try_from(id).ok().filter(|&t| (t as usize) < vocab).ok_or(Error::TokenOutOfRange { id, vocab_size: vocab }))
+        .map(|&id| {
+            u32::try_from(id).ok().filter(|&t| (t as usize) < vocab).ok_or(Error::TokenOutOfRange { id, vocab_size: vocab })
+        })
         .collect()
 }
 
@@ -219,13 +224,20 @@ struct Loaded {
 
 fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> Result<Loaded, CliError> {
     init_runtime(o.ort_lib.as_deref(), o.device, o.draft_device)?;
-    let options = |threads, device| ModelOptions { intra_threads: threads, device, cuda_fallback_to_cpu: o.cuda_fallback, ..Default::default() };
+    let options = |threads, device| ModelOptions {
+        intra_threads: threads,
+        device,
+        cuda_fallback_to_cpu: o.cuda_fallback,
+        ..Default::default()
+    };
     let target_path = o.target.clone().or(default_target.map(PathBuf::from)).ok_or_else(|| usage("--target is required"))?;
     let target = Arc::new(Model::load(&target_path, &options(o.threads, o.device))?);
     warn_fallback("target", &target);
     let draft_path = o.draft.clone().or(default_draft.map(PathBuf::from));
     let draft_device = o.draft_device.unwrap_or(o.device);
-    let draft = draft_path.map(|p| Model::load(p, &options(o.draft_threads.unwrap_or(o.threads), draft_device)).map(Arc::new)).transpose()?;
+    let draft = draft_path
+        .map(|p| Model::load(p, &options(o.draft_threads.unwrap_or(o.threads), draft_device)).map(Arc::new))
+        .transpose()?;
     if let Some(d) = &draft {
         warn_fallback("draft", d);
     }
@@ -244,7 +256,8 @@ fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> 
         (Some(other), _) => return Err(usage(format!("unknown drafter `{other}` (model, ngram, unigram or bigram)"))),
     };
     // Only a text prompt or text output needs the tokenizer; --prompt-ids works without one.
-    let folder = if target_path.is_dir() { target_path.clone() } else { target_path.parent().unwrap_or(&target_path).to_path_buf() };
+    let folder =
+        if target_path.is_dir() { target_path.clone() } else { target_path.parent().unwrap_or(&target_path).to_path_buf() };
     let tokenizer = match Tokenizer::load(&folder) {
         Ok(t) => Some(Arc::new(t)),
         Err(e) if o.prompt.is_some() || !o.cfg.stop_texts.is_empty() => return Err(e.into()),
@@ -255,7 +268,11 @@ fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> 
 
 /// Load ONNX Runtime: the explicit library, else the default one, which for a CUDA model is the
 /// checkout's GPU build when scripts/setup-gpu.sh has fetched it.
-pub(crate) fn init_runtime(explicit: Option<&std::path::Path>, device: Device, draft_device: Option<Device>) -> Result<(), Error> {
+pub(crate) fn init_runtime(
+    explicit: Option<&std::path::Path>,
+    device: Device,
+    draft_device: Option<Device>,
+) -> Result<(), Error> {
     let cuda = [Some(device), draft_device].into_iter().flatten().any(|d| d != Device::Cpu);
     let gpu = std::path::Path::new(specdec::cuda::PROJECT_LOCAL_ORT_GPU);
     let default_gpu = cuda && explicit.is_none() && std::env::var_os(specdec::runtime::ORT_PATH_ENV).is_none() && gpu.exists();
@@ -483,10 +500,24 @@ fn demo(mut o: Opts) -> Result<(), CliError> {
     }
     let (b_med, s_med) = (median(&mut base), median(&mut spec));
     println!("--- prompt 1 of {} ---\n{}", texts.len(), texts[0]);
-    println!("--- speculative continuation (greedy, gamma {}) ---\n{}", o.cfg.gamma, tok.decode(first.as_deref().unwrap_or(&[]))?);
+    println!(
+        "--- speculative continuation (greedy, gamma {}) ---\n{}",
+        o.cfg.gamma,
+        tok.decode(first.as_deref().unwrap_or(&[]))?
+    );
     println!("---");
-    println!("prompts              {} code prompts, {} new tokens each (greedy), {} intra-op thread(s) per model", texts.len(), o.cfg.max_new_tokens, o.threads);
-    println!("acceptance rate      {:.1}% ({} of {} drafted tokens)", 100.0 * totals.acceptance_rate(), totals.accepted, totals.drafted);
+    println!(
+        "prompts              {} code prompts, {} new tokens each (greedy), {} intra-op thread(s) per model",
+        texts.len(),
+        o.cfg.max_new_tokens,
+        o.threads
+    );
+    println!(
+        "acceptance rate      {:.1}% ({} of {} drafted tokens)",
+        100.0 * totals.acceptance_rate(),
+        totals.accepted,
+        totals.drafted
+    );
     println!("tokens per target call {:.2}", totals.tokens_per_target_call());
     println!("target-only          {b_med:.1} tokens/s");
     println!("speculative          {s_med:.1} tokens/s");
@@ -497,5 +528,9 @@ fn demo(mut o: Opts) -> Result<(), CliError> {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
