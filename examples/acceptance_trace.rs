@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use specdec::acceptance::overlap;
 use specdec::sampling::{distribution, History};
-use specdec::{GenerationConfig, Generator, Model, ModelOptions, SamplingConfig, Tokenizer};
+use specdec::{DecoderState, GenerationConfig, Generator, Model, ModelOptions, SamplingConfig, Tokenizer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -62,8 +62,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 g.generate(|_| true)?;
                 let sequence = &g.tokens()[..g.tokens().len() - 1];
                 let (mut p_rows, mut q_rows) = (Vec::new(), Vec::new());
-                target.forward(&mut target.new_cache()?, sequence, new_tokens, &mut p_rows)?;
-                draft.forward(&mut draft.new_cache()?, sequence, new_tokens, &mut q_rows)?;
+                DecoderState::new(target.clone())?.forward(sequence, new_tokens, &mut p_rows)?;
+                DecoderState::new(draft.clone())?.forward(sequence, new_tokens, &mut q_rows)?;
                 let (mut p_buf, mut q_buf) = (Vec::new(), Vec::new());
                 for i in 0..new_tokens {
                     let (p_row, q_row) = (&p_rows[i * vocab..(i + 1) * vocab], &q_rows[i * vocab..(i + 1) * vocab]);

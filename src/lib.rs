@@ -15,25 +15,32 @@
 //! # Ok(()) }
 //! ```
 
+// Modules in the order data flows through them: a model is loaded (`runtime`, `model`), one
+// sequence's state in it is a `decoder` state; each round a `drafter` proposes under a length
+// `policy`, the target verifies, `sampling` turns logits into distributions and `acceptance`
+// applies the paper's rule; the `generator` runs the rounds. `tokenizer` turns text into ids and
+// back; `ffi` is the C ABI over all of it.
 pub mod acceptance;
 pub mod cuda;
+pub mod decoder;
 pub mod drafter;
 pub mod error;
 pub mod ffi;
 pub mod generator;
-pub mod kv_cache;
-pub mod layout;
 pub mod model;
 pub mod policy;
 pub mod runtime;
 pub mod sampling;
 pub mod tokenizer;
 
+/// The decoder layout parser (what a graph's inputs and outputs say), for tools and the fuzzer.
+pub use model::layout;
+
+pub use decoder::DecoderState;
 pub use drafter::{DraftSource, Drafter, NGramConfig};
 pub use error::{Error, Result};
-pub use generator::{FinishReason, GenerationConfig, Generator, Stats, MAX_GAMMA};
-pub use kv_cache::KvCopyStats;
-pub use model::{Device, Model, ModelInfo, ModelOptions};
-pub use policy::DraftPolicy;
+pub use generator::{FinishReason, GenerationConfig, Generator, Stats};
+pub use model::{Device, KvCopyStats, Model, ModelInfo, ModelOptions};
+pub use policy::{DraftPolicy, MAX_GAMMA};
 pub use sampling::SamplingConfig;
 pub use tokenizer::{StreamDecoder, Tokenizer};

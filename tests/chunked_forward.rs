@@ -4,18 +4,20 @@
 mod common;
 
 use common::*;
+use specdec::DecoderState;
 use specdec::Model;
+use std::sync::Arc;
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-fn single_steps(model: &Model, tokens: &[u32]) -> Vec<f32> {
-    let mut cache = model.new_cache().unwrap();
+fn single_steps(model: &Arc<Model>, tokens: &[u32]) -> Vec<f32> {
+    let mut cache = DecoderState::new(model.clone()).unwrap();
     let (mut all, mut row) = (Vec::new(), Vec::new());
     for t in tokens {
-        model.forward(&mut cache, std::slice::from_ref(t), 1, &mut row).unwrap();
+        cache.forward(std::slice::from_ref(t), 1, &mut row).unwrap();
         all.extend_from_slice(&row);
     }
     all
@@ -40,12 +42,12 @@ fn chunked_forward_equals_single_steps() {
     for path in all_models() {
         let model = load(&path);
         let steps = single_steps(&model, &tokens);
-        let mut cache = model.new_cache().unwrap();
+        let mut cache = DecoderState::new(model.clone()).unwrap();
         let mut chunked = Vec::new();
         // A prefix first, then the rest in one call: both call shapes the engine uses.
-        model.forward(&mut cache, &tokens[..3], 3, &mut chunked).unwrap();
+        cache.forward(&tokens[..3], 3, &mut chunked).unwrap();
         let mut rest = Vec::new();
-        model.forward(&mut cache, &tokens[3..], k - 3, &mut rest).unwrap();
+        cache.forward(&tokens[3..], k - 3, &mut rest).unwrap();
         chunked.extend_from_slice(&rest);
         let diff = max_abs_diff(&steps, &chunked);
         println!("{}: {k} tokens, max |chunked - single| = {diff:.3e}", path.display());
@@ -63,36 +65,36 @@ fn rolled_back_cache_matches_a_fresh_one() {
     let cont = tok.encode(" the real continuation").unwrap();
     for path in all_models() {
         let model = load(&path);
-        let mut fresh = model.new_cache().unwrap();
+        let mut fresh = DecoderState::new(model.clone()).unwrap();
         let mut want = Vec::new();
-        model.forward(&mut fresh, &[prompt.clone(), cont.clone()].concat(), cont.len(), &mut want).unwrap();
+        fresh.forward(&[prompt.clone(), cont.clone()].concat(), cont.len(), &mut want).unwrap();
 
         // Several rounds of speculate-and-reject leave holes (or force compaction).
-        let mut cache = model.new_cache().unwrap();
+        let mut cache = DecoderState::new(model.clone()).unwrap();
         let mut got = Vec::new();
-        model.forward(&mut cache, &prompt, 1, &mut got).unwrap();
+        cache.forward(&prompt, 1, &mut got).unwrap();
         for round in 0..3 {
-            model.forward(&mut cache, &junk[..4 - round], 1, &mut got).unwrap();
-            cache.truncate(prompt.len()).unwrap();
+            cache.forward(&junk[..4 - round], 1, &mut got).unwrap();
+            cache.rewind(prompt.len()).unwrap();
             assert_eq!(cache.len(), prompt.len());
         }
-        model.forward(&mut cache, &cont, cont.len(), &mut got).unwrap();
+        cache.forward(&cont, cont.len(), &mut got).unwrap();
         let diff = max_abs_diff(&want, &got);
         println!(
             "{}: after rollback, max |diff| = {diff:.3e} (physical {} for {} tokens)",
             path.display(),
-            cache.physical_len(),
+            cache.cache().physical_len(),
             cache.len()
         );
         if model.layout().supports_masked_rollback() {
-            assert!(cache.physical_len() > cache.len(), "holes were expected to stay masked");
+            assert!(cache.cache().physical_len() > cache.len(), "holes were expected to stay masked");
         }
         assert!(diff <= 1e-4, "{}: rollback changed the logits by {diff}", path.display());
 
         cache.compact().unwrap();
-        assert_eq!(cache.physical_len(), cache.len());
-        model.forward(&mut cache, &cont[..1], 1, &mut got).unwrap();
-        model.forward(&mut fresh, &cont[..1], 1, &mut want).unwrap();
+        assert_eq!(cache.cache().physical_len(), cache.len());
+        cache.forward(&cont[..1], 1, &mut got).unwrap();
+        fresh.forward(&cont[..1], 1, &mut want).unwrap();
         assert!(max_abs_diff(&want, &got) <= 1e-4, "{}: compaction changed the logits", path.display());
     }
 }
@@ -109,9 +111,9 @@ fn prompts_longer_than_one_chunk_are_fed_in_pieces_exactly() {
         let model = load(fixture(arch));
         let steps = single_steps(&model, tokens);
         let vocab = model.info().vocab_size;
-        let mut cache = model.new_cache().unwrap();
+        let mut cache = DecoderState::new(model.clone()).unwrap();
         let mut rows = Vec::new();
-        model.forward(&mut cache, tokens, 50, &mut rows).unwrap();
+        cache.forward(tokens, 50, &mut rows).unwrap();
         assert_eq!(cache.len(), 300);
         let diff = max_abs_diff(&steps[250 * vocab..], &rows);
         println!("{arch}: 300 tokens in chunks, last 50 rows, max |diff| = {diff:.3e}");

@@ -10,6 +10,7 @@
 
 mod common;
 
+use specdec::DecoderState;
 use std::sync::Arc;
 
 use common::*;
@@ -49,32 +50,32 @@ fn all_models() -> Vec<std::path::PathBuf> {
 
 /// Logits of the call shapes the engine uses, with speculate-and-reject rounds, a compaction and
 /// a prompt longer than one chunk in between: every row, concatenated.
-fn logits_trace(model: &Model) -> (Vec<f32>, specdec::kv_cache::KvCache) {
+fn logits_trace(model: &Arc<Model>) -> (Vec<f32>, DecoderState) {
     let tok = tokenizer();
     let prompt = tok.encode(&PROMPTS.concat()).unwrap();
     let junk = tok.encode(" junk tokens that get rejected").unwrap();
     let cont = tok.encode(" the real continuation").unwrap();
-    let mut cache = model.new_cache().unwrap();
+    let mut cache = DecoderState::new(model.clone()).unwrap();
     let (mut all, mut rows) = (Vec::new(), Vec::new());
     // Every row (k rows of k: logits bound to host memory), then one row of many (gathered).
-    model.forward(&mut cache, &prompt[..3], 3, &mut rows).unwrap();
+    cache.forward(&prompt[..3], 3, &mut rows).unwrap();
     all.extend_from_slice(&rows);
-    model.forward(&mut cache, &prompt[3..], 1, &mut rows).unwrap();
+    cache.forward(&prompt[3..], 1, &mut rows).unwrap();
     all.extend_from_slice(&rows);
     for round in 0..3 {
-        model.forward(&mut cache, &junk[..4 - round], 2, &mut rows).unwrap();
+        cache.forward(&junk[..4 - round], 2, &mut rows).unwrap();
         all.extend_from_slice(&rows);
-        cache.truncate(prompt.len()).unwrap();
+        cache.rewind(prompt.len()).unwrap();
     }
-    model.forward(&mut cache, &cont, cont.len(), &mut rows).unwrap();
+    cache.forward(&cont, cont.len(), &mut rows).unwrap();
     all.extend_from_slice(&rows);
     cache.compact().unwrap();
-    assert_eq!(cache.physical_len(), cache.len());
-    model.forward(&mut cache, &cont[..1], 1, &mut rows).unwrap();
+    assert_eq!(cache.cache().physical_len(), cache.len());
+    cache.forward(&cont[..1], 1, &mut rows).unwrap();
     all.extend_from_slice(&rows);
     // Over 256 tokens: fed in chunks whose logits are never read, then the last rows.
     let long = tok.encode(&PROMPTS.concat().repeat(4)).unwrap();
-    model.forward(&mut cache, &long[..300], 5, &mut rows).unwrap();
+    cache.forward(&long[..300], 5, &mut rows).unwrap();
     all.extend_from_slice(&rows);
     (all, cache)
 }
@@ -92,19 +93,19 @@ fn io_binding_on_cpu_gives_the_plain_paths_logits_without_host_copies() {
             "{}: IoBinding vs plain, {} logits, max |diff| = {diff:.3e}; host KV copies {} (plain path: {}); compactions {} ({}); cache in {}",
             path.display(),
             want.len(),
-            bound_cache.host_copies(),
-            plain_cache.host_copies(),
-            bound_cache.compactions(),
-            plain_cache.compactions(),
-            bound_cache.location()
+            bound_cache.cache().host_copies(),
+            plain_cache.cache().host_copies(),
+            bound_cache.cache().compactions(),
+            plain_cache.cache().compactions(),
+            bound_cache.cache().location()
         );
         assert!(diff <= 1e-5, "{}: IoBinding changed the logits by {diff}", path.display());
-        assert!(bound_cache.is_device_resident() && !plain_cache.is_device_resident());
-        assert!(bound_cache.compactions() >= 1, "the device compaction went untested");
-        assert_eq!(bound_cache.host_copies(), 0, "{}: KV data went through host memory", path.display());
-        assert_eq!(bound_cache.host_copy_bytes(), 0);
+        assert!(bound_cache.cache().is_device_resident() && !plain_cache.cache().is_device_resident());
+        assert!(bound_cache.cache().compactions() >= 1, "the device compaction went untested");
+        assert_eq!(bound_cache.cache().host_copies(), 0, "{}: KV data went through host memory", path.display());
+        assert_eq!(bound_cache.cache().host_copy_bytes(), 0);
         // The counter counts: the plain path's compaction copies every KV tensor on the host.
-        assert!(plain_cache.host_copies() >= 2 * plain.info().layers as u64);
+        assert!(plain_cache.cache().host_copies() >= 2 * plain.info().layers as u64);
         assert_eq!(bound.kv_copy_stats().host_copies, 0);
         assert!(bound.kv_copy_stats().compactions >= 1);
     }
@@ -119,7 +120,7 @@ const NEAR_TIE: f32 = 1e-3;
 
 /// `got` must equal `want`; a first difference where `reference` (the model `want` came from)
 /// has a near-tie is returned as its margin, any other difference fails.
-fn compare(what: &str, reference: &Model, prompt: &[u32], want: &[u32], got: &[u32], exact: bool) -> Option<f32> {
+fn compare(what: &str, reference: &Arc<Model>, prompt: &[u32], want: &[u32], got: &[u32], exact: bool) -> Option<f32> {
     let i = want.iter().zip(got).position(|(a, b)| a != b)?;
     let prefix = [prompt, &want[..i]].concat();
     let m = top2_margin(reference, &prefix);
@@ -231,13 +232,13 @@ fn cuda_logits_match_cpu_and_the_cache_stays_on_the_gpu() {
         println!(
             "{} on {dev}: max |logits - CPU| = {diff:.3e}; cache in {}; host KV copies {}; compactions {}",
             path.display(),
-            cache.location(),
-            cache.host_copies(),
-            cache.compactions()
+            cache.cache().location(),
+            cache.cache().host_copies(),
+            cache.cache().compactions()
         );
-        assert!(cache.location().starts_with("Cuda:"), "the KV cache is in {} memory", cache.location());
-        assert_eq!(cache.host_copies(), 0, "KV data went through host memory");
-        assert!(cache.compactions() >= 1);
+        assert!(cache.cache().location().starts_with("Cuda:"), "the KV cache is in {} memory", cache.cache().location());
+        assert_eq!(cache.cache().host_copies(), 0, "KV data went through host memory");
+        assert!(cache.cache().compactions() >= 1);
         assert!(diff <= 1e-2, "{}: CUDA logits differ from CPU by {diff}", path.display());
     }
 }

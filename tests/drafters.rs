@@ -2,6 +2,7 @@
 
 mod common;
 
+use specdec::DecoderState;
 use std::sync::Arc;
 
 use common::*;
@@ -86,9 +87,9 @@ fn host_callback() {
     let cb = move |tokens: &[u32], max: usize, out: &mut Vec<u32>, _: &mut Vec<f32>| -> specdec::Result<()> {
         let mut seq = tokens.to_vec();
         for _ in 0..max.min(4) {
-            let mut cache = oracle_target.new_cache()?;
+            let mut cache = DecoderState::new(oracle_target.clone())?;
             let mut row = Vec::new();
-            oracle_target.forward(&mut cache, &seq, 1, &mut row)?;
+            cache.forward(&seq, 1, &mut row)?;
             let best = specdec::sampling::argmax(&row);
             let t = if seq.len() % 2 == 0 { best } else { (best + 1) % 512 };
             out.push(t);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use specdec::DecoderState;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,12 +19,12 @@ const GAMMA: usize = 4;
 const MIN_EXPECTED: f64 = 5.0;
 
 /// Exact probability of every (first, second) generated pair with positive probability.
-fn exact_pairs(target: &Model, prompt: &[u32], sampling: &SamplingConfig) -> HashMap<(u32, u32), f64> {
+fn exact_pairs(target: &Arc<Model>, prompt: &[u32], sampling: &SamplingConfig) -> HashMap<(u32, u32), f64> {
     let vocab = target.info().vocab_size;
     let probs = |seq: &[u32]| -> Vec<f32> {
-        let mut cache = target.new_cache().unwrap();
+        let mut cache = DecoderState::new(target.clone()).unwrap();
         let mut row = Vec::new();
-        target.forward(&mut cache, seq, 1, &mut row).unwrap();
+        cache.forward(seq, 1, &mut row).unwrap();
         let mut history = History::new(vocab);
         seq.iter().for_each(|&t| history.push(t));
         let mut buf = Vec::new();
@@ -332,8 +333,8 @@ fn auto_round_stopping_matches_the_target() {
                     })
                     .collect()
             } else {
-                let (mut cache, mut logits, mut buf) = (oracle.new_cache()?, Vec::new(), Vec::new());
-                oracle.forward(&mut cache, &seq, 1, &mut logits)?;
+                let (mut cache, mut logits, mut buf) = (DecoderState::new(oracle.clone())?, Vec::new(), Vec::new());
+                cache.forward(&seq, 1, &mut logits)?;
                 let Dist::Probs(p) = distribution(&logits, &History::new(512), &[], &t1(), &mut buf) else {
                     unreachable!("T = 1")
                 };

@@ -17,6 +17,7 @@ pub use ngram::{NGramConfig, NGramDrafter};
 
 use crate::error::Result;
 use crate::model::Model;
+use crate::policy::RoundReport;
 
 /// What the generator knows when it asks for the next guess.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +75,12 @@ pub trait Drafter: Send {
 
     /// Guess the token after `ctx.tokens` followed by `ctx.drafts`.
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>>;
+
+    /// Cap the physical KV slots the drafter keeps (the generator's memory budget).
+    fn set_slot_limit(&mut self, _slots: usize) {}
+
+    /// What the round the drafter proposed for did (called after verification).
+    fn observe(&mut self, _report: &RoundReport<'_>) {}
 
     /// The sequence now holds `tokens`; the drafter saw proposals of which only those inside the
     /// first `keep` positions survive. Called after every round and after a failed one.

@@ -3,21 +3,20 @@
 use std::sync::Arc;
 
 use super::{DraftContext, Drafter, Guess};
+use crate::decoder::DecoderState;
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
 use crate::model::Model;
 
 pub struct ModelDrafter {
     model: Arc<Model>,
-    cache: KvCache,
-    feed: Vec<u32>,
+    state: DecoderState,
     logits: Vec<f32>,
 }
 
 impl ModelDrafter {
     pub fn new(model: Arc<Model>) -> Result<Self> {
-        let cache = model.new_cache()?;
-        Ok(ModelDrafter { model, cache, feed: Vec::new(), logits: Vec::new() })
+        let state = DecoderState::new(model.clone())?;
+        Ok(ModelDrafter { model, state, logits: Vec::new() })
     }
 }
 
@@ -65,12 +64,15 @@ impl Drafter for ModelDrafter {
     /// Each call feeds whatever the cache lacks (the last round's correction included) plus the
     /// newest proposal, so catching up costs no extra call.
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {
-        crate::generator::fill_feed(&mut self.feed, ctx.tokens, ctx.drafts, self.cache.len());
-        self.model.forward(&mut self.cache, &self.feed, 1, &mut self.logits)?;
+        self.state.sync(ctx.tokens, ctx.drafts, 1, &mut self.logits)?;
         Ok(Guess::Logits(&self.logits))
     }
 
+    fn set_slot_limit(&mut self, slots: usize) {
+        self.state.set_slot_limit(slots);
+    }
+
     fn rollback(&mut self, _tokens: &[u32], keep: usize) -> Result<()> {
-        self.cache.truncate(keep)
+        self.state.rewind(keep)
     }
 }

@@ -8,6 +8,8 @@
 
 use super::{DraftContext, Drafter, Guess};
 use crate::error::{Error, Result};
+use crate::policy::estimate::{AcceptanceEstimate, Prober};
+use crate::policy::{expected_tokens, RoundReport, MAX_GAMMA};
 
 /// Settings of the n-gram drafter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +36,8 @@ impl NGramConfig {
                 self.n_min, self.n_max
             )));
         }
-        if self.max_proposal == 0 || self.max_proposal > crate::MAX_GAMMA {
-            return Err(Error::invalid(format!(
-                "n-gram max_proposal must be in 1..={}, got {}",
-                crate::MAX_GAMMA,
-                self.max_proposal
-            )));
+        if self.max_proposal == 0 || self.max_proposal > MAX_GAMMA {
+            return Err(Error::invalid(format!("n-gram max_proposal must be in 1..={}, got {}", MAX_GAMMA, self.max_proposal)));
         }
         Ok(())
     }
@@ -47,43 +45,31 @@ impl NGramConfig {
 
 pub struct NGramDrafter {
     cfg: NGramConfig,
-    /// This round's proposals, found when the round starts, and where the round started.
+    /// This round's proposals, found when the round starts.
     pending: Vec<u32>,
-    round_start: usize,
-    proposed: usize,
-    /// Decayed counts of accepted and verified proposals.
-    accepted: f64,
-    verified: f64,
-    /// Rounds sat out since proposing stopped paying, and how many to sit out before a probe.
-    idle: u32,
-    probe_every: u32,
+    alpha: AcceptanceEstimate,
+    /// When to propose again after proposing stopped paying.
+    probe: Prober,
 }
 
 /// Extra verification cost of one more fed token, relative to a one-token target step: what
 /// a proposal must earn back (about 0.12 on CPU for small models, measured by `specdec bench`).
 const VERIFY_SLOPE: f64 = 0.12;
+/// Per-position decay of the acceptance estimate (about the last 20 positions count: text
+/// changes between repetitive and not quickly).
 const DECAY: f64 = 0.95;
 
 impl NGramDrafter {
     pub fn new(cfg: NGramConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(NGramDrafter {
-            cfg,
-            pending: Vec::new(),
-            round_start: 0,
-            proposed: 0,
-            accepted: 1.0,
-            verified: 2.0,
-            idle: 0,
-            probe_every: 8,
-        })
+        Ok(NGramDrafter { cfg, pending: Vec::new(), alpha: AcceptanceEstimate::new(0.5, 2.0, DECAY), probe: Prober::new(8, 64) })
     }
 
     /// How many proposals pay off at the running acceptance rate: the k maximising expected
     /// tokens per verification cost, (1 − α^{k+1}) / (1 − α) / (1 + slope·k).
     fn worth_proposing(&self) -> usize {
-        let alpha = (self.accepted / self.verified).min(0.999);
-        let rate = |k: usize| crate::policy::expected_tokens(alpha, k) / (1.0 + VERIFY_SLOPE * k as f64);
+        let alpha = self.alpha.alpha().min(0.999);
+        let rate = |k: usize| expected_tokens(alpha, k) / (1.0 + VERIFY_SLOPE * k as f64);
         (0..=self.cfg.max_proposal).max_by(|&a, &b| rate(a).total_cmp(&rate(b))).unwrap_or(0)
     }
 }
@@ -110,42 +96,28 @@ impl Drafter for NGramDrafter {
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {
         if ctx.drafts.is_empty() {
             self.pending.clear();
-            self.round_start = ctx.tokens.len();
             let mut limit = self.worth_proposing();
             if limit == 0 {
-                self.idle += 1;
-                if self.idle >= self.probe_every {
-                    self.idle = 0;
-                    self.probe_every = (self.probe_every * 2).min(64);
-                    limit = 1;
-                }
+                limit = usize::from(self.probe.idle_round());
             } else {
-                self.probe_every = 8;
+                self.probe.reset();
             }
             if limit > 0 {
                 let found = lookup(ctx.tokens, self.cfg.n_min, self.cfg.n_max, limit);
                 self.pending.extend_from_slice(found);
             }
-            self.proposed = 0;
         }
-        self.proposed = self.proposed.max((ctx.drafts.len() + 1).min(self.pending.len()));
         Ok(match self.pending.get(ctx.drafts.len()) {
             Some(&t) => Guess::Token(t),
             None => Guess::Stop,
         })
     }
 
-    fn rollback(&mut self, _tokens: &[u32], keep: usize) -> Result<()> {
-        if self.proposed > 0 {
-            let accepted = keep.saturating_sub(self.round_start).min(self.proposed);
-            let verified = accepted + (accepted < self.proposed) as usize;
-            for i in 0..verified {
-                self.accepted = self.accepted * DECAY + (i < accepted) as u32 as f64;
-                self.verified = self.verified * DECAY + 1.0;
-            }
-            self.proposed = 0;
+    fn observe(&mut self, r: &RoundReport<'_>) {
+        let verified = r.accepted + usize::from(r.accepted < r.proposed);
+        for i in 0..verified {
+            self.alpha.record(f64::from(u8::from(i < r.accepted)));
         }
-        Ok(())
     }
 }
 
@@ -165,7 +137,8 @@ mod tests {
                 _ => 0,
             };
             proposed.push(n);
-            d.rollback(&seq, seq.len()).unwrap(); // every proposal rejected
+            d.observe(&RoundReport { proposed: n, accepted: 0, overlaps: &[], draft_cost: None });
+            // every proposal rejected
         }
         assert!(proposed[0] > 0);
         let tail = &proposed[20..];

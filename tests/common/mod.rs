@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 //! Shared by the integration tests: fixture paths and model loading.
 
+use specdec::DecoderState;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -59,10 +60,10 @@ pub fn generate_n(
 }
 
 /// Gap between the two largest logits of `model` after `prefix`: how close a divergence was to a tie.
-pub fn top2_margin(model: &Model, prefix: &[u32]) -> f32 {
-    let mut cache = model.new_cache().unwrap();
+pub fn top2_margin(model: &Arc<Model>, prefix: &[u32]) -> f32 {
+    let mut cache = DecoderState::new(model.clone()).unwrap();
     let mut row = Vec::new();
-    model.forward(&mut cache, prefix, 1, &mut row).unwrap();
+    cache.forward(prefix, 1, &mut row).unwrap();
     row.sort_by(|a, b| b.total_cmp(a));
     row[0] - row[1]
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use specdec::policy::{expected_tokens, predicted_speedup};
 use specdec::{
-    Device, DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, SamplingConfig,
-    Stats, Tokenizer,
+    DecoderState, Device, DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig,
+    SamplingConfig, Stats, Tokenizer,
 };
 
 use crate::{median, num, usage, CliError};
@@ -318,26 +318,26 @@ struct Costs {
     draft_warm: f64,
 }
 
-fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax: usize, reps: usize) -> Result<Costs, Error> {
-    let (mut tc, mut dc) = (target.new_cache()?, draft.new_cache()?);
+fn measure_costs(target: &Arc<Model>, draft: &Arc<Model>, prefix: &[u32], kmax: usize, reps: usize) -> Result<Costs, Error> {
+    let (mut tc, mut dc) = (DecoderState::new(target.clone())?, DecoderState::new(draft.clone())?);
     let mut row = Vec::new();
-    target.forward(&mut tc, prefix, 1, &mut row)?;
-    draft.forward(&mut dc, prefix, 1, &mut row)?;
+    tc.forward(prefix, 1, &mut row)?;
+    dc.forward(prefix, 1, &mut row)?;
     let feed: Vec<u32> = prefix.iter().cycle().take(kmax).copied().collect();
     let mut times = vec![Vec::with_capacity(reps); kmax + 1];
     let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    let timed = |m: &Model, cache: &mut specdec::kv_cache::KvCache, k: usize, row: &mut Vec<f32>| -> Result<f64, Error> {
+    let timed = |state: &mut DecoderState, k: usize, row: &mut Vec<f32>| -> Result<f64, Error> {
         let started = Instant::now();
-        m.forward(cache, &feed[..k], 1, row)?;
+        state.forward(&feed[..k], 1, row)?;
         let t = started.elapsed().as_secs_f64();
-        cache.truncate(prefix.len())?;
+        state.rewind(prefix.len())?;
         Ok(t)
     };
     for rep in 0..reps + 3 {
         for k in 1..=kmax {
-            let c = timed(draft, &mut dc, 1, &mut row)?;
-            let w = timed(draft, &mut dc, 1, &mut row)?;
-            let t = timed(target, &mut tc, k, &mut row)?;
+            let c = timed(&mut dc, 1, &mut row)?;
+            let w = timed(&mut dc, 1, &mut row)?;
+            let t = timed(&mut tc, k, &mut row)?;
             if rep >= 3 {
                 cold.push(c);
                 warm.push(w);
@@ -347,7 +347,7 @@ fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax: usize, rep
         // Target-only decoding is a run of target calls: time the later calls of a run of six, by
         // when a multi-threaded pool is spinning again and the draft's traces are gone.
         for i in 0..6 {
-            let b = timed(target, &mut tc, 1, &mut row)?;
+            let b = timed(&mut tc, 1, &mut row)?;
             if rep >= 3 && i >= 2 {
                 base.push(b);
             }

@@ -398,12 +398,7 @@ fn counts(args: &[String]) -> Result<(), CliError> {
 }
 
 fn reason_name(r: FinishReason) -> &'static str {
-    match r {
-        FinishReason::Eos => "eos",
-        FinishReason::MaxTokens => "max_new_tokens",
-        FinishReason::StopSequence => "stop_sequence",
-        FinishReason::Stopped => "stopped",
-    }
+    r.as_str()
 }
 
 fn ms(d: Duration) -> f64 {

@@ -2,37 +2,7 @@
 //! standard export works without per-architecture code. Kept free of ONNX Runtime types so that it
 //! can be unit-tested and fuzzed on arbitrary metadata.
 
-/// Element types the engine distinguishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ElemType {
-    F32,
-    F16,
-    BF16,
-    I64,
-    I32,
-    Bool,
-    Other,
-}
-
-impl ElemType {
-    pub fn size(self) -> usize {
-        match self {
-            ElemType::F32 | ElemType::I32 => 4,
-            ElemType::F16 | ElemType::BF16 => 2,
-            ElemType::I64 => 8,
-            ElemType::Bool => 1,
-            ElemType::Other => 0,
-        }
-    }
-
-    fn is_float(self) -> bool {
-        matches!(self, ElemType::F32 | ElemType::F16 | ElemType::BF16)
-    }
-
-    fn is_int(self) -> bool {
-        matches!(self, ElemType::I64 | ElemType::I32)
-    }
-}
+pub use super::dtype::ElemType;
 
 /// One input or output of a model: name, element type, shape with -1 for symbolic dimensions.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,12 +12,13 @@
 //! the device path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ort::memory::MemoryInfo;
-use ort::session::Session;
-use ort::value::{DynTensor, Tensor};
+use ort::value::DynTensor;
 
+use super::bind::DeviceKv;
+use super::dtype::ElemType;
 use crate::error::{Error, Result};
 
 /// When holes make up this share of the physical cache (or exceed [`MAX_HOLES`]) the cache is compacted.
@@ -26,17 +27,17 @@ const MAX_HOLES: usize = 256;
 
 pub struct KvCache {
     /// Key then value for each layer, shaped [1, kv_heads, physical_len, head_dim].
-    pub(crate) tensors: Vec<DynTensor>,
+    tensors: Vec<DynTensor>,
     /// For each physical slot, whether it belongs to the sequence (false = rolled-back hole).
-    pub(crate) valid: Vec<bool>,
+    valid: Vec<bool>,
     len: usize,
-    pub(crate) can_mask: bool,
+    can_mask: bool,
     /// Scratch for the next call's small integer inputs, kept to avoid per-call allocation.
-    pub(crate) scratch: Vec<i64>,
+    scratch: Vec<i64>,
     /// Most physical slots allowed before holes must be compacted away (a memory budget).
-    pub(crate) slot_limit: usize,
+    slot_limit: usize,
     /// Set when the tensors live on the model's device (IoBinding): compaction runs there.
-    pub(crate) device: Option<Arc<DeviceKv>>,
+    device: Option<Arc<DeviceKv>>,
     host_copies: u64,
     host_copy_bytes: u64,
     compactions: u64,
@@ -46,14 +47,14 @@ pub struct KvCache {
 
 /// Copies and compactions of KV data, summed over every cache of one model.
 #[derive(Debug, Default)]
-pub(crate) struct KvCounters {
+pub(super) struct KvCounters {
     host_copies: AtomicU64,
     host_copy_bytes: AtomicU64,
     compactions: AtomicU64,
 }
 
 impl KvCounters {
-    pub(crate) fn snapshot(&self) -> KvCopyStats {
+    pub(super) fn snapshot(&self) -> KvCopyStats {
         KvCopyStats {
             host_copies: self.host_copies.load(Ordering::Relaxed),
             host_copy_bytes: self.host_copy_bytes.load(Ordering::Relaxed),
@@ -74,7 +75,7 @@ pub struct KvCopyStats {
 }
 
 impl KvCache {
-    pub(crate) fn new(tensors: Vec<DynTensor>, can_mask: bool, device: Option<Arc<DeviceKv>>, counters: Arc<KvCounters>) -> Self {
+    pub(super) fn new(tensors: Vec<DynTensor>, can_mask: bool, device: Option<Arc<DeviceKv>>, counters: Arc<KvCounters>) -> Self {
         KvCache {
             tensors,
             valid: Vec::new(),
@@ -116,7 +117,29 @@ impl KvCache {
         self.tensors.first().map_or_else(|| "none".to_string(), |t| memory_name(t.memory_info()))
     }
 
-    pub(crate) fn count_host_copy(&mut self, bytes: usize) {
+    /// Cap the physical slots (a memory budget): holes are compacted away before a call would
+    /// pass the cap.
+    pub fn set_slot_limit(&mut self, slots: usize) {
+        self.slot_limit = slots;
+    }
+
+    /// Whether feeding `k` more tokens would pass the context or the slot limit while holes could
+    /// make room.
+    pub(super) fn needs_room(&self, k: usize, context_limit: usize) -> bool {
+        self.physical_len() + k > context_limit.min(self.slot_limit) && self.holes() > 0
+    }
+
+    /// What a forward call reads: the pasts, the slots' validity, the sequence length, and the
+    /// scratch its small inputs are laid out in.
+    pub(super) fn call_parts(&mut self) -> (&[DynTensor], &[bool], usize, &mut Vec<i64>) {
+        (&self.tensors, &self.valid, self.len, &mut self.scratch)
+    }
+
+    pub(super) fn tensors(&self) -> &[DynTensor] {
+        &self.tensors
+    }
+
+    pub(super) fn count_host_copy(&mut self, bytes: usize) {
         self.host_copies += 1;
         self.host_copy_bytes += bytes as u64;
         self.counters.host_copies.fetch_add(1, Ordering::Relaxed);
@@ -137,12 +160,12 @@ impl KvCache {
         self.valid.len()
     }
 
-    pub(crate) fn holes(&self) -> usize {
+    fn holes(&self) -> usize {
         self.valid.len() - self.len
     }
 
     /// Record a forward call's outputs: `presents` now cover `added` more slots.
-    pub(crate) fn advance(&mut self, presents: Vec<DynTensor>, added: usize) {
+    pub(super) fn advance(&mut self, presents: Vec<DynTensor>, added: usize) {
         self.tensors = presents;
         self.valid.resize(self.valid.len() + added, true);
         self.len += added;
@@ -199,7 +222,10 @@ impl KvCache {
             }
             let dims: Vec<i64> = t.shape().iter().copied().collect();
             let (heads, dim) = (dims[0] as usize * dims[1] as usize, dims[3] as usize);
-            let elem = element_size(t)?;
+            let elem = match ElemType::of(*t.data_type()) {
+                e @ (ElemType::F32 | ElemType::F16 | ElemType::BF16) => e.size(),
+                other => return Err(Error::Inference(format!("unexpected KV cache element type {other:?}"))),
+            };
             let row = dim * elem;
             let mut fresh =
                 DynTensor::new(&ort::memory::Allocator::default(), *t.data_type(), [dims[0], dims[1], self.len as i64, dims[3]])?;
@@ -227,64 +253,13 @@ impl KvCache {
 }
 
 /// `Cpu:0`, `Cuda:1`: ONNX Runtime's name of the memory and the device ordinal.
-pub(crate) fn memory_name(m: &MemoryInfo<'_>) -> String {
+pub(super) fn memory_name(m: &MemoryInfo<'_>) -> String {
     format!("{}:{}", m.allocation_device().as_str(), m.device_id())
 }
 
 /// Whether two memory descriptions name the same device memory.
-pub(crate) fn same_memory(a: &MemoryInfo<'_>, b: &MemoryInfo<'_>) -> bool {
+pub(super) fn same_memory(a: &MemoryInfo<'_>, b: &MemoryInfo<'_>) -> bool {
     a.allocation_device() == b.allocation_device() && a.device_id() == b.device_id()
-}
-
-/// What a device-resident cache needs from its model: the memory its tensors are bound to and a
-/// session that gathers the kept slots of every KV tensor in one call on the model's execution
-/// provider (the compaction of a device cache, with no copy through host memory).
-pub(crate) struct DeviceKv {
-    pub(crate) memory: MemoryInfo<'static>,
-    /// Inputs `x0..x{n-1}` and `keep` (int64 slot indices), outputs `y0..y{n-1}` = Gather(x, keep, axis 2).
-    gather: Mutex<Session>,
-    tensors: usize,
-}
-
-impl DeviceKv {
-    pub(crate) fn new(memory: MemoryInfo<'static>, gather: Session, tensors: usize) -> Self {
-        DeviceKv { memory, gather: Mutex::new(gather), tensors }
-    }
-
-    /// Fresh tensors holding only the slots in `keep`, on the device.
-    fn gather_slots(&self, tensors: &[DynTensor], keep: Vec<i64>) -> Result<Vec<DynTensor>> {
-        if tensors.len() != self.tensors {
-            return Err(Error::Inference(format!("KV gather built for {} tensors, given {}", self.tensors, tensors.len())));
-        }
-        let n = keep.len();
-        let keep = Tensor::from_array(([n], keep))?;
-        let mut session = self.gather.lock().unwrap_or_else(|e| e.into_inner());
-        let mut binding = session.create_binding()?;
-        for (i, t) in tensors.iter().enumerate() {
-            binding.bind_input(format!("x{i}"), t)?;
-        }
-        binding.bind_input("keep", &keep)?;
-        for i in 0..tensors.len() {
-            binding.bind_output_to_device(format!("y{i}"), &self.memory)?;
-        }
-        let mut outputs = session.run_binding(&binding)?;
-        let mut out = Vec::with_capacity(tensors.len());
-        for i in 0..tensors.len() {
-            let name = format!("y{i}");
-            let v = outputs.remove(name.as_str()).ok_or_else(|| Error::Inference(format!("KV gather gave no `{name}`")))?;
-            out.push(v.downcast()?);
-        }
-        Ok(out)
-    }
-}
-
-fn element_size(t: &DynTensor) -> Result<usize> {
-    use ort::value::TensorElementType as T;
-    Ok(match t.data_type() {
-        T::Float32 => 4,
-        T::Float16 | T::Bfloat16 => 2,
-        other => return Err(Error::Inference(format!("unexpected KV cache element type {other:?}"))),
-    })
 }
 
 /// Maximal runs of valid slots as (start, length).

@@ -1,0 +1,391 @@
+//! A sequence being generated: the public API over the speculative decoding loop. Without a draft
+//! (or with γ = 0) the same code runs plain target-only decoding, which is the baseline every
+//! speed-up is measured against. `round` holds the loop's phases, `stop` when a generation ends,
+//! `stats` what it counts.
+
+mod round;
+mod stats;
+mod stop;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::decoder::DecoderState;
+use crate::drafter::{DraftSource, Drafter, ModelDrafter};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::policy::{new_policy, DraftPolicy, LengthPolicy, PolicyMemory, MAX_GAMMA};
+use crate::sampling::{History, SamplingConfig};
+use crate::tokenizer::Tokenizer;
+
+pub use stats::Stats;
+
+use round::RoundScratch;
+use stop::StopRule;
+
+/// Settings of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    /// Draft tokens proposed per iteration (1..=64); ignored without a draft. Default 4. The
+    /// starting length for the heuristic policy and the auto policy's first guess.
+    pub gamma: usize,
+    /// How the draft length is chosen each round. Default fixed.
+    pub draft_policy: DraftPolicy,
+    /// Stop drafting once the draft's most likely token has a probability below this (0 = off,
+    /// the default). For score-based drafts only; at temperature 0 the scores' softmax is used.
+    pub confidence_stop: f32,
+    /// Most bytes the KV caches of a generator (target and draft) may take; a request that could
+    /// outgrow it is refused with [`Error::MemoryBudget`]. `None` (the default): no limit.
+    pub kv_memory_limit: Option<usize>,
+    pub sampling: SamplingConfig,
+    /// Seed of the generator's random stream. Default 0.
+    pub seed: u64,
+    /// Tokens to generate after each prompt at most. Default 128.
+    pub max_new_tokens: usize,
+    /// End-of-sequence ids; `None` takes them from the target's generation_config.json.
+    pub eos_ids: Option<Vec<u32>>,
+    /// Generation stops once the generated tokens end with one of these sequences.
+    pub stop_sequences: Vec<Vec<u32>>,
+    /// Generation stops once the generated text contains one of these (needs a tokenizer:
+    /// [`Generator::set_tokenizer`]).
+    pub stop_texts: Vec<String>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            gamma: 4,
+            draft_policy: DraftPolicy::Fixed,
+            confidence_stop: 0.0,
+            kv_memory_limit: None,
+            sampling: SamplingConfig::default(),
+            seed: 0,
+            max_new_tokens: 128,
+            eos_ids: None,
+            stop_sequences: Vec::new(),
+            stop_texts: Vec::new(),
+        }
+    }
+}
+
+impl GenerationConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.gamma == 0 || self.gamma > MAX_GAMMA {
+            return Err(Error::invalid(format!("gamma must be in 1..={MAX_GAMMA}, got {}", self.gamma)));
+        }
+        if !(0.0..=1.0).contains(&self.confidence_stop) {
+            return Err(Error::invalid(format!("confidence_stop must be in [0, 1], got {}", self.confidence_stop)));
+        }
+        if self.stop_sequences.iter().any(Vec::is_empty) || self.stop_texts.iter().any(String::is_empty) {
+            return Err(Error::invalid("stop sequences must not be empty"));
+        }
+        self.sampling.validate()
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FinishReason {
+    Eos,
+    MaxTokens,
+    /// A stop sequence (tokens or text) was generated.
+    StopSequence,
+    /// The caller's callback asked to stop.
+    Stopped,
+}
+
+impl FinishReason {
+    /// A short name for reports ("eos", "max_new_tokens", "stop_sequence", "stopped").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Eos => "eos",
+            FinishReason::MaxTokens => "max_new_tokens",
+            FinishReason::StopSequence => "stop_sequence",
+            FinishReason::Stopped => "stopped",
+        }
+    }
+}
+
+/// A sequence being generated, owning its decoder states. Models are shared (`Arc`).
+pub struct Generator {
+    target: DecoderState,
+    drafter: Option<Box<dyn Drafter>>,
+    cfg: GenerationConfig,
+    policy: Box<dyn LengthPolicy>,
+    /// Where the policy's record is kept between sequences, and under which key (None: not kept).
+    memory: Arc<PolicyMemory>,
+    memory_key: Option<String>,
+    /// KV bytes per sequence token, target and draft together.
+    kv_bytes_per_token: usize,
+    stop_rule: StopRule,
+    context_limit: usize,
+    rng: StdRng,
+    tokens: Vec<u32>,
+    history: History,
+    /// Tokens generated since the last prompt was appended.
+    generated: usize,
+    /// Whether the drafter's cache is level with the sequence but for the last round's tokens:
+    /// false after a prompt or a round without drafting, when its first step also catches up.
+    draft_level: bool,
+    finished: Option<FinishReason>,
+    stats: Stats,
+    cancel: Arc<AtomicBool>,
+    tokenizer: Option<Arc<Tokenizer>>,
+    /// Test-only sabotage: accept every proposal (to show the statistical tests can fail).
+    always_accept: bool,
+    round: RoundScratch,
+}
+
+impl Generator {
+    /// A generator over `target`, speculating with the ONNX `draft` model when given. Refuses a
+    /// draft whose vocabulary differs from the target's.
+    pub fn new(target: Arc<Model>, draft: Option<Arc<Model>>, cfg: GenerationConfig) -> Result<Generator> {
+        let drafter = match draft {
+            Some(d) => Some(Box::new(ModelDrafter::new(d)?) as Box<dyn Drafter>),
+            None => None,
+        };
+        Generator::with_drafter(target, drafter, cfg)
+    }
+
+    /// A generator drafting from `source` (a fresh drafter for this sequence), or target-only.
+    pub fn from_source(target: Arc<Model>, source: Option<&DraftSource>, cfg: GenerationConfig) -> Result<Generator> {
+        let drafter = source.map(|s| s.instantiate(target.info().vocab_size)).transpose()?;
+        Generator::with_drafter(target, drafter, cfg)
+    }
+
+    /// A generator speculating with any [`Drafter`], or target-only without one. What the `Auto`
+    /// policy learns is kept in the process-wide [`PolicyMemory::shared`].
+    pub fn with_drafter(target: Arc<Model>, drafter: Option<Box<dyn Drafter>>, cfg: GenerationConfig) -> Result<Generator> {
+        Generator::with_policy_memory(target, drafter, cfg, PolicyMemory::shared())
+    }
+
+    /// [`Generator::with_drafter`], keeping what the draft-length policy learns in `memory`.
+    pub fn with_policy_memory(
+        target: Arc<Model>,
+        mut drafter: Option<Box<dyn Drafter>>,
+        cfg: GenerationConfig,
+        memory: Arc<PolicyMemory>,
+    ) -> Result<Generator> {
+        cfg.validate()?;
+        let vocab = target.info().vocab_size;
+        let mut context_limit = target.info().context_limit;
+        let mut kv_bytes_per_token = target.kv_bytes_per_token();
+        if let Some(d) = &drafter {
+            d.check_target(&target)?;
+            context_limit = context_limit.min(d.context_limit().unwrap_or(usize::MAX));
+            kv_bytes_per_token += d.kv_bytes_per_token();
+        }
+        let eos = cfg.eos_ids.clone().unwrap_or_else(|| target.info().eos_ids.clone());
+        // An id outside the vocabulary could never match: refuse it rather than never stopping.
+        if let Some(&bad) = eos.iter().chain(cfg.stop_sequences.iter().flatten()).find(|&&e| e as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+        }
+        let mut policy = new_policy(cfg.draft_policy, cfg.gamma);
+        let memory_key = match &drafter {
+            Some(d) if policy.remembers() => d.memory_key().map(|k| {
+                format!("target {} at #{}; {k}; sampling {:?}", target.path().display(), target.instance_id(), cfg.sampling)
+            }),
+            _ => None,
+        };
+        if let Some(s) = memory_key.as_deref().and_then(|k| memory.get(k)) {
+            policy.restore(s);
+        }
+        let mut target = DecoderState::new(target)?;
+        if let Some(limit) = cfg.kv_memory_limit {
+            // The budget covers both caches; each may hold as many slots as the budget allows
+            // for the sequence as a whole.
+            let slots = limit / kv_bytes_per_token.max(1);
+            target.set_slot_limit(slots);
+            if let Some(d) = drafter.as_mut() {
+                d.set_slot_limit(slots);
+            }
+        }
+        let stop_rule = StopRule::new(eos, cfg.stop_sequences.clone(), cfg.stop_texts.clone(), cfg.max_new_tokens);
+        Ok(Generator {
+            target,
+            drafter,
+            policy,
+            memory,
+            memory_key,
+            kv_bytes_per_token,
+            stop_rule,
+            rng: StdRng::seed_from_u64(cfg.seed),
+            cfg,
+            context_limit,
+            tokens: Vec::new(),
+            history: History::new(vocab),
+            generated: 0,
+            draft_level: false,
+            finished: None,
+            stats: Stats::default(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            always_accept: false,
+            tokenizer: None,
+            round: RoundScratch::default(),
+        })
+    }
+
+    /// Name of the draft source ("model", "ngram", ...), if any.
+    pub fn drafter_name(&self) -> Option<&'static str> {
+        self.drafter.as_ref().map(|d| d.name())
+    }
+
+    /// The running acceptance estimate of the auto policy (its prior, 0.5, under other policies).
+    pub fn alpha_estimate(&self) -> f64 {
+        self.policy.alpha()
+    }
+
+    /// Append prompt tokens (a first prompt, or a follow-up turn). Starts a new generation of up
+    /// to `max_new_tokens`.
+    pub fn append_tokens(&mut self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.target.model().info().vocab_size;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+        }
+        // Room for the prompt and at least one generated token.
+        let needed = self.tokens.len() + tokens.len() + 1;
+        if needed > self.context_limit {
+            return Err(Error::ContextLimit { needed, limit: self.context_limit });
+        }
+        if let Some(limit) = self.cfg.kv_memory_limit {
+            // The longest the caches can get for this request: the whole sequence plus a round's
+            // proposals, within the context.
+            let gamma = if self.drafter.is_some() { self.policy.max_gamma() } else { 0 };
+            let tokens = (self.tokens.len() + tokens.len() + self.cfg.max_new_tokens + gamma).min(self.context_limit);
+            let needed = tokens * self.kv_bytes_per_token;
+            if needed > limit {
+                return Err(Error::MemoryBudget { needed, limit });
+            }
+        }
+        for &t in tokens {
+            self.history.push(t);
+        }
+        self.tokens.extend_from_slice(tokens);
+        // A cancellation aimed at the previous generation must not kill the next one.
+        self.cancel.store(false, Ordering::SeqCst);
+        self.generated = 0;
+        self.draft_level = false;
+        self.finished = None;
+        Ok(())
+    }
+
+    /// The whole sequence: prompts and generated tokens.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finished
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished.is_some()
+    }
+
+    pub fn config(&self) -> &GenerationConfig {
+        &self.cfg
+    }
+
+    /// A flag that, once set from any thread, makes the next iteration return
+    /// [`Error::Cancelled`] (the flag is then cleared and the generator stays usable).
+    /// Appending tokens clears a pending request.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Withdraw a cancellation request that no iteration has consumed yet.
+    pub fn clear_cancel(&self) {
+        self.cancel.store(false, Ordering::SeqCst);
+    }
+
+    /// Replace the acceptance rule by "always accept", which is wrong: the statistical tests use
+    /// it as a control that they must reject. Never use it for generation.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn debug_always_accept(&mut self) {
+        self.always_accept = true;
+    }
+
+    /// Make `Auto` take a draft step to cost `draft` × a one-token target call, and each verified
+    /// token `per_token` × that call more, instead of timing them, so tests can put its decisions
+    /// where they want them. Never use it for generation.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn debug_pin_costs(&mut self, draft: f64, per_token: f64) {
+        self.policy.pin_costs(draft, per_token);
+    }
+
+    /// The tokenizer that text stop sequences are matched with.
+    pub fn set_tokenizer(&mut self, tokenizer: Arc<Tokenizer>) {
+        self.tokenizer = Some(tokenizer);
+    }
+
+    /// Mark the current generation as stopped by the caller.
+    pub fn stop(&mut self) {
+        self.finished.get_or_insert(FinishReason::Stopped);
+    }
+
+    /// Run one iteration: draft, verify in one target call, accept or resample, roll back.
+    /// Returns the tokens it added (empty once finished).
+    pub fn step(&mut self) -> Result<&[u32]> {
+        if self.finished.is_some() {
+            return Ok(&[]);
+        }
+        if self.cancel.swap(false, Ordering::SeqCst) {
+            return Err(Error::Cancelled);
+        }
+        if self.tokens.is_empty() {
+            return Err(Error::invalid("empty prompt: append at least one token before generating"));
+        }
+        if self.stop_rule.needs_tokenizer() && self.tokenizer.is_none() {
+            return Err(Error::invalid("text stop sequences need a tokenizer (set_tokenizer)"));
+        }
+        let remaining = self.cfg.max_new_tokens - self.generated;
+        if remaining == 0 {
+            self.finished = Some(FinishReason::MaxTokens);
+            return Ok(&[]);
+        }
+        if self.tokens.len() >= self.context_limit {
+            return Err(Error::ContextLimit { needed: self.tokens.len() + 1, limit: self.context_limit });
+        }
+        let started = Instant::now();
+        let before = self.tokens.len();
+        let result = self.iterate(remaining);
+        self.stats.total_time += started.elapsed();
+        if let Err(e) = result {
+            // A failed call may leave a cache holding proposals that were never committed; cut
+            // both back to the committed sequence so the generator stays usable.
+            self.rewind_states(self.tokens.len())?;
+            return Err(e);
+        }
+        Ok(&self.tokens[before..])
+    }
+
+    /// Generate until EOS, `max_new_tokens` or `on_tokens` returning false.
+    pub fn generate(&mut self, mut on_tokens: impl FnMut(&[u32]) -> bool) -> Result<FinishReason> {
+        loop {
+            let new = self.step()?;
+            if !new.is_empty() && !on_tokens(new) {
+                self.stop();
+            }
+            if let Some(reason) = self.finished {
+                return Ok(reason);
+            }
+        }
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        if let (Some(key), Some(snapshot)) = (self.memory_key.take(), self.policy.snapshot()) {
+            self.memory.put(key, snapshot);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! One round of speculative decoding, in the order it runs: plan the draft length, draft guess by
+//! guess, verify every proposal in one target call, accept or resample position by position, let
+//! the policy and drafter learn, commit the emitted tokens (stopping where the generation ends),
+//! and rewind both decoder states to what the sequence holds.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+
+use super::{GenerationConfig, Generator};
+use crate::acceptance;
+use crate::drafter::{DraftContext, Guess};
+use crate::error::{Error, Result};
+use crate::policy::{AfterGuess, DraftCost, RoundReport};
+use crate::sampling::{self, Dist, History};
+
+/// Buffers a round reuses, so that a warm round allocates nothing.
+#[derive(Default)]
+pub(super) struct RoundScratch {
+    /// The target's logits for every proposal and the bonus position.
+    logits: Vec<f32>,
+    /// The draft's distribution for each proposal, or the proposal itself where q is a point mass.
+    q: Vec<Vec<f32>>,
+    q_point: Vec<Option<u32>>,
+    p: Vec<f32>,
+    residual: Vec<f32>,
+    drafts: Vec<u32>,
+    emitted: Vec<u32>,
+    /// β = Σ min(p, q) at each verified position, when the policy learns from it.
+    overlaps: Vec<f64>,
+    /// Proposals the target accepted this round.
+    accepted: usize,
+    draft_cost: Option<DraftCost>,
+}
+
+impl Generator {
+    /// One round; `remaining` tokens may still be generated.
+    pub(super) fn iterate(&mut self, remaining: usize) -> Result<()> {
+        let n = self.tokens.len();
+        let room = self.context_limit - n;
+        let gamma = match &self.drafter {
+            Some(_) => self.policy.plan(self.target.model().cost_curve()).min(remaining - 1).min(room - 1),
+            None => 0,
+        };
+        self.draft(gamma)?;
+        self.verify()?;
+        self.draft_level = gamma > 0;
+        self.accept();
+        self.learn();
+        self.commit()?;
+        // Both states saw the accepted proposals; neither saw the emitted correction or bonus.
+        self.rewind_states(self.tokens.len().min(n + self.round.accepted))
+    }
+
+    /// Ask the drafter for up to `gamma` guesses, one at a time, each turned into a proposal and
+    /// its q; the policy may end the round after any guess.
+    fn draft(&mut self, gamma: usize) -> Result<()> {
+        let r = &mut self.round;
+        r.drafts.clear();
+        r.draft_cost = None;
+        let Some(drafter) = self.drafter.as_mut().filter(|_| gamma > 0) else { return Ok(()) };
+        if r.q.len() < gamma {
+            r.q.resize_with(gamma, Vec::new);
+            r.q_point.resize(gamma, None);
+        }
+        let want_confidence = self.cfg.confidence_stop > 0.0 || self.policy.wants_confidence();
+        let (mut guesses, mut time, mut first) = (0u64, Duration::ZERO, Duration::ZERO);
+        for i in 0..gamma {
+            let started = Instant::now();
+            let guess = drafter.guess(&DraftContext { tokens: &self.tokens, drafts: &r.drafts, left: gamma - i });
+            let took = started.elapsed();
+            first = if i == 0 { took } else { first };
+            time += took;
+            guesses += 1;
+            let scoring = Scoring { history: &self.history, drafts: &r.drafts, cfg: &self.cfg, want_confidence };
+            let Some(p) = scoring.proposal(guess?, self.target.model().info().vocab_size, &mut self.rng, &mut r.q[i])? else {
+                break;
+            };
+            let then = self.policy.after_guess(i + 1, p.confidence);
+            if then == AfterGuess::Drop {
+                break;
+            }
+            r.q_point[i] = p.point;
+            r.drafts.push(p.token);
+            if then == AfterGuess::Stop {
+                break;
+            }
+        }
+        self.stats.draft_calls += guesses;
+        self.stats.draft_time += time;
+        self.stats.drafted += r.drafts.len() as u64;
+        // A first step that also catches up on a prompt or on undrafted rounds is no step cost.
+        if self.draft_level {
+            r.draft_cost = Some(DraftCost { first, rest: time - first, more: guesses - 1 });
+        }
+        Ok(())
+    }
+
+    /// One target call scores every proposal and yields the bonus row.
+    fn verify(&mut self) -> Result<()> {
+        let r = &mut self.round;
+        let cost = self.target.sync(&self.tokens, &r.drafts, r.drafts.len() + 1, &mut r.logits)?;
+        self.stats.target_calls += cost.calls;
+        self.stats.target_time += cost.time;
+        self.stats.rounds += 1;
+        Ok(())
+    }
+
+    /// Accept proposals while the acceptance rule says so; at the first rejection emit a token
+    /// from the residual, after all of them the bonus token from the last row.
+    fn accept(&mut self) {
+        let r = &mut self.round;
+        let vocab = self.target.model().info().vocab_size;
+        let proposed = r.drafts.len();
+        let want_overlaps = self.policy.wants_overlaps();
+        r.emitted.clear();
+        r.overlaps.clear();
+        r.accepted = 0;
+        for i in 0..=proposed {
+            let row = &r.logits[i * vocab..(i + 1) * vocab];
+            let p = sampling::distribution(row, &self.history, &r.drafts[..i], &self.cfg.sampling, &mut r.p);
+            if i == proposed {
+                r.emitted.push(p.sample(&mut self.rng));
+                break;
+            }
+            let q = match r.q_point[i] {
+                Some(t) => Dist::Point(t),
+                None => Dist::Probs(&r.q[i]),
+            };
+            if want_overlaps {
+                r.overlaps.push(acceptance::overlap(p, q));
+            }
+            let verdict =
+                if self.always_accept { None } else { acceptance::verify(p, q, r.drafts[i], &mut self.rng, &mut r.residual) };
+            match verdict {
+                None => {
+                    r.accepted += 1;
+                    r.emitted.push(r.drafts[i]);
+                }
+                Some(t) => {
+                    r.emitted.push(t);
+                    break;
+                }
+            }
+        }
+        self.stats.accepted += r.accepted as u64;
+        self.stats.rejected += u64::from(r.accepted < proposed);
+    }
+
+    /// Hand the round's outcome to the policy and the drafter.
+    fn learn(&mut self) {
+        let r = &self.round;
+        let report =
+            RoundReport { proposed: r.drafts.len(), accepted: r.accepted, overlaps: &r.overlaps, draft_cost: r.draft_cost };
+        self.policy.observe(&report);
+        if let Some(d) = self.drafter.as_mut() {
+            d.observe(&report);
+        }
+    }
+
+    /// Append the emitted tokens, stopping at the first that ends the generation.
+    fn commit(&mut self) -> Result<()> {
+        for &t in &self.round.emitted {
+            self.tokens.push(t);
+            self.history.push(t);
+            self.generated += 1;
+            self.stats.new_tokens += 1;
+            let generated = &self.tokens[self.tokens.len() - self.generated..];
+            if let Some(reason) = self.stop_rule.check(generated, self.tokenizer.as_deref())? {
+                self.finished = Some(reason);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cut both decoder states back to the sequence's first `keep` tokens.
+    pub(super) fn rewind_states(&mut self, keep: usize) -> Result<()> {
+        self.target.rewind(keep)?;
+        if let Some(d) = self.drafter.as_mut() {
+            d.rollback(&self.tokens, keep)?;
+        }
+        Ok(())
+    }
+}
+
+/// A proposal made from a guess: the token, the token again when q is a point mass at it (else q
+/// is the distribution written beside it), and how sure the draft was when that is wanted.
+struct Proposal {
+    token: u32,
+    point: Option<u32>,
+    confidence: Option<f32>,
+}
+
+/// What turning a guess into a proposal reads: the same sampling transforms, with the same
+/// history, as the target's rows get.
+struct Scoring<'a> {
+    history: &'a History,
+    drafts: &'a [u32],
+    cfg: &'a GenerationConfig,
+    want_confidence: bool,
+}
+
+impl Scoring<'_> {
+    /// The proposal for `guess`, its q written into `q` when it is a distribution; `None` when
+    /// the drafter has nothing more or the draft is less sure than the confidence stop.
+    fn proposal(&self, guess: Guess<'_>, vocab: usize, rng: &mut StdRng, q: &mut Vec<f32>) -> Result<Option<Proposal>> {
+        let p = match guess {
+            Guess::Stop => return Ok(None),
+            Guess::Token(t) => Proposal { token: t, point: Some(t), confidence: None },
+            Guess::Logits(row) => {
+                if row.len() != vocab {
+                    return Err(Error::invalid(format!("drafter gave {} scores for a vocabulary of {vocab}", row.len())));
+                }
+                let dist = sampling::distribution(row, self.history, self.drafts, &self.cfg.sampling, q);
+                let confidence = self.want_confidence.then(|| dist.confidence(row));
+                if confidence.is_some_and(|c| c < self.cfg.confidence_stop) {
+                    return Ok(None);
+                }
+                let point = if let Dist::Point(t) = dist { Some(t) } else { None };
+                Proposal { token: dist.sample(rng), point, confidence }
+            }
+            Guess::Sampled { token, probs } => {
+                q.clear();
+                q.extend_from_slice(probs);
+                Proposal { token, point: None, confidence: Some(Dist::Probs(probs).confidence(probs)) }
+            }
+        };
+        if p.token as usize >= vocab {
+            return Err(Error::TokenOutOfRange { id: p.token as i64, vocab_size: vocab });
+        }
+        Ok(Some(p))
+    }
+}

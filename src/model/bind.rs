@@ -1,0 +1,198 @@
+//! The IoBinding path: a model whose KV cache stays in its device's memory (CUDA, or the CPU when
+//! forced so that this path is tested without a GPU). Besides the bound forward call it holds two
+//! helper sessions built with ONNX Runtime's model editor API: a Gather over the kept slots of
+//! every KV tensor (a device cache's compaction) and a Gather of the logits rows sampling reads.
+
+use std::sync::{Arc, Mutex};
+
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::Session;
+use ort::value::{DynTensor, DynValue, Tensor, TensorElementType, ValueType};
+
+use super::dtype::ElemType;
+use super::io::{copy_last_rows, present_names, take_logits, take_presents, InputValue, Inputs, LOGITS};
+use super::layout::Layout;
+use super::session::{session_builder, with_cuda};
+use super::{Device, ModelOptions};
+use crate::error::{Error, Result};
+
+/// The IoBinding path: presents bound to the device's memory and fed back as pasts as they are;
+/// logits bound to host memory when every row is wanted, else left on the device and only the
+/// wanted rows gathered to the host.
+pub(super) struct Bound {
+    pub(super) kv: Arc<DeviceKv>,
+    /// CPU memory, for the logits rows that sampling reads.
+    host: MemoryInfo<'static>,
+    /// Inputs `x0` (the logits) and `keep` (row indices), output `y0` = Gather(x0, keep, axis 1),
+    /// bound to `host`.
+    rows: Mutex<Session>,
+    /// Whether the device is not the CPU (the empty first pasts are then allocated there).
+    pub(super) off_host: bool,
+}
+
+impl Bound {
+    pub(super) fn new(
+        env: &ort::environment::Environment,
+        device: Device,
+        layout: &Layout,
+        logits_type: TensorElementType,
+    ) -> Result<Bound> {
+        let memory = match device {
+            Device::Cpu => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?,
+            Device::Cuda(n) => MemoryInfo::new(AllocationDevice::CUDA, n as i32, AllocatorType::Device, MemoryType::Default)?,
+        };
+        let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?;
+        let kv_type = layout.kv_type.float_tensor_type();
+        let n = 2 * layout.layers.len();
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Error::Unavailable(format!(
+                "the device-resident KV cache (a Gather session built with ONNX Runtime's model editor API): {e}"
+            ))
+        };
+        let open = |graph: ort::editor::Model| -> Result<Session> {
+            let helper = ModelOptions { intra_threads: 1, spinning: false, ..Default::default() };
+            let mut builder = session_builder(env, &helper, 1).map_err(|e| unavailable(&e))?;
+            if let Device::Cuda(id) = device {
+                builder = with_cuda(builder, id)?;
+            }
+            graph.into_session(&builder).map_err(|e| unavailable(&e))
+        };
+        let gather = open(gather_graph(n, kv_type, 4, 2).map_err(|e| unavailable(&e))?)?;
+        let rows = open(gather_graph(1, logits_type, 3, 1).map_err(|e| unavailable(&e))?)?;
+        Ok(Bound {
+            kv: Arc::new(DeviceKv::new(memory, gather, n)),
+            host,
+            rows: Mutex::new(rows),
+            off_host: device != Device::Cpu,
+        })
+    }
+
+    /// The last `rows` of `k` logits rows, gathered where the logits are and copied to the host.
+    pub(super) fn gather_rows(&self, logits: &DynValue, k: usize, rows: usize, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
+        let keep = Tensor::from_array(([rows], ((k - rows) as i64..k as i64).collect::<Vec<_>>()))?;
+        let mut session = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut binding = session.create_binding()?;
+        binding.bind_input("x0", logits)?;
+        binding.bind_input("keep", &keep)?;
+        binding.bind_output_to_device("y0", &self.host)?;
+        let mut outputs = session.run_binding(&binding)?;
+        let picked = outputs.remove("y0").ok_or_else(|| Error::Inference("logits gather gave no output".into()))?;
+        copy_last_rows(&picked, rows, rows, vocab, out)
+    }
+
+    /// One forward call through IoBinding: the pasts are bound where they are, the presents to the
+    /// device's memory (they stay there and become the next pasts), the logits to host memory when
+    /// `all_rows`, else to the device (for [`Bound::gather_rows`]). Returns the presents and logits.
+    pub(super) fn call(
+        &self,
+        session: &mut Session,
+        layout: &Layout,
+        inputs: &Inputs<'_>,
+        all_rows: bool,
+    ) -> Result<(Vec<DynTensor>, DynValue)> {
+        // IoBinding keeps owned inputs without a copy; the pasts are bound as they are.
+        let mut owned: Vec<(&str, DynTensor)> = Vec::new();
+        let mut pasts: Vec<(&str, &DynTensor)> = Vec::new();
+        for (name, value) in inputs.named() {
+            match value {
+                InputValue::Ints(elem, data) => owned.push((name, owned_int_tensor(elem, data)?)),
+                InputValue::Flag(b) => owned.push((name, Tensor::from_array(([1usize], vec![b]))?.upcast())),
+                InputValue::Past(t) => pasts.push((name, t)),
+            }
+        }
+        let mut binding = session.create_binding()?;
+        for (name, t) in owned.iter().map(|(n, t)| (*n, t)).chain(pasts) {
+            binding.bind_input(name, t)?;
+        }
+        for name in present_names(layout) {
+            binding.bind_output_to_device(name, &self.kv.memory)?;
+        }
+        binding.bind_output_to_device(LOGITS, if all_rows { &self.host } else { &self.kv.memory })?;
+        let mut outputs = session.run_binding(&binding)?;
+        let presents = take_presents(layout, &mut outputs)?;
+        let logits = take_logits(&mut outputs)?;
+        Ok((presents, logits))
+    }
+}
+
+/// An owned integer tensor [1, len] of the input's element type.
+fn owned_int_tensor(elem: ElemType, data: &[i64]) -> Result<DynTensor> {
+    Ok(match elem {
+        ElemType::I32 => Tensor::from_array(([1usize, data.len()], data.iter().map(|&v| v as i32).collect::<Vec<_>>()))?.upcast(),
+        _ => Tensor::from_array(([1usize, data.len()], data.to_vec()))?.upcast(),
+    })
+}
+
+/// A graph of `n` Gathers sharing one index input: `y{i}` = Gather(`x{i}`, `keep`, axis), each
+/// `x{i}` of rank `rank` and element type `elem`.
+fn gather_graph(n: usize, elem: TensorElementType, rank: usize, axis: i64) -> ort::Result<ort::editor::Model> {
+    use ort::editor::{Graph, Node, Opset, ONNX_DOMAIN};
+    use ort::value::{Outlet, Shape, SymbolicDimensions};
+    let tensor = |name: String, ty, rank: usize| {
+        Outlet::new(
+            name,
+            ValueType::Tensor { ty, shape: Shape::new(vec![-1i64; rank]), dimension_symbols: SymbolicDimensions::empty(rank) },
+        )
+    };
+    let mut graph = Graph::new()?;
+    let mut inputs: Vec<Outlet> = (0..n).map(|i| tensor(format!("x{i}"), elem, rank)).collect();
+    inputs.push(tensor("keep".into(), TensorElementType::Int64, 1));
+    graph.set_inputs(inputs)?;
+    graph.set_outputs((0..n).map(|i| tensor(format!("y{i}"), elem, rank)))?;
+    for i in 0..n {
+        let attrs = [ort::operator::Attribute::new("axis", axis)?];
+        graph.add_node(Node::new(
+            "Gather",
+            ONNX_DOMAIN,
+            format!("gather{i}"),
+            [format!("x{i}"), "keep".to_string()],
+            [format!("y{i}")],
+            attrs,
+        )?)?;
+    }
+    let mut model = ort::editor::Model::new([Opset::new(ONNX_DOMAIN, 18)?])?;
+    model.set_graph(graph)?;
+    Ok(model)
+}
+
+/// What a device-resident cache needs from its model: the memory its tensors are bound to and a
+/// session that gathers the kept slots of every KV tensor in one call on the model's execution
+/// provider (the compaction of a device cache, with no copy through host memory).
+pub(super) struct DeviceKv {
+    pub(super) memory: MemoryInfo<'static>,
+    /// Inputs `x0..x{n-1}` and `keep` (int64 slot indices), outputs `y0..y{n-1}` = Gather(x, keep, axis 2).
+    gather: Mutex<Session>,
+    tensors: usize,
+}
+
+impl DeviceKv {
+    pub(super) fn new(memory: MemoryInfo<'static>, gather: Session, tensors: usize) -> Self {
+        DeviceKv { memory, gather: Mutex::new(gather), tensors }
+    }
+
+    /// Fresh tensors holding only the slots in `keep`, on the device.
+    pub(super) fn gather_slots(&self, tensors: &[DynTensor], keep: Vec<i64>) -> Result<Vec<DynTensor>> {
+        if tensors.len() != self.tensors {
+            return Err(Error::Inference(format!("KV gather built for {} tensors, given {}", self.tensors, tensors.len())));
+        }
+        let n = keep.len();
+        let keep = Tensor::from_array(([n], keep))?;
+        let mut session = self.gather.lock().unwrap_or_else(|e| e.into_inner());
+        let mut binding = session.create_binding()?;
+        for (i, t) in tensors.iter().enumerate() {
+            binding.bind_input(format!("x{i}"), t)?;
+        }
+        binding.bind_input("keep", &keep)?;
+        for i in 0..tensors.len() {
+            binding.bind_output_to_device(format!("y{i}"), &self.memory)?;
+        }
+        let mut outputs = session.run_binding(&binding)?;
+        let mut out = Vec::with_capacity(tensors.len());
+        for i in 0..tensors.len() {
+            let name = format!("y{i}");
+            let v = outputs.remove(name.as_str()).ok_or_else(|| Error::Inference(format!("KV gather gave no `{name}`")))?;
+            out.push(v.downcast()?);
+        }
+        Ok(out)
+    }
+}

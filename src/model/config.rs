@@ -1,0 +1,210 @@
+//! What a model folder says about the model besides its graph: config.json,
+//! generation_config.json and the tokenizer's vocabulary, combined with what the graph states.
+
+use std::path::{Path, PathBuf};
+
+use super::layout::{self, Layout, TensorSpec};
+use super::ModelInfo;
+use crate::error::{Error, Result};
+
+/// Context length assumed when neither config.json nor the export states one.
+const DEFAULT_CONTEXT_LIMIT: usize = 2048;
+/// Largest vocabulary and KV head count / head size believed; beyond them the metadata is wrong.
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_KV_DIM: usize = 1 << 16;
+
+/// The JSON files beside a model, each `None` when absent.
+pub(super) struct FolderConfig {
+    pub config: Option<serde_json::Value>,
+    pub generation: Option<serde_json::Value>,
+    pub tokenizer_fingerprint: Option<u64>,
+}
+
+impl FolderConfig {
+    pub(super) fn read(folder: &Path) -> Result<FolderConfig> {
+        let config = read_json(&folder.join("config.json"))?;
+        let generation = read_json(&folder.join("generation_config.json"))?;
+        // Only a fingerprint is taken here; a broken tokenizer.json is reported when it is loaded.
+        let tokenizer_fingerprint = read_json(&folder.join("tokenizer.json")).ok().flatten().map(|t| vocabulary_fingerprint(&t));
+        Ok(FolderConfig { config, generation, tokenizer_fingerprint })
+    }
+
+    /// The model's facts: the graph's where it states them, else the folder's.
+    pub(super) fn info(&self, layout: &Layout) -> Result<ModelInfo, String> {
+        model_info(layout, self.config.as_ref(), self.generation.as_ref(), self.tokenizer_fingerprint)
+    }
+}
+
+/// The .onnx file and the folder holding its config files.
+pub(super) fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        let onnx = path.join("model.onnx");
+        if !onnx.is_file() {
+            return Err(Error::io(path, "folder has no model.onnx"));
+        }
+        Ok((onnx, path.to_path_buf()))
+    } else if !meta.is_file() {
+        // A device or a FIFO: reading it may never end.
+        Err(Error::io(path, "not a regular file or folder"))
+    } else {
+        let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok((path.to_path_buf(), if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder }))
+    }
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(Error::io(path, "not a regular file")),
+        _ => {}
+    }
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::io(path, format!("invalid JSON: {e}"))),
+    }
+}
+
+fn json_usize(v: Option<&serde_json::Value>, keys: &[&str]) -> Option<usize> {
+    let v = v?;
+    keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_u64())).map(|x| x as usize)
+}
+
+/// Ids as found: wider than u32 is kept so that the vocabulary check sees it instead of a
+/// truncated value.
+fn json_ids(v: Option<&serde_json::Value>, key: &str) -> Option<Vec<u64>> {
+    match v?.get(key)? {
+        serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x]),
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_u64()).collect()),
+        _ => None,
+    }
+}
+
+/// FNV-1a over the canonical JSON of the token→id map and the added tokens (serde_json keeps
+/// object keys sorted, so equal vocabularies hash equally).
+fn vocabulary_fingerprint(tokenizer: &serde_json::Value) -> u64 {
+    let vocab = tokenizer.pointer("/model/vocab").map(|v| v.to_string()).unwrap_or_default();
+    let added = tokenizer.get("added_tokens").map(|v| v.to_string()).unwrap_or_default();
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in vocab.bytes().chain([0]).chain(added.bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// What [`Model::load`] derives from a session's input/output metadata and the folder's
+/// config.json and generation_config.json (bytes; `None` for an absent file), without ONNX
+/// Runtime. For the fuzzer; errors are the load path's `UnsupportedLayout` reasons.
+#[doc(hidden)]
+pub fn info_from_metadata(
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+    config: Option<&[u8]>,
+    generation: Option<&[u8]>,
+) -> Result<(Layout, ModelInfo), String> {
+    let json = |b: Option<&[u8]>| {
+        b.map(serde_json::from_slice::<serde_json::Value>).transpose().map_err(|e| format!("invalid JSON: {e}"))
+    };
+    let (config, generation) = (json(config)?, json(generation)?);
+    let layout = layout::parse(inputs, outputs)?;
+    let info = model_info(&layout, config.as_ref(), generation.as_ref(), None)?;
+    Ok((layout, info))
+}
+
+/// Combine what the graph states with config.json; the graph wins where both speak.
+fn model_info(
+    layout: &Layout,
+    config: Option<&serde_json::Value>,
+    generation: Option<&serde_json::Value>,
+    tokenizer_fingerprint: Option<u64>,
+) -> Result<ModelInfo, String> {
+    let vocab_size = match (layout.vocab_size, json_usize(config, &["vocab_size"])) {
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => {
+            return Err("vocabulary size unknown: logits dimension is symbolic and config.json has no vocab_size".into())
+        }
+    };
+    let heads = json_usize(config, &["num_attention_heads", "n_head"]);
+    let kv_heads = layout
+        .kv_heads
+        .or_else(|| json_usize(config, &["num_key_value_heads"]))
+        .or(heads)
+        .ok_or("KV head count unknown: symbolic in the graph and absent from config.json")?;
+    let head_dim = layout
+        .head_dim
+        .or_else(|| json_usize(config, &["head_dim"]))
+        .or_else(|| Some(json_usize(config, &["hidden_size", "n_embd"])?.checked_div(heads?)?))
+        .ok_or("head size unknown: symbolic in the graph and absent from config.json")?;
+    let context_limit = json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"])
+        .unwrap_or(DEFAULT_CONTEXT_LIMIT);
+    // Zero would make every call fail later with a confusing error (or divide by zero); absurdly
+    // large values would make the first generation try to allocate it all. Refuse both here.
+    for (what, value, max) in [
+        ("vocabulary size", vocab_size, MAX_VOCAB),
+        ("KV head count", kv_heads, MAX_KV_DIM),
+        ("head size", head_dim, MAX_KV_DIM),
+        ("context length", context_limit, usize::MAX),
+    ] {
+        if value == 0 || value > max {
+            return Err(format!("implausible {what} {value} (from the graph or config.json)"));
+        }
+    }
+    let eos_ids = json_ids(generation, "eos_token_id").or_else(|| json_ids(config, "eos_token_id")).unwrap_or_default();
+    if let Some(&bad) = eos_ids.iter().find(|&&e| e >= vocab_size as u64) {
+        return Err(format!("eos_token_id {bad} is outside the vocabulary of {vocab_size}"));
+    }
+    let eos_ids = eos_ids.into_iter().map(|e| e as u32).collect();
+    Ok(ModelInfo { vocab_size, context_limit, eos_ids, layers: layout.layers.len(), kv_heads, head_dim, tokenizer_fingerprint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layout::{ElemType, TensorSpec};
+
+    fn symbolic_decoder() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
+        let t = |name: &str, elem, shape: &[i64]| TensorSpec { name: name.into(), elem, shape: shape.to_vec() };
+        let i = vec![
+            t("input_ids", ElemType::I64, &[-1, -1]),
+            t("past_key_values.0.key", ElemType::F32, &[-1, -1, -1, -1]),
+            t("past_key_values.0.value", ElemType::F32, &[-1, -1, -1, -1]),
+        ];
+        let o = vec![
+            t("logits", ElemType::F32, &[-1, -1, -1]),
+            t("present.0.key", ElemType::F32, &[-1, -1, -1, -1]),
+            t("present.0.value", ElemType::F32, &[-1, -1, -1, -1]),
+        ];
+        (i, o)
+    }
+
+    #[test]
+    fn config_values_that_cannot_work_are_refused_at_load() {
+        let (i, o) = symbolic_decoder();
+        let info = |config: &str, generation: Option<&str>| {
+            info_from_metadata(&i, &o, Some(config.as_bytes()), generation.map(str::as_bytes))
+        };
+        let good = r#"{"vocab_size": 512, "num_attention_heads": 4, "hidden_size": 64, "max_position_embeddings": 128}"#;
+        let (_, ok) = info(good, Some(r#"{"eos_token_id": [2, 3]}"#)).unwrap();
+        assert_eq!(
+            (ok.vocab_size, ok.kv_heads, ok.head_dim, ok.context_limit, ok.eos_ids.clone()),
+            (512, 4, 16, 128, vec![2, 3])
+        );
+        // Found by the layout fuzz target: zero heads divided by zero.
+        let e = info(r#"{"vocab_size": 512, "num_attention_heads": 0, "hidden_size": 64}"#, None).unwrap_err();
+        assert!(e.contains("head"), "{e}");
+        for (config, needle) in [
+            (r#"{"vocab_size": 0, "num_attention_heads": 4, "hidden_size": 64}"#, "vocabulary size 0"),
+            (r#"{"vocab_size": 512, "num_attention_heads": 128, "hidden_size": 64}"#, "head size 0"),
+            (r#"{"vocab_size": 512, "num_attention_heads": 4, "num_key_value_heads": 0, "hidden_size": 64}"#, "KV head count 0"),
+            (r#"{"vocab_size": 512, "num_attention_heads": 4, "hidden_size": 64, "n_positions": 0}"#, "context length 0"),
+            (r#"{"vocab_size": 1099511627776, "num_attention_heads": 4, "hidden_size": 64}"#, "vocabulary size 1099511627776"),
+        ] {
+            let e = info(config, None).unwrap_err();
+            assert!(e.contains(needle), "{config}: {e}");
+        }
+        // An EOS id that only fits the vocabulary once truncated to 32 bits.
+        let e = info(good, Some(r#"{"eos_token_id": 4294967298}"#)).unwrap_err();
+        assert!(e.contains("4294967298"), "{e}");
+        assert!(info("{", None).unwrap_err().contains("invalid JSON"));
+    }
+}

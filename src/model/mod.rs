@@ -1,0 +1,388 @@
+//! A decoder model: one ONNX Runtime session plus what the engine needs to know about it.
+//!
+//! The submodules, in the order a load and a call go through them: `config` (the folder's JSON
+//! files), `session` (ONNX Runtime session and execution provider), `layout` (what the graph's
+//! inputs and outputs say), `dtype` (element types), `cache` (one sequence's KV tensors), `io`
+//! (one call's inputs and outputs, the only place that names them), `bind` (the IoBinding path).
+
+mod bind;
+mod cache;
+mod config;
+mod dtype;
+mod io;
+pub mod layout;
+mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ort::memory::Allocator;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynTensor, Tensor, TensorRef, ValueType};
+
+pub use cache::{KvCache, KvCopyStats};
+#[doc(hidden)]
+pub use config::info_from_metadata;
+pub use dtype::ElemType;
+
+use bind::Bound;
+use cache::{same_memory, KvCounters};
+use config::FolderConfig;
+use dtype::tensor_bytes;
+use io::{copy_last_rows, take_logits, take_presents, InputValue, Inputs};
+use layout::Layout;
+
+use crate::error::{Error, Result};
+use crate::policy::cost::CostCurve;
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider on GPU N, with the KV cache kept on the GPU.
+    Cuda(u32),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| Error::invalid(format!("unknown device `{s}` (expected cpu, cuda or cuda:N)"))),
+        }
+    }
+}
+
+/// How to open a model.
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    pub device: Device,
+    /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
+    pub intra_threads: usize,
+    /// ONNX Runtime graph optimization level, 0 (none) to 3 (all, the default).
+    pub optimization_level: u8,
+    /// Whether idle intra-op worker threads spin before sleeping (ONNX Runtime's default, true).
+    /// Spinning cuts a call's start-up latency but takes a core from whatever runs in between.
+    pub spinning: bool,
+    /// Run every call through ONNX Runtime's IoBinding, with the KV cache bound to the memory of
+    /// the model's device and compacted there. Always on for CUDA; on CPU (default off) it runs the
+    /// same code path as CUDA does, which is how that path is tested without a GPU.
+    pub io_binding: bool,
+    /// When CUDA was asked for but cannot be used, load the model on CPU instead of failing
+    /// (default off: a CUDA request either runs on CUDA or fails with a message naming what is
+    /// missing). [`Model::device`] and [`Model::device_fallback`] tell what happened.
+    pub cuda_fallback_to_cpu: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            device: Device::Cpu,
+            intra_threads: 0,
+            optimization_level: 3,
+            spinning: true,
+            io_binding: false,
+            cuda_fallback_to_cpu: false,
+        }
+    }
+}
+
+/// Facts about a model that callers and the generator rely on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub vocab_size: usize,
+    /// Longest sequence (prompt + generated) the model accepts.
+    pub context_limit: usize,
+    /// End-of-sequence ids from generation_config.json (or config.json).
+    pub eos_ids: Vec<u32>,
+    pub layers: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Hash of tokenizer.json's vocabulary (when the folder has one): two models agree on what
+    /// ids mean only if these match.
+    pub tokenizer_fingerprint: Option<u64>,
+}
+
+/// Longest chunk fed in one call; bounds the logits a long prompt produces at once.
+pub(crate) const MAX_CHUNK: usize = 256;
+
+/// A loaded decoder. Immutable after loading and shareable across threads (`Arc<Model>`): the
+/// session sits behind a mutex because ONNX Runtime's run needs exclusive access in `ort`, so
+/// concurrent generators on one model take turns per forward call.
+pub struct Model {
+    session: Mutex<Session>,
+    layout: Layout,
+    info: ModelInfo,
+    path: PathBuf,
+    cost: CostCurve,
+    device: Device,
+    fallback: Option<String>,
+    bound: Option<Bound>,
+    kv_counters: Arc<KvCounters>,
+    id: u64,
+}
+
+/// Time spent inside ONNX Runtime and the number of calls.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CallCost {
+    pub calls: u64,
+    pub time: Duration,
+}
+
+impl Model {
+    /// Open a model folder (holding model.onnx, config.json, generation_config.json) or an .onnx file.
+    ///
+    /// With [`Device::Cuda`] the CUDA execution provider is registered with `error_on_failure`:
+    /// the model runs on CUDA or loading fails with [`Error::Unavailable`] naming what is missing
+    /// (the provider library beside ONNX Runtime, the driver, a CUDA or cuDNN library), unless
+    /// [`ModelOptions::cuda_fallback_to_cpu`] asks for a CPU model instead.
+    pub fn load(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Model> {
+        let path = path.as_ref();
+        let (onnx, folder) = config::locate(path)?;
+        let folder_config = FolderConfig::read(&folder)?;
+        if options.optimization_level > 3 {
+            return Err(Error::invalid(format!("graph optimization level must be 0..=3, got {}", options.optimization_level)));
+        }
+        let env = crate::runtime::environment_for(matches!(options.device, Device::Cuda(_)))?;
+        let (session, device, fallback) = session::open(env, options, &onnx)?;
+        let unsupported = |reason| Error::UnsupportedLayout { path: onnx.clone(), reason };
+        let layout = layout::parse(&session::specs(session.inputs()), &session::specs(session.outputs())).map_err(unsupported)?;
+        let info = folder_config.info(&layout).map_err(unsupported)?;
+        let bound = if device != Device::Cpu || options.io_binding {
+            let logits_type = session.outputs().iter().find(|o| o.name() == io::LOGITS).and_then(|o| match o.dtype() {
+                ValueType::Tensor { ty, .. } => Some(*ty),
+                _ => None,
+            });
+            Some(Bound::new(env, device, &layout, logits_type.unwrap_or(ort::value::TensorElementType::Float32))?)
+        } else {
+            None
+        };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Ok(Model {
+            session: Mutex::new(session),
+            layout,
+            info,
+            path: onnx,
+            cost: CostCurve::default(),
+            device,
+            fallback,
+            bound,
+            kv_counters: Arc::default(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// Where the model runs (the CPU after an opted-in CUDA fallback).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Why CUDA was not used, when [`ModelOptions::cuda_fallback_to_cpu`] loaded the model on CPU.
+    pub fn device_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// Whether calls go through IoBinding with a device-resident KV cache.
+    pub fn uses_io_binding(&self) -> bool {
+        self.bound.is_some()
+    }
+
+    /// Host copies and compactions of KV data over all caches of this model so far: how tests
+    /// (and `scripts/gpu-check.sh`) show that a device cache never goes through host memory.
+    pub fn kv_copy_stats(&self) -> KvCopyStats {
+        self.kv_counters.snapshot()
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A number unique to this loaded instance in the process (what learnt records are keyed by:
+    /// threads and device change a model's costs, so another load of the same file starts afresh).
+    pub fn instance_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Measured call time by tokens fed.
+    pub fn cost_curve(&self) -> &CostCurve {
+        &self.cost
+    }
+
+    /// KV cache bytes one token of a sequence occupies (keys and values of every layer).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.info.layers * self.info.kv_heads * self.info.head_dim * self.layout.kv_type.size()
+    }
+
+    /// An empty cache for one sequence.
+    pub(crate) fn new_cache(&self) -> Result<KvCache> {
+        let elem = self.layout.kv_type.float_tensor_type();
+        let shape = [1i64, self.info.kv_heads as i64, 0, self.info.head_dim as i64];
+        // The empty first pasts: on the device for a device model (nothing to copy there later).
+        let device_allocator = match &self.bound {
+            Some(b) if b.off_host => {
+                let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+                Allocator::new(&session, b.kv.memory.clone()).ok()
+            }
+            _ => None,
+        };
+        let allocator = device_allocator.unwrap_or_default();
+        let tensors =
+            (0..2 * self.info.layers).map(|_| DynTensor::new(&allocator, elem, shape)).collect::<Result<Vec<_>, _>>()?;
+        Ok(KvCache::new(
+            tensors,
+            self.layout.supports_masked_rollback(),
+            self.bound.as_ref().map(|b| b.kv.clone()),
+            self.kv_counters.clone(),
+        ))
+    }
+
+    /// Feed `tokens` after what `cache` holds and write the logits of the last `rows` of them into
+    /// `out` (rows × vocab, f32), adding the time spent to `cost`. Long inputs go in chunks so that
+    /// only the final chunk's logits are ever materialised in full.
+    pub(crate) fn forward(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        cost: &mut CallCost,
+    ) -> Result<()> {
+        if tokens.is_empty() || rows == 0 || rows > tokens.len() || rows > MAX_CHUNK {
+            return Err(Error::invalid(format!("forward of {} tokens asking for {rows} logits rows", tokens.len())));
+        }
+        let vocab = self.info.vocab_size;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+        }
+        let needed = cache.len() + tokens.len();
+        if needed > self.info.context_limit {
+            return Err(Error::ContextLimit { needed, limit: self.info.context_limit });
+        }
+        let mut rest = tokens;
+        while rest.len() > MAX_CHUNK {
+            let take = MAX_CHUNK.min(rest.len() - rows);
+            self.run(cache, &rest[..take], 0, out, cost)?;
+            rest = &rest[take..];
+        }
+        self.run(cache, rest, rows, out, cost)
+    }
+
+    /// One ONNX Runtime call, on the IoBinding path or the plain one.
+    fn run(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>, cost: &mut CallCost) -> Result<()> {
+        let k = tokens.len();
+        if cache.needs_room(k, self.info.context_limit) {
+            cache.compact()?;
+        }
+        let started = Instant::now();
+        let presents = match &self.bound {
+            Some(b) => self.run_bound(b, cache, tokens, rows, out)?,
+            None => self.run_plain(cache, tokens, rows, out)?,
+        };
+        let elapsed = started.elapsed();
+        self.cost.record(k, elapsed);
+        cost.calls += 1;
+        cost.time += elapsed;
+        cache.advance(presents, k);
+        Ok(())
+    }
+
+    /// A call with the pasts fed as they are and ONNX Runtime allocating the outputs.
+    fn run_plain(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<Vec<DynTensor>> {
+        let (pasts, valid, len, scratch) = cache.call_parts();
+        let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, pasts);
+        let mut feed: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(4 + pasts.len());
+        for (name, value) in inputs.named() {
+            feed.push((
+                name,
+                match value {
+                    InputValue::Ints(ElemType::I32, data) => {
+                        Tensor::from_array(([1usize, data.len()], data.iter().map(|&v| v as i32).collect::<Vec<_>>()))?.into()
+                    }
+                    InputValue::Ints(_, data) => TensorRef::from_array_view(([1usize, data.len()], data))?.into(),
+                    InputValue::Flag(b) => Tensor::from_array(([1usize], vec![b]))?.into(),
+                    InputValue::Past(t) => t.into(),
+                },
+            ));
+        }
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outputs = session.run(feed)?;
+        let presents = take_presents(&self.layout, &mut outputs)?;
+        if rows > 0 {
+            copy_last_rows(&take_logits(&mut outputs)?, tokens.len(), rows, self.info.vocab_size, out)?;
+        }
+        Ok(presents)
+    }
+
+    /// A call through IoBinding, counting every KV tensor that crosses between host and device
+    /// memory (none should on a device model).
+    fn run_bound(
+        &self,
+        b: &Bound,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        rows: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<Vec<DynTensor>> {
+        let k = tokens.len();
+        // KV data elsewhere than the device would be copied there by ONNX Runtime: count it.
+        let crossing: Vec<usize> = cache
+            .tensors()
+            .iter()
+            .filter(|t| !same_memory(t.memory_info(), &b.kv.memory))
+            .map(tensor_bytes)
+            .filter(|&n| n > 0)
+            .collect();
+        crossing.into_iter().for_each(|n| cache.count_host_copy(n));
+        let (pasts, valid, len, scratch) = cache.call_parts();
+        let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, pasts);
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let (presents, logits) = b.call(&mut session, &self.layout, &inputs, rows == k)?;
+        drop(session);
+        if rows == k {
+            copy_last_rows(&logits, k, rows, self.info.vocab_size, out)?;
+        } else if rows > 0 {
+            b.gather_rows(&logits, k, rows, self.info.vocab_size, out)?;
+        }
+        // ONNX Runtime binds an output to the CPU when the device has no provider: count that too.
+        let misplaced: Vec<usize> =
+            presents.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).collect();
+        misplaced.into_iter().for_each(|n| cache.count_host_copy(n));
+        Ok(presents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
+        assert!("gpu".parse::<Device>().is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! `Auto`: the draft length from measured acceptance and costs, following the paper's section 3.5:
+//! with acceptance rate α, draft step cost d and target cost T(k) for k fed tokens, a round of γ
+//! proposals yields (1 − α^{γ+1}) / (1 − α) tokens in γ·d + T(γ+1) seconds; pick the γ with the
+//! most tokens per second, γ = 0 (target only) included. α and d are measured on this sequence,
+//! T(k) on the target model across all its users.
+//!
+//! One refinement, measured on CPU: a round's first draft step costs more than the others (the
+//! target's call in between pushed the draft's weights out of the CPU caches), so the draft cost
+//! of a round is d_first + (γ − 1)·d_next with both measured.
+//!
+//! A second, within the round: α is a mean, and a guess's chance varies with how sure the draft
+//! was (at greedy a sure draft is right far more often; at T = 1 a flat draft can overlap a flat
+//! target well, so the direction is learnt, not assumed). After each guess `Auto` looks at the
+//! draft's top probability, turns it into an acceptance estimate (learnt per confidence bucket
+//! from the verified β = Σ min(p, q)), and stops drafting once the next proposal is expected to
+//! earn less than its time is worth at the best rate the pair can reach (r*, from the closed
+//! form): it maximises E[tokens] − r*·E[time] of the round. The decision never looks at the
+//! target, so the output distribution stays exactly the target's.
+//!
+//! What `Auto` learnt (α̂, the buckets, the draft's step costs) outlives the sequence
+//! ([`super::memory`]). Simulated on the demo pair's acceptance trace under its measured costs
+//! (`examples/acceptance_trace.rs`, `scripts/policy_sim.py`), the two together beat the best fixed
+//! γ by 14-18% at T = 0 and 2-4% at T = 1, where stopping on exact knowledge of every position's β
+//! would gain 6%: a sampled proposal's acceptance is a coin flip whatever one knows.
+
+use super::cost::{robust_mean, CostCurve};
+use super::estimate::{AcceptanceEstimate, Prober};
+use super::memory::{Snapshot, BUCKETS, MEMORY_WEIGHT};
+use super::{expected_tokens, AfterGuess, DraftCost, LengthPolicy, RoundReport, AUTO_MAX_GAMMA};
+
+/// Per-position decay of the acceptance estimate: about the last 100 verified positions count
+/// (faster decay made the estimate, and with it γ, jump around on noise).
+const ALPHA_DECAY: f64 = 0.99;
+/// The estimate starts at α = 0.5 worth this many positions, so that a few early rejections
+/// cannot switch a good drafter off before it has been seen.
+const ALPHA_PRIOR_WEIGHT: f64 = 6.0;
+/// Target-only rounds before `Auto` probes the drafter again, at first and at most.
+const PROBE_FIRST: u32 = 8;
+const PROBE_MAX: u32 = 32;
+/// Positions' worth of the overall α̂ a bucket starts from (and is pulled towards).
+const BUCKET_PRIOR_WEIGHT: f64 = 3.0;
+
+#[derive(Debug, Clone)]
+pub(super) struct Auto {
+    /// The first round's length, before any cost is known.
+    gamma: usize,
+    alpha: AcceptanceEstimate,
+    /// Seconds of a round's first draft guess and of each later one (decayed means).
+    first_step: Option<f64>,
+    next_step: Option<f64>,
+    probe: Prober,
+    /// Decayed β sums and counts per confidence bucket.
+    bucket_beta: [f64; BUCKETS],
+    bucket_count: [f64; BUCKETS],
+    /// This round: the bucket of each proposal (None: no confidence known), the probability
+    /// that all proposals so far are accepted, and the rate r* stopping weighs time at (0: no
+    /// within-round stopping this round).
+    round_buckets: Vec<Option<usize>>,
+    all_accepted: f64,
+    rate: f64,
+    /// T(k) for this round's decisions at index k = 1..=AUTO_MAX_GAMMA + 1 (read once per round).
+    round_costs: [f64; AUTO_MAX_GAMMA + 2],
+    /// Test hook: costs as (draft step, extra per verified token) in fractions of T(1), instead
+    /// of measured.
+    pinned_cost: Option<(f64, f64)>,
+}
+
+impl Auto {
+    pub(super) fn new(gamma: usize) -> Self {
+        Auto {
+            gamma,
+            alpha: AcceptanceEstimate::new(0.5, ALPHA_PRIOR_WEIGHT, ALPHA_DECAY),
+            first_step: None,
+            next_step: None,
+            probe: Prober::new(PROBE_FIRST, PROBE_MAX),
+            bucket_beta: [0.0; BUCKETS],
+            bucket_count: [0.0; BUCKETS],
+            round_buckets: Vec::new(),
+            all_accepted: 1.0,
+            rate: 0.0,
+            round_costs: [0.0; AUTO_MAX_GAMMA + 2],
+            pinned_cost: None,
+        }
+    }
+
+    /// T(k): measured, or as pinned.
+    fn target_time(&self, target_cost: &CostCurve, k: usize) -> f64 {
+        match self.pinned_cost {
+            Some((_, slope)) => target_cost.estimate(1) * (1.0 + slope * (k as f64 - 1.0)),
+            None => target_cost.estimate(k),
+        }
+    }
+
+    /// The acceptance estimate for a proposal in `bucket`: the bucket's own record, pulled
+    /// towards the overall α̂ while it is thin.
+    fn bucket_alpha(&self, bucket: Option<usize>, alpha: f64) -> f64 {
+        match bucket {
+            Some(b) => (self.bucket_beta[b] + BUCKET_PRIOR_WEIGHT * alpha) / (self.bucket_count[b] + BUCKET_PRIOR_WEIGHT),
+            None => alpha,
+        }
+    }
+
+    /// Learn the cost of drafting: a round's first guess took `first`, the `more` later ones
+    /// `rest` in all.
+    fn record_draft_cost(&mut self, c: &DraftCost) {
+        if self.pinned_cost.is_some() {
+            return;
+        }
+        let mean = |old: Option<f64>, x: f64| Some(old.map_or(x, |m| robust_mean(m, x)));
+        self.first_step = mean(self.first_step, c.first.as_secs_f64());
+        if c.more > 0 {
+            self.next_step = mean(self.next_step, c.rest.as_secs_f64() / c.more as f64);
+        }
+    }
+
+    /// Learn from one verified position whose proposal is accepted with probability `beta`
+    /// (Σ min(p, q): exact, so sampled rounds teach as much as their outcomes, with less noise).
+    /// `index` is the proposal's place in the round (for its confidence bucket).
+    fn record_position(&mut self, index: usize, beta: f64) {
+        self.alpha.record(beta);
+        if let Some(&Some(b)) = self.round_buckets.get(index) {
+            self.bucket_beta[b] = self.bucket_beta[b] * ALPHA_DECAY + beta;
+            self.bucket_count[b] = self.bucket_count[b] * ALPHA_DECAY + 1.0;
+        }
+    }
+}
+
+impl LengthPolicy for Auto {
+    fn plan(&mut self, target_cost: &CostCurve) -> usize {
+        self.round_buckets.clear();
+        self.all_accepted = 1.0;
+        self.rate = 0.0;
+        if let Some((c, _)) = self.pinned_cost {
+            let step = c * target_cost.estimate(1);
+            (self.first_step, self.next_step) = (Some(step), Some(step));
+        }
+        let Some(first) = self.first_step else { return self.gamma.min(AUTO_MAX_GAMMA) };
+        let next = self.next_step.unwrap_or(first);
+        let (best, rate) = best_gamma(self.alpha(), first, next, |k| self.target_time(target_cost, k));
+        if best > 0 {
+            self.probe.reset();
+            // The closed form's γ is the plan for a draft of average confidence; the round may
+            // run longer or shorter as the guesses show their confidence.
+            self.rate = rate;
+            for k in 1..self.round_costs.len() {
+                self.round_costs[k] = self.target_time(target_cost, k);
+            }
+            return AUTO_MAX_GAMMA;
+        }
+        // Without proposals α cannot change: probe with one now and then, backing off while
+        // probes keep saying "don't".
+        usize::from(self.probe.idle_round())
+    }
+
+    fn after_guess(&mut self, drafted: usize, confidence: Option<f32>) -> AfterGuess {
+        if self.rate <= 0.0 {
+            return AfterGuess::Continue;
+        }
+        let bucket = confidence.map(|c| ((c.clamp(0.0, 1.0) * BUCKETS as f32) as usize).min(BUCKETS - 1));
+        self.round_buckets.push(bucket);
+        let alpha = self.alpha().clamp(0.0, 0.999);
+        let with = self.all_accepted * self.bucket_alpha(bucket, alpha);
+        let next = self.next_step.or(self.first_step).unwrap_or(0.0);
+        let r = self.rate;
+        // Round value from here, in tokens, the part already spent being the same for every
+        // choice: drop this guess (verify the others), or keep it and draft `more` at the average
+        // acceptance (the best `more`; ties go to the longer round).
+        let drop = -r * self.round_costs[drafted];
+        let (mut more, mut keep) = (0, with - r * self.round_costs[drafted + 1]);
+        let (mut future, mut term) = (0.0, with);
+        for m in 1..=AUTO_MAX_GAMMA.saturating_sub(drafted) {
+            term *= alpha;
+            future += term;
+            let value = with + future - r * (m as f64 * next + self.round_costs[drafted + m + 1]);
+            if value >= keep {
+                (more, keep) = (m, value);
+            }
+        }
+        if drop > keep {
+            self.round_buckets.pop();
+            return AfterGuess::Drop;
+        }
+        self.all_accepted = with;
+        if more == 0 {
+            AfterGuess::Stop
+        } else {
+            AfterGuess::Continue
+        }
+    }
+
+    fn wants_confidence(&self) -> bool {
+        true
+    }
+
+    fn wants_overlaps(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, r: &RoundReport<'_>) {
+        if let Some(c) = &r.draft_cost {
+            self.record_draft_cost(c);
+        }
+        for (i, &beta) in r.overlaps.iter().enumerate() {
+            self.record_position(i, beta);
+        }
+    }
+
+    fn max_gamma(&self) -> usize {
+        AUTO_MAX_GAMMA
+    }
+
+    fn alpha(&self) -> f64 {
+        self.alpha.alpha()
+    }
+
+    fn remembers(&self) -> bool {
+        true
+    }
+
+    /// This record, scaled down to at most [`MEMORY_WEIGHT`] positions' worth; `None` while
+    /// nothing has been verified beyond the prior.
+    fn snapshot(&self) -> Option<Snapshot> {
+        if self.alpha.weight() <= ALPHA_PRIOR_WEIGHT {
+            return None;
+        }
+        let w = (MEMORY_WEIGHT / self.alpha.weight()).min(1.0);
+        Some(Snapshot {
+            alpha: self.alpha.scaled(w),
+            bucket_beta: self.bucket_beta.map(|x| x * w),
+            bucket_count: self.bucket_count.map(|x| x * w),
+            first_step: self.first_step,
+            next_step: self.next_step,
+        })
+    }
+
+    fn restore(&mut self, s: Snapshot) {
+        self.alpha = s.alpha;
+        self.bucket_beta = s.bucket_beta;
+        self.bucket_count = s.bucket_count;
+        self.first_step = s.first_step;
+        self.next_step = s.next_step;
+    }
+
+    #[cfg(any(test, feature = "test-hooks"))]
+    fn pin_costs(&mut self, draft: f64, per_token: f64) {
+        self.pinned_cost = Some((draft, per_token));
+    }
+}
+
+/// Seconds of drafting γ tokens when the first step costs `first` and later ones `next`.
+fn draft_time(gamma: usize, first: f64, next: f64) -> f64 {
+    if gamma == 0 {
+        0.0
+    } else {
+        first + (gamma - 1) as f64 * next
+    }
+}
+
+/// The γ in 0..=AUTO_MAX_GAMMA with the most expected tokens per second, and that rate.
+fn best_gamma(alpha: f64, first: f64, next: f64, target: impl Fn(usize) -> f64) -> (usize, f64) {
+    let alpha = alpha.clamp(0.0, 0.999);
+    let rate = |g: usize| expected_tokens(alpha, g) / (draft_time(g, first, next) + target(g + 1));
+    (0..=AUTO_MAX_GAMMA).map(|g| (g, rate(g))).max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn auto_drafts_more_when_acceptance_is_high_and_drafts_are_cheap() {
+        let flat = |k: usize| 1.0 + 0.05 * (k as f64 - 1.0);
+        let gamma = |alpha, first, next, curve: &dyn Fn(usize) -> f64| best_gamma(alpha, first, next, curve).0;
+        let high = gamma(0.9, 0.02, 0.02, &flat);
+        let low = gamma(0.5, 0.02, 0.02, &flat);
+        assert!(high > low && low > 0, "high {high} low {low}");
+        // A dear first step favours longer rounds, which spread it over more proposals.
+        let steep = |k: usize| 1.0 + 0.15 * (k as f64 - 1.0);
+        assert!(gamma(0.8, 1.0, 0.05, &steep) > gamma(0.8, 0.05, 0.05, &steep));
+        // A draft step as dear as the target makes speculation a loss: target only.
+        assert_eq!(gamma(0.5, 1.0, 1.0, &flat), 0);
+        assert_eq!(gamma(0.0, 0.0, 0.0, &flat), 0);
+    }
+
+    fn cost(first: f64, rest: f64, more: u64) -> Option<DraftCost> {
+        Some(DraftCost { first: Duration::from_secs_f64(first), rest: Duration::from_secs_f64(rest), more })
+    }
+
+    /// A policy that has seen sure guesses (top probability 0.95) always accepted and unsure
+    /// ones (0.05) always rejected, with a draft step a tenth of a target step.
+    fn taught(curve: &CostCurve) -> Auto {
+        let mut c = Auto::new(4);
+        for round in 0..60 {
+            c.observe(&RoundReport { proposed: 0, accepted: 0, overlaps: &[], draft_cost: cost(1e-4, 1e-4, 1) });
+            assert_eq!(c.plan(curve), AUTO_MAX_GAMMA);
+            let (conf, beta) = if round % 2 == 0 { (0.95, 1.0) } else { (0.05, 0.0) };
+            c.after_guess(1, Some(conf));
+            c.observe(&RoundReport { proposed: 1, accepted: beta as usize, overlaps: &[beta], draft_cost: None });
+        }
+        c
+    }
+
+    fn flat_curve() -> CostCurve {
+        let curve = CostCurve::default();
+        for k in 1..=20 {
+            curve.record(k, Duration::from_secs_f64(1e-3 * (1.0 + 0.05 * (k as f64 - 1.0))));
+        }
+        curve
+    }
+
+    #[test]
+    fn auto_runs_on_while_the_draft_is_sure_and_drops_an_unsure_guess() {
+        let curve = flat_curve();
+        let mut c = taught(&curve);
+        c.plan(&curve);
+        for k in 1..=6 {
+            assert_eq!(c.after_guess(k, Some(0.95)), AfterGuess::Continue, "sure guess {k}");
+        }
+        assert_eq!(c.after_guess(7, Some(0.05)), AfterGuess::Drop);
+        // A fresh round starts over: an unsure first guess is not worth verifying either.
+        c.plan(&curve);
+        assert_eq!(c.after_guess(1, Some(0.05)), AfterGuess::Drop);
+        // Without a confidence the guess counts as average, and an average round is short.
+        c.plan(&curve);
+        assert_eq!(c.after_guess(1, None), AfterGuess::Continue);
+        // Other policies never stop a round on their own.
+        let mut fixed = super::super::new_policy(super::super::DraftPolicy::Fixed, 4);
+        fixed.plan(&curve);
+        assert_eq!(fixed.after_guess(1, Some(0.0)), AfterGuess::Continue);
+    }
+
+    #[test]
+    fn a_new_sequence_inherits_a_scaled_down_record() {
+        let curve = flat_curve();
+        let c = taught(&curve);
+        let s = c.snapshot().expect("verified positions");
+        assert!((s.alpha.weight() - MEMORY_WEIGHT).abs() < 1e-9, "{}", s.alpha.weight());
+        let mut fresh = Auto::new(4);
+        assert_eq!(fresh.alpha(), 0.5);
+        fresh.restore(s);
+        assert!((fresh.alpha() - c.alpha()).abs() < 1e-12);
+        assert!(fresh.first_step.is_some(), "draft step costs carry over");
+        // One that verified nothing leaves nothing.
+        assert!(Auto::new(4).snapshot().is_none());
+    }
+
+    #[test]
+    fn auto_goes_target_only_then_probes_with_backoff() {
+        let curve = CostCurve::default();
+        for k in 1..=20 {
+            curve.record(k, Duration::from_secs_f64(1e-3 * (1.0 + 0.1 * (k as f64 - 1.0))));
+        }
+        let mut c = Auto::new(4);
+        // A drafter that is never right and costs half a target step.
+        for _ in 0..80 {
+            c.observe(&RoundReport { proposed: 1, accepted: 0, overlaps: &[0.0], draft_cost: cost(5e-4, 0.0, 0) });
+        }
+        let picks: Vec<usize> = (0..100).map(|_| c.plan(&curve)).collect();
+        assert_eq!(picks.iter().filter(|&&g| g > 0).count(), 4, "{picks:?}"); // after 8, 16, 32 and 32 idle rounds
+        assert!(picks.iter().all(|&g| g <= 1));
+    }
+}
