@@ -12,100 +12,11 @@ use specdec::{
     Stats, Tokenizer,
 };
 
-use crate::{median, num, usage, CliError};
+use crate::{median, usage, CliError};
 
-struct BenchOpts {
-    target: PathBuf,
-    draft: PathBuf,
-    prompts: PathBuf,
-    new_tokens: usize,
-    repeats: usize,
-    gammas: Vec<usize>,
-    temperatures: Vec<f32>,
-    variants: Vec<String>,
-    /// The speculative setting of the session-option comparison (`opt`, `iobinding`).
-    options_gamma: usize,
-    threads: usize,
-    draft_threads: usize,
-    opt_level: u8,
-    spinning: bool,
-    out: PathBuf,
-    ort_lib: Option<PathBuf>,
-    device: Device,
-    draft_device: Option<Device>,
-    args: Vec<String>,
-}
+mod options;
 
-fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut o = BenchOpts {
-        target: root.join("models/demo/target"),
-        draft: root.join("models/demo/draft"),
-        prompts: root.join("benches/prompts.jsonl"),
-        new_tokens: 128,
-        repeats: 5,
-        gammas: (1..=8).collect(),
-        temperatures: vec![0.0, 1.0],
-        variants: vec!["target".into(), "gammas".into(), "auto".into()],
-        options_gamma: 3,
-        threads: 1,
-        draft_threads: 1,
-        opt_level: 3,
-        spinning: true,
-        out: root.join("target/bench"),
-        ort_lib: None,
-        device: Device::Cpu,
-        draft_device: None,
-        args: args.to_vec(),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| usage(format!("{name} needs a value")));
-        match flag.as_str() {
-            "--target" => o.target = value(flag)?.into(),
-            "--draft" => o.draft = value(flag)?.into(),
-            "--prompts" => o.prompts = value(flag)?.into(),
-            "--max-new-tokens" => o.new_tokens = num(flag, &value(flag)?)?,
-            "--repeats" => o.repeats = num(flag, &value(flag)?)?,
-            "--gammas" => o.gammas = range_list(flag, &value(flag)?)?,
-            "--temperatures" => {
-                o.temperatures = value(flag)?.split(',').map(|t| num(flag, t.trim())).collect::<Result<_, _>>()?
-            }
-            "--variants" => o.variants = value(flag)?.split(',').map(|s| s.trim().to_string()).collect(),
-            "--options-gamma" => o.options_gamma = num(flag, &value(flag)?)?,
-            "--threads" => o.threads = num(flag, &value(flag)?)?,
-            "--draft-threads" => o.draft_threads = num(flag, &value(flag)?)?,
-            "--opt-level" => o.opt_level = num(flag, &value(flag)?)?,
-            "--no-spin" => o.spinning = false,
-            "--out" => o.out = value(flag)?.into(),
-            "--ort-lib" => o.ort_lib = Some(value(flag)?.into()),
-            "--device" => o.device = value(flag)?.parse()?,
-            "--draft-device" => o.draft_device = Some(value(flag)?.parse()?),
-            "--quick" => {
-                o.new_tokens = 24;
-                o.repeats = 1;
-                o.gammas = vec![1, 4];
-            }
-            "-h" | "--help" => return Err(usage("help")),
-            other => return Err(usage(format!("unknown option `{other}`"))),
-        }
-    }
-    if o.repeats == 0 || o.new_tokens < 2 || o.gammas.is_empty() || o.temperatures.is_empty() || o.options_gamma == 0 {
-        return Err(usage(
-            "bench needs --repeats >= 1, --max-new-tokens >= 2, --options-gamma >= 1, some gammas and temperatures",
-        ));
-    }
-    Ok(o)
-}
-
-/// "1-8" or "1,2,4".
-fn range_list(flag: &str, v: &str) -> Result<Vec<usize>, CliError> {
-    if let Some((a, b)) = v.split_once('-') {
-        let (a, b): (usize, usize) = (num(flag, a)?, num(flag, b)?);
-        return Ok((a..=b).collect());
-    }
-    v.split(',').map(|s| num(flag, s.trim())).collect()
-}
+use options::{parse, BenchOpts};
 
 /// One loaded target/draft pair. Instance 0 has the run's own session options (--opt-level,
 /// spinning, threads); the others, loaded only for the `opt` and `iobinding` variants, differ from
@@ -834,12 +745,8 @@ struct OptionRow<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::options::opts;
     use super::*;
-
-    fn opts(args: &str) -> BenchOpts {
-        let args: Vec<String> = args.split_whitespace().map(String::from).collect();
-        parse(&args).unwrap_or_else(|_| panic!("parse {args:?}"))
-    }
 
     #[test]
     fn option_sets_are_the_other_levels_and_iobinding() {
@@ -856,8 +763,6 @@ mod tests {
         assert_eq!(sets.iter().map(|s| s.1).collect::<Vec<_>>(), vec![1, 3]);
         assert!(option_sets(&opts("--variants target,gammas")).ok().unwrap().is_empty());
         assert!(option_sets(&opts("--variants target,iobinding --device cuda")).is_err());
-        assert_eq!(opts("--options-gamma 2").options_gamma, 2);
-        assert!(parse(&["--options-gamma".into(), "0".into()]).is_err());
     }
 
     #[test]
