@@ -8,45 +8,16 @@ use std::time::Instant;
 
 use specdec::policy::{expected_tokens, predicted_speedup};
 use specdec::{
-    Device, DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, ModelOptions, NGramConfig, SamplingConfig,
-    Stats, Tokenizer,
+    DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Model, NGramConfig, SamplingConfig, Stats, Tokenizer,
 };
 
 use crate::{median, usage, CliError};
 
+mod instances;
 mod options;
 
+use instances::{instance_suffix, load_instances, Instance};
 use options::{parse, BenchOpts};
-
-/// One loaded target/draft pair. Instance 0 has the run's own session options (--opt-level,
-/// spinning, threads); the others, loaded only for the `opt` and `iobinding` variants, differ from
-/// it in one option each. Each holds its own ONNX Runtime sessions, so each loads both models again
-/// (about 40 MB for the demo pair).
-struct Instance {
-    /// "opt-level 2", "iobinding"; empty for instance 0.
-    label: String,
-    optimization_level: u8,
-    io_binding: bool,
-    target: Arc<Model>,
-    draft: Arc<Model>,
-}
-
-/// The session options the `opt` and `iobinding` variants compare with the run's own, as
-/// (label, graph optimization level, IoBinding): `opt` gives every level of 1..=3 other than
-/// --opt-level, `iobinding` the IoBinding path on the CPU at --opt-level.
-fn option_sets(o: &BenchOpts) -> Result<Vec<(String, u8, bool)>, CliError> {
-    let mut out = Vec::new();
-    if o.variants.iter().any(|v| v == "opt") {
-        out.extend((1..=3u8).filter(|&l| l != o.opt_level).map(|l| (format!("opt-level {l}"), l, false)));
-    }
-    if o.variants.iter().any(|v| v == "iobinding") {
-        if o.device != Device::Cpu || o.draft_device.is_some_and(|d| d != Device::Cpu) {
-            return Err(usage("the `iobinding` bench variant compares IoBinding with the plain path, which exists on the CPU only (CUDA always binds)"));
-        }
-        out.push(("iobinding".into(), o.opt_level, true));
-    }
-    Ok(out)
-}
 
 /// One thing measured: a draft source with its length policy at one temperature, on one instance.
 struct Variant {
@@ -301,30 +272,7 @@ fn summarise(mut v: Vec<f64>) -> Summary {
 pub fn bench(args: &[String]) -> Result<(), CliError> {
     let o = parse(args)?;
     crate::init_runtime(o.ort_lib.as_deref(), o.device, o.draft_device)?;
-    let opts = |threads, device, optimization_level, io_binding| ModelOptions {
-        intra_threads: threads,
-        optimization_level,
-        spinning: o.spinning,
-        device,
-        io_binding,
-        ..Default::default()
-    };
-    let load = |label: String, level: u8, io_binding: bool| -> Result<Instance, Error> {
-        Ok(Instance {
-            label,
-            optimization_level: level,
-            io_binding,
-            target: Arc::new(Model::load(&o.target, &opts(o.threads, o.device, level, io_binding))?),
-            draft: Arc::new(Model::load(
-                &o.draft,
-                &opts(o.draft_threads, o.draft_device.unwrap_or(o.device), level, io_binding),
-            )?),
-        })
-    };
-    let mut instances = vec![load(String::new(), o.opt_level, false)?];
-    for (label, level, io_binding) in option_sets(&o)? {
-        instances.push(load(label, level, io_binding)?);
-    }
+    let instances = load_instances(&o)?;
     let (target, draft_model) = (instances[0].target.clone(), instances[0].draft.clone());
     let tok = Tokenizer::load(&o.target)?;
     let prompts = load_prompts(&o.prompts, &tok)?;
@@ -395,14 +343,6 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
     println!("{md}");
     println!("wrote {} and {}", o.out.join("bench.json").display(), o.out.join("bench.md").display());
     Ok(())
-}
-
-fn instance_suffix(i: &Instance) -> String {
-    if i.label.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", i.label)
-    }
 }
 
 struct Report<'a> {
@@ -745,25 +685,7 @@ struct OptionRow<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::options::opts;
     use super::*;
-
-    #[test]
-    fn option_sets_are_the_other_levels_and_iobinding() {
-        let sets = option_sets(&opts("--variants target,opt,iobinding")).ok().unwrap();
-        assert_eq!(
-            sets,
-            vec![
-                ("opt-level 1".to_string(), 1, false),
-                ("opt-level 2".to_string(), 2, false),
-                ("iobinding".to_string(), 3, true)
-            ]
-        );
-        let sets = option_sets(&opts("--variants target,opt --opt-level 2")).ok().unwrap();
-        assert_eq!(sets.iter().map(|s| s.1).collect::<Vec<_>>(), vec![1, 3]);
-        assert!(option_sets(&opts("--variants target,gammas")).ok().unwrap().is_empty());
-        assert!(option_sets(&opts("--variants target,iobinding --device cuda")).is_err());
-    }
 
     #[test]
     fn run_order_rotates_within_groups_only() {
