@@ -11,10 +11,12 @@ use specdec::{DraftPolicy, DraftSource, Error, GenerationConfig, Generator, Mode
 
 use crate::{median, usage, CliError};
 
+mod costs;
 mod instances;
 mod options;
 mod variants;
 
+use costs::{measure_costs, Costs};
 use instances::{instance_suffix, load_instances, Instance};
 use options::{parse, BenchOpts};
 use variants::{run_order, variants, Variant};
@@ -48,64 +50,6 @@ fn run_variant(
         outputs.push(g.tokens()[prompt.len()..].to_vec());
     }
     Ok((total.tokens_per_second(), total, outputs))
-}
-
-/// Call costs as speculative decoding meets them: for each k = 1..=kmax, a draft step right after
-/// a target call (cold: the target's weights pushed the draft's out of the CPU caches), a second
-/// draft step (warm), then the target fed k tokens; `reps` interleaved rounds after a warm-up,
-/// caches cut back to `prefix` after every call. Returns (min, median, max) per k of the target,
-/// and the cold and warm draft steps. Also the target-only step as target-only decoding meets it
-/// (the later calls of a run of target calls): the speed-ups' baseline, which a call after draft
-/// steps overstates because the draft has pushed some of the target's weights out of the caches
-/// and a multi-threaded target's pool has gone to sleep.
-struct Costs {
-    target: Vec<(f64, f64, f64)>,
-    target_only: f64,
-    draft_cold: f64,
-    draft_warm: f64,
-}
-
-fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax: usize, reps: usize) -> Result<Costs, Error> {
-    let (mut tc, mut dc) = (target.new_cache()?, draft.new_cache()?);
-    let mut row = Vec::new();
-    target.forward(&mut tc, prefix, 1, &mut row)?;
-    draft.forward(&mut dc, prefix, 1, &mut row)?;
-    let feed: Vec<u32> = prefix.iter().cycle().take(kmax).copied().collect();
-    let mut times = vec![Vec::with_capacity(reps); kmax + 1];
-    let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    let timed = |m: &Model, cache: &mut specdec::kv_cache::KvCache, k: usize, row: &mut Vec<f32>| -> Result<f64, Error> {
-        let started = Instant::now();
-        m.forward(cache, &feed[..k], 1, row)?;
-        let t = started.elapsed().as_secs_f64();
-        cache.truncate(prefix.len())?;
-        Ok(t)
-    };
-    for rep in 0..reps + 3 {
-        for k in 1..=kmax {
-            let c = timed(draft, &mut dc, 1, &mut row)?;
-            let w = timed(draft, &mut dc, 1, &mut row)?;
-            let t = timed(target, &mut tc, k, &mut row)?;
-            if rep >= 3 {
-                cold.push(c);
-                warm.push(w);
-                times[k].push(t);
-            }
-        }
-        // Target-only decoding is a run of target calls: time the later calls of a run of six, by
-        // when a multi-threaded pool is spinning again and the draft's traces are gone.
-        for i in 0..6 {
-            let b = timed(target, &mut tc, 1, &mut row)?;
-            if rep >= 3 && i >= 2 {
-                base.push(b);
-            }
-        }
-    }
-    let target = times
-        .iter_mut()
-        .skip(1)
-        .map(|t| (median(t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max)))
-        .collect();
-    Ok(Costs { target, target_only: median(&mut base), draft_cold: median(&mut cold), draft_warm: median(&mut warm) })
 }
 
 fn load_prompts(path: &PathBuf, tok: &Tokenizer) -> Result<Vec<Vec<u32>>, CliError> {
