@@ -28,7 +28,8 @@ pub(super) fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax:
     target.forward(&mut tc, prefix, 1, &mut row)?;
     draft.forward(&mut dc, prefix, 1, &mut row)?;
     let feed: Vec<u32> = prefix.iter().cycle().take(kmax).copied().collect();
-    let mut times = vec![Vec::with_capacity(reps); kmax + 1];
+    // times[k - 1]: the target's calls on k tokens.
+    let mut times = vec![Vec::with_capacity(reps); kmax];
     let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
     let timed = |m: &Model, cache: &mut specdec::kv_cache::KvCache, k: usize, row: &mut Vec<f32>| -> Result<f64, Error> {
         let started = Instant::now();
@@ -38,14 +39,14 @@ pub(super) fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax:
         Ok(t)
     };
     for rep in 0..reps + 3 {
-        for k in 1..=kmax {
+        for (k, times_k) in (1..=kmax).zip(&mut times) {
             let c = timed(draft, &mut dc, 1, &mut row)?;
             let w = timed(draft, &mut dc, 1, &mut row)?;
             let t = timed(target, &mut tc, k, &mut row)?;
             if rep >= 3 {
                 cold.push(c);
                 warm.push(w);
-                times[k].push(t);
+                times_k.push(t);
             }
         }
         // Target-only decoding is a run of target calls: time the later calls of a run of six, by
@@ -59,7 +60,6 @@ pub(super) fn measure_costs(target: &Model, draft: &Model, prefix: &[u32], kmax:
     }
     let target = times
         .iter_mut()
-        .skip(1)
         .map(|t| (median(t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max)))
         .collect();
     Ok(Costs { target, target_only: median(&mut base), draft_cold: median(&mut cold), draft_warm: median(&mut warm) })
