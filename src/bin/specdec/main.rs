@@ -345,16 +345,15 @@ fn generate(mut o: Opts) -> Result<(), CliError> {
             let mut err = None;
             let reason = g.generate(|new| {
                 let mut out = stdout.lock();
-                match tok.map(|t| stream.push(t, new)) {
+                let written = match tok.map(|t| stream.push(t, new)) {
                     Some(Ok(text)) => write!(out, "{text}").is_ok(),
                     Some(Err(e)) => {
                         err = Some(e);
                         false
                     }
                     None => write!(out, "{} ", new.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")).is_ok(),
-                }
-                .then(|| out.flush().is_ok())
-                .unwrap_or(false)
+                };
+                written && out.flush().is_ok()
             })?;
             if let Some(e) = err {
                 return Err(e.into());

@@ -1,0 +1,108 @@
+//! The measured runs: the prompts, one variant's pass over them, and the repetitions of every
+//! variant with the check that greedy output does not depend on the variant.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use specdec::{Error, GenerationConfig, Generator, Model, SamplingConfig, Stats, Tokenizer};
+
+use super::instances::{instance_suffix, Instance};
+use super::options::BenchOpts;
+use super::variants::{run_order, Variant};
+use crate::{usage, CliError};
+
+/// One JSON string per line (blank lines skipped), tokenized with the target's tokenizer.
+pub(super) fn load_prompts(path: &PathBuf, tok: &Tokenizer) -> Result<Vec<Vec<u32>>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let p: String = serde_json::from_str(line)
+            .map_err(|e| usage(format!("{} line {}: not a JSON string: {e}", path.display(), i + 1)))?;
+        out.push(tok.encode(&p)?);
+    }
+    if out.is_empty() {
+        return Err(usage(format!("{} holds no prompts", path.display())));
+    }
+    Ok(out)
+}
+
+/// Generate `new_tokens` after each prompt (EOS off, so every variant does the same work);
+/// tokens/s over the time spent in generation, and the stats summed over prompts.
+pub(super) fn run_variant(
+    target: &Arc<Model>,
+    v: &Variant,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+    rep: usize,
+) -> Result<(f64, Stats, Vec<Vec<u32>>), Error> {
+    let mut total = Stats::default();
+    let mut outputs = Vec::with_capacity(prompts.len());
+    for (i, prompt) in prompts.iter().enumerate() {
+        let cfg = GenerationConfig {
+            gamma: v.gamma,
+            draft_policy: v.policy,
+            confidence_stop: v.confidence_stop,
+            max_new_tokens: new_tokens,
+            eos_ids: Some(vec![]),
+            seed: (rep * 1000 + i) as u64,
+            sampling: SamplingConfig { temperature: v.temperature, ..Default::default() },
+            ..Default::default()
+        };
+        let mut g = Generator::from_source(target.clone(), v.source.as_ref(), cfg)?;
+        g.append_tokens(prompt)?;
+        g.generate(|_| true)?;
+        total += g.stats();
+        outputs.push(g.tokens()[prompt.len()..].to_vec());
+    }
+    Ok((total.tokens_per_second(), total, outputs))
+}
+
+/// A warm-up, then `o.repeats` repetitions in run order, each run's tokens/s and stats pushed
+/// onto its variant.
+/// Returns, per instance, how many prompts' greedy output differs from instance 0's (None where
+/// there were no T = 0 runs).
+pub(super) fn run_all(
+    o: &BenchOpts,
+    instances: &[Instance],
+    vs: &mut [Variant],
+    groups: &[Vec<usize>],
+    prompts: &[Vec<u32>],
+) -> Result<Vec<Option<usize>>, CliError> {
+    // Warm-up: one short pass of every variant, of every instance (sessions plan and allocate on
+    // first use).
+    for v in vs.iter() {
+        run_variant(&instances[v.inst].target, v, &prompts[..1], o.new_tokens.min(16), 0)?;
+    }
+    // Greedy output must not depend on the variant: every greedy run of an instance is checked
+    // against the instance's first one. Across instances (other graph optimizations, another
+    // cache path) float rounding may flip a near-tie, so there a difference is reported, not fatal.
+    let mut reference: Vec<Option<Vec<Vec<u32>>>> = vec![None; instances.len()];
+    let started = Instant::now();
+    for rep in 0..o.repeats {
+        for i in run_order(groups, rep) {
+            let v = &mut vs[i];
+            let (tps, stats, outputs) = run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep)?;
+            if v.temperature == 0.0 {
+                match &reference[v.inst] {
+                    None => reference[v.inst] = Some(outputs),
+                    Some(r) if *r != outputs => {
+                        return Err(Error::Inference(format!(
+                            "greedy output of `{}`{} differs from the other variants'",
+                            v.name,
+                            instance_suffix(&instances[v.inst])
+                        ))
+                        .into())
+                    }
+                    Some(_) => {}
+                }
+            }
+            v.runs.push((tps, stats));
+        }
+        eprintln!("repetition {}/{} done ({:.0} s)", rep + 1, o.repeats, started.elapsed().as_secs_f64());
+    }
+    // Prompts whose greedy output differs from instance 0's, per instance.
+    let greedy_diff: Vec<Option<usize>> =
+        reference.iter().map(|r| Some(r.as_ref()?.iter().zip(reference[0].as_ref()?).filter(|(a, b)| a != b).count())).collect();
+    Ok(greedy_diff)
+}
