@@ -32,6 +32,7 @@ pub struct DraftContext<'a> {
 
 /// One guess for the next position.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Guess<'a> {
     /// Scores over the vocabulary. The generator applies the sampling transforms to them, exactly
     /// as to the target's logits, and samples the proposal.
@@ -92,6 +93,7 @@ pub trait Drafter: Send {
 /// A recipe for drafters: one value, shareable between threads, that makes a fresh drafter for
 /// each generator (the CLI's and the C ABI's way to pick a draft source).
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum DraftSource {
     /// A smaller ONNX decoder with the target's vocabulary.
     Model(Arc<Model>),

@@ -75,7 +75,7 @@ impl NGramDrafter {
 }
 
 /// The continuation after the most recent earlier occurrence of the longest matching suffix.
-pub(crate) fn lookup<'a>(seq: &'a [u32], n_min: usize, n_max: usize, max: usize) -> &'a [u32] {
+pub(crate) fn lookup(seq: &[u32], n_min: usize, n_max: usize, max: usize) -> &[u32] {
     let len = seq.len();
     for n in (n_min..=n_max.min(len.saturating_sub(1))).rev() {
         let suffix = &seq[len - n..];

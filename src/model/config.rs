@@ -133,7 +133,7 @@ fn model_info(
     let head_dim = layout
         .head_dim
         .or_else(|| json_usize(config, &["head_dim"]))
-        .or_else(|| Some(json_usize(config, &["hidden_size", "n_embd"])?.checked_div(heads?)?))
+        .or_else(|| json_usize(config, &["hidden_size", "n_embd"])?.checked_div(heads?))
         .ok_or("head size unknown: symbolic in the graph and absent from config.json")?;
     let context_limit = json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"])
         .unwrap_or(DEFAULT_CONTEXT_LIMIT);

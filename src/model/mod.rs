@@ -38,6 +38,7 @@ use crate::policy::cost::CostCurve;
 
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Device {
     #[default]
     Cpu,
