@@ -33,14 +33,36 @@ bench-smoke: build
 peer-bench: build
 	bash scripts/peer-bench.sh
 
-# Every test: Rust unit and integration tests (exactness, bad input), doc tests, the header's
-# freshness, the C test programs (ABI, bad-input catalog, concurrency; also under valgrind), the
-# C++ wrapper, the dist tarball, the Go and C# bindings, and the fuzz targets briefly.
+# Every test: formatting (crate and fuzz targets) and binding coverage first (seconds), Rust unit
+# and integration tests (exactness, bad input), doc tests, the header's freshness, the C test
+# programs (ABI by handle, bad-input catalog, concurrency; also under valgrind), the C++ wrapper,
+# the dist tarball, the Go and C# bindings, the fuzz targets briefly, and clippy last.
 test: setup
+	$(MAKE) fmt-check check-bindings
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test bench-smoke
 	$(MAKE) fuzz-test
+	$(MAKE) lint
+
+# rustfmt.toml's style, checked on the crate and on the fuzz targets (their own workspace).
+.PHONY: fmt fmt-check lint check-bindings
+fmt:
+	$(CARGO) fmt
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
+
+fmt-check:
+	$(CARGO) fmt --check
+	$(CARGO) fmt --check --manifest-path fuzz/Cargo.toml
+
+# Clippy on every target (lib, bin, tests, examples, benches), warnings as errors.
+lint:
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+# Every specdec_* function and SPECDEC_STATUS_* value of include/specdec.h is in the Go, C# and C++
+# bindings, or listed with its reason in bindings/coverage-allow.txt (stale entries fail too).
+check-bindings:
+	$(PYTHON) scripts/check-bindings.py
 
 # The three cargo-fuzz targets (C ABI argument layer, model layout, tokenizer), briefly, from their
 # committed seed corpora; `bash scripts/fuzz.sh SECONDS` for longer runs.

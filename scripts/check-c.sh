@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Build and run the C ABI checks: tests/c/test_capi.c and examples/c/stream.c, both strict C99
-# against target/release/libspecdec.so (build it first: cargo build --release), both again linked
-# against target/release/libspecdec.a, then both under valgrind (memcheck, leaks included).
+# Build and run the C ABI checks: the C API test programs (tests/c/test_runtime.c, test_model.c,
+# test_config.c, test_tokenizer.c, test_generator.c, test_threads.c: every function of the header
+# by handle, with each documented error) and examples/c/stream.c, all strict C99 against
+# target/release/libspecdec.so (build it first: cargo build --release), all again linked against
+# target/release/libspecdec.a, then all under valgrind (memcheck, leaks included).
 # Also the bad-input catalog (tests/c/test_catalog.c: every kind of bad input, its status and
 # message, handles usable afterwards) and the concurrency test (tests/c/test_concurrency.c:
 # 8 threads x 100 generations on shared models, cancellation races), each also under valgrind.
+# Every program uses tests/c/harness.h (checks, counters, scratch folder); the API tests share
+# tests/c/fixtures.h. Each prints "N passed, M failed" last; the total is printed at the end.
 # Usage: scripts/check-c.sh
 #   CC overrides the compiler (default gcc); CFLAGS adds flags;
 #   SPECDEC_SKIP_VALGRIND=1 skips the valgrind runs (without it a missing valgrind is an error).
@@ -31,8 +35,28 @@ mkdir -p "$out"
 flags=(-std=c99 -Wall -Wextra -Werror -pedantic -D_POSIX_C_SOURCE=200809L -O2 -g -I include ${CFLAGS:-})
 link=(-L target/release -lspecdec "-Wl,-rpath,$PWD/target/release" -lpthread)
 
-echo "== compiling tests/c/test_capi.c"
-"$CC" "${flags[@]}" tests/c/test_capi.c -o "$out/test_capi" "${link[@]}"
+# The C API tests, one program per handle (see tests/c/fixtures.h).
+api_tests=(runtime model config tokenizer generator threads)
+
+# Runs a test program, adds its "N passed, M failed" line to the totals; exits on failure.
+passed_total=0
+run_test() {
+  local name="$1"; shift
+  local log="$out/$name.log"
+  if ! "$@" > "$log"; then
+    cat "$log"; echo "check-c: $name failed" >&2; exit 1
+  fi
+  local last; last="$(tail -n 1 "$log")"
+  echo "$name: $last"
+  local n; n="$(sed -n 's/^\(.*; \)\{0,1\}\([0-9]*\) passed, 0 failed$/\2/p' <<<"$last")"
+  [ -n "$n" ] || { echo "check-c: $name: unexpected last line: $last" >&2; exit 1; }
+  passed_total=$((passed_total + n))
+}
+
+echo "== compiling the C API tests (tests/c/test_{$(IFS=,; echo "${api_tests[*]}")}.c)"
+for t in "${api_tests[@]}"; do
+  "$CC" "${flags[@]}" "tests/c/test_$t.c" -o "$out/test_$t" "${link[@]}"
+done
 echo "== compiling tests/c/test_catalog.c and tests/c/test_concurrency.c"
 "$CC" "${flags[@]}" tests/c/test_catalog.c -o "$out/test_catalog" "${link[@]}" -lm
 "$CC" "${flags[@]}" tests/c/test_concurrency.c -o "$out/test_concurrency" "${link[@]}"
@@ -40,16 +64,18 @@ echo "== compiling examples/c/stream.c"
 "$CC" "${flags[@]}" examples/c/stream.c -o "$out/stream" "${link[@]}"
 
 echo "== running the C API tests"
-"$out/test_capi"
+for t in "${api_tests[@]}"; do
+  run_test "test_$t" "$out/test_$t"
+done
 
 # The catalog also loads a too-old ONNX Runtime (1.20.1) to check that it is refused.
 bash scripts/setup.sh --old-runtime >/dev/null
-echo "== running the bad-input catalog"
-"$out/test_catalog" > "$out/catalog.txt" || { cat "$out/catalog.txt"; exit 1; }
-tail -n 1 "$out/catalog.txt"
+echo "== running the bad-input catalog (entries in $out/test_catalog.log)"
+run_test test_catalog "$out/test_catalog"
 
 echo "== running the concurrency test (8 threads x 100 generations, cancellation races)"
-"$out/test_concurrency"
+run_test test_concurrency "$out/test_concurrency"
+echo "== $passed_total checks passed in $((${#api_tests[@]} + 2)) C test programs"
 
 echo "== running the streaming example on the fixtures"
 "$out/stream" models/fixtures/llama models/fixtures/draft "def __init__(self, name):" 48
@@ -57,11 +83,16 @@ echo "== running the streaming example on the fixtures"
 # The static library: the same programs linked against libspecdec.a (no libspecdec.so at run time).
 if [ -f target/release/libspecdec.a ]; then
   static_link=(target/release/libspecdec.a -lpthread -ldl -lm)
-  echo "== compiling both against target/release/libspecdec.a"
-  "$CC" "${flags[@]}" tests/c/test_capi.c -o "$out/test_capi_static" "${static_link[@]}"
+  echo "== compiling the C API tests and the example against target/release/libspecdec.a"
+  for t in "${api_tests[@]}"; do
+    "$CC" "${flags[@]}" "tests/c/test_$t.c" -o "$out/test_${t}_static" "${static_link[@]}"
+  done
   "$CC" "${flags[@]}" examples/c/stream.c -o "$out/stream_static" "${static_link[@]}"
   echo "== running the statically linked C API tests and example"
-  "$out/test_capi_static"
+  for t in "${api_tests[@]}"; do
+    "$out/test_${t}_static" > "$out/test_${t}_static.log" || { cat "$out/test_${t}_static.log"; exit 1; }
+    echo "test_${t} (static): $(tail -n 1 "$out/test_${t}_static.log")"
+  done
   "$out/stream_static" models/fixtures/llama models/fixtures/draft "def __init__(self, name):" 16
 fi
 
@@ -77,11 +108,14 @@ else
   # cancellation test's second thread can starve until the generation it should cancel is over.
   vg=(valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1
       --num-callers=40 --fair-sched=yes --suppressions=tests/c/valgrind.supp)
-  echo "== running the C API tests under valgrind (about a minute)"
-  SPECDEC_TEST_QUICK=1 "${vg[@]}" "$out/test_capi"
+  echo "== running the C API tests under valgrind (a few minutes)"
+  for t in "${api_tests[@]}"; do
+    SPECDEC_TEST_QUICK=1 "${vg[@]}" "$out/test_$t" > "$out/test_$t-valgrind.log" || { cat "$out/test_$t-valgrind.log"; exit 1; }
+    echo "test_$t (valgrind): $(tail -n 1 "$out/test_$t-valgrind.log")"
+  done
   echo "== running the bad-input catalog under valgrind"
-  "${vg[@]}" "$out/test_catalog" > "$out/catalog-valgrind.txt" || { cat "$out/catalog-valgrind.txt"; exit 1; }
-  tail -n 1 "$out/catalog-valgrind.txt"
+  "${vg[@]}" "$out/test_catalog" > "$out/test_catalog-valgrind.log" || { cat "$out/test_catalog-valgrind.log"; exit 1; }
+  tail -n 1 "$out/test_catalog-valgrind.log"
   echo "== running the concurrency test under valgrind (quick: 3 threads x 4 generations)"
   SPECDEC_TEST_QUICK=1 "${vg[@]}" "$out/test_concurrency"
   echo "== running the streaming example under valgrind"

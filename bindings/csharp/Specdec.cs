@@ -74,7 +74,12 @@ namespace Specdec
         BufferTooSmall = 7013,
         /// <summary>A string argument is not valid UTF-8 (or, here, not encodable as UTF-8).</summary>
         InvalidUtf8 = 7014,
+        /// <summary>The generator is in use by another call (for example from inside its own callback).</summary>
         Busy = 7015,
+        /// <summary>The request's KV caches would exceed the generator's KV memory limit.</summary>
+        MemoryBudget = 7016,
+        /// <summary>A host callback (a draft callback) reported failure.</summary>
+        Callback = 7020,
         /// <summary>An internal error (a bug in specdec) was caught at the ABI boundary.</summary>
         Panic = 7099,
     }

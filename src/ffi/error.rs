@@ -5,53 +5,8 @@ use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
+use super::specdec_status;
 use crate::Error;
-
-/// Result of every fallible call. Values start at 7000 so they are never mistaken for errno.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum specdec_status {
-    Ok = 0,
-    /// A required pointer argument was NULL.
-    NullParameter = 7000,
-    /// A value is out of its documented range.
-    InvalidArgument = 7001,
-    /// ONNX Runtime could not be loaded.
-    RuntimeLoad = 7002,
-    /// A file or folder could not be read.
-    Io = 7003,
-    /// The file is not a loadable ONNX model.
-    InvalidModel = 7004,
-    /// The model is not a decoder layout specdec can drive.
-    UnsupportedLayout = 7005,
-    /// Draft and target vocabularies differ.
-    VocabMismatch = 7006,
-    /// A token id is not below the vocabulary size.
-    TokenOutOfRange = 7007,
-    /// The sequence would exceed the model's context length.
-    ContextLimit = 7008,
-    /// Tokenizer loading, encoding or decoding failed.
-    Tokenizer = 7009,
-    /// Generation was cancelled.
-    Cancelled = 7010,
-    /// ONNX Runtime failed while running a model.
-    Inference = 7011,
-    /// Not available in this build (for example the CUDA execution provider).
-    Unavailable = 7012,
-    /// The caller's buffer is too small; the required size was stored.
-    BufferTooSmall = 7013,
-    /// A string argument is not valid UTF-8.
-    InvalidUtf8 = 7014,
-    /// The generator is in use by another call (for example from inside its own callback, where
-    /// only specdec_generator_cancel is allowed).
-    Busy = 7015,
-    /// The request's KV caches would exceed the budget set with specdec_gen_config_set_kv_memory_limit.
-    MemoryBudget = 7016,
-    /// A host callback (a draft callback) reported failure.
-    Callback = 7020,
-    /// An internal error (a bug in specdec) was caught at the ABI boundary.
-    Panic = 7099,
-}
 
 /// An error: a status code and a message. Created by failing calls, freed by the caller with
 /// specdec_error_free.
@@ -85,26 +40,16 @@ impl FfiError {
 }
 
 impl From<Error> for FfiError {
+    /// `Error::code` is the engine's one map onto status values; a code without a status (a bug
+    /// the unit tests catch) is reported as SPECDEC_STATUS_PANIC rather than a wrong status.
     fn from(e: Error) -> Self {
-        use specdec_status as S;
-        let code = match &e {
-            Error::InvalidArgument(_) => S::InvalidArgument,
-            Error::RuntimeLoad { .. } => S::RuntimeLoad,
-            Error::Io { .. } => S::Io,
-            Error::InvalidModel { .. } => S::InvalidModel,
-            Error::UnsupportedLayout { .. } => S::UnsupportedLayout,
-            Error::VocabMismatch(_) => S::VocabMismatch,
-            Error::TokenOutOfRange { .. } => S::TokenOutOfRange,
-            Error::ContextLimit { .. } => S::ContextLimit,
-            Error::Tokenizer(_) => S::Tokenizer,
-            Error::Cancelled => S::Cancelled,
-            Error::Inference(_) => S::Inference,
-            Error::Unavailable(_) => S::Unavailable,
-            Error::MemoryBudget { .. } => S::MemoryBudget,
-            Error::Callback(_) => S::Callback,
-        };
-        debug_assert_eq!(code as u32, e.code());
-        FfiError { code, message: e.to_string() }
+        match specdec_status::from_code(e.code()) {
+            Some(code) => FfiError { code, message: e.to_string() },
+            None => FfiError {
+                code: specdec_status::Panic,
+                message: format!("internal error in specdec: no status for code {}: {e}", e.code()),
+            },
+        }
     }
 }
 
@@ -186,28 +131,5 @@ pub unsafe extern "C" fn specdec_error_free(err: *mut specdec_error) {
 /// "SPECDEC_STATUS_UNKNOWN".
 #[no_mangle]
 pub extern "C" fn specdec_status_name(status: u32) -> *const c_char {
-    use specdec_status as S;
-    let all = [
-        (S::Ok, c"SPECDEC_STATUS_OK"),
-        (S::NullParameter, c"SPECDEC_STATUS_NULL_PARAMETER"),
-        (S::InvalidArgument, c"SPECDEC_STATUS_INVALID_ARGUMENT"),
-        (S::RuntimeLoad, c"SPECDEC_STATUS_RUNTIME_LOAD"),
-        (S::Io, c"SPECDEC_STATUS_IO"),
-        (S::InvalidModel, c"SPECDEC_STATUS_INVALID_MODEL"),
-        (S::UnsupportedLayout, c"SPECDEC_STATUS_UNSUPPORTED_LAYOUT"),
-        (S::VocabMismatch, c"SPECDEC_STATUS_VOCAB_MISMATCH"),
-        (S::TokenOutOfRange, c"SPECDEC_STATUS_TOKEN_OUT_OF_RANGE"),
-        (S::ContextLimit, c"SPECDEC_STATUS_CONTEXT_LIMIT"),
-        (S::Tokenizer, c"SPECDEC_STATUS_TOKENIZER"),
-        (S::Cancelled, c"SPECDEC_STATUS_CANCELLED"),
-        (S::Inference, c"SPECDEC_STATUS_INFERENCE"),
-        (S::Unavailable, c"SPECDEC_STATUS_UNAVAILABLE"),
-        (S::BufferTooSmall, c"SPECDEC_STATUS_BUFFER_TOO_SMALL"),
-        (S::InvalidUtf8, c"SPECDEC_STATUS_INVALID_UTF8"),
-        (S::Busy, c"SPECDEC_STATUS_BUSY"),
-        (S::MemoryBudget, c"SPECDEC_STATUS_MEMORY_BUDGET"),
-        (S::Callback, c"SPECDEC_STATUS_CALLBACK"),
-        (S::Panic, c"SPECDEC_STATUS_PANIC"),
-    ];
-    all.iter().find(|(s, _)| *s as u32 == status).map_or(c"SPECDEC_STATUS_UNKNOWN".as_ptr(), |(_, n)| n.as_ptr())
+    specdec_status::from_code(status).map_or(c"SPECDEC_STATUS_UNKNOWN", specdec_status::c_name).as_ptr()
 }

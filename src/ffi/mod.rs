@@ -14,6 +14,7 @@ mod drafter;
 mod error;
 mod generator;
 mod model;
+mod status;
 mod tokenizer;
 
 pub use config::*;
@@ -21,6 +22,7 @@ pub use drafter::*;
 pub use error::*;
 pub use generator::*;
 pub use model::*;
+pub use status::*;
 pub use tokenizer::*;
 
 use std::ffi::{c_char, CStr};
@@ -138,14 +140,5 @@ mod tests {
         assert_eq!(v, env!("CARGO_PKG_VERSION"));
         let s = unsafe { std::ffi::CStr::from_ptr(specdec_version()) };
         assert_eq!(s.to_str().unwrap(), v);
-    }
-
-    #[test]
-    fn status_codes_match_the_engine_errors() {
-        assert_eq!(specdec_status::Busy as u32, 7015);
-        let e: FfiError = crate::Error::Cancelled.into();
-        assert_eq!(e.code as u32, 7010);
-        let name = unsafe { std::ffi::CStr::from_ptr(specdec_status_name(7010)) };
-        assert_eq!(name.to_str().unwrap(), "SPECDEC_STATUS_CANCELLED");
     }
 }

@@ -10,7 +10,8 @@
  *
  * Each entry prints one line, "catalog: <entry> | <STATUS> (<code>) | <message>", so the output
  * doubles as the catalog's documentation. NULL pointer arguments are covered function by
- * function in test_capi.c (test_null_parameters), not repeated here.
+ * function by the *_null_parameters tests of test_model.c, test_config.c, test_tokenizer.c and
+ * test_generator.c, not repeated here.
  *
  * ONNX Runtime is loaded once per process, so the runtime entries (missing, not a library, too
  * old) run in child processes forked before this process loads it. The old runtime is
@@ -20,56 +21,19 @@
  *
  * Run from the repository root. Last line: "N passed, M failed"; non-zero exit on failure.
  */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include "specdec.h"
-#include "test_files.h"
+#include "harness.h"
 
 #define FIX "models/fixtures/"
 #define OLD_ORT ".deps/onnxruntime-old/libonnxruntime.so"
 #define REF_TOKENS 16
 #define MAX_TOKENS 1024
 
-static int g_passed, g_failed, g_entries;
-
-static void record(int ok, const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    if (ok) {
-        g_passed++;
-        return;
-    }
-    g_failed++;
-    fprintf(stderr, "FAIL %s:%d: ", file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-#define CHECK(cond) record(!!(cond), __FILE__, __LINE__, "%s", #cond)
-#define CHECKF(cond, ...) record(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-
-/* A call expected to succeed; `err` is printed and freed if it does not. */
-static void check_ok(specdec_status s, specdec_error *err, const char *expr, const char *file, int line) {
-    record(s == SPECDEC_STATUS_OK && err == NULL, file, line, "%s: %s: %s", expr, specdec_status_name(s),
-           specdec_error_message(err));
-    specdec_error_free(err);
-}
-#define CHECK_OK(expr)                                                                                               \
-    do {                                                                                                             \
-        specdec_error *e_ = NULL;                                                                                    \
-        specdec_status s_ = (expr);                                                                                  \
-        check_ok(s_, e_, #expr, __FILE__, __LINE__);                                                                 \
-    } while (0)
+static int g_entries;
 
 /* One catalog entry: `expr` (which stores its error in `err_`) returns `expected`, the error has
  * the same code and a message containing every needle. Also called with a NULL error slot
@@ -96,16 +60,6 @@ static void entry(const char *name, specdec_status got, specdec_error *err, spec
 /* ---------------------------------------------------------------------------------------------
  * Scratch files
  * ------------------------------------------------------------------------------------------- */
-
-static char g_tmp[64];
-
-static const char *tmp_path(const char *name) {
-    static char paths[8][192];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, sizeof paths[0], "%s/%s", g_tmp, name);
-    return p;
-}
 
 /* A copy of `src` at `dst`, optionally cut to `keep` bytes (0: all). */
 static int copy_file(const char *src, const char *dst, size_t keep) {
@@ -729,36 +683,20 @@ static void catalog_drafters(void) {
  * Main
  * ------------------------------------------------------------------------------------------- */
 
-static void remove_tree(const char *dir) {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
-
-#define RUN(step) \
-    do { \
-        int failed0_ = g_failed; \
-        step(); \
-        fprintf(stderr, "%-24s %s\n", #step, g_failed == failed0_ ? "ok" : "FAILED"); \
-    } while (0)
-
 int main(void) {
     struct stat sb;
     if (stat(FIX "llama/model.onnx", &sb) != 0 || stat("tests/data/matmul.onnx", &sb) != 0) {
         fprintf(stderr, "run from the repository root\n");
         return 2;
     }
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/specdec-catalog-XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        return 2;
-    }
+    harness_begin();
+    if (!harness_tmpdir("catalog")) return 2;
     CHECKF(in_child(runtime_explicit), "the runtime_explicit child failed");
     CHECKF(in_child(runtime_from_env), "the runtime_from_env child failed");
     RUN(load_shared);
     if (!g_target || !g_draft || !g_tok || !g_gen) {
         printf("%d passed, %d failed\n", g_passed, g_failed + 1);
-        remove_tree(g_tmp);
+        harness_remove_tmpdir();
         return 1;
     }
     RUN(catalog_models);
@@ -773,7 +711,7 @@ int main(void) {
     specdec_tokenizer_free(g_tok);
     specdec_model_free(g_draft);
     specdec_model_free(g_target);
-    remove_tree(g_tmp);
+    harness_remove_tmpdir();
     printf("%d catalog entries; %d passed, %d failed\n", g_entries, g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

@@ -14,67 +14,15 @@
  * fewer races.
  * Run from the repository root. Last line: "N passed, M failed"; non-zero exit on failure.
  */
-#include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
-#include "specdec.h"
+#include "harness.h"
 
 #define FIX "models/fixtures/"
 #define MAX_TOKENS 256
 #define REQUESTS 16
 #define THREADS 8
 #define PER_THREAD 100
-
-static int g_passed, g_failed, g_quick;
-static pthread_mutex_t g_report = PTHREAD_MUTEX_INITIALIZER;
-
-static void record(int ok, const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    pthread_mutex_lock(&g_report);
-    if (ok) {
-        g_passed++;
-    } else {
-        g_failed++;
-        fprintf(stderr, "FAIL %s:%d: ", file, line);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-    }
-    pthread_mutex_unlock(&g_report);
-}
-
-#define CHECK(cond) record(!!(cond), __FILE__, __LINE__, "%s", #cond)
-#define CHECKF(cond, ...) record(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-
-static void check_ok(specdec_status s, specdec_error *err, const char *expr, const char *file, int line) {
-    record(s == SPECDEC_STATUS_OK, file, line, "%s: %s: %s", expr, specdec_status_name(s), specdec_error_message(err));
-    specdec_error_free(err);
-}
-#define CHECK_OK(expr)                                                                                               \
-    do {                                                                                                             \
-        specdec_error *e_ = NULL;                                                                                    \
-        specdec_status s_ = (expr);                                                                                  \
-        check_ok(s_, e_, #expr, __FILE__, __LINE__);                                                                 \
-    } while (0)
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_us(long us) {
-    struct timespec ts;
-    ts.tv_sec = us / 1000000;
-    ts.tv_nsec = (us % 1000000) * 1000;
-    nanosleep(&ts, NULL);
-}
 
 typedef struct {
     uint32_t ids[MAX_TOKENS];
@@ -447,10 +395,9 @@ static void test_cancel_races(void) {
 }
 
 int main(void) {
-    const char *quick = getenv("SPECDEC_TEST_QUICK");
     double t0 = now_s();
     int i;
-    g_quick = quick && quick[0] && strcmp(quick, "0") != 0;
+    harness_begin();
     if (g_quick) g_nreq = 6;
     setup();
     if (!g_target || !g_draft) {
@@ -465,6 +412,5 @@ int main(void) {
     specdec_model_free(g_draft);
     specdec_model_free(g_target);
     fprintf(stderr, "total %.2f s\n", now_s() - t0);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return harness_end();
 }

@@ -29,6 +29,8 @@ const (
 	StatusBufferTooSmall    Status = C.SPECDEC_STATUS_BUFFER_TOO_SMALL
 	StatusInvalidUTF8       Status = C.SPECDEC_STATUS_INVALID_UTF8
 	StatusBusy              Status = C.SPECDEC_STATUS_BUSY
+	StatusMemoryBudget      Status = C.SPECDEC_STATUS_MEMORY_BUDGET
+	StatusCallback          Status = C.SPECDEC_STATUS_CALLBACK
 	StatusPanic             Status = C.SPECDEC_STATUS_PANIC
 )
 
@@ -76,6 +78,8 @@ var (
 	ErrBufferTooSmall    = &Error{Code: StatusBufferTooSmall}
 	ErrInvalidUTF8       = &Error{Code: StatusInvalidUTF8}
 	ErrBusy              = &Error{Code: StatusBusy}
+	ErrMemoryBudget      = &Error{Code: StatusMemoryBudget}
+	ErrCallback          = &Error{Code: StatusCallback}
 	ErrPanic             = &Error{Code: StatusPanic}
 )
 

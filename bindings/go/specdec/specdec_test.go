@@ -97,6 +97,17 @@ func TestVersion(t *testing.T) {
 	if s := StatusVocabMismatch.String(); s != "SPECDEC_STATUS_VOCAB_MISMATCH" {
 		t.Errorf("StatusVocabMismatch.String() = %q", s)
 	}
+	for st, want := range map[Status]string{
+		StatusBusy:         "SPECDEC_STATUS_BUSY",
+		StatusMemoryBudget: "SPECDEC_STATUS_MEMORY_BUDGET",
+		StatusCallback:     "SPECDEC_STATUS_CALLBACK",
+		StatusPanic:        "SPECDEC_STATUS_PANIC",
+		Status(7017):       "SPECDEC_STATUS_UNKNOWN",
+	} {
+		if s := st.String(); s != want {
+			t.Errorf("Status(%d).String() = %q, want %q", uint32(st), s, want)
+		}
+	}
 }
 
 func TestRuntimeInit(t *testing.T) {
