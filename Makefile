@@ -38,7 +38,7 @@ peer-bench: build
 # programs (ABI by handle, bad-input catalog, concurrency; also under valgrind), the C++ wrapper,
 # the dist tarball, the Go and C# bindings, the fuzz targets briefly, and clippy last.
 test: setup
-	$(MAKE) fmt-check check-bindings
+	$(MAKE) fmt-check check-bindings check-imports
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test bench-smoke
@@ -46,7 +46,7 @@ test: setup
 	$(MAKE) lint
 
 # rustfmt.toml's style, checked on the crate and on the fuzz targets (their own workspace).
-.PHONY: fmt fmt-check lint check-bindings
+.PHONY: fmt fmt-check lint check-bindings check-imports
 fmt:
 	$(CARGO) fmt
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
@@ -63,6 +63,10 @@ lint:
 # bindings, or listed with its reason in bindings/coverage-allow.txt (stale entries fail too).
 check-bindings:
 	$(PYTHON) scripts/check-bindings.py
+
+# No import cycles among the library's modules; ONNX input/output names only in src/model/.
+check-imports:
+	$(PYTHON) scripts/check-imports.py
 
 # The three cargo-fuzz targets (C ABI argument layer, model layout, tokenizer), briefly, from their
 # committed seed corpora; `bash scripts/fuzz.sh SECONDS` for longer runs.
