@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Make onnxruntime-genai model-builder exports (and related layouts) of specdec's demo models.
 
-Everything is derived from the committed ONNX files in models/demo/{target,draft}: no training and no
-downloaded weights. Outputs go to a cache folder outside git (default .cache/builder-models/, which
+Everything is derived from the committed ONNX files in models/demo/{target,draft} (and, for stage
+fixtures, models/fixtures/*): no training and no downloaded weights. Outputs go to a cache folder outside git (default .cache/builder-models/, which
 gets its own `*` .gitignore). Pinned versions: scripts/requirements-builder.txt, in a venv of its own
 (the builder needs transformers 5.x; make_models.py pins 4.57):
 
@@ -31,6 +31,15 @@ Stages (`all` runs them in this order; each is resumable and skips outputs that 
              tokenizer at the root; onnx/model.onnx, onnx/model_fp16.onnx (fp16 I/O and KV cache),
              onnx/model_q4.onnx (MatMulNBits, block 32), onnx/model_quantized.onnx (dynamic int8)
              -> CACHE/onnx-community/demo-target
+  fixtures   (not part of `all`; writes committed files) models/fixtures/{llama,qwen2,draft} and the demo
+             draft (fp32 and int4 each) and the demo target (int4) recovered and exported by the builder
+             into models/builder/<name>-<precision>/, exactly as it emits them; genai greedy must equal
+             transformers greedy for fp32 (int4 reported) -> CACHE/fixture-check.json; genai's greedy
+             continuations (32 tokens, no EOS stop) -> models/builder/expectations.json, checked against
+             specdec by tests/genai/check_genai_parity.py; the onnx-community folder of
+             models/fixtures/llama (model.onnx, model_fp16.onnx, model_q4.onnx) -> models/community/llama;
+             entries builder/* and community/llama in models/MANIFEST.json. Outputs that exist are kept:
+             delete a folder to rebuild it.
 """
 import argparse
 import json
@@ -56,6 +65,17 @@ DEMO = {"target": ROOT / "models" / "demo" / "target", "draft": ROOT / "models" 
 # padded into this shape. About 272M parameters, the size DESIGN.md section 12 measured.
 SCALED = dict(hidden=1024, layers=24, heads=16, kv_heads=4, inter=2816)
 QWEN = dict(vocab=151936, hidden=256, layers=2, heads=4, kv_heads=2, inter=704, ctx=1024)
+# Committed builder fixtures (stage fixtures): models/builder/<name>-<precision>/, exactly as the builder
+# emits them, from these Optimum folders; expectations in models/builder/expectations.json.
+FIXTURES = [
+    ("llama", ROOT / "models" / "fixtures" / "llama", ["fp32", "int4"]),
+    ("qwen2", ROOT / "models" / "fixtures" / "qwen2", ["fp32", "int4"]),
+    ("draft", ROOT / "models" / "fixtures" / "draft", ["fp32", "int4"]),
+    ("demo-draft", DEMO["draft"], ["fp32", "int4"]),
+    ("demo-target", DEMO["target"], ["int4"]),
+]
+BUILDER_DIR = ROOT / "models" / "builder"
+COMMUNITY_FIXTURE = ("llama", ROOT / "models" / "fixtures" / "llama", ROOT / "models" / "community" / "llama")
 
 
 def log(msg):
@@ -131,6 +151,9 @@ def recover_state_dict(onnx_path, config):
             name = f"model.layers.{i}.{blk}.{proj}.weight"
             expected[name] = shape
             order.append(name)
+        if config.get("model_type") == "qwen2" or config.get("attention_bias"):  # named initializers
+            for proj, n in [("q_proj", nh), ("k_proj", nkv), ("v_proj", nkv)]:
+                expected[f"model.layers.{i}.self_attn.{proj}.bias"] = (n * hd,)
     if not config.get("tie_word_embeddings"):
         expected["lm_head.weight"] = (vocab, H)
         order.append("lm_head.weight")
@@ -211,58 +234,69 @@ def load_hf(path):
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
 
 
-def recover(cache):
+ARCHS = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM")}
+
+
+def recover_checkpoint(src, out):
+    """Rebuild the HF checkpoint (LlamaForCausalLM or Qwen2ForCausalLM) held by the Optimum graph
+    src/model.onnx into out, with generation config and tokenizer files; fails unless the torch logits
+    match onnxruntime's on PROMPTS. Returns the recover.json record (skips if out has one)."""
     import numpy as np
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    import transformers
+    from transformers import GenerationConfig
 
-    report = {}
-    for name, src in DEMO.items():
-        out = cache / "hf" / f"demo-{name}"
-        if (out / "recover.json").exists():
-            log(f"recover: {out} exists, skipped")
-            report[name] = json.loads((out / "recover.json").read_text())
-            continue
-        t0 = time.time()
-        config = json.loads((src / "config.json").read_text())
-        sd, how = recover_state_dict(src / "model.onnx", config)
-        cfg = LlamaConfig(**{k: v for k, v in config.items() if k not in ("architectures", "transformers_version")})
-        cfg.architectures = ["LlamaForCausalLM"]
-        model = LlamaForCausalLM(cfg).eval()
-        result = model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=False)
-        unexpected_missing = [k for k in result.missing_keys if "rotary" not in k]
-        if unexpected_missing or result.unexpected_keys:
-            sys.exit(f"recover {name}: missing {unexpected_missing}, unexpected {result.unexpected_keys}")
-        diffs = []
-        for prompt in PROMPTS:
-            ids = encode(src / "tokenizer.json", prompt)
-            d = float(np.abs(torch_logits(model, ids) - ort_logits(src / "model.onnx", ids)).max())
-            diffs.append(d)
-            log(f"recover {name}: prompt {prompt!r} ({len(ids)} tokens): max |torch - onnxruntime| = {d:.2e}")
-        if max(diffs) >= TOL:
-            sys.exit(f"recover {name}: logits differ by {max(diffs):.2e} >= {TOL}")
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
-        write_tokenizer_files(tmp, src / "tokenizer.json", config["max_position_embeddings"])
-        info = {"source": str(src.relative_to(ROOT) / "model.onnx"), "matched_by": how,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "max_abs_logit_diff": max(diffs), "seconds": round(time.time() - t0, 1)}
-        (tmp / "recover.json").write_text(json.dumps(info, indent=1) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-        report[name] = info
-        log(f"recover {name}: {info['parameters']} parameters, matched by {how}, max diff {max(diffs):.2e} -> {out}")
-    return report
+    if (out / "recover.json").exists():
+        log(f"recover: {out} exists, skipped")
+        return json.loads((out / "recover.json").read_text())
+    t0 = time.time()
+    config = json.loads((src / "config.json").read_text())
+    if config.get("model_type") not in ARCHS:
+        sys.exit(f"recover {src}: model_type {config.get('model_type')!r} not handled (only {sorted(ARCHS)})")
+    cfg_cls, model_cls = (getattr(transformers, n) for n in ARCHS[config["model_type"]])
+    sd, how = recover_state_dict(src / "model.onnx", config)
+    cfg = cfg_cls(**{k: v for k, v in config.items() if k not in ("architectures", "transformers_version")})
+    cfg.architectures = [model_cls.__name__]
+    model = model_cls(cfg).eval()
+    result = model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=False)
+    unexpected_missing = [k for k in result.missing_keys if "rotary" not in k]
+    if unexpected_missing or result.unexpected_keys:
+        sys.exit(f"recover {src}: missing {unexpected_missing}, unexpected {result.unexpected_keys}")
+    diffs = []
+    for prompt in PROMPTS:
+        ids = encode(src / "tokenizer.json", prompt)
+        d = float(np.abs(torch_logits(model, ids) - ort_logits(src / "model.onnx", ids)).max())
+        diffs.append(d)
+        log(f"recover {src.name}: prompt {prompt!r} ({len(ids)} tokens): max |torch - onnxruntime| = {d:.2e}")
+    if max(diffs) >= TOL:
+        sys.exit(f"recover {src}: logits differ by {max(diffs):.2e} >= {TOL}")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    gen = json.loads((src / "generation_config.json").read_text()) if (src / "generation_config.json").exists() else {}
+    eos = gen.get("eos_token_id", config.get("eos_token_id", 0))
+    GenerationConfig(bos_token_id=gen.get("bos_token_id", eos), eos_token_id=eos, pad_token_id=eos).save_pretrained(tmp)
+    write_tokenizer_files(tmp, src / "tokenizer.json", config["max_position_embeddings"])
+    info = {"source": str(src.relative_to(ROOT) / "model.onnx"), "architecture": model_cls.__name__,
+            "matched_by": how, "parameters": sum(p.numel() for p in model.parameters()),
+            "max_abs_logit_diff": max(diffs), "seconds": round(time.time() - t0, 1)}
+    (tmp / "recover.json").write_text(json.dumps(info, indent=1) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log(f"recover {src.name}: {info['parameters']} parameters, matched by {how}, max diff {max(diffs):.2e} -> {out}")
+    return info
+
+
+def recover(cache):
+    return {name: recover_checkpoint(src, cache / "hf" / f"demo-{name}") for name, src in DEMO.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
 # build
 
 
-def run_builder(hf_dir, out, precision, cache, extra=()):
+def run_builder(hf_dir, out, precision, cache, extra=(), logf=None):
     if (out / "genai_config.json").exists():
         log(f"build: {out} exists, skipped")
         return None
@@ -273,9 +307,14 @@ def run_builder(hf_dir, out, precision, cache, extra=()):
            "-p", precision, "-e", "cpu", "-c", str(cache / "builder-tmp"), *extra]
     log("build: " + " ".join(cmd))
     t0 = time.time()
-    logf = out.with_name(out.name + ".log")
+    logf = logf or out.with_name(out.name + ".log")
+    logf.parent.mkdir(parents=True, exist_ok=True)
+    # The builder stamps producer_version "0.18.0+<commit>" with `git rev-parse HEAD` run four folders
+    # above its own file: inside .venv-builder that is specdec's repository, so each specdec commit
+    # would change model.onnx. GIT_DIR=/dev/null makes it fall back to the wheel's own commit.
+    env = {**os.environ, "GIT_DIR": os.devnull}
     with open(logf, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     seconds = time.time() - t0
     if r.returncode != 0 or not (tmp / "genai_config.json").exists():
         sys.exit(f"build: failed ({r.returncode}) after {seconds:.0f} s, see {logf}")
@@ -360,6 +399,50 @@ def genai_greedy(folder, ids, new_tokens):
     while not gen.is_done():
         gen.generate_next_token()
     return [int(t) for t in gen.get_sequence(0)][len(ids):], first
+
+
+def genai_greedy_no_eos(folder, ids, new_tokens):
+    """onnxruntime-genai greedy for exactly new_tokens tokens, EOS treated as an ordinary token.
+
+    genai 0.18 cannot switch EOS off: the overlay refuses an eos_token_id outside [0, vocab) and ignores
+    [], and search min_length masks EOS out of the logits (which changes the greedy choice). So when
+    the generator stops on an EOS it picked (get_next_tokens() is the EOS, which get_sequence() leaves
+    out), the EOS is appended with append_tokens and generation goes on. Returns (ids, eos_at):
+    eos_at lists the indices at which plain genai would have stopped."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    config = og.Config(str(folder))
+    config.clear_providers()
+    model = og.Model(config)
+    params = og.GeneratorParams(model)
+    params.set_search_options(do_sample=False, max_length=len(ids) + new_tokens)
+    gen = og.Generator(model, params)
+    gen.append_tokens(np.asarray(ids, dtype=np.int32))
+    out, eos_at = [], []
+    while len(out) < new_tokens:
+        if gen.is_done():
+            raise RuntimeError(f"genai stopped after {len(out)} tokens without an EOS")
+        gen.generate_next_token()
+        t = int(gen.get_next_tokens()[0])
+        out.append(t)
+        if gen.is_done() and len(out) < new_tokens:
+            if gen.token_count() != len(ids) + len(out) - 1:  # not an EOS stop
+                raise RuntimeError(f"genai stopped after {len(out)} tokens, sequence length {gen.token_count()}")
+            eos_at.append(len(out) - 1)
+            gen.append_tokens(np.asarray([t], dtype=np.int32))
+    seq = [int(v) for v in gen.get_sequence(0)][len(ids):]
+    if seq != out[:len(seq)] or len(seq) < new_tokens - 1:
+        raise RuntimeError(f"genai sequence {seq} differs from the tokens picked {out}")
+    return out, eos_at
+
+
+def torch_greedy_no_eos(model, ids, new_tokens):
+    """argmax of the full-sequence logits, new_tokens times (no EOS stop)."""
+    seq = list(ids)
+    for _ in range(new_tokens):
+        seq.append(int(torch_logits(model, seq)[-1].argmax()))
+    return seq[len(ids):]
 
 
 def torch_greedy(model, ids, new_tokens):
@@ -695,52 +778,58 @@ def qwen(cache):
 # community
 
 
-def community(cache):
+COMMUNITY_VARIANTS = ["model_fp16.onnx", "model_q4.onnx", "model_quantized.onnx"]
+
+
+def community(cache, src=DEMO["target"], out=None, recovered=None, variants=COMMUNITY_VARIANTS, layout_name="demo-target"):
+    """An onnx-community-style folder of the Optimum graph src/model.onnx: config, generation config and
+    tokenizer at the root, onnx/model.onnx and the chosen variants under onnx/; the variants are
+    compared with model.onnx and the layout goes to CACHE/onnx-community/<layout_name>.layout.json."""
     import numpy as np
     import onnx
 
-    src = DEMO["target"]
-    out = cache / "onnx-community" / "demo-target"
+    out = out or cache / "onnx-community" / "demo-target"
+    recovered = recovered or cache / "hf" / "demo-target"
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     for f in ["config.json", "generation_config.json", "tokenizer.json"]:
         shutil.copy(src / f, out / f)
-    recovered = cache / "hf" / "demo-target"
     for f in ["tokenizer_config.json", "special_tokens_map.json"]:
         if (recovered / f).exists():
             shutil.copy(recovered / f, out / f)
         else:
-            write_tokenizer_files(out, src / "tokenizer.json", 1024)
+            write_tokenizer_files(out, src / "tokenizer.json",
+                                  json.loads((src / "config.json").read_text())["max_position_embeddings"])
     base = out / "onnx" / "model.onnx"
     if not base.exists():
         shutil.copy(src / "model.onnx", base)
-    variants = {}
+    made = {}
     fp16 = out / "onnx" / "model_fp16.onnx"
-    if not fp16.exists():
+    if "model_fp16.onnx" in variants and not fp16.exists():
         t0 = time.time()
         from onnxruntime.transformers.float16 import convert_float_to_float16
         m = convert_float_to_float16(onnx.load(str(base)), keep_io_types=False, disable_shape_infer=False)
         onnx.save(m, str(fp16))
-        variants["model_fp16.onnx"] = round(time.time() - t0, 1)
+        made["model_fp16.onnx"] = round(time.time() - t0, 1)
     q4 = out / "onnx" / "model_q4.onnx"
-    if not q4.exists():
+    if "model_q4.onnx" in variants and not q4.exists():
         t0 = time.time()
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
         q = MatMulNBitsQuantizer(onnx.load(str(base)), block_size=32, is_symmetric=True)
         q.process()
         q.model.save_model_to_file(str(q4), use_external_data_format=False)
-        variants["model_q4.onnx"] = round(time.time() - t0, 1)
+        made["model_q4.onnx"] = round(time.time() - t0, 1)
     q8 = out / "onnx" / "model_quantized.onnx"
-    if not q8.exists():
+    if "model_quantized.onnx" in variants and not q8.exists():
         t0 = time.time()
         from onnxruntime.quantization import QuantType, quantize_dynamic
         quantize_dynamic(str(base), str(q8), weight_type=QuantType.QInt8)
-        variants["model_quantized.onnx"] = round(time.time() - t0, 1)
-    for v, s in variants.items():
+        made["model_quantized.onnx"] = round(time.time() - t0, 1)
+    for v, s in made.items():
         log(f"community: {v} made in {s} s")
     # Each variant against model.onnx on the prompts: logits difference and argmax agreement.
     ref = {p: ort_logits(base, encode(src / "tokenizer.json", p)) for p in PROMPTS}
     report = {}
-    for v in ["model_fp16.onnx", "model_q4.onnx", "model_quantized.onnx"]:
+    for v in variants:
         try:
             diffs, agree, total = [], 0, 0
             for p in PROMPTS:
@@ -754,7 +843,102 @@ def community(cache):
         log(f"community: {v}: {report[v]}")
     info = describe(out)
     info["variants_vs_model_onnx"] = report
-    (cache / "onnx-community" / "demo-target.layout.json").write_text(json.dumps(info, indent=1, default=str) + "\n")
+    (cache / "onnx-community").mkdir(parents=True, exist_ok=True)
+    (cache / "onnx-community" / f"{layout_name}.layout.json").write_text(json.dumps(info, indent=1, default=str) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------
+# fixtures (committed)
+
+
+def fixtures(cache):
+    """Committed builder fixtures: each FIXTURES entry recovered to CACHE/hf/fixture-<name> (the demo ones
+    reuse CACHE/hf/demo-*), exported by the builder into models/builder/<name>-<precision>/ exactly as
+    it emits them (build logs in CACHE/fixture-logs); genai greedy checked against transformers greedy
+    (fp32 must match, int4 reported) -> CACHE/fixture-check.json; genai's greedy continuations (no EOS
+    stop) -> models/builder/expectations.json; and the onnx-community folder models/community/llama."""
+    import numpy as np
+
+    report_path = cache / "fixture-check.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    exp_path = BUILDER_DIR / "expectations.json"
+    expectations = json.loads(exp_path.read_text()) if exp_path.exists() else {}
+    failures = []
+    for name, src, precisions in FIXTURES:
+        hf = cache / "hf" / (name if name.startswith("demo-") else f"fixture-{name}")
+        recover_checkpoint(src, hf)
+        torch_model = None
+        for precision in precisions:
+            folder_name = f"{name}-{precision}"
+            folder = BUILDER_DIR / folder_name
+            seconds = run_builder(hf, folder, precision, cache, logf=cache / "fixture-logs" / f"{folder_name}.log")
+            if folder_name in expectations and folder_name in report and seconds is None:
+                log(f"fixtures: {folder_name} checked, skipped")
+                continue
+            torch_model = torch_model or load_hf(hf)
+            rows, exp_rows = [], []
+            for prompt in PROMPTS:
+                ids = encode(folder / "tokenizer.json", prompt)  # the builder's own tokenizer.json (qwen2: rewritten)
+                t0 = time.time()
+                g, eos_at = genai_greedy_no_eos(folder, ids, GREEDY_NEW_TOKENS)
+                t_genai = time.time() - t0
+                t = torch_greedy_no_eos(torch_model, ids, GREEDY_NEW_TOKENS)
+                agree = next((i for i, (a, b) in enumerate(zip(g, t)) if a != b), len(t))
+                rows.append({"prompt": prompt, "prompt_ids": ids, "genai_ids": g, "torch_ids": t, "equal": g == t,
+                             "common_prefix": agree, "genai_eos_at": eos_at,
+                             "src_tokenizer_ids": encode(src / "tokenizer.json", prompt),
+                             "genai_tokenizer_ids": genai_tokenizer_ids(folder, prompt),
+                             "genai_seconds": round(t_genai, 2)})
+                exp_rows.append({"prompt": prompt, "prompt_ids": ids, "genai_ids": g, "genai_eos_at": eos_at})
+                log(f"fixtures {folder_name}: {prompt!r}: genai == torch: {g == t} (common prefix {agree}/{len(t)})"
+                    + (f", genai picked EOS at {eos_at}" if eos_at else ""))
+            report[folder_name] = {"source": str(src.relative_to(ROOT)), "build_seconds": seconds,
+                                   "files": file_list(folder), "prompts": rows}
+            report_path.write_text(json.dumps(report, indent=1) + "\n")
+            expectations[folder_name] = exp_rows
+            exp_path.write_text(json.dumps(dict(sorted(expectations.items())), indent=1) + "\n")
+            if precision == "fp32" and not all(r["equal"] for r in rows):
+                failures.append(folder_name)
+        del torch_model
+    name, src, out = COMMUNITY_FIXTURE
+    community(cache, src=src, out=out, recovered=cache / "hf" / f"fixture-{name}",
+              variants=["model_fp16.onnx", "model_q4.onnx"], layout_name=f"fixture-{name}")
+    write_manifest(cache, report, out, f"fixture-{name}")
+    sizes = {str(p.relative_to(ROOT)): p.stat().st_size
+             for d in [BUILDER_DIR, out] for p in sorted(d.rglob("*")) if p.is_file()}
+    log(f"fixtures: {len(sizes)} files, {sum(sizes.values()) / 1e6:.2f} MB under models/builder and {out.relative_to(ROOT)}")
+    if failures:
+        sys.exit(f"fixtures: onnxruntime-genai greedy differs from transformers greedy for {failures}")
+
+
+def write_manifest(cache, report, community_out, community_layout):
+    """models/MANIFEST.json entries builder/<folder> and community/<name> (merged, like make_models.py)."""
+    import onnxruntime_genai as og
+
+    entries = {}
+    for name, src, precisions in FIXTURES:
+        hf = cache / "hf" / (name if name.startswith("demo-") else f"fixture-{name}")
+        rec = json.loads((hf / "recover.json").read_text())
+        for precision in precisions:
+            folder = f"{name}-{precision}"
+            rows = report[folder]["prompts"]
+            entries[f"builder/{folder}"] = {
+                "from": str(src.relative_to(ROOT / "models")),
+                "made_by": "scripts/make_builder_models.py --stage fixtures",
+                "builder": f"onnxruntime_genai.models.builder {og.__version__} -p {precision} -e cpu",
+                "architecture": rec.get("architecture", "LlamaForCausalLM"), "parameters": rec["parameters"],
+                "bytes": sum(file_list(BUILDER_DIR / folder).values()),
+                "genai_greedy_equals_transformers": f"{sum(r['equal'] for r in rows)}/{len(rows)}",
+                "expectations": "builder/expectations.json"}
+    layout = json.loads((cache / "onnx-community" / f"{community_layout}.layout.json").read_text())
+    entries[f"community/{community_out.name}"] = {
+        "from": str(COMMUNITY_FIXTURE[1].relative_to(ROOT / "models")),
+        "made_by": "scripts/make_builder_models.py --stage fixtures",
+        "files": layout["files"], "variants_vs_model_onnx": layout["variants_vs_model_onnx"]}
+    manifest = ROOT / "models" / "MANIFEST.json"
+    old = json.loads(manifest.read_text()) if manifest.exists() else {}
+    old.update(entries)
+    manifest.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -763,7 +947,8 @@ def community(cache):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     stages = ["recover", "build", "check", "scaled", "qwen", "community"]
-    ap.add_argument("--stage", default="all", choices=["all", *stages])
+    ap.add_argument("--stage", default="all", choices=["all", *stages, "fixtures"],
+                    help="all = the cache stages; fixtures (models/builder, models/community/llama) only when named")
     ap.add_argument("--cache", default=str(ROOT / ".cache" / "builder-models"), help="output folder (outside git)")
     args = ap.parse_args()
     cache = Path(args.cache).resolve()
@@ -773,7 +958,7 @@ def main():
         (dot_cache / ".gitignore").write_text("*\n")
     t0 = time.time()
     fns = {"recover": recover, "build": build, "check": check, "scaled": scaled, "qwen": qwen,
-           "community": community}
+           "community": community, "fixtures": fixtures}
     for stage in stages if args.stage == "all" else [args.stage]:
         with Stage(stage):
             fns[stage](cache)
