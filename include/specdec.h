@@ -594,6 +594,16 @@ specdec_status specdec_model_options_set_optimization_level(struct specdec_model
                                                             uint32_t level,
                                                             struct specdec_error **err);
 
+// Which graph of a model folder with several to load: `variant` "q4" picks `model_q4.onnx` (in
+// the folder's `onnx/` subfolder for onnx-community layouts), "default" `model.onnx`; NULL (the
+// default) takes the only graph and refuses a folder with several, listing them.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (options), SPECDEC_STATUS_INVALID_UTF8. An unknown variant
+// is reported by specdec_model_load (SPECDEC_STATUS_IO, naming the variants present).
+specdec_status specdec_model_options_set_variant(struct specdec_model_options *options,
+                                                 const char *variant,
+                                                 struct specdec_error **err);
+
 // Whether a model asked to run on CUDA may load on the CPU instead when CUDA cannot be used
 // (default false: such a load fails with SPECDEC_STATUS_UNAVAILABLE). specdec_model_cuda_device
 // tells where a loaded model runs.

@@ -90,6 +90,19 @@ impl Tokenizer {
         no_panic(|| self.inner.decode(ids, true)).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
+    /// Text of the ids this tokenizer has, skipping the others (a model's vocabulary is often
+    /// larger than its tokenizer's, e.g. Qwen2's 151,936 logits for ~151,650 tokens: an id the
+    /// tokenizer lacks has no text) and skipping special tokens.
+    pub fn decode_known(&self, ids: &[u32]) -> Result<String> {
+        let known = self.known_ids(ids);
+        no_panic(|| self.inner.decode(&known, true)).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// The ids among `ids` this tokenizer has, in order.
+    pub fn known_ids(&self, ids: &[u32]) -> Vec<u32> {
+        ids.iter().copied().filter(|&t| (t as usize) < self.vocab_size).collect()
+    }
+
     /// One past the largest token id: every id below it may be passed to [`Tokenizer::decode`].
     pub fn vocab_size(&self) -> usize {
         self.vocab_size

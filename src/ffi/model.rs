@@ -147,6 +147,25 @@ pub unsafe extern "C" fn specdec_model_options_set_optimization_level(
     })
 }
 
+/// Which graph of a model folder with several to load: `variant` "q4" picks `model_q4.onnx` (in
+/// the folder's `onnx/` subfolder for onnx-community layouts), "default" `model.onnx`; NULL (the
+/// default) takes the only graph and refuses a folder with several, listing them.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER (options), SPECDEC_STATUS_INVALID_UTF8. An unknown variant
+/// is reported by specdec_model_load (SPECDEC_STATUS_IO, naming the variants present).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_variant(
+    options: *mut specdec_model_options,
+    variant: *const c_char,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let variant = if variant.is_null() { None } else { Some(str_arg(variant, "variant")?.to_string()) };
+        handle_mut(options, "options")?.inner.variant = variant;
+        Ok(())
+    })
+}
+
 /// Whether a model asked to run on CUDA may load on the CPU instead when CUDA cannot be used
 /// (default false: such a load fails with SPECDEC_STATUS_UNAVAILABLE). specdec_model_cuda_device
 /// tells where a loaded model runs.

@@ -48,7 +48,7 @@ impl StopRule {
             // match that involves the newest token; older matches would have stopped earlier.
             let longest = self.texts.iter().map(String::len).max().unwrap_or(0);
             let window = &generated[generated.len().saturating_sub(longest + 4)..];
-            let text = tok.decode(window)?;
+            let text = tok.decode_known(window)?;
             return Ok(self.texts.iter().any(|s| text.contains(s.as_str())));
         }
         Ok(false)

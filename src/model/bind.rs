@@ -10,7 +10,7 @@ use ort::session::Session;
 use ort::value::{DynTensor, DynValue, Tensor, TensorElementType, ValueType};
 
 use super::dtype::ElemType;
-use super::io::{copy_last_rows, present_names, take_logits, take_presents, InputValue, Inputs, LOGITS};
+use super::io::{copy_last_rows, past_names, present_names, take_logits, take_presents, InputValue, Inputs};
 use super::layout::Layout;
 use super::session::{session_builder, with_cuda};
 use super::{Device, ModelOptions};
@@ -81,15 +81,18 @@ impl Bound {
     }
 
     /// One forward call through IoBinding: the pasts are bound where they are, the presents to the
-    /// device's memory (they stay there and become the next pasts), the logits to host memory when
-    /// `all_rows`, else to the device (for [`Bound::gather_rows`]). Returns the presents and logits.
+    /// device's memory (they stay there and become the next pasts) or, with `shared` buffers, to
+    /// those same buffers (past and present at once, written in place by the graph); the logits to
+    /// host memory when `all_rows`, else to the device (for [`Bound::gather_rows`]). Returns the
+    /// new presents (none with shared buffers) and the logits.
     pub(super) fn call(
         &self,
         session: &mut Session,
         layout: &Layout,
         inputs: &Inputs<'_>,
+        shared: Option<&mut [DynTensor]>,
         all_rows: bool,
-    ) -> Result<(Vec<DynTensor>, DynValue)> {
+    ) -> Result<(Option<Vec<DynTensor>>, DynValue)> {
         // IoBinding keeps owned inputs without a copy; the pasts are bound as they are.
         let mut owned: Vec<(&str, DynTensor)> = Vec::new();
         let mut pasts: Vec<(&str, &DynTensor)> = Vec::new();
@@ -104,13 +107,24 @@ impl Bound {
         for (name, t) in owned.iter().map(|(n, t)| (*n, t)).chain(pasts) {
             binding.bind_input(name, t)?;
         }
-        for name in present_names(layout) {
-            binding.bind_output_to_device(name, &self.kv.memory)?;
+        let fresh = shared.is_none();
+        match shared {
+            Some(buffers) => {
+                for ((past, present), buffer) in past_names(layout).zip(present_names(layout)).zip(buffers) {
+                    binding.bind_input(past, buffer)?;
+                    binding.bind_output(present, buffer)?;
+                }
+            }
+            None => {
+                for name in present_names(layout) {
+                    binding.bind_output_to_device(name, &self.kv.memory)?;
+                }
+            }
         }
-        binding.bind_output_to_device(LOGITS, if all_rows { &self.host } else { &self.kv.memory })?;
+        binding.bind_output_to_device(&layout.names.logits, if all_rows { &self.host } else { &self.kv.memory })?;
         let mut outputs = session.run_binding(&binding)?;
-        let presents = take_presents(layout, &mut outputs)?;
-        let logits = take_logits(&mut outputs)?;
+        let presents = if fresh { Some(take_presents(layout, &mut outputs)?) } else { None };
+        let logits = take_logits(layout, &mut outputs)?;
         Ok((presents, logits))
     }
 }

@@ -32,6 +32,10 @@ pub struct KvCache {
     valid: Vec<bool>,
     len: usize,
     can_mask: bool,
+    /// The tensors are buffers of a fixed number of slots that the graph reads as past and writes
+    /// as present in place; the sequence is their first `len` slots, so a rollback only shortens
+    /// it (no holes, no copies).
+    shared: bool,
     /// Scratch for the next call's small integer inputs, kept to avoid per-call allocation.
     scratch: Vec<i64>,
     /// Most physical slots allowed before holes must be compacted away (a memory budget).
@@ -75,12 +79,19 @@ pub struct KvCopyStats {
 }
 
 impl KvCache {
-    pub(super) fn new(tensors: Vec<DynTensor>, can_mask: bool, device: Option<Arc<DeviceKv>>, counters: Arc<KvCounters>) -> Self {
+    pub(super) fn new(
+        tensors: Vec<DynTensor>,
+        can_mask: bool,
+        shared: bool,
+        device: Option<Arc<DeviceKv>>,
+        counters: Arc<KvCounters>,
+    ) -> Self {
         KvCache {
             tensors,
             valid: Vec::new(),
             len: 0,
             can_mask,
+            shared,
             scratch: Vec::new(),
             slot_limit: usize::MAX,
             device,
@@ -135,8 +146,33 @@ impl KvCache {
         (&self.tensors, &self.valid, self.len, &mut self.scratch)
     }
 
+    /// [`KvCache::call_parts`] for a shared buffer, which is bound as past and present at once.
+    pub(super) fn shared_call_parts(&mut self) -> (&mut [DynTensor], &[bool], usize, &mut Vec<i64>) {
+        (&mut self.tensors, &self.valid, self.len, &mut self.scratch)
+    }
+
     pub(super) fn tensors(&self) -> &[DynTensor] {
         &self.tensors
+    }
+
+    /// Whether the tensors are fixed buffers shared by past and present.
+    pub fn is_shared_buffer(&self) -> bool {
+        self.shared
+    }
+
+    /// Slots the shared buffers hold (0 before they are allocated).
+    pub(super) fn capacity(&self) -> usize {
+        self.tensors.first().and_then(|t| t.shape().get(2).copied()).unwrap_or(0).max(0) as usize
+    }
+
+    /// Put the shared buffers in place (before the first call).
+    pub(super) fn set_buffers(&mut self, buffers: Vec<DynTensor>) {
+        self.tensors = buffers;
+    }
+
+    /// The slot limit set for a memory budget (usize::MAX without one).
+    pub(super) fn slot_limit(&self) -> usize {
+        self.slot_limit
     }
 
     pub(super) fn count_host_copy(&mut self, bytes: usize) {
@@ -164,9 +200,12 @@ impl KvCache {
         self.valid.len() - self.len
     }
 
-    /// Record a forward call's outputs: `presents` now cover `added` more slots.
-    pub(super) fn advance(&mut self, presents: Vec<DynTensor>, added: usize) {
-        self.tensors = presents;
+    /// Record a forward call's outputs: `presents` (none for a shared buffer, written in place)
+    /// now cover `added` more slots.
+    pub(super) fn advance(&mut self, presents: Option<Vec<DynTensor>>, added: usize) {
+        if let Some(presents) = presents {
+            self.tensors = presents;
+        }
         self.valid.resize(self.valid.len() + added, true);
         self.len += added;
     }
@@ -187,6 +226,11 @@ impl KvCache {
             }
         }
         self.len = n;
+        if self.shared {
+            // The slots past `n` are rewritten by the next call; the mask stops reading them.
+            self.valid.truncate(n);
+            return Ok(());
+        }
         // Trailing holes cost nothing to drop logically, but the tensors still hold them.
         let holes = self.holes();
         if !self.can_mask || holes >= MAX_HOLES || holes as f32 >= MAX_HOLE_FRACTION * self.valid.len() as f32 {

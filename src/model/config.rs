@@ -1,9 +1,15 @@
-//! What a model folder says about the model besides its graph: config.json,
-//! generation_config.json and the tokenizer's vocabulary, combined with what the graph states.
+//! What a model folder says about the model besides its graph, combined with what the graph
+//! states. Three layouts are read as their tools emit them:
+//! - Hugging Face Optimum: `model.onnx`, `config.json`, `generation_config.json`, `tokenizer.json`;
+//! - onnxruntime-genai's model builder: `genai_config.json` (its `model` section says what
+//!   config.json would, its `decoder` section names the graph file and its inputs and outputs),
+//!   `model.onnx` with external data, `tokenizer.json`; no config.json;
+//! - onnx-community / transformers.js: config files at the root, graphs under `onnx/`, one per
+//!   variant (`model.onnx`, `model_fp16.onnx`, `model_q4.onnx`, ...).
 
 use std::path::{Path, PathBuf};
 
-use super::layout::{self, Layout, TensorSpec};
+use super::layout::{self, Layout, Names, TensorSpec};
 use super::ModelInfo;
 use crate::error::{Error, Result};
 
@@ -15,35 +21,159 @@ const MAX_KV_DIM: usize = 1 << 16;
 
 /// The JSON files beside a model, each `None` when absent.
 pub(super) struct FolderConfig {
+    /// config.json, completed from genai_config.json's `model` section where config.json is
+    /// silent (or absent, as in builder exports).
     pub config: Option<serde_json::Value>,
     pub generation: Option<serde_json::Value>,
+    /// genai_config.json as found.
+    pub genai: Option<serde_json::Value>,
     pub tokenizer_fingerprint: Option<u64>,
 }
 
 impl FolderConfig {
     pub(super) fn read(folder: &Path) -> Result<FolderConfig> {
-        let config = read_json(&folder.join("config.json"))?;
+        let genai = read_json(&folder.join("genai_config.json"))?;
+        let mut config = read_json(&folder.join("config.json"))?;
+        if let Some(from_genai) = genai.as_ref().and_then(config_from_genai) {
+            config = Some(merge_missing(config.unwrap_or_else(|| serde_json::json!({})), from_genai));
+        }
         let generation = read_json(&folder.join("generation_config.json"))?;
         // Only a fingerprint is taken here; a broken tokenizer.json is reported when it is loaded.
         let tokenizer_fingerprint = read_json(&folder.join("tokenizer.json")).ok().flatten().map(|t| vocabulary_fingerprint(&t));
-        Ok(FolderConfig { config, generation, tokenizer_fingerprint })
+        Ok(FolderConfig { config, generation, genai, tokenizer_fingerprint })
     }
 
-    /// The model's facts: the graph's where it states them, else the folder's.
+    /// The input and output names: genai_config.json's where it gives them, else Optimum's.
+    pub(super) fn names(&self) -> Names {
+        let mut names = Names::default();
+        let Some(decoder) = self.genai.as_ref().and_then(|g| g.pointer("/model/decoder")) else { return names };
+        let text = |section: &str, key: &str| decoder.get(section)?.get(key)?.as_str().map(str::to_string);
+        let slots = [
+            (&mut names.input_ids, "inputs", "input_ids"),
+            (&mut names.attention_mask, "inputs", "attention_mask"),
+            (&mut names.position_ids, "inputs", "position_ids"),
+            (&mut names.past_key, "inputs", "past_key_names"),
+            (&mut names.past_value, "inputs", "past_value_names"),
+            (&mut names.logits, "outputs", "logits"),
+            (&mut names.present_key, "outputs", "present_key_names"),
+            (&mut names.present_value, "outputs", "present_value_names"),
+        ];
+        for (slot, section, key) in slots {
+            if let Some(name) = text(section, key) {
+                *slot = name;
+            }
+        }
+        names
+    }
+
+    /// Whether the export asks for one KV buffer shared by past and present
+    /// (genai_config.json's `search.past_present_share_buffer`).
+    pub(super) fn shares_past_and_present(&self) -> bool {
+        self.genai.as_ref().and_then(|g| g.pointer("/search/past_present_share_buffer")).and_then(|v| v.as_bool()) == Some(true)
+    }
+
+    /// The model's facts: the graph's where it states them, else the folder's; a folder that
+    /// contradicts the graph is refused.
     pub(super) fn info(&self, layout: &Layout) -> Result<ModelInfo, String> {
+        check_agrees(layout, self.config.as_ref())?;
         model_info(layout, self.config.as_ref(), self.generation.as_ref(), self.tokenizer_fingerprint)
     }
 }
 
-/// The .onnx file and the folder holding its config files.
-pub(super) fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
+/// What genai_config.json's `model` section says, in config.json's words.
+fn config_from_genai(genai: &serde_json::Value) -> Option<serde_json::Value> {
+    let model = genai.get("model")?;
+    let decoder = model.get("decoder");
+    let mut out = serde_json::Map::new();
+    let mut copy = |from: Option<&serde_json::Value>, key: &str, to: &str| {
+        if let Some(v) = from.and_then(|f| f.get(key)) {
+            out.insert(to.to_string(), v.clone());
+        }
+    };
+    copy(Some(model), "vocab_size", "vocab_size");
+    copy(Some(model), "context_length", "max_position_embeddings");
+    copy(Some(model), "eos_token_id", "eos_token_id");
+    copy(Some(model), "bos_token_id", "bos_token_id");
+    copy(Some(model), "pad_token_id", "pad_token_id");
+    copy(Some(model), "type", "model_type");
+    copy(decoder, "head_size", "head_dim");
+    copy(decoder, "hidden_size", "hidden_size");
+    copy(decoder, "num_attention_heads", "num_attention_heads");
+    copy(decoder, "num_key_value_heads", "num_key_value_heads");
+    copy(decoder, "num_hidden_layers", "num_hidden_layers");
+    Some(serde_json::Value::Object(out))
+}
+
+/// `base` with the keys of `extra` it lacks.
+fn merge_missing(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(b), serde_json::Value::Object(e)) = (base.as_object_mut(), extra) {
+        for (k, v) in e {
+            b.entry(k).or_insert(v);
+        }
+    }
+    base
+}
+
+/// Refuse a folder whose stated KV head count, head size or layer count differs from what the
+/// graph itself says: one of them is not this model's.
+fn check_agrees(layout: &Layout, config: Option<&serde_json::Value>) -> Result<(), String> {
+    let stated = [
+        ("KV head count", layout.kv_heads, json_usize(config, &["num_key_value_heads"])),
+        ("head size", layout.head_dim, json_usize(config, &["head_dim"])),
+        ("layer count", Some(layout.layers.len()), json_usize(config, &["num_hidden_layers", "n_layer"])),
+    ];
+    for (what, graph, folder) in stated {
+        if let (Some(g), Some(f)) = (graph, folder) {
+            if g != f {
+                return Err(format!("the graph has {what} {g} but the folder's config says {f}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The .onnx file and the folder holding its config files. A folder holds `model.onnx`, or the
+/// file genai_config.json names, or (onnx-community) graphs under `onnx/`, of which `variant`
+/// chooses `model_<variant>.onnx` (`model.onnx` for "" or "default"); without a variant there
+/// must be exactly one.
+pub(super) fn locate(path: &Path, variant: Option<&str>) -> Result<(PathBuf, PathBuf)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
-        let onnx = path.join("model.onnx");
+        let genai_file = read_json(&path.join("genai_config.json"))?
+            .and_then(|g| g.pointer("/model/decoder/filename").and_then(|f| f.as_str()).map(str::to_string));
+        let graphs = if path.join("onnx").is_dir() { path.join("onnx") } else { path.to_path_buf() };
+        let onnx = match (variant, genai_file) {
+            (Some(v), _) => graphs.join(variant_file(v)),
+            (None, Some(file)) => path.join(file),
+            (None, None) if graphs.join("model.onnx").is_file() && onnx_files(&graphs).len() == 1 => graphs.join("model.onnx"),
+            (None, None) if graphs == path => path.join("model.onnx"),
+            (None, None) => match onnx_files(&graphs).as_slice() {
+                [one] => graphs.join(one),
+                [] => return Err(Error::io(&graphs, "holds no .onnx file")),
+                several => {
+                    return Err(Error::invalid(format!(
+                        "{} holds several variants ({}); choose one (CLI --variant, ModelOptions::variant, \
+                         specdec_model_options_set_variant)",
+                        graphs.display(),
+                        several.iter().map(|f| variant_name(f)).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            },
+        };
         if !onnx.is_file() {
-            return Err(Error::io(path, "folder has no model.onnx"));
+            let why = match variant {
+                Some(v) => format!(
+                    "no variant `{v}` ({} missing; variants here: {})",
+                    onnx.file_name().unwrap_or_default().to_string_lossy(),
+                    onnx_files(&graphs).iter().map(|f| variant_name(f)).collect::<Vec<_>>().join(", ")
+                ),
+                None => format!("folder has no {}", onnx.file_name().unwrap_or_default().to_string_lossy()),
+            };
+            return Err(Error::io(path, why));
         }
         Ok((onnx, path.to_path_buf()))
+    } else if variant.is_some() {
+        Err(Error::invalid(format!("a variant chooses a graph inside a model folder; {} is a file", path.display())))
     } else if !meta.is_file() {
         // A device or a FIFO: reading it may never end.
         Err(Error::io(path, "not a regular file or folder"))
@@ -51,6 +181,34 @@ pub(super) fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
         let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok((path.to_path_buf(), if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder }))
     }
+}
+
+/// The graph file of a variant: `model_<variant>.onnx`, or `model.onnx` for "" and "default".
+fn variant_file(variant: &str) -> String {
+    match variant {
+        "" | "default" => "model.onnx".into(),
+        v => format!("model_{v}.onnx"),
+    }
+}
+
+/// The variant a graph file is (`model_q4.onnx` -> `q4`, `model.onnx` -> `default`).
+fn variant_name(file: &str) -> String {
+    let stem = file.strip_suffix(".onnx").unwrap_or(file);
+    match stem.strip_prefix("model_") {
+        Some(v) => v.to_string(),
+        None if stem == "model" => "default".to_string(),
+        None => stem.to_string(),
+    }
+}
+
+/// The .onnx files in a folder, sorted.
+fn onnx_files(folder: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(folder)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    files.retain(|f| f.ends_with(".onnx"));
+    files.sort();
+    files
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {

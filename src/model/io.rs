@@ -10,9 +10,6 @@ use super::dtype::{bf16_to_f32, f16_to_f32, ElemType};
 use super::layout::Layout;
 use crate::error::{Error, Result};
 
-/// The logits output of every decoder layout.
-pub(super) const LOGITS: &str = "logits";
-
 /// The value of one input, before it is turned into what the calling path needs.
 pub(super) enum InputValue<'a> {
     /// A [1, len] integer tensor of the given element type.
@@ -31,7 +28,9 @@ pub(super) struct Inputs<'a> {
     positions: &'a [i64],
     /// Slots the pasts hold (holes included); legacy merged decoders branch on it.
     physical: usize,
-    pasts: &'a [DynTensor],
+    /// The cache's pasts, when they are fed as inputs here (a shared buffer is bound apart, as
+    /// past and present at once).
+    pasts: Option<&'a [DynTensor]>,
 }
 
 impl<'a> Inputs<'a> {
@@ -44,7 +43,7 @@ impl<'a> Inputs<'a> {
         tokens: &[u32],
         valid: &[bool],
         len: usize,
-        pasts: &'a [DynTensor],
+        pasts: Option<&'a [DynTensor]>,
     ) -> Inputs<'a> {
         let k = tokens.len();
         scratch.clear();
@@ -66,20 +65,21 @@ impl<'a> Inputs<'a> {
     /// Every input the graph takes, by name.
     pub(super) fn named(&self) -> impl Iterator<Item = (&'a str, InputValue<'a>)> + '_ {
         let l = self.layout;
+        let n = &l.names;
         let small = [
-            Some(("input_ids", InputValue::Ints(l.ids_type, self.ids))),
-            l.attention_mask.map(|t| ("attention_mask", InputValue::Ints(t, self.mask))),
-            l.position_ids.map(|t| ("position_ids", InputValue::Ints(t, self.positions))),
+            Some((n.input_ids.as_str(), InputValue::Ints(l.ids_type, self.ids))),
+            l.attention_mask.map(|t| (n.attention_mask.as_str(), InputValue::Ints(t, self.mask))),
+            l.position_ids.map(|t| (n.position_ids.as_str(), InputValue::Ints(t, self.positions))),
             l.use_cache_branch.then_some(("use_cache_branch", InputValue::Flag(self.physical > 0))),
         ];
-        let pasts = l.layers.iter().enumerate().flat_map(move |(i, names)| {
-            [
-                (names.past_key.as_str(), InputValue::Past(&self.pasts[2 * i])),
-                (names.past_value.as_str(), InputValue::Past(&self.pasts[2 * i + 1])),
-            ]
-        });
+        let pasts = self.pasts.into_iter().flat_map(move |pasts| past_names(l).zip(pasts).map(|(n, t)| (n, InputValue::Past(t))));
         small.into_iter().flatten().chain(pasts)
     }
+}
+
+/// Names of the past inputs, key then value for each layer (the cache's order).
+pub(super) fn past_names(layout: &Layout) -> impl Iterator<Item = &str> {
+    layout.layers.iter().flat_map(|n| [n.past_key.as_str(), n.past_value.as_str()])
 }
 
 /// Names of the present outputs, key then value for each layer (the cache's order).
@@ -98,8 +98,9 @@ pub(super) fn take_presents(layout: &Layout, outputs: &mut SessionOutputs<'_>) -
 }
 
 /// Take the logits out of a call's outputs.
-pub(super) fn take_logits(outputs: &mut SessionOutputs<'_>) -> Result<DynValue> {
-    outputs.remove(LOGITS).ok_or_else(|| Error::Inference(format!("no `{LOGITS}` in outputs")))
+pub(super) fn take_logits(layout: &Layout, outputs: &mut SessionOutputs<'_>) -> Result<DynValue> {
+    let name = layout.names.logits.as_str();
+    outputs.remove(name).ok_or_else(|| Error::Inference(format!("no `{name}` in outputs")))
 }
 
 /// Copy the last `rows` rows of a [1, k, vocab] logits tensor in host memory as f32.

@@ -21,9 +21,46 @@ pub struct LayerNames {
     pub present_value: String,
 }
 
+/// The names a decoder graph gives its inputs and outputs; per-layer names are patterns with `%d`
+/// for the layer. Optimum's by default; genai_config.json may name others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Names {
+    pub input_ids: String,
+    pub attention_mask: String,
+    pub position_ids: String,
+    pub past_key: String,
+    pub past_value: String,
+    pub logits: String,
+    pub present_key: String,
+    pub present_value: String,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            input_ids: "input_ids".into(),
+            attention_mask: "attention_mask".into(),
+            position_ids: "position_ids".into(),
+            past_key: "past_key_values.%d.key".into(),
+            past_value: "past_key_values.%d.value".into(),
+            logits: "logits".into(),
+            present_key: "present.%d.key".into(),
+            present_value: "present.%d.value".into(),
+        }
+    }
+}
+
+impl Names {
+    fn layer(pattern: &str, i: usize) -> String {
+        pattern.replace("%d", &i.to_string())
+    }
+}
+
 /// How to drive a decoder: which optional inputs exist and what its KV cache looks like.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
+    /// The graph's names of the inputs and outputs the engine feeds and reads.
+    pub names: Names,
     pub ids_type: ElemType,
     /// Element type of `attention_mask`, if the model takes one.
     pub attention_mask: Option<ElemType>,
@@ -39,6 +76,11 @@ pub struct Layout {
     pub logits_type: ElemType,
     /// Vocabulary size from the logits shape, when static.
     pub vocab_size: Option<usize>,
+    /// One KV buffer of the context's length serves as past and present (onnxruntime-genai's
+    /// `past_present_share_buffer`, for GroupQueryAttention graphs): the graph writes the new
+    /// entries in place and the attention mask's length says how many are valid, so rolling back
+    /// is shortening the mask. Set by the loader from the export's configuration.
+    pub shared_buffer: bool,
 }
 
 impl Layout {
@@ -56,9 +98,15 @@ fn find<'a>(specs: &'a [TensorSpec], name: &str) -> Option<&'a TensorSpec> {
 /// Parse the layout of a decoder with a KV cache (Hugging Face Optimum names). Errors say what is
 /// missing or unexpected in words a user can act on.
 pub fn parse(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Layout, String> {
-    let ids = find(inputs, "input_ids").ok_or("no `input_ids` input: not a text decoder")?;
+    parse_named(inputs, outputs, Names::default())
+}
+
+/// [`parse`] with the graph's own names.
+pub fn parse_named(inputs: &[TensorSpec], outputs: &[TensorSpec], names: Names) -> Result<Layout, String> {
+    let n = &names;
+    let ids = find(inputs, &n.input_ids).ok_or_else(|| format!("no `{}` input: not a text decoder", n.input_ids))?;
     if !ids.elem.is_int() || ids.shape.len() != 2 {
-        return Err(format!("`input_ids` must be a 2-D int64/int32 tensor, found {:?} {:?}", ids.elem, ids.shape));
+        return Err(format!("`{}` must be a 2-D int64/int32 tensor, found {:?} {:?}", n.input_ids, ids.elem, ids.shape));
     }
     let int_input = |name: &str| -> Result<Option<ElemType>, String> {
         match find(inputs, name) {
@@ -67,17 +115,17 @@ pub fn parse(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Layout, St
             Some(s) => Err(format!("`{name}` must be a 2-D integer tensor, found {:?} {:?}", s.elem, s.shape)),
         }
     };
-    let attention_mask = int_input("attention_mask")?;
-    let position_ids = int_input("position_ids")?;
+    let attention_mask = int_input(&n.attention_mask)?;
+    let position_ids = int_input(&n.position_ids)?;
     let use_cache_branch = match find(inputs, "use_cache_branch") {
         None => false,
         Some(s) if s.elem == ElemType::Bool => true,
         Some(s) => return Err(format!("`use_cache_branch` must be bool, found {:?}", s.elem)),
     };
 
-    let logits = find(outputs, "logits").ok_or("no `logits` output")?;
+    let logits = find(outputs, &n.logits).ok_or_else(|| format!("no `{}` output", n.logits))?;
     if !logits.elem.is_float() || logits.shape.len() != 3 {
-        return Err(format!("`logits` must be a 3-D float tensor, found {:?} {:?}", logits.elem, logits.shape));
+        return Err(format!("`{}` must be a 3-D float tensor, found {:?} {:?}", n.logits, logits.elem, logits.shape));
     }
     let vocab_size = match logits.shape[2] {
         d if d > 0 => Some(d as usize),
@@ -89,10 +137,10 @@ pub fn parse(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Layout, St
     loop {
         let i = layers.len();
         let names = LayerNames {
-            past_key: format!("past_key_values.{i}.key"),
-            past_value: format!("past_key_values.{i}.value"),
-            present_key: format!("present.{i}.key"),
-            present_value: format!("present.{i}.value"),
+            past_key: Names::layer(&n.past_key, i),
+            past_value: Names::layer(&n.past_value, i),
+            present_key: Names::layer(&n.present_key, i),
+            present_value: Names::layer(&n.present_value, i),
         };
         let past_k = find(inputs, &names.past_key);
         let past_v = find(inputs, &names.past_value);
@@ -130,14 +178,19 @@ pub fn parse(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Layout, St
         layers.push(names);
     }
     let Some((kv_type, heads, dim)) = kv else {
-        return Err("no `past_key_values.N.key/value` inputs: export with --task text-generation-with-past".into());
+        return Err(format!(
+            "no `{}` / `{}` inputs: export with --task text-generation-with-past",
+            n.past_key.replace("%d", "N"),
+            n.past_value.replace("%d", "N")
+        ));
     };
-    if find(outputs, &format!("present.{}.key", layers.len())).is_some() {
+    if find(outputs, &Names::layer(&n.present_key, layers.len())).is_some() {
         return Err(format!("more present outputs than past inputs ({} layers of past)", layers.len()));
     }
 
     let known = |name: &str| {
-        matches!(name, "input_ids" | "attention_mask" | "position_ids" | "use_cache_branch")
+        [&n.input_ids, &n.attention_mask, &n.position_ids].iter().any(|k| k.as_str() == name)
+            || name == "use_cache_branch"
             || layers.iter().any(|l| l.past_key == name || l.past_value == name)
     };
     let unknown: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).filter(|n| !known(n)).collect();
@@ -146,6 +199,7 @@ pub fn parse(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Layout, St
     }
     let positive = |d: i64| if d > 0 { Some(d as usize) } else { None };
     Ok(Layout {
+        names,
         ids_type: ids.elem,
         attention_mask,
         position_ids,
@@ -156,6 +210,7 @@ pub fn parse(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Layout, St
         kv_type,
         logits_type: logits.elem,
         vocab_size,
+        shared_buffer: false,
     })
 }
 

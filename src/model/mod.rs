@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ort::memory::Allocator;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynTensor, Tensor, TensorRef, ValueType};
+use ort::value::{DynTensor, Tensor, TensorRef};
 
 pub use cache::{KvCache, KvCopyStats};
 #[doc(hidden)]
@@ -89,6 +89,11 @@ pub struct ModelOptions {
     /// (default off: a CUDA request either runs on CUDA or fails with a message naming what is
     /// missing). [`Model::device`] and [`Model::device_fallback`] tell what happened.
     pub cuda_fallback_to_cpu: bool,
+    /// Which graph of a folder with several (onnx-community folders: `onnx/model.onnx`,
+    /// `onnx/model_fp16.onnx`, `onnx/model_q4.onnx`, ...): `q4` picks `model_q4.onnx`, `default`
+    /// `model.onnx`. `None` (the default) takes the only one, and refuses a folder with several,
+    /// naming them.
+    pub variant: Option<String>,
 }
 
 impl Default for ModelOptions {
@@ -100,6 +105,7 @@ impl Default for ModelOptions {
             spinning: true,
             io_binding: false,
             cuda_fallback_to_cpu: false,
+            variant: None,
         }
     }
 }
@@ -155,7 +161,7 @@ impl Model {
     /// [`ModelOptions::cuda_fallback_to_cpu`] asks for a CPU model instead.
     pub fn load(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Model> {
         let path = path.as_ref();
-        let (onnx, folder) = config::locate(path)?;
+        let (onnx, folder) = config::locate(path, options.variant.as_deref())?;
         let folder_config = FolderConfig::read(&folder)?;
         if options.optimization_level > 3 {
             return Err(Error::invalid(format!("graph optimization level must be 0..=3, got {}", options.optimization_level)));
@@ -163,14 +169,14 @@ impl Model {
         let env = crate::runtime::environment_for(matches!(options.device, Device::Cuda(_)))?;
         let (session, device, fallback) = session::open(env, options, &onnx)?;
         let unsupported = |reason| Error::UnsupportedLayout { path: onnx.clone(), reason };
-        let layout = layout::parse(&session::specs(session.inputs()), &session::specs(session.outputs())).map_err(unsupported)?;
+        let (inputs, outputs) = (session::specs(session.inputs()), session::specs(session.outputs()));
+        let mut layout = layout::parse_named(&inputs, &outputs, folder_config.names()).map_err(unsupported)?;
+        // A shared buffer needs the graph to take its positions from the mask (GroupQueryAttention).
+        layout.shared_buffer =
+            folder_config.shares_past_and_present() && layout.attention_mask.is_some() && layout.position_ids.is_none();
         let info = folder_config.info(&layout).map_err(unsupported)?;
-        let bound = if device != Device::Cpu || options.io_binding {
-            let logits_type = session.outputs().iter().find(|o| o.name() == io::LOGITS).and_then(|o| match o.dtype() {
-                ValueType::Tensor { ty, .. } => Some(*ty),
-                _ => None,
-            });
-            Some(Bound::new(env, device, &layout, logits_type.unwrap_or(ort::value::TensorElementType::Float32))?)
+        let bound = if device != Device::Cpu || options.io_binding || layout.shared_buffer {
+            Some(Bound::new(env, device, &layout, layout.logits_type.float_tensor_type())?)
         } else {
             None
         };
@@ -240,9 +246,22 @@ impl Model {
 
     /// An empty cache for one sequence.
     pub(crate) fn new_cache(&self) -> Result<KvCache> {
+        // A shared buffer is allocated on the first call, once the memory budget is known.
+        let tensors = self.kv_tensors(0, false)?;
+        Ok(KvCache::new(
+            tensors,
+            self.layout.supports_masked_rollback(),
+            self.layout.shared_buffer,
+            self.bound.as_ref().map(|b| b.kv.clone()),
+            self.kv_counters.clone(),
+        ))
+    }
+
+    /// KV tensors of `slots` slots for every layer, in the device's memory for a device model
+    /// (nothing to copy there later); zeroed when `zeroed` and in host memory.
+    fn kv_tensors(&self, slots: usize, zeroed: bool) -> Result<Vec<DynTensor>> {
         let elem = self.layout.kv_type.float_tensor_type();
-        let shape = [1i64, self.info.kv_heads as i64, 0, self.info.head_dim as i64];
-        // The empty first pasts: on the device for a device model (nothing to copy there later).
+        let shape = [1i64, self.info.kv_heads as i64, slots as i64, self.info.head_dim as i64];
         let device_allocator = match &self.bound {
             Some(b) if b.off_host => {
                 let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
@@ -250,15 +269,19 @@ impl Model {
             }
             _ => None,
         };
+        let on_host = device_allocator.is_none();
         let allocator = device_allocator.unwrap_or_default();
-        let tensors =
-            (0..2 * self.info.layers).map(|_| DynTensor::new(&allocator, elem, shape)).collect::<Result<Vec<_>, _>>()?;
-        Ok(KvCache::new(
-            tensors,
-            self.layout.supports_masked_rollback(),
-            self.bound.as_ref().map(|b| b.kv.clone()),
-            self.kv_counters.clone(),
-        ))
+        (0..2 * self.info.layers)
+            .map(|_| {
+                let mut t = DynTensor::new(&allocator, elem, shape)?;
+                if zeroed && on_host {
+                    let bytes = dtype::tensor_bytes(&t);
+                    // SAFETY: a host tensor of `bytes` bytes just allocated for this shape.
+                    unsafe { std::ptr::write_bytes(t.data_ptr_mut() as *mut u8, 0, bytes) };
+                }
+                Ok(t)
+            })
+            .collect()
     }
 
     /// Feed `tokens` after what `cache` holds and write the logits of the last `rows` of them into
@@ -300,8 +323,9 @@ impl Model {
         }
         let started = Instant::now();
         let presents = match &self.bound {
-            Some(b) => self.run_bound(b, cache, tokens, rows, out)?,
-            None => self.run_plain(cache, tokens, rows, out)?,
+            Some(b) if self.layout.shared_buffer => self.run_shared(b, cache, tokens, rows, out).map(|()| None)?,
+            Some(b) => Some(self.run_bound(b, cache, tokens, rows, out)?),
+            None => Some(self.run_plain(cache, tokens, rows, out)?),
         };
         let elapsed = started.elapsed();
         self.cost.record(k, elapsed);
@@ -314,7 +338,7 @@ impl Model {
     /// A call with the pasts fed as they are and ONNX Runtime allocating the outputs.
     fn run_plain(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<Vec<DynTensor>> {
         let (pasts, valid, len, scratch) = cache.call_parts();
-        let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, pasts);
+        let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, Some(pasts));
         let mut feed: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(4 + pasts.len());
         for (name, value) in inputs.named() {
             feed.push((
@@ -333,9 +357,43 @@ impl Model {
         let mut outputs = session.run(feed)?;
         let presents = take_presents(&self.layout, &mut outputs)?;
         if rows > 0 {
-            copy_last_rows(&take_logits(&mut outputs)?, tokens.len(), rows, self.info.vocab_size, out)?;
+            copy_last_rows(&take_logits(&self.layout, &mut outputs)?, tokens.len(), rows, self.info.vocab_size, out)?;
         }
         Ok(presents)
+    }
+
+    /// A call on a shared past/present buffer: the graph writes the new entries into the buffers in
+    /// place and reads as many slots as the attention mask is long, so nothing is copied and a
+    /// rollback is only a shorter mask next time. The buffers are allocated on the first call, as
+    /// long as the context (or the memory budget's slot limit) allows.
+    fn run_shared(&self, b: &Bound, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
+        let k = tokens.len();
+        if cache.capacity() == 0 {
+            let slots = self.info.context_limit.min(cache.slot_limit());
+            cache.set_buffers(self.kv_tensors(slots, true)?);
+        }
+        let capacity = cache.capacity();
+        if cache.len() + k > capacity {
+            return Err(Error::ContextLimit { needed: cache.len() + k, limit: capacity });
+        }
+        let (buffers, valid, len, scratch) = cache.shared_call_parts();
+        let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, None);
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some(buffers), rows == k)?;
+        drop(session);
+        self.read_rows(b, &logits, k, rows, out)
+    }
+
+    /// Copy the last `rows` of a bound call's `k` logits rows to `out` (gathered on the device
+    /// first when only some are wanted).
+    fn read_rows(&self, b: &Bound, logits: &ort::value::DynValue, k: usize, rows: usize, out: &mut Vec<f32>) -> Result<()> {
+        if rows == k {
+            copy_last_rows(logits, k, rows, self.info.vocab_size, out)
+        } else if rows > 0 {
+            b.gather_rows(logits, k, rows, self.info.vocab_size, out)
+        } else {
+            Ok(())
+        }
     }
 
     /// A call through IoBinding, counting every KV tensor that crosses between host and device
@@ -359,15 +417,12 @@ impl Model {
             .collect();
         crossing.into_iter().for_each(|n| cache.count_host_copy(n));
         let (pasts, valid, len, scratch) = cache.call_parts();
-        let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, pasts);
+        let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, Some(pasts));
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let (presents, logits) = b.call(&mut session, &self.layout, &inputs, rows == k)?;
+        let (presents, logits) = b.call(&mut session, &self.layout, &inputs, None, rows == k)?;
         drop(session);
-        if rows == k {
-            copy_last_rows(&logits, k, rows, self.info.vocab_size, out)?;
-        } else if rows > 0 {
-            b.gather_rows(&logits, k, rows, self.info.vocab_size, out)?;
-        }
+        let presents = presents.ok_or_else(|| Error::Inference("a bound call returned no presents".into()))?;
+        self.read_rows(b, &logits, k, rows, out)?;
         // ONNX Runtime binds an output to the CPU when the device has no provider: count that too.
         let misplaced: Vec<usize> =
             presents.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).collect();

@@ -24,7 +24,7 @@ usage:
                    [--drafter model|ngram|unigram|bigram] [--ngram MIN,MAX,LEN] [--counts FILE]
                    [--draft-policy fixed|heuristic|auto] [--confidence-stop P]
                    [--kv-memory-limit BYTES] [--device cpu|cuda[:N]] [--draft-device D]
-                   [--cuda-fallback]
+                   [--cuda-fallback] [--variant V] [--draft-variant V]
   specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
                    [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
                    [--device D] [--draft-device D] [--cuda-fallback]
@@ -43,6 +43,9 @@ unigram or bigram (counts from --counts FILE, else learnt from the sequence).
 --device puts the target (and, unless --draft-device says otherwise, the draft) on cpu (the
 default) or a CUDA GPU (cuda = cuda:0), with its KV cache kept on the GPU. CUDA that cannot run
 is an error naming what is missing; --cuda-fallback runs on the CPU instead, with a warning.
+--target and --draft take a model folder (Optimum export, onnxruntime-genai builder export with
+genai_config.json, or onnx-community folder with graphs under onnx/) or an .onnx file. --variant
+(--draft-variant) chooses among a folder's graphs: q4 picks model_q4.onnx, default model.onnx.
 bench variants (comma-separated; default target,gammas,auto): target, gammas (the model draft
 at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram, and the
 session-option comparison: opt (both models again at each other graph optimization level of
@@ -113,6 +116,8 @@ struct Opts {
     device: Device,
     draft_device: Option<Device>,
     cuda_fallback: bool,
+    variant: Option<String>,
+    draft_variant: Option<String>,
     drafter: Option<String>,
     ngram: NGramConfig,
     counts: Option<PathBuf>,
@@ -170,6 +175,8 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--device" => o.device = value(flag)?.parse()?,
             "--draft-device" => o.draft_device = Some(value(flag)?.parse()?),
             "--cuda-fallback" => o.cuda_fallback = true,
+            "--variant" => o.variant = Some(value(flag)?),
+            "--draft-variant" => o.draft_variant = Some(value(flag)?),
             "--json" => o.json = true,
             "-h" | "--help" => return Err(usage("help")),
             other => return Err(usage(format!("unknown option `{other}`"))),
@@ -224,19 +231,20 @@ struct Loaded {
 
 fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> Result<Loaded, CliError> {
     init_runtime(o.ort_lib.as_deref(), o.device, o.draft_device)?;
-    let options = |threads, device| ModelOptions {
+    let options = |threads, device, variant: &Option<String>| ModelOptions {
         intra_threads: threads,
         device,
         cuda_fallback_to_cpu: o.cuda_fallback,
+        variant: variant.clone(),
         ..Default::default()
     };
     let target_path = o.target.clone().or(default_target.map(PathBuf::from)).ok_or_else(|| usage("--target is required"))?;
-    let target = Arc::new(Model::load(&target_path, &options(o.threads, o.device))?);
+    let target = Arc::new(Model::load(&target_path, &options(o.threads, o.device, &o.variant))?);
     warn_fallback("target", &target);
     let draft_path = o.draft.clone().or(default_draft.map(PathBuf::from));
     let draft_device = o.draft_device.unwrap_or(o.device);
     let draft = draft_path
-        .map(|p| Model::load(p, &options(o.draft_threads.unwrap_or(o.threads), draft_device)).map(Arc::new))
+        .map(|p| Model::load(p, &options(o.draft_threads.unwrap_or(o.threads), draft_device, &o.draft_variant)).map(Arc::new))
         .transpose()?;
     if let Some(d) = &draft {
         warn_fallback("draft", d);
@@ -328,7 +336,7 @@ fn generate(mut o: Opts) -> Result<(), CliError> {
             let reason = g.generate(|_| true)?;
             let new = &g.tokens()[prompt.len()..];
             let text = match &m.tokenizer {
-                Some(t) => t.decode(new)?,
+                Some(t) => t.decode_known(new)?,
                 None => String::new(),
             };
             let line = serde_json::json!({
@@ -345,7 +353,7 @@ fn generate(mut o: Opts) -> Result<(), CliError> {
             let mut err = None;
             let reason = g.generate(|new| {
                 let mut out = stdout.lock();
-                let written = match tok.map(|t| stream.push(t, new)) {
+                let written = match tok.map(|t| stream.push(t, &t.known_ids(new))) {
                     Some(Ok(text)) => write!(out, "{text}").is_ok(),
                     Some(Err(e)) => {
                         err = Some(e);
@@ -497,7 +505,7 @@ fn demo(mut o: Opts) -> Result<(), CliError> {
     println!(
         "--- speculative continuation (greedy, gamma {}) ---\n{}",
         o.cfg.gamma,
-        tok.decode(first.as_deref().unwrap_or(&[]))?
+        tok.decode_known(first.as_deref().unwrap_or(&[]))?
     );
     println!("---");
     println!(
