@@ -191,7 +191,17 @@ fn check_with_totals(
     sabotage: bool,
     make: impl Fn(&Arc<Model>, GenerationConfig) -> Generator,
 ) -> (f64, Totals) {
-    let target = load(fixture("llama"));
+    check_on(&fixture("llama"), sampling, sabotage, make)
+}
+
+/// [`check_with_totals`] on the target at `target_path`.
+fn check_on(
+    target_path: &std::path::Path,
+    sampling: SamplingConfig,
+    sabotage: bool,
+    make: impl Fn(&Arc<Model>, GenerationConfig) -> Generator,
+) -> (f64, Totals) {
+    let target = load(target_path);
     let prompt = tokenizer().encode(PROMPTS[2]).unwrap();
     let exact = exact_pairs(&target, &prompt, &sampling);
     let total: f64 = exact.values().sum();
@@ -231,6 +241,19 @@ fn top_k_and_top_p_match_the_target() {
 #[test]
 fn min_p_and_repetition_penalty_match_the_target() {
     let p = check(SamplingConfig { temperature: 1.2, min_p: 0.02, repetition_penalty: 1.2, ..Default::default() }, false);
+    assert!(p > 0.001, "p = {p}");
+}
+
+#[test]
+fn a_builder_pair_matches_the_target() {
+    // onnxruntime-genai builder exports (GroupQueryAttention, one KV buffer shared by past and
+    // present, rollback by a shorter mask) of the llama fixture and the draft.
+    let builder = models_dir().join("builder");
+    let draft = load(builder.join("draft-fp32"));
+    let sampling = SamplingConfig { temperature: 0.9, top_p: 0.95, ..Default::default() };
+    let (p, _) = check_on(&builder.join("llama-fp32"), sampling, false, |target, cfg| {
+        Generator::new(target.clone(), Some(draft.clone()), cfg).unwrap()
+    });
     assert!(p > 0.001, "p = {p}");
 }
 

@@ -67,3 +67,27 @@ pub fn top2_margin(model: &Arc<Model>, prefix: &[u32]) -> f32 {
     row.sort_by(|a, b| b.total_cmp(a));
     row[0] - row[1]
 }
+
+/// `got` must equal `want`; a first difference where `reference` (the model `want` came from)
+/// has a top-2 logit margin below `near_tie` is reported and returned as that margin, any other
+/// difference fails (and with `exact`, any difference fails).
+pub fn compare(
+    near_tie: f32,
+    what: &str,
+    reference: &Arc<Model>,
+    prompt: &[u32],
+    want: &[u32],
+    got: &[u32],
+    exact: bool,
+) -> Option<f32> {
+    let i = want.iter().zip(got).position(|(a, b)| a != b)?;
+    let prefix = [prompt, &want[..i]].concat();
+    let m = top2_margin(reference, &prefix);
+    let msg = format!(
+        "{what}: first difference at new token {i} ({} vs {}); reference top-2 logit margin there {m:.3e}",
+        want[i], got[i]
+    );
+    assert!(!exact && m < near_tie, "{msg}");
+    println!("near-tie divergence, reported: {msg}");
+    Some(m)
+}
