@@ -41,7 +41,7 @@ test: setup
 	$(MAKE) fmt-check check-bindings check-imports
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
-	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test bench-smoke
+	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test bench-smoke genai-parity
 	$(MAKE) fuzz-test
 	$(MAKE) lint
 
@@ -67,6 +67,17 @@ check-bindings:
 # No import cycles among the library's modules; ONNX input/output names only in src/model/.
 check-imports:
 	$(PYTHON) scripts/check-imports.py
+
+# specdec's greedy output beside onnxruntime-genai 0.18's own, live, on every committed builder
+# export (models/builder/), in a small venv of its own (onnxruntime-genai and numpy, ~200 MB).
+GENAI_VENV ?= .venv-genai
+.PHONY: genai-parity
+genai-parity: build
+	@test -x $(GENAI_VENV)/bin/python && cmp -s scripts/requirements-genai.txt $(GENAI_VENV)/requirements.txt || { \
+	  rm -rf $(GENAI_VENV) && $(PYTHON) -m venv $(GENAI_VENV) && \
+	  $(GENAI_VENV)/bin/pip install -q -r scripts/requirements-genai.txt && \
+	  cp scripts/requirements-genai.txt $(GENAI_VENV)/requirements.txt; }
+	$(GENAI_VENV)/bin/python tests/genai/check_genai_parity.py --specdec target/release/specdec
 
 # The three cargo-fuzz targets (C ABI argument layer, model layout, tokenizer), briefly, from their
 # committed seed corpora; `bash scripts/fuzz.sh SECONDS` for longer runs.
