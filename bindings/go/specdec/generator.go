@@ -173,7 +173,7 @@ func (g *Generator) Close() error {
 	if g == nil {
 		return nil
 	}
-	if g.flags.inCallback.Load() > 0 {
+	if g.inCallback() {
 		return busyError()
 	}
 	g.mu.Lock()
@@ -189,6 +189,11 @@ func (g *Generator) Close() error {
 	return nil
 }
 
+// inCallback reports whether one of the generator's callbacks is running (see genFlags).
+func (g *Generator) inCallback() bool {
+	return g.flags != nil && g.flags.inCallback.Load() > 0
+}
+
 func busyError() error {
 	return &Error{Code: StatusBusy, Message: "the generator is running one of its callbacks (only Cancel may be called from there)"}
 }
@@ -200,7 +205,7 @@ func (g *Generator) lock() error {
 	}
 	// From inside a callback of a native call on this generator, the goroutine holding g.mu is
 	// this one: waiting would deadlock. (The native library answers BUSY there too.)
-	if g.flags.inCallback.Load() > 0 {
+	if g.inCallback() {
 		return busyError()
 	}
 	g.mu.Lock()
