@@ -34,5 +34,6 @@ echo "== running the wrapper tests"
 
 echo "== running the example on the fixtures"
 "$out/generate" models/fixtures/llama models/fixtures/draft "Once upon a time" 32
+"$out/generate" models/fixtures/llama ngram "Once upon a time" 32
 
 echo "== C++ wrapper checks passed"

@@ -39,5 +39,6 @@ mkdir -p target/go
 
 echo "== running the example on the fixtures"
 ./target/go/example -target models/fixtures/llama -draft models/fixtures/draft -prompt "def __init__(self, name):" -max 48
+./target/go/example -target models/fixtures/llama -drafter ngram -policy auto -prompt "def __init__(self, name):" -max 48
 
 echo "== Go binding checks passed"

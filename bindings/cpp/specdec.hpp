@@ -22,7 +22,9 @@
 //   (SPECDEC_STATUS_NULL_PARAMETER), a string with an embedded NUL (INVALID_ARGUMENT), a library
 //   of another ABI (UNAVAILABLE). Exceptions thrown by a generate() callback never cross the C
 //   boundary: they are caught in the trampoline, generation is stopped, and the same exception
-//   is rethrown once the C call has returned.
+//   is rethrown once the C call has returned. An exception thrown by a DraftCallback (a host
+//   drafter) is caught the same way; it fails that round with SPECDEC_STATUS_CALLBACK, thrown as a
+//   specdec::Error that nests the original (std::rethrow_if_nested gets it back).
 //
 // Link with -lspecdec (and -lpthread if your toolchain needs it).
 
@@ -36,9 +38,11 @@
 #include <specdec.h>
 
 #include <array>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <initializer_list>
 #include <iterator>
 #include <memory>
@@ -192,7 +196,8 @@ inline void runtime_init(std::string_view ort_library_path = {}) {
 // ---------------------------------------------------------------------------------------------
 // ModelOptions
 
-// Options for Model::load (device "cpu" | "cuda" | "cuda:N", ONNX Runtime intra-op threads).
+// Options for Model::load: device ("cpu" | "cuda" | "cuda:N"), CUDA fallback, IoBinding, ONNX Runtime
+// intra-op threads, spinning and graph optimization level, and which graph variant of a folder.
 // Owns a specdec_model_options; move-only. Setters validate at once and throw specdec::Error;
 // they return *this for chaining: Model::load(p, ModelOptions().device("cpu").intra_threads(2)).
 // Not thread-safe while being modified.
@@ -217,6 +222,49 @@ public:
         return *this;
     }
     ModelOptions&& intra_threads(uint32_t n) && { return std::move(intra_threads(n)); }
+
+    // Which graph of a folder holding several to load: "q4" is model_q4.onnx (in the onnx/
+    // subfolder of onnx-community layouts), "fp16" model_fp16.onnx, "default" model.onnx. Without
+    // it the only graph is loaded, and a folder with several makes Model::load throw
+    // SPECDEC_STATUS_INVALID_ARGUMENT naming them; an unknown variant throws SPECDEC_STATUS_IO
+    // there, naming those present.
+    ModelOptions& variant(std::string_view name) & {
+        std::string s = detail::c_string(name, "variant");
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_variant(h_.get(), s.c_str(), e); });
+        return *this;
+    }
+    ModelOptions&& variant(std::string_view name) && { return std::move(variant(name)); }
+
+    // Whether a model asked to run on CUDA may load on the CPU where CUDA cannot be used (default
+    // false: Model::load throws SPECDEC_STATUS_UNAVAILABLE). Model::cuda_device() tells where it runs.
+    ModelOptions& cuda_fallback(bool allow) & {
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_cuda_fallback(h_.get(), allow, e); });
+        return *this;
+    }
+    ModelOptions&& cuda_fallback(bool allow) && { return std::move(cuda_fallback(allow)); }
+
+    // Every call through ONNX Runtime's IoBinding with the KV cache in the device's memory (always
+    // on for CUDA; default false on the CPU, where it runs the CUDA code path, same output).
+    ModelOptions& io_binding(bool enable) & {
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_io_binding(h_.get(), enable, e); });
+        return *this;
+    }
+    ModelOptions&& io_binding(bool enable) && { return std::move(io_binding(enable)); }
+
+    // Whether idle ONNX Runtime worker threads spin before sleeping (default true).
+    ModelOptions& spinning(bool spin) & {
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_spinning(h_.get(), spin, e); });
+        return *this;
+    }
+    ModelOptions&& spinning(bool spin) && { return std::move(spinning(spin)); }
+
+    // ONNX Runtime graph optimization level, 0 (none) to 3 (all, the default); above 3 throws
+    // SPECDEC_STATUS_INVALID_ARGUMENT.
+    ModelOptions& optimization_level(uint32_t level) & {
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_optimization_level(h_.get(), level, e); });
+        return *this;
+    }
+    ModelOptions&& optimization_level(uint32_t level) && { return std::move(optimization_level(level)); }
 
     const specdec_model_options* get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
@@ -249,6 +297,9 @@ public:
     // 0 for a moved-from Model.
     size_t vocab_size() const noexcept { return specdec_model_vocab_size(h_.get()); }
     size_t context_limit() const noexcept { return specdec_model_context_limit(h_.get()); }
+    // The CUDA device the model runs on, or -1 on the CPU (also after a CUDA fallback) and for a
+    // moved-from Model.
+    int32_t cuda_device() const noexcept { return specdec_model_cuda_device(h_.get()); }
 
     const specdec_model* get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
@@ -373,7 +424,19 @@ private:
 // ---------------------------------------------------------------------------------------------
 // GenConfig
 
-// Generation settings (gamma, sampling, seed, limits, EOS, stop sequences). Owns one
+// How the draft length of each round is chosen (specdec_draft_policy).
+enum class DraftPolicy : uint32_t {
+    // gamma proposals every round (fewer only when the drafter runs out or near the end). Default.
+    Fixed = SPECDEC_DRAFT_POLICY_FIXED,
+    // Start at gamma; +2 after a round whose proposals were all accepted, -1 otherwise.
+    Heuristic = SPECDEC_DRAFT_POLICY_HEURISTIC,
+    // gamma in 0..16 chosen every round from measured acceptance and costs, drafting stopped early
+    // after unsure guesses, learning carried to later generations. Sampled output with a fixed seed
+    // is then reproducible only in distribution; greedy output is the target's own regardless.
+    Auto = SPECDEC_DRAFT_POLICY_AUTO,
+};
+
+// Generation settings (gamma, sampling, seed, limits, EOS, stop sequences, draft policy, KV budget). Owns one
 // specdec_gen_config; move-only. Every setter validates at once (throwing specdec::Error, the
 // old value kept) and returns *this, on lvalues and on temporaries alike:
 //   auto cfg = specdec::GenConfig().gamma(4).temperature(0.7f).seed(1);
@@ -441,6 +504,25 @@ public:
     GenConfig& clear_stops() & { return set([&](auto c, auto e) { return specdec_gen_config_clear_stops(c, e); }); }
     GenConfig&& clear_stops() && { return std::move(clear_stops()); }
 
+    // How the draft length is chosen (default DraftPolicy::Fixed).
+    GenConfig& draft_policy(DraftPolicy p) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_draft_policy(c, static_cast<uint32_t>(p), e); });
+    }
+    GenConfig&& draft_policy(DraftPolicy p) && { return std::move(draft_policy(p)); }
+    // Stop a round's drafting once the draft's top probability falls below p_min, in [0, 1]; 0 is
+    // off (default). For score-based drafters (a draft model, counts); combines with any policy.
+    GenConfig& confidence_stop(float p_min) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_confidence_stop(c, p_min, e); });
+    }
+    GenConfig&& confidence_stop(float p_min) && { return std::move(confidence_stop(p_min)); }
+    // Most bytes the KV caches of one generator (target and draft) may use; 0 is no limit (default).
+    // Generator::append throws SPECDEC_STATUS_MEMORY_BUDGET, changing nothing, for a request
+    // (prompt + max_new_tokens + a round's proposals) that could outgrow it.
+    GenConfig& kv_memory_limit(uint64_t bytes) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_kv_memory_limit(c, bytes, e); });
+    }
+    GenConfig&& kv_memory_limit(uint64_t bytes) && { return std::move(kv_memory_limit(bytes)); }
+
     const specdec_gen_config* get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
 
@@ -452,6 +534,190 @@ private:
     }
 
     std::unique_ptr<specdec_gen_config, detail::Deleter<specdec_gen_config, specdec_gen_config_free>> h_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Drafters
+
+// One round's question to a DraftCallback. The pointers view the library's memory and are valid
+// only during the call.
+struct DraftRequest {
+    // The sequence so far: prompts and generated tokens.
+    TokenSpan tokens;
+    // Room for up to max_proposals tokens: write the proposals from index 0.
+    uint32_t* proposals = nullptr;
+    size_t max_proposals = 0;
+    // The target's vocabulary size.
+    size_t vocab_size = 0;
+    // nullptr unless the drafter was made with probabilities; then max_proposals rows of
+    // vocab_size floats: fill row i (prob_row(i)) with the distribution proposal i was sampled
+    // from (giving it a positive probability, summing to 1).
+    float* probs = nullptr;
+
+    float* prob_row(size_t i) const noexcept { return probs ? probs + i * vocab_size : nullptr; }
+};
+
+// A draft source implemented by the host (Drafter::callback). propose() writes up to
+// req.max_proposals tokens continuing req.tokens to req.proposals and returns how many (0 proposes
+// nothing this round; more than max_proposals fails the round with SPECDEC_STATUS_INVALID_ARGUMENT).
+// Whatever it proposes, the output stays exact. Throwing fails the round: the Generator call
+// throws specdec::Error with SPECDEC_STATUS_CALLBACK nesting the exception, and the generator stays
+// usable. It runs on the thread running the generator, possibly for several generators at once
+// (so it must be thread-safe when shared), and must not use the generator that called it.
+class DraftCallback {
+public:
+    virtual ~DraftCallback() = default;
+    virtual size_t propose(const DraftRequest& req) = 0;
+};
+
+// The function form of a DraftCallback.
+using DraftFunction = std::function<size_t(const DraftRequest&)>;
+
+// Order of a counts drafter.
+enum class CountsOrder : uint32_t { Unigram = 1, Bigram = 2 };
+
+namespace detail {
+
+class FunctionDraftCallback final : public DraftCallback {
+public:
+    explicit FunctionDraftCallback(DraftFunction f) : f_(std::move(f)) {}
+    size_t propose(const DraftRequest& req) override { return f_(req); }
+
+private:
+    DraftFunction f_;
+};
+
+// The exception a DraftCallback threw on this thread during the C call in progress (the library
+// calls a draft callback on the thread running the generator).
+inline std::exception_ptr& draft_error() noexcept {
+    static thread_local std::exception_ptr error;
+    return error;
+}
+
+// Around a C call that may run draft callbacks: starts with an empty slot, restores the enclosing
+// call's slot at the end (a callback may itself run another generator).
+class DraftErrorScope {
+public:
+    DraftErrorScope() noexcept : saved_(std::exchange(draft_error(), nullptr)) {}
+    ~DraftErrorScope() { draft_error() = std::move(saved_); }
+    DraftErrorScope(const DraftErrorScope&) = delete;
+    DraftErrorScope& operator=(const DraftErrorScope&) = delete;
+    std::exception_ptr take() noexcept { return std::exchange(draft_error(), nullptr); }
+
+private:
+    std::exception_ptr saved_;
+};
+
+// As check(), but a failure with an exception from a draft callback throws
+// specdec::Error(SPECDEC_STATUS_CALLBACK) nesting that exception.
+inline void check_draft(specdec_status status, specdec_error* raw, std::exception_ptr cause) {
+    if (status == SPECDEC_STATUS_OK || !cause) return check(status, raw);
+    ErrorPtr err(raw);
+    std::string message = err ? specdec_error_message(err.get()) : status_name(status);
+    try {
+        std::rethrow_exception(cause);
+    } catch (const std::exception& e) {
+        std::throw_with_nested(Error(SPECDEC_STATUS_CALLBACK, message + ": " + e.what()));
+    } catch (...) {
+        std::throw_with_nested(Error(SPECDEC_STATUS_CALLBACK, message + ": an exception of unknown type"));
+    }
+}
+
+}  // namespace detail
+}  // namespace specdec
+
+// The C trampoline of callback drafters: user_data is the DraftCallback, kept alive by the Drafter
+// and by every Generator made from it. Never lets an exception escape into specdec.
+extern "C" inline int32_t specdec_cpp_draft_trampoline(void* user_data, const uint32_t* tokens, size_t n_tokens,
+                                                       size_t max_proposals, size_t vocab_size, uint32_t* proposals,
+                                                       float* probs) noexcept {
+    try {
+        specdec::DraftRequest req;
+        req.tokens = specdec::TokenSpan(tokens, n_tokens);
+        req.proposals = proposals;
+        req.max_proposals = max_proposals;
+        req.vocab_size = vocab_size;
+        req.probs = probs;
+        size_t n = static_cast<specdec::DraftCallback*>(user_data)->propose(req);
+        return n > static_cast<size_t>(INT32_MAX) ? INT32_MAX : static_cast<int32_t>(n);
+    } catch (...) {
+        std::exception_ptr& slot = specdec::detail::draft_error();
+        if (!slot) slot = std::current_exception();
+        return -1;
+    }
+}
+
+namespace specdec {
+
+// A draft source for Generator(target, drafter, config): an ONNX draft model, n-gram prompt
+// lookup, unigram/bigram counts, or a host DraftCallback. Owns one specdec_drafter; move-only.
+// A recipe: every Generator made from it gets its own drafter state, so one Drafter serves many
+// generators on many threads (const use). Generators keep what they need (a callback drafter's
+// DraftCallback included), so the Drafter may be destroyed before them.
+class Drafter {
+public:
+    // Drafts with the ONNX model `draft` (kept alive by the drafter), which must share the
+    // target's vocabulary (SPECDEC_STATUS_VOCAB_MISMATCH when the Generator is made).
+    static Drafter model(const Model& draft) {
+        if (!draft) detail::throw_moved_from("Model (draft)");
+        return make([&](specdec_drafter** out, specdec_error** e) { return specdec_drafter_new_model(draft.get(), out, e); });
+    }
+
+    // Prompt lookup: matches the last n tokens (n_max down to n_min) against the sequence so far
+    // and proposes up to max_proposal tokens that followed the latest match. Throws
+    // SPECDEC_STATUS_INVALID_ARGUMENT unless 1 <= n_min <= n_max <= 64, 1 <= max_proposal <= 64.
+    static Drafter ngram(uint32_t n_min, uint32_t n_max, uint32_t max_proposal) {
+        return make([&](specdec_drafter** out, specdec_error** e) {
+            return specdec_drafter_new_ngram(n_min, n_max, max_proposal, out, e);
+        });
+    }
+
+    // Unigram or bigram counts from `counts_path` (lines `<id> <count>` / `<prev> <id> <count>`,
+    // as `specdec counts` writes), or, with an empty path, learnt from the sequence itself.
+    // Throws SPECDEC_STATUS_INVALID_ARGUMENT (order), SPECDEC_STATUS_IO (unreadable, malformed).
+    static Drafter counts(CountsOrder order, std::string_view counts_path = {}) {
+        std::string path = detail::c_string(counts_path, "counts_path");
+        return make([&](specdec_drafter** out, specdec_error** e) {
+            return specdec_drafter_new_counts(static_cast<uint32_t>(order), counts_path.empty() ? nullptr : path.c_str(),
+                                              out, e);
+        });
+    }
+
+    // Asks `cb` each round. Without probabilities the proposals are verified as fixed tokens
+    // (exact whatever they are); with them, `cb` fills DraftRequest::probs too.
+    static Drafter callback(std::shared_ptr<DraftCallback> cb, bool with_probs = false) {
+        if (!cb) throw Error(SPECDEC_STATUS_NULL_PARAMETER, "specdec::Drafter::callback: the DraftCallback is null");
+        Drafter d = make([&](specdec_drafter** out, specdec_error** e) {
+            return specdec_drafter_new_callback(&specdec_cpp_draft_trampoline, cb.get(), with_probs, out, e);
+        });
+        d.keep_ = std::move(cb);
+        return d;
+    }
+    static Drafter callback(DraftFunction f, bool with_probs = false) {
+        if (!f) throw Error(SPECDEC_STATUS_NULL_PARAMETER, "specdec::Drafter::callback: the function is empty");
+        return callback(std::make_shared<detail::FunctionDraftCallback>(std::move(f)), with_probs);
+    }
+
+    const specdec_drafter* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    friend class Generator;
+
+    template <class F>
+    static Drafter make(F&& f) {
+        detail::ensure_abi();
+        specdec_drafter* out = nullptr;
+        detail::call([&](specdec_error** e) { return f(&out, e); });
+        Drafter d;
+        d.h_.reset(out);
+        return d;
+    }
+    Drafter() = default;
+
+    // Declared before h_, so the native drafter goes first.
+    std::shared_ptr<DraftCallback> keep_;
+    std::unique_ptr<specdec_drafter, detail::Deleter<specdec_drafter, specdec_drafter_free>> h_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -514,8 +780,8 @@ namespace specdec {
 using Stats = specdec_stats;
 using FinishReason = specdec_finish_reason;
 
-// One sequence being generated, speculatively with a draft model or target-only. Owns one
-// specdec_generator (with its KV caches); move-only. Not thread-safe: one thread at a time,
+// One sequence being generated, speculatively (with a draft model or any Drafter) or target-only.
+// Owns one specdec_generator (with its KV caches); move-only. Not thread-safe: one thread at a time,
 // except cancel(), which any thread may call while the Generator object exists. The generator
 // keeps its models (and tokenizer) alive.
 class Generator {
@@ -535,6 +801,24 @@ public:
         h_.reset(out);
     }
 
+    // A generator over `target` drafting with `drafter` (see Drafter); the config is copied.
+    // Throws as the constructor above, and SPECDEC_STATUS_NULL_PARAMETER for a moved-from Drafter.
+    Generator(const Model& target, const Drafter& drafter, const GenConfig& config = GenConfig()) {
+        if (!target) detail::throw_moved_from("Model (target)");
+        if (!drafter) detail::throw_moved_from("Drafter");
+        if (!config) detail::throw_moved_from("GenConfig");
+        specdec_generator* out = nullptr;
+        detail::call([&](specdec_error** e) {
+            return specdec_generator_new_with_drafter(target.get(), drafter.get(), config.get(), &out, e);
+        });
+        keep_ = drafter.keep_;
+        h_.reset(out);
+    }
+
+    // Take ownership of a generator made with the C API (specdec_generator_new,
+    // specdec_generator_new_with_drafter). Whatever its drafter's callback needs must outlive it.
+    static Generator adopt(specdec_generator* owned) noexcept { return Generator(owned); }
+
     // Match text stop sequences with `tokenizer` (kept alive by the generator).
     void set_tokenizer(const Tokenizer& tokenizer) {
         if (!tokenizer) detail::throw_moved_from("Tokenizer");
@@ -550,18 +834,25 @@ public:
 
     // One iteration; returns the tokens it added (empty once finished). Throws
     // SPECDEC_STATUS_INVALID_ARGUMENT (no prompt), SPECDEC_STATUS_CANCELLED,
-    // SPECDEC_STATUS_CONTEXT_LIMIT, SPECDEC_STATUS_INFERENCE.
+    // SPECDEC_STATUS_CONTEXT_LIMIT, SPECDEC_STATUS_INFERENCE, SPECDEC_STATUS_CALLBACK (a
+    // DraftCallback failed; its exception is nested).
     std::vector<uint32_t> step() {
         const uint32_t* tokens = nullptr;
         size_t n = 0;
-        detail::call([&](specdec_error** e) { return specdec_generator_step(h_.get(), &tokens, &n, e); });
+        detail::DraftErrorScope scope;
+        specdec_error* raw = nullptr;
+        specdec_status st = specdec_generator_step(h_.get(), &tokens, &n, &raw);
+        detail::check_draft(st, raw, scope.take());
         return std::vector<uint32_t>(tokens, tokens + n);
     }
 
     // Generate until EOS, a stop sequence or max_new_tokens; returns why it ended.
     FinishReason generate() {
         FinishReason reason = SPECDEC_FINISH_REASON_NONE;
-        detail::call([&](specdec_error** e) { return specdec_generator_generate(h_.get(), nullptr, nullptr, &reason, e); });
+        detail::DraftErrorScope scope;
+        specdec_error* raw = nullptr;
+        specdec_status st = specdec_generator_generate(h_.get(), nullptr, nullptr, &reason, &raw);
+        detail::check_draft(st, raw, scope.take());
         return reason;
     }
 
@@ -584,6 +875,11 @@ public:
     // SPECDEC_STATUS_CANCELLED (the request is then consumed and the generator stays usable;
     // append() clears a pending one). Thread-safe, never throws.
     void cancel() const noexcept { specdec_generator_cancel(h_.get()); }
+
+    // Withdraw a cancellation request no iteration has consumed yet (for example one that arrived
+    // just after a generation's last iteration had begun), so that it cannot cancel a later call.
+    // Thread-safe, never throws.
+    void clear_cancel() const noexcept { specdec_generator_clear_cancel(h_.get()); }
 
     // The whole sequence: prompts and generated tokens.
     std::vector<uint32_t> tokens() const {
@@ -614,15 +910,21 @@ private:
                                     nullptr};
         FinishReason reason = SPECDEC_FINISH_REASON_NONE;
         specdec_error* raw = nullptr;
+        detail::DraftErrorScope scope;
         specdec_status st = specdec_generator_generate(h_.get(), &specdec_cpp_token_trampoline, &state, &reason, &raw);
         if (state.error) {
             specdec_error_free(raw);
             std::rethrow_exception(state.error);
         }
-        detail::check(st, raw);
+        detail::check_draft(st, raw, scope.take());
         return reason;
     }
 
+    explicit Generator(specdec_generator* owned) noexcept : h_(owned) {}
+
+    // What a callback drafter's native state points at; declared before h_, so the native
+    // generator goes first.
+    std::shared_ptr<DraftCallback> keep_;
     std::unique_ptr<specdec_generator, detail::Deleter<specdec_generator, specdec_generator_free>> h_;
 };
 

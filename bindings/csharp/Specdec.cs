@@ -22,7 +22,8 @@
 //   the Model objects it was built from are disposed.
 // - Thread-safety (as in the C ABI): Model and Tokenizer are immutable and may be used from many
 //   threads at once. Generator and StreamDecoder need one thread at a time, except
-//   Generator.Cancel(), which any thread may call at any time.
+//   Generator.Cancel() and ClearCancel(), which any thread may call at any time. Drafters are
+//   immutable recipes that many generators and threads may share.
 // - Strings cross the boundary as UTF-8, marshalled by hand (Encoding.UTF8 into a NUL-terminated
 //   byte[] on the way in; byte copies decoded as UTF-8 on the way out), never with the
 //   runtime's default string marshalling, which is not UTF-8 on .NET Framework / Windows.
@@ -99,6 +100,31 @@ namespace Specdec
         Stopped = 4,
     }
 
+    /// <summary>How the draft length of each round is chosen (specdec_draft_policy).</summary>
+    public enum DraftPolicy : uint
+    {
+        /// <summary>Gamma proposals every round (fewer only when the drafter runs out or near the end). The default.</summary>
+        Fixed = 0,
+        /// <summary>Start at Gamma; +2 after a round whose proposals were all accepted, -1 otherwise.</summary>
+        Heuristic = 1,
+        /// <summary>
+        /// Gamma in 0..16 chosen every round from the measured acceptance and costs, drafting stopped
+        /// early after unsure guesses, learning carried to later generations on the same models.
+        /// Sampled output with a fixed seed is then reproducible only in distribution; greedy output
+        /// is the target's own whatever the policy.
+        /// </summary>
+        Auto = 2,
+    }
+
+    /// <summary>The order of a <see cref="CountsDrafter"/>.</summary>
+    public enum CountsOrder : uint
+    {
+        /// <summary>The most frequent tokens.</summary>
+        Unigram = 1,
+        /// <summary>The most frequent successors of the last token.</summary>
+        Bigram = 2,
+    }
+
     // ------------------------------------------------------------------------------------------
     // Errors
 
@@ -131,7 +157,8 @@ namespace Specdec
     /// <summary>
     /// Counters and timings of a generator, cumulative over its prompts: the C struct
     /// specdec_stats, field for field. <see cref="StructSize"/> is set by <see
-    /// cref="Generator.Stats"/> to Marshal.SizeOf(typeof(Stats)) (104 bytes, SPECDEC_STATS_V1_SIZE).
+    /// cref="Generator.Stats"/> to Marshal.SizeOf(typeof(Stats)) (120 bytes: SPECDEC_STATS_V1_SIZE,
+    /// 104, plus the fields added in 0.2).
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct Stats
@@ -162,6 +189,13 @@ namespace Specdec
         public double OtherSeconds;
         /// <summary>All of it.</summary>
         public double TotalSeconds;
+        /// <summary>(Since 0.2) Rounds that ended in a rejection; the others accepted every proposal.</summary>
+        public ulong Rejected;
+        /// <summary>
+        /// (Since 0.2) The paper's acceptance rate per verified position: Accepted / (Accepted +
+        /// Rejected); proposals after a rejection are never judged and do not count.
+        /// </summary>
+        public double Alpha;
     }
 
     // ------------------------------------------------------------------------------------------
@@ -252,32 +286,34 @@ namespace Specdec
         /// <paramref name="intraThreads"/>: ONNX Runtime intra-op threads, 0 lets it choose.
         /// Throws SpecdecException: Io (missing path), InvalidModel, UnsupportedLayout,
         /// InvalidArgument (unknown device, negative threads), Unavailable (cuda where it
-        /// cannot run), RuntimeLoad.
+        /// cannot run), RuntimeLoad. For the other options see Load(string, ModelOptions).
         /// </summary>
         public static Model Load(string path, string device = "cpu", int intraThreads = 0)
         {
-            Library.CheckAbi();
-            if (path == null) throw new ArgumentNullException("path");
             if (intraThreads < 0)
             {
                 throw new SpecdecException(Status.InvalidArgument, "intraThreads must be >= 0, got " + intraThreads);
             }
-            byte[] p = Interop.Utf8Z(path, "path");
-            using (ModelOptionsHandle options = NativeMethods.specdec_model_options_new())
-            {
-                if (options.IsInvalid) throw new SpecdecException(Status.Panic, "specdec_model_options_new failed");
-                IntPtr err = IntPtr.Zero;
-                if (device != null)
-                {
-                    Status st = NativeMethods.specdec_model_options_set_device(options, Interop.Utf8Z(device, "device"), ref err);
-                    Interop.Check(st, err);
-                }
-                err = IntPtr.Zero;
-                Interop.Check(NativeMethods.specdec_model_options_set_intra_threads(options, (uint)intraThreads, ref err), err);
+            return Load(path, new ModelOptions { Device = device, IntraThreads = (uint)intraThreads });
+        }
 
+        /// <summary>
+        /// Load a model with <paramref name="options"/> (null: the defaults). Throws
+        /// SpecdecException: Io (missing path, unknown Variant), InvalidModel, UnsupportedLayout,
+        /// InvalidArgument (a bad option, or a folder holding several variants and no Variant:
+        /// the message names them), Unavailable (cuda where it cannot run, without CudaFallback),
+        /// RuntimeLoad.
+        /// </summary>
+        public static Model Load(string path, ModelOptions options)
+        {
+            Library.CheckAbi();
+            if (path == null) throw new ArgumentNullException("path");
+            byte[] p = Interop.Utf8Z(path, "path");
+            using (ModelOptionsHandle native = (options ?? new ModelOptions()).ToNative())
+            {
                 ModelHandle handle;
-                err = IntPtr.Zero;
-                Status status = NativeMethods.specdec_model_load(p, options, out handle, ref err);
+                IntPtr err = IntPtr.Zero;
+                Status status = NativeMethods.specdec_model_load(p, native, out handle, ref err);
                 if (status != Status.Ok)
                 {
                     if (handle != null) handle.Dispose();
@@ -286,6 +322,15 @@ namespace Specdec
                 Interop.FreeError(err);
                 return new Model(handle);
             }
+        }
+
+        /// <summary>
+        /// The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA
+        /// fallback, see ModelOptions.CudaFallback).
+        /// </summary>
+        public int CudaDevice
+        {
+            get { return NativeMethods.specdec_model_cuda_device(Handle); }
         }
 
         /// <summary>Vocabulary size of the model.</summary>
@@ -304,6 +349,75 @@ namespace Specdec
         public void Dispose()
         {
             Handle.Dispose();
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // ModelOptions
+
+    /// <summary>
+    /// Options for <see cref="Model.Load(string, ModelOptions)"/>, a plain managed object: a null
+    /// property keeps the library's default. Values are validated by the library when loading.
+    /// </summary>
+    public sealed class ModelOptions
+    {
+        /// <summary>"cpu" (default), "cuda" or "cuda:N".</summary>
+        public string Device { get; set; }
+
+        /// <summary>ONNX Runtime intra-op threads; 0 (default) lets ONNX Runtime choose.</summary>
+        public uint? IntraThreads { get; set; }
+
+        /// <summary>
+        /// Which graph of a folder holding several to load: "q4" is model_q4.onnx (in the onnx/
+        /// subfolder of onnx-community layouts), "fp16" model_fp16.onnx, "default" model.onnx.
+        /// null (default): the folder's only graph; a folder with several is refused, naming them.
+        /// </summary>
+        public string Variant { get; set; }
+
+        /// <summary>
+        /// Whether a model asked to run on CUDA may load on the CPU where CUDA cannot be used
+        /// (default false: loading throws Unavailable). Model.CudaDevice tells where it runs.
+        /// </summary>
+        public bool? CudaFallback { get; set; }
+
+        /// <summary>
+        /// Every call through ONNX Runtime's IoBinding with the KV cache in the device's memory
+        /// (always on for CUDA; default false on the CPU, where it runs the CUDA code path and
+        /// gives the same output).
+        /// </summary>
+        public bool? IoBinding { get; set; }
+
+        /// <summary>Whether idle ONNX Runtime worker threads spin before sleeping (default true).</summary>
+        public bool? Spinning { get; set; }
+
+        /// <summary>ONNX Runtime graph optimization level, 0 (none) to 3 (all, the default).</summary>
+        public uint? OptimizationLevel { get; set; }
+
+        internal ModelOptionsHandle ToNative()
+        {
+            ModelOptionsHandle o = NativeMethods.specdec_model_options_new();
+            if (o.IsInvalid)
+            {
+                o.Dispose();
+                throw new SpecdecException(Status.Panic, "specdec_model_options_new failed");
+            }
+            try
+            {
+                IntPtr err = IntPtr.Zero;
+                if (Device != null) { Interop.Check(NativeMethods.specdec_model_options_set_device(o, Interop.Utf8Z(Device, "device"), ref err), err); err = IntPtr.Zero; }
+                if (IntraThreads.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_intra_threads(o, IntraThreads.Value, ref err), err); err = IntPtr.Zero; }
+                if (Variant != null) { Interop.Check(NativeMethods.specdec_model_options_set_variant(o, Interop.Utf8Z(Variant, "variant"), ref err), err); err = IntPtr.Zero; }
+                if (CudaFallback.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_cuda_fallback(o, CudaFallback.Value, ref err), err); err = IntPtr.Zero; }
+                if (IoBinding.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_io_binding(o, IoBinding.Value, ref err), err); err = IntPtr.Zero; }
+                if (Spinning.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_spinning(o, Spinning.Value, ref err), err); err = IntPtr.Zero; }
+                if (OptimizationLevel.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_optimization_level(o, OptimizationLevel.Value, ref err), err); err = IntPtr.Zero; }
+                return o;
+            }
+            catch
+            {
+                o.Dispose();
+                throw;
+            }
         }
     }
 
@@ -524,6 +638,23 @@ namespace Specdec
         /// </summary>
         public IList<string> StopTexts { get; private set; }
 
+        /// <summary>How the draft length is chosen (default DraftPolicy.Fixed).</summary>
+        public DraftPolicy? DraftPolicy { get; set; }
+
+        /// <summary>
+        /// Stop a round's drafting once the draft's top probability falls below this, in [0, 1]; 0
+        /// is off (default). For score-based drafters (a draft model, counts); combines with any
+        /// policy.
+        /// </summary>
+        public float? ConfidenceStop { get; set; }
+
+        /// <summary>
+        /// Most bytes the KV caches of one generator (target and draft) may use; 0 is no limit
+        /// (default). Append throws SpecdecException (MemoryBudget), changing nothing, for a
+        /// request (prompt + MaxNewTokens + a round's proposals) that could outgrow it.
+        /// </summary>
+        public ulong? KvMemoryLimit { get; set; }
+
         internal GenConfigHandle ToNative()
         {
             GenConfigHandle c = NativeMethods.specdec_gen_config_new();
@@ -543,6 +674,9 @@ namespace Specdec
                 if (RepetitionPenalty.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_repetition_penalty(c, RepetitionPenalty.Value, ref err), err); err = IntPtr.Zero; }
                 if (Seed.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_seed(c, Seed.Value, ref err), err); err = IntPtr.Zero; }
                 if (MaxNewTokens.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_max_new_tokens(c, MaxNewTokens.Value, ref err), err); err = IntPtr.Zero; }
+                if (DraftPolicy.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_draft_policy(c, (uint)DraftPolicy.Value, ref err), err); err = IntPtr.Zero; }
+                if (ConfidenceStop.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_confidence_stop(c, ConfidenceStop.Value, ref err), err); err = IntPtr.Zero; }
+                if (KvMemoryLimit.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_kv_memory_limit(c, KvMemoryLimit.Value, ref err), err); err = IntPtr.Zero; }
                 if (EosIds == null)
                 {
                     Interop.Check(NativeMethods.specdec_gen_config_use_model_eos_ids(c, ref err), err);
@@ -572,6 +706,374 @@ namespace Specdec
                 c.Dispose();
                 throw;
             }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Drafters
+
+    /// <summary>
+    /// A draft source for <see cref="Generator.Create"/>: <see cref="ModelDrafter"/>, <see
+    /// cref="NGramDrafter"/>, <see cref="CountsDrafter"/>, or the host's own <see
+    /// cref="CallbackDrafter"/> / <see cref="DelegateDrafter"/>. A recipe: every Generator made
+    /// from it gets its own drafter state, so one Drafter serves many generators on many threads.
+    /// Owns a native specdec_drafter in a SafeHandle; Dispose (idempotent) releases it, and the
+    /// generators already made keep what they need.
+    /// </summary>
+    public abstract class Drafter : IDisposable
+    {
+        internal readonly DrafterHandle Handle;
+
+        internal Drafter(DrafterHandle handle)
+        {
+            Handle = handle;
+        }
+
+        // The handle a successful specdec_drafter_new_* call returned, or the exception.
+        internal static DrafterHandle Made(Status st, DrafterHandle handle, IntPtr err)
+        {
+            if (st != Status.Ok)
+            {
+                if (handle != null) handle.Dispose();
+                throw Interop.TakeError(st, err);
+            }
+            Interop.FreeError(err);
+            return handle;
+        }
+
+        /// <summary>Release the native drafter (generators made from it keep working). Idempotent.</summary>
+        public void Dispose()
+        {
+            Handle.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Drafts with an ONNX draft model (kept alive natively), which must share the target's
+    /// vocabulary (Generator.Create throws VocabMismatch otherwise). Generator.Create(target, new
+    /// ModelDrafter(draft), o) is new Generator(target, draft, o).
+    /// </summary>
+    public sealed class ModelDrafter : Drafter
+    {
+        public ModelDrafter(Model draft) : base(Create(draft)) { }
+
+        private static DrafterHandle Create(Model draft)
+        {
+            Library.CheckAbi();
+            if (draft == null) throw new ArgumentNullException("draft");
+            DrafterHandle h;
+            IntPtr err = IntPtr.Zero;
+            Status st = NativeMethods.specdec_drafter_new_model(draft.Handle, out h, ref err);
+            return Made(st, h, err);
+        }
+    }
+
+    /// <summary>
+    /// Prompt lookup: matches the last n tokens (nMax down to nMin) against the sequence so far and
+    /// proposes up to maxProposal tokens that followed the latest match; no model. Throws
+    /// SpecdecException (InvalidArgument) unless 1 &lt;= nMin &lt;= nMax &lt;= 64 and 1 &lt;=
+    /// maxProposal &lt;= Library.MaxGamma.
+    /// </summary>
+    public sealed class NGramDrafter : Drafter
+    {
+        public NGramDrafter(uint nMin, uint nMax, uint maxProposal) : base(Create(nMin, nMax, maxProposal)) { }
+
+        private static DrafterHandle Create(uint nMin, uint nMax, uint maxProposal)
+        {
+            Library.CheckAbi();
+            DrafterHandle h;
+            IntPtr err = IntPtr.Zero;
+            Status st = NativeMethods.specdec_drafter_new_ngram(nMin, nMax, maxProposal, out h, ref err);
+            return Made(st, h, err);
+        }
+    }
+
+    /// <summary>
+    /// Unigram or bigram counts, from a count file (lines "&lt;id&gt; &lt;count&gt;" and "&lt;prev&gt;
+    /// &lt;id&gt; &lt;count&gt;", as `specdec counts` writes) or, with a null path, learnt from the
+    /// sequence itself. Throws SpecdecException: InvalidArgument (order), Io (unreadable or
+    /// malformed file).
+    /// </summary>
+    public sealed class CountsDrafter : Drafter
+    {
+        public CountsDrafter(CountsOrder order, string countsPath = null) : base(Create(order, countsPath)) { }
+
+        private static DrafterHandle Create(CountsOrder order, string countsPath)
+        {
+            Library.CheckAbi();
+            byte[] path = countsPath == null ? null : Interop.Utf8Z(countsPath, "countsPath");
+            DrafterHandle h;
+            IntPtr err = IntPtr.Zero;
+            Status st = NativeMethods.specdec_drafter_new_counts((uint)order, path, out h, ref err);
+            return Made(st, h, err);
+        }
+    }
+
+    /// <summary>
+    /// A draft source implemented by the host: override <see cref="Propose"/>. Whatever it
+    /// proposes, the output stays exact (the target verifies every proposal).
+    /// <para>Calls: Propose runs on the thread running a generator made from this drafter, from
+    /// inside the native call (Step, Generate), possibly for several generators on several threads
+    /// at once, so it must be thread-safe when shared. It must not use the generator that called it
+    /// (the native generator is busy: SpecdecException Busy).</para>
+    /// <para>Failure: an exception thrown by Propose never enters native code. It fails that round,
+    /// and the generator call throws SpecdecException with Code Callback whose InnerException is
+    /// that exception; a negative return fails the round the same way. The generator stays usable.</para>
+    /// <para>Lifetime: the native drafter calls back through one static delegate (never collected)
+    /// with a GCHandle as user_data; the handle keeps this object reachable while any generator
+    /// made from it exists, and is freed once the drafter and all those generators are released,
+    /// so Dispose (or the finalizers) never leave native code a dangling callback.</para>
+    /// </summary>
+    public abstract class CallbackDrafter : Drafter
+    {
+        /// <param name="withProbabilities">false: the proposals are verified as fixed tokens.
+        /// true: Propose also gives the distribution each proposal was sampled from (<see
+        /// cref="DraftRequest.SetDistribution"/>), which accepts more when sampling.</param>
+        protected CallbackDrafter(bool withProbabilities = false) : base(Create(withProbabilities))
+        {
+            WithProbabilities = withProbabilities;
+        }
+
+        /// <summary>Whether Propose gives distributions with its proposals.</summary>
+        public bool WithProbabilities { get; private set; }
+
+        /// <summary>
+        /// Write up to request.MaxProposals tokens continuing request.Tokens to request.Proposals
+        /// (from index 0) and return how many (0 proposes nothing this round; more than
+        /// MaxProposals fails the round with InvalidArgument).
+        /// </summary>
+        protected abstract int Propose(DraftRequest request);
+
+        private static DrafterHandle Create(bool withProbabilities)
+        {
+            Library.CheckAbi();
+            var anchor = new CallbackAnchor();
+            DrafterHandle h = null;
+            try
+            {
+                IntPtr err = IntPtr.Zero;
+                Status st = NativeMethods.specdec_drafter_new_callback(DraftTrampoline, anchor.UserData, withProbabilities, out h, ref err);
+                h = Made(st, h, err);
+                h.Anchor = anchor;
+                return h;
+            }
+            finally
+            {
+                if (h == null || h.Anchor == null) anchor.ReleaseDrafter();
+            }
+        }
+
+        // One delegate for the whole process: a static field keeps it (and the native thunk the
+        // runtime made for it) alive forever.
+        private static readonly NativeMethods.DraftCallback DraftTrampoline = OnNativeDraft;
+
+        // Runs inside the native step, on the generator's thread. Never lets an exception escape
+        // into native code: it is recorded for the generator call (DraftErrors) and the round
+        // fails (-1).
+        private static int OnNativeDraft(IntPtr userData, IntPtr tokens, UIntPtr nTokens, UIntPtr maxProposals,
+            UIntPtr vocabSize, IntPtr proposals, IntPtr probs)
+        {
+            DraftRequest request = null;
+            try
+            {
+                CallbackAnchor anchor = (CallbackAnchor)GCHandle.FromIntPtr(userData).Target;
+                CallbackDrafter drafter = anchor.Drafter;
+                if (drafter == null) throw new ObjectDisposedException("CallbackDrafter");
+                request = new DraftRequest(tokens, nTokens, maxProposals, vocabSize, probs);
+                int n = drafter.Propose(request);
+                if (n < 0)
+                {
+                    DraftErrors.Record(new InvalidOperationException(drafter.GetType().Name + ".Propose returned " + n));
+                    return -1;
+                }
+                uint[] written = request.Proposals;
+                int copy = Math.Min(n, Math.Min(written.Length, request.MaxProposals));
+                for (int i = 0; i < copy; i++) Marshal.WriteInt32(proposals, i * sizeof(uint), unchecked((int)written[i]));
+                return n; // more than MaxProposals is refused by the library
+            }
+            catch (Exception e)
+            {
+                DraftErrors.Record(e);
+                return -1;
+            }
+            finally
+            {
+                if (request != null) request.Close();
+            }
+        }
+    }
+
+    /// <summary>A <see cref="CallbackDrafter"/> whose Propose is a delegate.</summary>
+    public sealed class DelegateDrafter : CallbackDrafter
+    {
+        private readonly Func<DraftRequest, int> propose;
+
+        public DelegateDrafter(Func<DraftRequest, int> propose, bool withProbabilities = false) : base(withProbabilities)
+        {
+            if (propose == null)
+            {
+                Dispose();
+                throw new ArgumentNullException("propose");
+            }
+            this.propose = propose;
+        }
+
+        protected override int Propose(DraftRequest request)
+        {
+            return propose(request);
+        }
+    }
+
+    /// <summary>
+    /// One round's question to a <see cref="CallbackDrafter"/>. Valid only during the Propose call
+    /// (its native buffers die with it).
+    /// </summary>
+    public sealed class DraftRequest
+    {
+        private readonly IntPtr tokens;
+        private readonly int nTokens;
+        private IntPtr probs;
+        private uint[] tokenCopy;
+        private bool closed;
+
+        internal DraftRequest(IntPtr tokens, UIntPtr nTokens, UIntPtr maxProposals, UIntPtr vocabSize, IntPtr probs)
+        {
+            this.tokens = tokens;
+            this.nTokens = checked((int)nTokens.ToUInt64());
+            MaxProposals = checked((int)maxProposals.ToUInt64());
+            VocabSize = checked((int)vocabSize.ToUInt64());
+            this.probs = probs;
+            Proposals = new uint[MaxProposals];
+        }
+
+        /// <summary>The sequence so far: prompts and generated tokens (a copy, made on first use).</summary>
+        public uint[] Tokens
+        {
+            get
+            {
+                if (tokenCopy == null)
+                {
+                    EnsureOpen();
+                    tokenCopy = Interop.CopyTokens(tokens, (UIntPtr)nTokens);
+                }
+                return tokenCopy;
+            }
+        }
+
+        /// <summary>Length of the sequence so far (without copying it).</summary>
+        public int TokenCount { get { return nTokens; } }
+
+        /// <summary>The most tokens this round may propose.</summary>
+        public int MaxProposals { get; private set; }
+
+        /// <summary>Write the proposals here, from index 0 (MaxProposals long).</summary>
+        public uint[] Proposals { get; private set; }
+
+        /// <summary>The target's vocabulary size (the length of a distribution).</summary>
+        public int VocabSize { get; private set; }
+
+        /// <summary>Whether the drafter gives distributions (then SetDistribution each proposal's).</summary>
+        public bool WithProbabilities { get { return probs != IntPtr.Zero; } }
+
+        /// <summary>
+        /// Give the distribution proposal <paramref name="index"/> was sampled from: VocabSize
+        /// probabilities, giving the proposal a positive one, summing to 1 (the library checks).
+        /// Only for a drafter made with probabilities.
+        /// </summary>
+        public void SetDistribution(int index, float[] distribution)
+        {
+            EnsureOpen();
+            if (probs == IntPtr.Zero) throw new InvalidOperationException("the drafter was made without probabilities");
+            if (distribution == null) throw new ArgumentNullException("distribution");
+            if (index < 0 || index >= MaxProposals) throw new ArgumentOutOfRangeException("index");
+            if (distribution.Length != VocabSize)
+            {
+                throw new ArgumentException("a distribution has " + VocabSize + " entries, got " + distribution.Length, "distribution");
+            }
+            Marshal.Copy(distribution, 0, new IntPtr(probs.ToInt64() + (long)index * VocabSize * sizeof(float)), VocabSize);
+        }
+
+        internal void Close()
+        {
+            closed = true;
+            probs = IntPtr.Zero;
+        }
+
+        private void EnsureOpen()
+        {
+            if (closed) throw new InvalidOperationException("a DraftRequest is valid only during its Propose call");
+        }
+    }
+
+    // The exception a draft callback threw on this thread during the native call in progress (the
+    // library calls a draft callback on the thread running the generator).
+    internal static class DraftErrors
+    {
+        [ThreadStatic] private static Exception current;
+
+        internal static Exception Swap(Exception e)
+        {
+            Exception old = current;
+            current = e;
+            return old;
+        }
+
+        internal static void Record(Exception e)
+        {
+            if (current == null) current = e;
+        }
+    }
+
+    // The user_data of a native callback drafter: a GCHandle to this object. It reaches the
+    // CallbackDrafter only while generators made from it exist (so an abandoned drafter can still
+    // be finalized), and is freed once the drafter's handle and all those generators are released.
+    internal sealed class CallbackAnchor
+    {
+        private readonly object gate = new object();
+        private GCHandle self;
+        private CallbackDrafter drafter;
+        private int generators;
+        private bool drafterReleased;
+
+        internal CallbackAnchor()
+        {
+            self = GCHandle.Alloc(this);
+        }
+
+        internal IntPtr UserData { get { return GCHandle.ToIntPtr(self); } }
+
+        internal CallbackDrafter Drafter { get { return Volatile.Read(ref drafter); } }
+
+        internal void AddGenerator(CallbackDrafter d)
+        {
+            lock (gate)
+            {
+                generators++;
+                Volatile.Write(ref drafter, d);
+            }
+        }
+
+        internal void ReleaseGenerator()
+        {
+            lock (gate)
+            {
+                if (--generators == 0) Volatile.Write(ref drafter, null);
+                FreeIfUnused();
+            }
+        }
+
+        internal void ReleaseDrafter()
+        {
+            lock (gate)
+            {
+                drafterReleased = true;
+                FreeIfUnused();
+            }
+        }
+
+        private void FreeIfUnused()
+        {
+            if (drafterReleased && generators == 0 && self.IsAllocated) self.Free();
         }
     }
 
@@ -624,6 +1126,50 @@ namespace Specdec
         /// <summary>Target-only generator with default options.</summary>
         public Generator(Model target) : this(target, null, null) { }
 
+        private Generator(GeneratorHandle handle)
+        {
+            this.handle = handle;
+        }
+
+        /// <summary>
+        /// Create a generator over <paramref name="target"/> drafting with <paramref
+        /// name="drafter"/> (null: target-only decoding), with <paramref name="options"/> (null:
+        /// defaults). The drafter may serve any number of generators. Throws as the constructor,
+        /// and ObjectDisposedException for a disposed drafter.
+        /// </summary>
+        public static Generator Create(Model target, Drafter drafter, GenerationOptions options = null)
+        {
+            if (target == null) throw new ArgumentNullException("target");
+            GenConfigHandle config = (options ?? new GenerationOptions()).ToNative();
+            CallbackAnchor anchor = drafter == null ? null : drafter.Handle.Anchor;
+            GeneratorHandle handle = null;
+            bool attached = false;
+            // A callback drafter's anchor reaches the drafter from now on (its callback can run
+            // only once the generator exists, and until it is freed).
+            if (anchor != null) anchor.AddGenerator((CallbackDrafter)drafter);
+            try
+            {
+                IntPtr err = IntPtr.Zero;
+                Status st = drafter == null
+                    ? NativeMethods.specdec_generator_new_with_drafter_target_only(target.Handle, IntPtr.Zero, config, out handle, ref err)
+                    : NativeMethods.specdec_generator_new_with_drafter(target.Handle, drafter.Handle, config, out handle, ref err);
+                if (st != Status.Ok)
+                {
+                    if (handle != null) handle.Dispose();
+                    throw Interop.TakeError(st, err);
+                }
+                Interop.FreeError(err);
+                handle.Anchor = anchor;
+                attached = true;
+                return new Generator(handle);
+            }
+            finally
+            {
+                config.Dispose();
+                if (anchor != null && !attached) anchor.ReleaseGenerator();
+            }
+        }
+
         /// <summary>Match text stop sequences with <paramref name="tokenizer"/> (kept alive natively).</summary>
         public void SetTokenizer(Tokenizer tokenizer)
         {
@@ -649,7 +1195,8 @@ namespace Specdec
         /// <summary>
         /// Run one iteration; returns the tokens it added (empty once finished). Throws
         /// SpecdecException: InvalidArgument (no prompt), Cancelled (after Cancel(); the
-        /// generator stays usable), ContextLimit, Inference.
+        /// generator stays usable), ContextLimit, Inference, Callback (a CallbackDrafter failed;
+        /// InnerException is what it threw).
         /// </summary>
         public uint[] Step()
         {
@@ -657,9 +1204,32 @@ namespace Specdec
             IntPtr tokens;
             UIntPtr n;
             IntPtr err = IntPtr.Zero;
-            Status st = NativeMethods.specdec_generator_step(handle, out tokens, out n, ref err);
-            Interop.Check(st, err);
+            Exception saved = DraftErrors.Swap(null);
+            Status st;
+            Exception drafted;
+            try
+            {
+                st = NativeMethods.specdec_generator_step(handle, out tokens, out n, ref err);
+            }
+            finally
+            {
+                drafted = DraftErrors.Swap(saved);
+            }
+            CheckDrafted(st, err, drafted);
             return Interop.CopyTokens(tokens, n);
+        }
+
+        // Interop.Check, except that a failure whose draft callback threw becomes
+        // SpecdecException(Callback) with that exception inside.
+        private static void CheckDrafted(Status st, IntPtr err, Exception drafted)
+        {
+            if (st == Status.Ok || drafted == null)
+            {
+                Interop.Check(st, err);
+                return;
+            }
+            SpecdecException native = Interop.TakeError(st, err);
+            throw new SpecdecException(Status.Callback, native.Message + ": " + drafted.Message, drafted);
         }
 
         /// <summary>Generate until EOS, a stop sequence or MaxNewTokens; returns why it ended.</summary>
@@ -706,6 +1276,8 @@ namespace Specdec
             IntPtr err = IntPtr.Zero;
             Status st;
             CancellationTokenRegistration registration = default(CancellationTokenRegistration);
+            Exception savedDraftError = DraftErrors.Swap(null);
+            Exception drafted = null;
             try
             {
                 if (state != null) stateHandle = GCHandle.Alloc(state);
@@ -733,6 +1305,7 @@ namespace Specdec
                 Volatile.Write(ref callbackThread, 0);
                 registration.Dispose();
                 if (stateHandle.IsAllocated) stateHandle.Free();
+                drafted = DraftErrors.Swap(savedDraftError);
             }
             if (state != null && state.Error != null)
             {
@@ -744,7 +1317,7 @@ namespace Specdec
                 SpecdecException inner = Interop.TakeError(st, err);
                 throw new OperationCanceledException("specdec generation was cancelled: " + inner.Message, inner, ct);
             }
-            Interop.Check(st, err);
+            CheckDrafted(st, err, drafted);
             return reason;
         }
 
@@ -803,6 +1376,29 @@ namespace Specdec
             catch (ObjectDisposedException)
             {
                 // Disposed: nothing to cancel.
+            }
+            finally
+            {
+                if (added) handle.DangerousRelease();
+            }
+        }
+
+        /// <summary>
+        /// Withdraw a cancellation request that no iteration has consumed yet (for example one
+        /// that arrived just after the last iteration of a generation had begun), so that it
+        /// cannot cancel a later call. Thread-safe; never throws; a no-op on a disposed generator.
+        /// </summary>
+        public void ClearCancel()
+        {
+            bool added = false;
+            try
+            {
+                handle.DangerousAddRef(ref added);
+                NativeMethods.specdec_generator_clear_cancel(handle.DangerousGetHandle());
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed: nothing to withdraw.
             }
             finally
             {
@@ -933,9 +1529,33 @@ namespace Specdec
 
     internal sealed class GeneratorHandle : SafeHandle
     {
+        // The anchor of the callback drafter the generator was made from (null for none),
+        // released after the native generator, which is what may call it.
+        internal CallbackAnchor Anchor;
+
         private GeneratorHandle() : base(IntPtr.Zero, true) { }
         public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
-        protected override bool ReleaseHandle() { NativeMethods.specdec_generator_free(handle); return true; }
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.specdec_generator_free(handle);
+            if (Anchor != null) Anchor.ReleaseGenerator();
+            return true;
+        }
+    }
+
+    internal sealed class DrafterHandle : SafeHandle
+    {
+        // A callback drafter's anchor (null for the others), released after the native drafter.
+        internal CallbackAnchor Anchor;
+
+        private DrafterHandle() : base(IntPtr.Zero, true) { }
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.specdec_drafter_free(handle);
+            if (Anchor != null) Anchor.ReleaseDrafter();
+            return true;
+        }
     }
 
     internal sealed class ModelOptionsHandle : SafeHandle
@@ -1065,6 +1685,10 @@ namespace Specdec
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int TokenCallback(IntPtr userData, IntPtr tokens, UIntPtr nTokens);
 
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int DraftCallback(IntPtr userData, IntPtr tokens, UIntPtr nTokens, UIntPtr maxProposals,
+            UIntPtr vocabSize, IntPtr proposals, IntPtr probs);
+
         // -- library
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -1137,6 +1761,43 @@ namespace Specdec
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Status specdec_gen_config_clear_stops(GenConfigHandle config, ref IntPtr err);
 
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_draft_policy(GenConfigHandle config, uint policy, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_confidence_stop(GenConfigHandle config, float pMin, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_kv_memory_limit(GenConfigHandle config, ulong bytes, ref IntPtr err);
+
+        // -- drafters
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_drafter_new_model(ModelHandle draft, out DrafterHandle drafter, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_drafter_new_ngram(uint nMin, uint nMax, uint maxProposal, out DrafterHandle drafter, ref IntPtr err);
+
+        // countsPath null passes NULL (learn the counts from the sequence).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_drafter_new_counts(uint order, [In] byte[] countsPath, out DrafterHandle drafter, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_drafter_new_callback(DraftCallback callback, IntPtr userData,
+            [MarshalAs(UnmanagedType.U1)] bool withProbs, out DrafterHandle drafter, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void specdec_drafter_free(IntPtr drafter);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_new_with_drafter(ModelHandle target, DrafterHandle drafter, GenConfigHandle config,
+            out GeneratorHandle generator, ref IntPtr err);
+
+        // The same function with a NULL drafter (target-only).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "specdec_generator_new_with_drafter")]
+        internal static extern Status specdec_generator_new_with_drafter_target_only(ModelHandle target, IntPtr drafter, GenConfigHandle config,
+            out GeneratorHandle generator, ref IntPtr err);
+
         // -- generator
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -1170,6 +1831,9 @@ namespace Specdec
         internal static extern void specdec_generator_cancel(IntPtr generator);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void specdec_generator_clear_cancel(IntPtr generator);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Status specdec_generator_tokens(GeneratorHandle generator, out IntPtr tokens, out UIntPtr nTokens, ref IntPtr err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -1191,6 +1855,27 @@ namespace Specdec
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Status specdec_model_options_set_intra_threads(ModelOptionsHandle options, uint threads, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_options_set_variant(ModelOptionsHandle options, [In] byte[] variant, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_options_set_cuda_fallback(ModelOptionsHandle options,
+            [MarshalAs(UnmanagedType.U1)] bool fallback, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_options_set_io_binding(ModelOptionsHandle options,
+            [MarshalAs(UnmanagedType.U1)] bool enable, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_options_set_spinning(ModelOptionsHandle options,
+            [MarshalAs(UnmanagedType.U1)] bool spinning, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_options_set_optimization_level(ModelOptionsHandle options, uint level, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int specdec_model_cuda_device(ModelHandle model);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Status specdec_model_load([In] byte[] path, ModelOptionsHandle options, out ModelHandle model, ref IntPtr err);

@@ -161,7 +161,8 @@ namespace Specdec.Examples
             CheckEq(Library.LoadedAbiVersion, Library.AbiVersion, "ABI version");
             Library.CheckAbi();
             Library.InitRuntime(); // idempotent with the default location
-            CheckEq(Marshal.SizeOf(typeof(Stats)), Library.StatsV1Size, "sizeof(specdec_stats)");
+            // The first version (104 bytes) plus Rejected and Alpha (since 0.2).
+            CheckEq(Marshal.SizeOf(typeof(Stats)), Library.StatsV1Size + 16, "sizeof(specdec_stats)");
             // Every enum value is a status the library knows, with the matching name.
             foreach (Status s in Enum.GetValues(typeof(Status)))
             {
@@ -836,6 +837,483 @@ namespace Specdec.Examples
             CheckTokens(run(draft), run(draft), "speculative sampling, same seed");
         }
 
+
+        // ---------------------------------------------------------------------------------------
+        // Drafters, policies, model options
+
+        // A CallbackDrafter proposing the target's own greedy continuation (baseline) of the prompt.
+        private sealed class Oracle : CallbackDrafter
+        {
+            internal int Calls;
+
+            public Oracle(bool withProbabilities = false) : base(withProbabilities) { }
+
+            protected override int Propose(DraftRequest request)
+            {
+                Interlocked.Increment(ref Calls);
+                return Propose(request, baseline);
+            }
+
+            internal static int Propose(DraftRequest request, uint[] reference)
+            {
+                uint[] tokens = request.Tokens;
+                if (tokens.Length < prompt.Length || !SameTokens(Prefix(tokens, prompt.Length), prompt))
+                {
+                    throw new InvalidOperationException("the sequence does not start with the prompt");
+                }
+                int pos = tokens.Length - prompt.Length;
+                int n = 0;
+                for (; n < request.MaxProposals && pos + n < reference.Length; n++)
+                {
+                    request.Proposals[n] = reference[pos + n];
+                    if (request.WithProbabilities)
+                    {
+                        var row = new float[request.VocabSize];
+                        row[reference[pos + n]] = 1f;
+                        request.SetDistribution(n, row);
+                    }
+                }
+                return n;
+            }
+        }
+
+        private static uint[] RunDrafter(Drafter d, GenerationOptions o, out Stats stats)
+        {
+            using (Generator g = Generator.Create(target, d, o))
+            {
+                g.Append(prompt);
+                g.Generate();
+                stats = g.Stats;
+                return Generated(g, prompt.Length);
+            }
+        }
+
+        private static string WriteCounts(CountsOrder order)
+        {
+            var sb = new StringBuilder("# counts of the reference\n");
+            foreach (uint id in baseline) sb.Append(id).Append(" 1\n"); // repeated lines add up
+            if (order == CountsOrder.Bigram)
+            {
+                for (int i = 1; i < baseline.Length; i++) sb.Append(baseline[i - 1]).Append(' ').Append(baseline[i]).Append(" 1\n");
+            }
+            string path = Path.Combine(Path.GetTempPath(), "specdec-cs-counts-" + (int)order + ".txt");
+            File.WriteAllText(path, sb.ToString());
+            return path;
+        }
+
+        private static void DraftersKeepGreedyExact()
+        {
+            var sources = new List<KeyValuePair<string, Func<Drafter>>>
+            {
+                new KeyValuePair<string, Func<Drafter>>("model", () => new ModelDrafter(draft)),
+                new KeyValuePair<string, Func<Drafter>>("ngram 1-4", () => new NGramDrafter(1, 4, 8)),
+                new KeyValuePair<string, Func<Drafter>>("ngram 2-2", () => new NGramDrafter(2, 2, 3)),
+                new KeyValuePair<string, Func<Drafter>>("unigram learnt", () => new CountsDrafter(CountsOrder.Unigram)),
+                new KeyValuePair<string, Func<Drafter>>("bigram learnt", () => new CountsDrafter(CountsOrder.Bigram, null)),
+                new KeyValuePair<string, Func<Drafter>>("unigram file", () => new CountsDrafter(CountsOrder.Unigram, WriteCounts(CountsOrder.Unigram))),
+                new KeyValuePair<string, Func<Drafter>>("bigram file", () => new CountsDrafter(CountsOrder.Bigram, WriteCounts(CountsOrder.Bigram))),
+                new KeyValuePair<string, Func<Drafter>>("callback", () => new Oracle()),
+                new KeyValuePair<string, Func<Drafter>>("callback with probabilities", () => new Oracle(true)),
+                new KeyValuePair<string, Func<Drafter>>("delegate", () => new DelegateDrafter(r => Oracle.Propose(r, baseline))),
+            };
+            foreach (var src in sources)
+            {
+                using (Drafter d = src.Value())
+                {
+                    Stats st;
+                    CheckTokens(RunDrafter(d, Greedy(4), out st), baseline, src.Key + ": equals target-only greedy");
+                    CheckEq(st.NewTokens, (ulong)NewTokens, src.Key + ": new tokens");
+                    Check(st.Accepted <= st.Drafted && st.Alpha >= 0 && st.Alpha <= 1, src.Key + ": stats");
+                    if (src.Key == "callback" || src.Key.StartsWith("callback ") || src.Key == "delegate")
+                    {
+                        // The oracle proposes exactly the target's continuation: all accepted.
+                        Check(st.Drafted > 0 && st.AcceptanceRate > 0.99 && st.Alpha > 0.99, src.Key + ": acceptance " + st.AcceptanceRate);
+                        CheckEq(st.Rejected, 0UL, src.Key + ": rejected rounds");
+                        Check(st.TokensPerTargetCall > 3, src.Key + ": tokens per target call " + st.TokensPerTargetCall);
+                    }
+                }
+            }
+            // The model drafter is new Generator(target, draft): the same tokens when sampling too.
+            Func<GenerationOptions> sampled = () => new GenerationOptions { Temperature = 1f, Seed = 5, MaxNewTokens = NewTokens, EosIds = new uint[0] };
+            uint[] viaModel;
+            using (var g = new Generator(target, draft, sampled()))
+            {
+                g.Append(prompt);
+                g.Generate();
+                viaModel = Generated(g, prompt.Length);
+            }
+            using (var d = new ModelDrafter(draft))
+            {
+                Stats st;
+                CheckTokens(RunDrafter(d, sampled(), out st), viaModel, "sampled: ModelDrafter equals the draft constructor");
+            }
+            // A null drafter is target-only decoding.
+            Stats none;
+            CheckTokens(RunDrafter(null, Greedy(4), out none), baseline, "null drafter");
+            CheckEq(none.Drafted, 0UL, "null drafter drafts nothing");
+        }
+
+        private static void DrafterErrors()
+        {
+            CheckCode(() => new NGramDrafter(0, 2, 4), Status.InvalidArgument, "ngram 0");
+            CheckCode(() => new NGramDrafter(3, 2, 4), Status.InvalidArgument, "ngram min > max");
+            CheckCode(() => new NGramDrafter(1, 2, Library.MaxGamma + 1), Status.InvalidArgument, "ngram proposal 65");
+            CheckCode(() => new CountsDrafter((CountsOrder)3), Status.InvalidArgument, "counts order 3");
+            CheckCode(() => new CountsDrafter(CountsOrder.Unigram, "/no/such/counts.txt"), Status.Io, "counts file missing");
+            CheckCode(() => new CountsDrafter(CountsOrder.Unigram, "a\0b"), Status.InvalidArgument, "NUL in the counts path");
+            string bad = Path.Combine(Path.GetTempPath(), "specdec-cs-bad-counts.txt");
+            File.WriteAllText(bad, "5 10\nseven 3\n");
+            CheckCode(() => new CountsDrafter(CountsOrder.Unigram, bad), Status.Io, "malformed counts file");
+            bool threw = false;
+            try { new DelegateDrafter(null); } catch (ArgumentNullException) { threw = true; }
+            Check(threw, "DelegateDrafter(null) throws ArgumentNullException");
+            threw = false;
+            try { new ModelDrafter(null); } catch (ArgumentNullException) { threw = true; }
+            Check(threw, "ModelDrafter(null) throws ArgumentNullException");
+            using (Model v600 = Model.Load(Fixture("vocab600")))
+            using (var d600 = new ModelDrafter(v600))
+            {
+                CheckCode(() => Generator.Create(target, d600), Status.VocabMismatch, "vocab600 drafter");
+            }
+            var disposed = new NGramDrafter(1, 2, 4);
+            disposed.Dispose();
+            disposed.Dispose();
+            threw = false;
+            try { Generator.Create(target, disposed); } catch (ObjectDisposedException) { threw = true; }
+            Check(threw, "a disposed drafter throws ObjectDisposedException");
+            using (var d = new NGramDrafter(1, 2, 4))
+            {
+                CheckCode(() => Generator.Create(target, d, new GenerationOptions { Gamma = 0 }), Status.InvalidArgument, "gamma 0");
+            }
+        }
+
+        private sealed class DraftBoom : Exception
+        {
+            public DraftBoom() : base("draft boom") { }
+        }
+
+        private static void CallbackDrafterFailures()
+        {
+            string mode = null;
+            int calls = 0;
+            Generator current = null;
+            Status reentrant = Status.Ok;
+            using (var d = new DelegateDrafter(r =>
+            {
+                if (++calls != 3) return Oracle.Propose(r, baseline);
+                switch (mode)
+                {
+                    case "throw": throw new DraftBoom();
+                    case "negative": return -2;
+                    case "too many": return r.MaxProposals + 1;
+                    case "out of range": r.Proposals[0] = 1u << 20; return 1;
+                    case "reentrant":
+                        SpecdecException e = Catch(() => current.Step()); // the native generator is busy
+                        reentrant = e == null ? Status.Ok : e.Code;
+                        current.Cancel();                                  // allowed: cancels the next iteration
+                        return Oracle.Propose(r, baseline);
+                }
+                return 0;
+            }))
+            {
+                foreach (var c in new[]
+                {
+                    new KeyValuePair<string, Status>("throw", Status.Callback),
+                    new KeyValuePair<string, Status>("negative", Status.Callback),
+                    new KeyValuePair<string, Status>("too many", Status.InvalidArgument),
+                    new KeyValuePair<string, Status>("out of range", Status.TokenOutOfRange),
+                    new KeyValuePair<string, Status>("reentrant", Status.Cancelled),
+                })
+                {
+                    mode = c.Key;
+                    calls = 0;
+                    using (Generator g = Generator.Create(target, d, Greedy(3)))
+                    {
+                        current = g;
+                        g.Append(prompt);
+                        SpecdecException failure = null;
+                        for (int i = 0; i < 3 && failure == null; i++) failure = Catch(() => g.Step());
+                        if (mode == "reentrant")
+                        {
+                            CheckEq(reentrant, Status.Busy, "Step from inside the draft callback");
+                            CheckCode(() => g.Step(), Status.Cancelled, "the callback's Cancel");
+                        }
+                        else
+                        {
+                            CheckEq(failure == null ? Status.Ok : failure.Code, c.Value, mode + ": third round");
+                        }
+                        if (mode == "throw" && failure != null)
+                        {
+                            Check(failure.InnerException is DraftBoom, "the callback's exception is the InnerException");
+                            Check(failure.Message.Contains("draft boom"), "the message names it: " + failure.Message);
+                        }
+                        // The generator goes on, exactly.
+                        CheckEq(g.Generate(), FinishReason.MaxTokens, mode + ": continuing");
+                        CheckTokens(Generated(g, prompt.Length), baseline, mode + ": exact after the failure");
+                    }
+                }
+                // Through Generate (one native call) with a token callback, too.
+                mode = "throw";
+                calls = 0;
+                using (Generator g = Generator.Create(target, d, Greedy(3)))
+                {
+                    g.Append(prompt);
+                    SpecdecException e = Catch(() => g.Generate(t => true));
+                    Check(e != null && e.Code == Status.Callback && e.InnerException is DraftBoom, "Generate: Callback with the exception inside");
+                    CheckEq(g.Generate(), FinishReason.MaxTokens, "Generate: continuing");
+                    CheckTokens(Generated(g, prompt.Length), baseline, "Generate: exact after the failure");
+                }
+            }
+            // Distributions that are not distributions, and misuse of the request.
+            using (var bad = new DelegateDrafter(r =>
+            {
+                r.Proposals[0] = 1;
+                r.SetDistribution(0, new float[r.VocabSize]); // all zero
+                return 1;
+            }, true))
+            using (Generator g = Generator.Create(target, bad, Greedy()))
+            {
+                g.Append(prompt);
+                CheckCode(() => g.Step(), Status.InvalidArgument, "zero distribution");
+            }
+            DraftRequest kept = null;
+            using (var misuse = new DelegateDrafter(r =>
+            {
+                kept = r;
+                r.SetDistribution(0, new float[3]); // wrong length
+                return 0;
+            }, true))
+            using (Generator g = Generator.Create(target, misuse, Greedy()))
+            {
+                g.Append(prompt);
+                SpecdecException e = Catch(() => g.Step());
+                Check(e != null && e.Code == Status.Callback && e.InnerException is ArgumentException, "wrong distribution length");
+            }
+            bool threw = false;
+            try { kept.SetDistribution(0, new float[kept.VocabSize]); } catch (InvalidOperationException) { threw = true; }
+            Check(threw, "a DraftRequest is dead after its call");
+        }
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        private static Generator GeneratorOfDisposedDrafter(out WeakReference weak)
+        {
+            var oracle = new Oracle();
+            weak = new WeakReference(oracle);
+            Generator g = Generator.Create(target, oracle, Greedy());
+            oracle.Dispose();
+            return g;
+        }
+
+        private static void CallbackDrafterLifetimeAndThreads()
+        {
+            // The drafter disposed (and unreferenced) before its generator: the callback still runs.
+            WeakReference weak;
+            Generator g = GeneratorOfDisposedDrafter(out weak);
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            Check(weak.IsAlive, "the generator keeps its callback drafter reachable");
+            using (g)
+            {
+                g.Append(prompt);
+                var stop = 0;
+                var collector = new Thread(() =>
+                {
+                    while (Volatile.Read(ref stop) == 0)
+                    {
+                        GC.Collect();
+                        Thread.Sleep(1);
+                    }
+                });
+                collector.Start();
+                try
+                {
+                    g.Generate();
+                }
+                finally
+                {
+                    Volatile.Write(ref stop, 1);
+                    collector.Join();
+                }
+                CheckTokens(Generated(g, prompt.Length), baseline, "drafter disposed first");
+            }
+            // (Whether it is collected now is not checked: Mono scans stacks conservatively, so a
+            // stale stack slot may keep any object, with or without an anchor, alive a while.)
+
+            // Abandoned drafters and generators: their finalizers release everything.
+            for (int i = 0; i < 3; i++)
+            {
+                var gen = Generator.Create(target, new Oracle(), Greedy());
+                gen.Append(prompt);
+                gen.Step();
+            }
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+
+            // One callback drafter shared by generators on four threads.
+            using (var shared = new Oracle())
+            {
+                var outs = new uint[4][];
+                var errors = new Exception[4];
+                var threads = new List<Thread>();
+                for (int i = 0; i < 4; i++)
+                {
+                    int k = i;
+                    var t = new Thread(() =>
+                    {
+                        try
+                        {
+                            Stats st;
+                            for (int j = 0; j < 3; j++) outs[k] = RunDrafter(shared, Greedy((uint)(k + 2)), out st);
+                        }
+                        catch (Exception e)
+                        {
+                            errors[k] = e;
+                        }
+                    });
+                    threads.Add(t);
+                    t.Start();
+                }
+                foreach (var t in threads) t.Join();
+                for (int i = 0; i < 4; i++)
+                {
+                    Check(errors[i] == null, "thread " + i + ": " + errors[i]);
+                    if (outs[i] != null) CheckTokens(outs[i], baseline, "thread " + i);
+                }
+                Check(shared.Calls > 0, "the shared callback ran");
+            }
+        }
+
+        private static void DraftPolicies()
+        {
+            using (var model = new ModelDrafter(draft))
+            using (var ngram = new NGramDrafter(1, 4, 8))
+            {
+                foreach (DraftPolicy p in new[] { DraftPolicy.Fixed, DraftPolicy.Heuristic, DraftPolicy.Auto })
+                {
+                    foreach (Drafter d in new Drafter[] { model, ngram })
+                    {
+                        foreach (float conf in new[] { 0f, 0.3f })
+                        {
+                            GenerationOptions o = Greedy(3);
+                            o.DraftPolicy = p;
+                            o.ConfidenceStop = conf;
+                            Stats st;
+                            CheckTokens(RunDrafter(d, o, out st), baseline, p + ", confidence stop " + conf);
+                        }
+                    }
+                    GenerationOptions withDraft = Greedy(3);
+                    withDraft.DraftPolicy = p;
+                    using (var g = new Generator(target, draft, withDraft))
+                    {
+                        g.Append(prompt);
+                        g.Generate();
+                        CheckTokens(Generated(g, prompt.Length), baseline, p + " with the draft constructor");
+                    }
+                }
+            }
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { DraftPolicy = (DraftPolicy)9 }), Status.InvalidArgument, "policy 9");
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { ConfidenceStop = -0.1f }), Status.InvalidArgument, "confidence -0.1");
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { ConfidenceStop = 1.5f }), Status.InvalidArgument, "confidence 1.5");
+        }
+
+        private static void KvMemoryLimit()
+        {
+            GenerationOptions small = Greedy();
+            small.KvMemoryLimit = 1024;
+            using (var g = new Generator(target, draft, small))
+            {
+                CheckCode(() => g.Append(prompt), Status.MemoryBudget, "1 KiB budget");
+                CheckEq(g.Tokens.Length, 0, "a refused Append changes nothing");
+            }
+            GenerationOptions big = Greedy();
+            big.KvMemoryLimit = 1UL << 30;
+            using (var g = new Generator(target, draft, big))
+            {
+                g.Append(prompt);
+                g.Generate();
+                CheckTokens(Generated(g, prompt.Length), baseline, "1 GiB budget");
+            }
+        }
+
+        private static void ModelVariants()
+        {
+            string community = Path.Combine(Path.Combine(Path.Combine(fixtures, ".."), "community"), "llama");
+            SpecdecException e = Catch(() => Model.Load(community));
+            Check(e != null && e.Code == Status.InvalidArgument, "several variants and no choice: " + (e == null ? "loaded" : e.Code.ToString()));
+            if (e != null) Check(e.Message.Contains("q4") && e.Message.Contains("fp16"), "the message names the variants: " + e.Message);
+            CheckCode(() => Model.Load(community, new ModelOptions { Variant = "bogus" }), Status.Io, "unknown variant");
+            CheckCode(() => Model.Load(community, new ModelOptions { Variant = "q\0" }), Status.InvalidArgument, "NUL in the variant");
+            foreach (string v in new[] { "default", "q4", "fp16" })
+            {
+                using (Model m = Model.Load(community, new ModelOptions { Variant = v }))
+                using (var g = new Generator(m, null, new GenerationOptions { MaxNewTokens = 12, EosIds = new uint[0] }))
+                {
+                    CheckEq(m.VocabSize, 512, v + ": vocabulary");
+                    CheckEq(m.CudaDevice, -1, v + ": runs on the CPU");
+                    g.Append(prompt);
+                    CheckEq(g.Generate(), FinishReason.MaxTokens, v + ": generates");
+                    CheckEq(g.Tokens.Length, prompt.Length + 12, v + ": tokens");
+                }
+            }
+        }
+
+        private static void ModelSessionOptions()
+        {
+            var variants = new[]
+            {
+                new ModelOptions { IoBinding = true },
+                new ModelOptions { IoBinding = false, Spinning = false },
+                new ModelOptions { OptimizationLevel = 0 },
+                new ModelOptions { OptimizationLevel = 1, Spinning = true, IntraThreads = 1 },
+                new ModelOptions { Device = "cpu", CudaFallback = false, IoBinding = true, OptimizationLevel = 3 },
+            };
+            foreach (ModelOptions o in variants)
+            {
+                using (Model m = Model.Load(Fixture("llama"), o))
+                using (var g = new Generator(m, null, Greedy()))
+                {
+                    CheckEq(m.CudaDevice, -1, "CPU model");
+                    g.Append(prompt);
+                    g.Generate();
+                    CheckTokens(Generated(g, prompt.Length), baseline, "session options keep greedy output");
+                }
+            }
+            CheckCode(() => Model.Load(Fixture("llama"), new ModelOptions { OptimizationLevel = 4 }), Status.InvalidArgument, "optimization level 4");
+            using (Model m = Model.Load(Fixture("draft"), (ModelOptions)null)) CheckEq(m.CudaDevice, -1, "default options");
+            // CUDA fails loudly where it cannot run, unless the CPU fallback is allowed.
+            SpecdecException e = Catch(() => Model.Load(Fixture("draft"), new ModelOptions { Device = "cuda:0" }).Dispose());
+            if (e == null)
+            {
+                using (Model m = Model.Load(Fixture("draft"), new ModelOptions { Device = "cuda:0" })) CheckEq(m.CudaDevice, 0, "cuda:0");
+            }
+            else
+            {
+                CheckEq(e.Code, Status.Unavailable, "cuda:0 without the fallback");
+                using (Model m = Model.Load(Fixture("draft"), new ModelOptions { Device = "cuda:0", CudaFallback = true }))
+                {
+                    CheckEq(m.CudaDevice, -1, "cuda:0 fell back to the CPU");
+                }
+            }
+        }
+
+        private static void ClearCancel()
+        {
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                g.Append(prompt);
+                g.Cancel();
+                g.ClearCancel(); // withdrawn before any iteration consumed it
+                Check(g.Step().Length > 0, "Step after ClearCancel");
+                g.Cancel();
+                CheckCode(() => g.Step(), Status.Cancelled, "Step after Cancel");
+                Check(g.Step().Length > 0, "Step after the consumed Cancel");
+                g.Dispose();
+                g.ClearCancel(); // disposed: a no-op
+                g.Cancel();
+            }
+        }
+
         // ---------------------------------------------------------------------------------------
 
         // The binding against the native library driven without C#: the specdec CLI (built by
@@ -909,6 +1387,15 @@ namespace Specdec.Examples
                 new KeyValuePair<string, Action>("gc_during_long_generate", GcDuringLongGenerate),
                 new KeyValuePair<string, Action>("model_shared_across_threads", ModelSharedAcrossThreads),
                 new KeyValuePair<string, Action>("sampling_is_reproducible", SamplingIsReproducible),
+                new KeyValuePair<string, Action>("drafters_keep_greedy_exact", DraftersKeepGreedyExact),
+                new KeyValuePair<string, Action>("drafter_errors", DrafterErrors),
+                new KeyValuePair<string, Action>("callback_drafter_failures", CallbackDrafterFailures),
+                new KeyValuePair<string, Action>("callback_drafter_lifetime_and_threads", CallbackDrafterLifetimeAndThreads),
+                new KeyValuePair<string, Action>("draft_policies", DraftPolicies),
+                new KeyValuePair<string, Action>("kv_memory_limit", KvMemoryLimit),
+                new KeyValuePair<string, Action>("model_variants", ModelVariants),
+                new KeyValuePair<string, Action>("model_session_options", ModelSessionOptions),
+                new KeyValuePair<string, Action>("clear_cancel", ClearCancel),
             };
 
             int passed = 0, failed = 0;

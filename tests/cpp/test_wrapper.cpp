@@ -852,6 +852,373 @@ TEST(model_shared_across_threads) {
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Drafters, policies, model options
+
+static_assert(move_only_v<specdec::Drafter>);
+
+// A DraftCallback proposing the target's own greedy continuation (baseline()) of the prompt.
+class Oracle : public specdec::DraftCallback {
+public:
+    size_t propose(const specdec::DraftRequest& req) override {
+        calls.fetch_add(1);
+        const auto& prompt = shared().prompt;
+        const auto& ref = baseline();
+        if (req.tokens.size < prompt.size() || !std::equal(prompt.begin(), prompt.end(), req.tokens.begin())) {
+            throw std::runtime_error("the sequence does not start with the prompt");
+        }
+        size_t pos = req.tokens.size - prompt.size();
+        size_t n = 0;
+        for (; n < req.max_proposals && pos + n < ref.size(); ++n) {
+            req.proposals[n] = ref[pos + n];
+            if (float* row = req.prob_row(n)) {
+                std::fill(row, row + req.vocab_size, 0.0f);
+                row[req.proposals[n]] = 1.0f;
+            }
+        }
+        return n;
+    }
+    std::atomic<int> calls{0};
+};
+
+// Writes a count file of the baseline (unigram lines, and bigram lines for order 2).
+std::string write_counts(specdec::CountsOrder order) {
+    const auto& ref = baseline();
+    std::string path = (std::filesystem::temp_directory_path() /
+                        ("specdec-cpp-counts-" + std::to_string(static_cast<int>(order)) + ".txt"))
+                           .string();
+    std::ofstream f(path);
+    f << "# counts of the reference\n";
+    for (uint32_t id : ref) f << id << " 1\n";  // repeated lines add up
+    if (order == specdec::CountsOrder::Bigram) {
+        for (size_t i = 1; i < ref.size(); ++i) f << ref[i - 1] << " " << ref[i] << " 1\n";
+    }
+    return path;
+}
+
+std::vector<uint32_t> run_drafter(const specdec::Drafter& d, const specdec::GenConfig& cfg, specdec_stats* stats = nullptr) {
+    specdec::Generator g(shared().target, d, cfg);
+    g.append(shared().prompt);
+    g.generate();
+    if (stats) *stats = g.stats();
+    return generated_part(g, shared().prompt.size());
+}
+
+TEST(drafters_keep_greedy_exact) {
+    using specdec::CountsOrder;
+    using specdec::Drafter;
+    struct Source {
+        const char* name;
+        std::function<Drafter()> make;
+    };
+    std::vector<Source> sources = {
+        {"model", [] { return Drafter::model(shared().draft); }},
+        {"ngram 1-4", [] { return Drafter::ngram(1, 4, 8); }},
+        {"ngram 2-2", [] { return Drafter::ngram(2, 2, 3); }},
+        {"unigram learnt", [] { return Drafter::counts(CountsOrder::Unigram); }},
+        {"bigram learnt", [] { return Drafter::counts(CountsOrder::Bigram); }},
+        {"unigram file", [] { return Drafter::counts(CountsOrder::Unigram, write_counts(CountsOrder::Unigram)); }},
+        {"bigram file", [] { return Drafter::counts(CountsOrder::Bigram, write_counts(CountsOrder::Bigram)); }},
+        {"callback", [] { return Drafter::callback(std::make_shared<Oracle>()); }},
+        {"callback with probabilities", [] { return Drafter::callback(std::make_shared<Oracle>(), true); }},
+        {"callback function", [] {
+             auto oracle = std::make_shared<Oracle>();
+             return Drafter::callback([oracle](const specdec::DraftRequest& r) { return oracle->propose(r); });
+         }},
+    };
+    for (const Source& src : sources) {
+        Drafter d = src.make();
+        CHECK(static_cast<bool>(d));
+        specdec_stats st{};
+        std::vector<uint32_t> out = run_drafter(d, greedy(4), &st);
+        if (out != baseline()) std::fprintf(stderr, "    %s: output differs from target-only greedy\n", src.name);
+        CHECK(out == baseline());
+        CHECK_EQ(st.new_tokens, uint64_t{kNewTokens});
+        CHECK(st.accepted <= st.drafted);
+        CHECK(st.alpha >= 0.0 && st.alpha <= 1.0);
+        if (std::string(src.name).rfind("callback", 0) == 0) {
+            // The oracle proposes exactly the target's continuation: everything is accepted.
+            CHECK(st.drafted > 0);
+            CHECK(st.acceptance_rate > 0.99);
+            CHECK_EQ(st.rejected, uint64_t{0});
+            CHECK(st.alpha > 0.99);
+            CHECK(st.tokens_per_target_call > 3.0);
+        }
+    }
+    // The model drafter is Generator(target, &draft): the same tokens when sampling, too.
+    auto sampled = specdec::GenConfig().temperature(1.0f).seed(5).max_new_tokens(kNewTokens).eos_ids({});
+    specdec::Generator g(shared().target, &shared().draft, sampled);
+    g.append(shared().prompt);
+    g.generate();
+    CHECK(run_drafter(Drafter::model(shared().draft), sampled) == generated_part(g, shared().prompt.size()));
+}
+
+TEST(drafter_errors) {
+    using specdec::CountsOrder;
+    using specdec::Drafter;
+    CHECK_CODE(Drafter::ngram(0, 2, 4), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(Drafter::ngram(3, 2, 4), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(Drafter::ngram(1, 2, SPECDEC_MAX_GAMMA + 1), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(Drafter::counts(static_cast<CountsOrder>(3)), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(Drafter::counts(CountsOrder::Unigram, "/no/such/counts.txt"), SPECDEC_STATUS_IO);
+    CHECK_CODE(Drafter::counts(CountsOrder::Unigram, std::string("a\0b", 3)), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(Drafter::callback(std::shared_ptr<specdec::DraftCallback>()), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK_CODE(Drafter::callback(specdec::DraftFunction()), SPECDEC_STATUS_NULL_PARAMETER);
+    specdec::Model moved = specdec::Model::load(fixture("draft"));
+    specdec::Model other = std::move(moved);
+    CHECK_CODE(Drafter::model(moved), SPECDEC_STATUS_NULL_PARAMETER);
+    // A draft with another vocabulary is refused when the generator is made.
+    specdec::Model v600 = specdec::Model::load(fixture("vocab600"));
+    Drafter d600 = Drafter::model(v600);
+    CHECK_CODE(specdec::Generator(shared().target, d600), SPECDEC_STATUS_VOCAB_MISMATCH);
+    // A moved-from drafter is refused rather than read as "no drafter".
+    Drafter d = Drafter::ngram(1, 2, 4);
+    Drafter d2 = std::move(d);
+    CHECK(!d && d2);
+    CHECK_CODE(specdec::Generator(shared().target, d), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK_CODE(specdec::Generator(shared().target, d2, specdec::GenConfig().gamma(3)), SPECDEC_STATUS_OK);
+}
+
+struct DraftBoom : std::runtime_error {
+    DraftBoom() : std::runtime_error("draft boom") {}
+};
+
+TEST(callback_drafter_failures) {
+    const auto& prompt = shared().prompt;
+    Oracle oracle;
+    enum class Mode { Throw, ThrowInt, TooMany, OutOfRange, Reentrant } mode = Mode::Throw;
+    int calls = 0;
+    specdec::Generator* current = nullptr;
+    specdec_status reentrant_code = SPECDEC_STATUS_OK;
+    specdec::Drafter d = specdec::Drafter::callback([&](const specdec::DraftRequest& req) -> size_t {
+        if (++calls != 3) return oracle.propose(req);
+        switch (mode) {
+            case Mode::Throw: throw DraftBoom();
+            case Mode::ThrowInt: throw 42;
+            case Mode::TooMany: return req.max_proposals + 1;
+            case Mode::OutOfRange: req.proposals[0] = 1u << 20; return 1;
+            case Mode::Reentrant:
+                reentrant_code = code_of([&] { current->step(); });  // the generator is busy
+                current->cancel();                                  // allowed: cancels the next iteration
+                return oracle.propose(req);
+        }
+        return 0;
+    });
+    struct Case {
+        Mode mode;
+        specdec_status expected;
+    };
+    for (Case c : {Case{Mode::Throw, SPECDEC_STATUS_CALLBACK}, Case{Mode::ThrowInt, SPECDEC_STATUS_CALLBACK},
+                   Case{Mode::TooMany, SPECDEC_STATUS_INVALID_ARGUMENT},
+                   Case{Mode::OutOfRange, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE},
+                   Case{Mode::Reentrant, SPECDEC_STATUS_CANCELLED}}) {
+        mode = c.mode;
+        calls = 0;
+        specdec::Generator g(shared().target, d, greedy(3));
+        current = &g;
+        g.append(prompt);
+        specdec_status got = SPECDEC_STATUS_OK;
+        for (int i = 0; i < 3 && got == SPECDEC_STATUS_OK; ++i) {
+            try {
+                g.step();
+            } catch (const specdec::Error& e) {
+                got = e.code();
+                if (c.mode == Mode::Throw) {
+                    // The callback's exception is nested in the specdec::Error, and named in its message.
+                    CHECK(std::string(e.what()).find("draft boom") != std::string::npos);
+                    bool nested = false;
+                    try {
+                        std::rethrow_if_nested(e);
+                    } catch (const DraftBoom&) {
+                        nested = true;
+                    }
+                    CHECK(nested);
+                }
+            }
+        }
+        if (c.mode == Mode::Reentrant) {
+            CHECK_EQ(reentrant_code, SPECDEC_STATUS_BUSY);
+            CHECK_CODE(g.step(), SPECDEC_STATUS_CANCELLED);
+        } else {
+            CHECK_EQ(got, c.expected);
+        }
+        // The generator goes on, exactly.
+        CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        CHECK(generated_part(g, prompt.size()) == baseline());
+    }
+    // With generate() (one C call) and its token callback, too.
+    mode = Mode::Throw;
+    calls = 0;
+    specdec::Generator g(shared().target, d, greedy(3));
+    g.append(prompt);
+    CHECK_CODE(g.generate([](specdec::TokenSpan) {}), SPECDEC_STATUS_CALLBACK);
+    CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+    CHECK(generated_part(g, prompt.size()) == baseline());
+    // Probabilities that are not a distribution.
+    specdec::Drafter bad = specdec::Drafter::callback(
+        [](const specdec::DraftRequest& req) -> size_t {
+            req.proposals[0] = 1;
+            std::fill(req.prob_row(0), req.prob_row(0) + req.vocab_size, 0.0f);
+            return 1;
+        },
+        true);
+    specdec::Generator gb(shared().target, bad, greedy());
+    gb.append(prompt);
+    CHECK_CODE(gb.step(), SPECDEC_STATUS_INVALID_ARGUMENT);
+}
+
+TEST(callback_drafter_lifetime_and_threads) {
+    const auto& prompt = shared().prompt;
+    auto oracle = std::make_shared<Oracle>();
+    std::weak_ptr<Oracle> watch = oracle;
+    std::optional<specdec::Generator> g;
+    {
+        specdec::Drafter d = specdec::Drafter::callback(oracle);
+        oracle.reset();
+        g.emplace(shared().target, d, greedy());
+    }  // the Drafter is gone; the generator keeps the callback alive
+    CHECK(!watch.expired());
+    g->append(prompt);
+    g->generate();
+    CHECK(generated_part(*g, prompt.size()) == baseline());
+    specdec::Generator moved = std::move(*g);
+    g.reset();
+    CHECK(!watch.expired());
+    moved = specdec::Generator(shared().target);
+    CHECK(watch.expired());
+
+    // One callback drafter shared by generators on four threads.
+    auto shared_oracle = std::make_shared<Oracle>();
+    specdec::Drafter d = specdec::Drafter::callback(shared_oracle);
+    std::vector<std::vector<uint32_t>> outs(4);
+    std::vector<std::string> errors(4);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < outs.size(); ++i) {
+        threads.emplace_back([&, i] {
+            try {
+                for (int k = 0; k < 3; ++k) outs[i] = run_drafter(d, greedy(static_cast<uint32_t>(i + 2)));
+            } catch (const std::exception& e) {
+                errors[i] = e.what();
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < outs.size(); ++i) {
+        CHECK(errors[i].empty());
+        CHECK(outs[i] == baseline());
+    }
+    CHECK(shared_oracle->calls.load() > 0);
+}
+
+TEST(draft_policies) {
+    using specdec::DraftPolicy;
+    specdec::Drafter model = specdec::Drafter::model(shared().draft);
+    specdec::Drafter ngram = specdec::Drafter::ngram(1, 4, 8);
+    for (DraftPolicy p : {DraftPolicy::Fixed, DraftPolicy::Heuristic, DraftPolicy::Auto}) {
+        for (const specdec::Drafter* d : {&model, &ngram}) {
+            for (float conf : {0.0f, 0.3f}) {
+                specdec_stats st{};
+                CHECK(run_drafter(*d, greedy(3).draft_policy(p).confidence_stop(conf), &st) == baseline());
+                CHECK_EQ(st.new_tokens, uint64_t{kNewTokens});
+            }
+        }
+        // With a draft model through the other constructor too.
+        specdec::Generator g(shared().target, &shared().draft, greedy(3).draft_policy(p));
+        g.append(shared().prompt);
+        g.generate();
+        CHECK(generated_part(g, shared().prompt.size()) == baseline());
+    }
+    CHECK_CODE(specdec::GenConfig().draft_policy(static_cast<DraftPolicy>(9)), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(specdec::GenConfig().confidence_stop(-0.1f), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(specdec::GenConfig().confidence_stop(1.5f), SPECDEC_STATUS_INVALID_ARGUMENT);
+}
+
+TEST(kv_memory_limit) {
+    specdec::Generator g(shared().target, &shared().draft, greedy().kv_memory_limit(1024));
+    CHECK_CODE(g.append(shared().prompt), SPECDEC_STATUS_MEMORY_BUDGET);
+    CHECK(g.tokens().empty());
+    specdec::Generator big(shared().target, &shared().draft, greedy().kv_memory_limit(uint64_t{1} << 30));
+    big.append(shared().prompt);
+    big.generate();
+    CHECK(generated_part(big, shared().prompt.size()) == baseline());
+}
+
+TEST(model_variants) {
+    std::string community = g_fixtures + "/../community/llama";
+    // Without a variant a folder with several is refused, naming them.
+    try {
+        specdec::Model::load(community);
+        CHECK(false);
+    } catch (const specdec::Error& e) {
+        CHECK_EQ(e.code(), SPECDEC_STATUS_INVALID_ARGUMENT);
+        std::string msg = e.what();
+        CHECK(msg.find("q4") != std::string::npos);
+        CHECK(msg.find("fp16") != std::string::npos);
+    }
+    CHECK_CODE(specdec::Model::load(community, specdec::ModelOptions().variant("bogus")), SPECDEC_STATUS_IO);
+    CHECK_CODE(specdec::ModelOptions().variant(std::string("q\0", 2)), SPECDEC_STATUS_INVALID_ARGUMENT);
+    for (const char* v : {"default", "q4", "fp16"}) {
+        specdec::Model m = specdec::Model::load(community, specdec::ModelOptions().variant(v));
+        CHECK_EQ(m.vocab_size(), size_t{512});
+        CHECK_EQ(m.cuda_device(), -1);
+        specdec::Generator g(m, nullptr, specdec::GenConfig().max_new_tokens(12).eos_ids({}));
+        g.append(shared().prompt);
+        CHECK_EQ(g.generate(), SPECDEC_FINISH_REASON_MAX_TOKENS);
+        CHECK_EQ(g.tokens().size(), shared().prompt.size() + 12);
+    }
+}
+
+TEST(model_session_options) {
+    using specdec::ModelOptions;
+    std::vector<ModelOptions> variants;
+    variants.push_back(ModelOptions().io_binding(true));
+    variants.push_back(ModelOptions().io_binding(false).spinning(false));
+    variants.push_back(ModelOptions().optimization_level(0));
+    variants.push_back(ModelOptions().optimization_level(1).spinning(true).intra_threads(1));
+    variants.push_back(ModelOptions().device("cpu").cuda_fallback(false).io_binding(true).optimization_level(3));
+    for (const ModelOptions& o : variants) {
+        specdec::Model m = specdec::Model::load(fixture("llama"), o);
+        CHECK_EQ(m.cuda_device(), -1);
+        specdec::Generator g(m, nullptr, greedy());
+        g.append(shared().prompt);
+        g.generate();
+        CHECK(generated_part(g, shared().prompt.size()) == baseline());
+    }
+    CHECK_CODE(ModelOptions().optimization_level(4), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_EQ(shared().target.cuda_device(), -1);
+    // CUDA fails loudly where it cannot run, unless the CPU fallback is allowed.
+    try {
+        specdec::Model m = specdec::Model::load(fixture("draft"), ModelOptions().device("cuda:0"));
+        CHECK_EQ(m.cuda_device(), 0);
+    } catch (const specdec::Error& e) {
+        CHECK_EQ(e.code(), SPECDEC_STATUS_UNAVAILABLE);
+        specdec::Model fb = specdec::Model::load(fixture("draft"), ModelOptions().device("cuda:0").cuda_fallback(true));
+        CHECK_EQ(fb.cuda_device(), -1);
+    }
+}
+
+TEST(clear_cancel_and_adopt) {
+    specdec::Generator g(shared().target, &shared().draft, greedy());
+    g.append(shared().prompt);
+    g.cancel();
+    g.clear_cancel();  // withdrawn before any iteration consumed it
+    CHECK(!g.step().empty());
+    g.cancel();
+    CHECK_CODE(g.step(), SPECDEC_STATUS_CANCELLED);
+    CHECK(!g.step().empty());
+    specdec::Generator moved = std::move(g);
+    g.clear_cancel();  // moved-from: a no-op
+    // A generator made with the C API, adopted by the wrapper.
+    specdec::Drafter d = specdec::Drafter::ngram(1, 4, 8);
+    specdec_generator* raw = nullptr;
+    CHECK_EQ(specdec_generator_new_with_drafter(shared().target.get(), d.get(), greedy().get(), &raw, nullptr),
+             SPECDEC_STATUS_OK);
+    specdec::Generator adopted = specdec::Generator::adopt(raw);
+    adopted.append(shared().prompt);
+    adopted.generate();
+    CHECK(generated_part(adopted, shared().prompt.size()) == baseline());
+}
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -15,6 +15,15 @@
 //	err = gen.Append(promptIDs)
 //	reason, err := gen.Generate(ctx, func(tokens []uint32) bool { ...; return true })
 //
+// # Draft sources and policies
+//
+// NewGenerator drafts with a draft model. NewGeneratorWithDrafter takes any Drafter: a draft model
+// (NewModelDrafter), n-gram prompt lookup (NewNGramDrafter), unigram or bigram counts
+// (NewCountsDrafter), or the host's own DraftCallback (NewCallbackDrafter). WithDraftPolicy
+// (DraftPolicyFixed, DraftPolicyHeuristic, DraftPolicyAuto), WithConfidenceStop and
+// WithKVMemoryLimit tune a generation; WithVariant, WithIOBinding, WithCUDAFallback, WithSpinning
+// and WithOptimizationLevel tune a model's loading.
+//
 // # Errors
 //
 // Every failure of the library is returned as an *Error holding the library's status code and

@@ -63,6 +63,11 @@ type Stats struct {
 	TargetTime          time.Duration // in ONNX Runtime calls of the target
 	OtherTime           time.Duration // everything else
 	TotalTime           time.Duration
+	// Rejected counts the rounds that ended in a rejection; the others accepted every proposal.
+	Rejected uint64
+	// Alpha is the paper's acceptance rate per verified position: Accepted / (Accepted + Rejected)
+	// (proposals after a rejection are never judged and do not count).
+	Alpha float64
 }
 
 // Generator holds one sequence being generated. It is not meant for concurrent use (one goroutine
@@ -77,13 +82,35 @@ type Generator struct {
 	// stopped outside specdec_generator_generate, so the binding keeps that state itself, with
 	// the same semantics (Step gives nothing more until Append).
 	stopped bool
+	// flags is shared with the callbacks running on the generator's behalf (see genFlags).
+	flags *genFlags
+	// cb is this generator's instance of a callback drafter (nil for other drafters); its handle
+	// is the native drafter's user_data, deleted after the native generator is freed.
+	cb *callbackBinding
 }
 
 // NewGenerator creates a generator over target, speculating with draft (nil: target-only
 // decoding). Models may be shared by any number of generators on any goroutines. Errors:
 // ErrVocabMismatch (draft and target vocabularies differ), ErrTokenOutOfRange (an EOS id outside
 // the vocabulary), ErrInvalidArgument (a bad option), ErrNullParameter (nil or closed target).
+// For the other draft sources (n-gram lookup, counts, a callback) see NewGeneratorWithDrafter.
 func NewGenerator(target, draft *Model, opts ...GenerateOption) (*Generator, error) {
+	var dptr *C.specdec_model
+	if draft != nil {
+		var err error
+		if dptr, err = draft.acquire("draft model"); err != nil {
+			return nil, err
+		}
+		defer draft.mu.RUnlock()
+	}
+	return newGenerator(target, opts, func(t *C.specdec_model, cfg *C.specdec_gen_config, out **C.specdec_generator, e **C.specdec_error) C.specdec_status {
+		return C.specdec_generator_new(t, dptr, cfg, out, e)
+	}, nil)
+}
+
+// newGenerator builds the config from opts and the native generator with create. cb is the
+// callback drafter binding the generator will own (nil for none).
+func newGenerator(target *Model, opts []GenerateOption, create func(*C.specdec_model, *C.specdec_gen_config, **C.specdec_generator, **C.specdec_error) C.specdec_status, cb *callbackBinding) (*Generator, error) {
 	if target == nil {
 		return nil, &Error{Code: StatusNullParameter, Message: "target model is nil"}
 	}
@@ -103,22 +130,17 @@ func NewGenerator(target, draft *Model, opts ...GenerateOption) (*Generator, err
 		return nil, err
 	}
 	defer target.mu.RUnlock()
-	var dptr *C.specdec_model
-	if draft != nil {
-		dptr, err = draft.acquire("draft model")
-		if err != nil {
-			return nil, err
-		}
-		defer draft.mu.RUnlock()
-	}
 
 	var out *C.specdec_generator
 	var cerr *C.specdec_error
-	st := C.specdec_generator_new(tptr, dptr, cfg.ptr, &out, &cerr)
+	st := create(tptr, cfg.ptr, &out, &cerr)
 	if err := takeError(st, cerr); err != nil {
 		return nil, err
 	}
-	g := &Generator{ptr: out}
+	g := &Generator{ptr: out, flags: &genFlags{}, cb: cb}
+	if cb != nil {
+		g.flags = cb.flags
+	}
 	runtime.SetFinalizer(g, (*Generator).finalize)
 	if cfg.tokenizer != nil {
 		if err := g.SetTokenizer(cfg.tokenizer); err != nil {
@@ -132,13 +154,27 @@ func NewGenerator(target, draft *Model, opts ...GenerateOption) (*Generator, err
 func (g *Generator) finalize() {
 	C.specdec_generator_free(g.ptr)
 	g.ptr = nil
+	g.releaseCallback()
+}
+
+// releaseCallback deletes the callback drafter's handle, once the native generator that could
+// call it is gone.
+func (g *Generator) releaseCallback() {
+	if g.cb != nil {
+		g.cb.handle.Delete()
+		g.cb = nil
+	}
 }
 
 // Close frees the generator. It is idempotent. It waits for a call in progress on another
-// goroutine (cancel it first to make that quick).
+// goroutine (cancel it first to make that quick). From inside one of the generator's own callbacks
+// (a DraftCallback, or GenerateAll's onTokens) it returns ErrBusy and does nothing.
 func (g *Generator) Close() error {
 	if g == nil {
 		return nil
+	}
+	if g.inCallback() {
+		return busyError()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -147,15 +183,30 @@ func (g *Generator) Close() error {
 	if g.ptr != nil {
 		C.specdec_generator_free(g.ptr)
 		g.ptr = nil
+		g.releaseCallback()
 		runtime.SetFinalizer(g, nil)
 	}
 	return nil
+}
+
+// inCallback reports whether one of the generator's callbacks is running (see genFlags).
+func (g *Generator) inCallback() bool {
+	return g.flags != nil && g.flags.inCallback.Load() > 0
+}
+
+func busyError() error {
+	return &Error{Code: StatusBusy, Message: "the generator is running one of its callbacks (only Cancel may be called from there)"}
 }
 
 // lock locks the generator and checks that it is open; the caller unlocks g.mu.
 func (g *Generator) lock() error {
 	if g == nil {
 		return &Error{Code: StatusNullParameter, Message: "generator is nil"}
+	}
+	// From inside a callback of a native call on this generator, the goroutine holding g.mu is
+	// this one: waiting would deadlock. (The native library answers BUSY there too.)
+	if g.inCallback() {
+		return busyError()
 	}
 	g.mu.Lock()
 	if g.ptr == nil {
@@ -202,7 +253,7 @@ func (g *Generator) Append(ids []uint32) error {
 // Step runs one iteration (draft, verify in one target call, accept or resample) and returns a copy
 // of the tokens it added: none once the generation has finished. Errors: ErrInvalidArgument (no
 // prompt yet), ErrCancelled (Cancel was called; the generator stays usable), ErrContextLimit,
-// ErrInference.
+// ErrInference, ErrCallback (a DraftCallback failed; the error wraps the callback's own).
 func (g *Generator) Step() ([]uint32, error) {
 	if err := g.lock(); err != nil {
 		return nil, err
@@ -219,11 +270,33 @@ func (g *Generator) stepLocked() ([]uint32, error) {
 	var n C.size_t
 	var cerr *C.specdec_error
 	st := C.specdec_generator_step(g.ptr, &p, &n, &cerr)
-	if err := takeError(st, cerr); err != nil {
+	if err := g.callError(st, cerr, callbackOutcome{}); err != nil {
 		return nil, err
 	}
 	// The array belongs to the generator and is valid until its next non-const call: copy it now.
 	return copyIDs(p, n), nil
+}
+
+// callError turns the result of a native call that may have run callbacks into an error: the
+// library's, wrapping the DraftCallback's own error. A panic of a callback (the drafter's, or the
+// token callback's in tok) is re-raised here, on the calling goroutine; the caller holds g.mu and
+// must release it with a defer.
+func (g *Generator) callError(st C.specdec_status, cerr *C.specdec_error, tok callbackOutcome) error {
+	var drafted callbackOutcome
+	if g.cb != nil {
+		drafted = g.cb.outcome.take()
+	}
+	err := takeError(st, cerr)
+	if drafted.panicked {
+		panic(drafted.panicVal)
+	}
+	if tok.panicked {
+		panic(tok.panicVal)
+	}
+	if err != nil && errors.Is(err, ErrCallback) {
+		err = callbackError(err, drafted.err)
+	}
+	return err
 }
 
 // Tokens returns a copy of the whole sequence: prompts and generated tokens (nil after Close).
@@ -284,6 +357,8 @@ func (g *Generator) Stats() Stats {
 		TargetTime:          secs(s.target_seconds),
 		OtherTime:           secs(s.other_seconds),
 		TotalTime:           secs(s.total_seconds),
+		Rejected:            uint64(s.rejected),
+		Alpha:               float64(s.alpha),
 	}
 }
 
@@ -304,7 +379,8 @@ func (g *Generator) Cancel() {
 // Generate runs iterations until EOS, a stop sequence, max_new_tokens, onTokens returning false
 // (FinishStopped), an error, or ctx being done. onTokens (may be nil) receives a copy of each
 // iteration's tokens; it runs on the calling goroutine, between iterations, and may call the
-// generator's methods (Tokens, Stats, ...).
+// generator's methods (Tokens, Stats, ...). Each iteration is one Step; GenerateAll runs the whole
+// generation in one native call instead.
 //
 // When ctx is done, the iteration in progress is interrupted at its end (the library checks the
 // cancellation between iterations) and Generate returns an error matching both ErrCancelled and
@@ -314,60 +390,19 @@ func (g *Generator) Generate(ctx context.Context, onTokens func(tokens []uint32)
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if err := ctx.Err(); err != nil {
-		if err := g.lock(); err != nil {
-			return FinishNone, err
-		}
-		g.mu.Unlock()
-		return FinishNone, fmt.Errorf("%w: %w", &Error{Code: StatusCancelled, Message: "generation cancelled"}, err)
+	if err := g.checkCtx(ctx); err != nil {
+		return FinishNone, err
 	}
-	var issued atomic.Bool // the watcher called specdec_generator_cancel
-	consumed := false      // an iteration returned CANCELLED after that
-	var watcherDone chan struct{}
-	if done := ctx.Done(); done != nil {
-		stop := make(chan struct{})
-		watcherDone = make(chan struct{})
-		go func() {
-			defer close(watcherDone)
-			select {
-			case <-done:
-				g.Cancel()
-				issued.Store(true)
-			case <-stop:
-			}
-		}()
-		defer func() {
-			close(stop)
-			<-watcherDone
-			if issued.Load() && !consumed {
-				g.consumeStaleCancel()
-			}
-		}()
-	}
+	w := g.watch(ctx)
+	defer w.finish()
 
 	for {
 		if err := ctx.Err(); err != nil {
-			return FinishNone, fmt.Errorf("%w: %w", &Error{Code: StatusCancelled, Message: "generation cancelled"}, err)
+			return FinishNone, cancelledError(err)
 		}
-		if err := g.lock(); err != nil {
-			return FinishNone, err
-		}
-		toks, err := g.stepLocked()
-		reason := FinishNone
-		if err == nil {
-			reason = g.finishReasonLocked()
-		}
-		g.mu.Unlock()
+		toks, reason, err := g.stepOnce()
 		if err != nil {
-			if errors.Is(err, ErrCancelled) {
-				if issued.Load() {
-					consumed = true
-				}
-				if ctxErr := ctx.Err(); ctxErr != nil {
-					return FinishNone, fmt.Errorf("%w: %w", err, ctxErr)
-				}
-			}
-			return FinishNone, err
+			return FinishNone, w.wrap(ctx, err)
 		}
 		if len(toks) > 0 && onTokens != nil && !onTokens(toks) {
 			if err := g.lock(); err != nil {
@@ -386,6 +421,130 @@ func (g *Generator) Generate(ctx context.Context, onTokens func(tokens []uint32)
 		if len(toks) == 0 {
 			return FinishNone, &Error{Code: StatusPanic, Message: "an iteration produced no token and did not finish"}
 		}
+	}
+}
+
+// stepOnce runs one Step and reads the finish reason, under the lock.
+func (g *Generator) stepOnce() ([]uint32, FinishReason, error) {
+	if err := g.lock(); err != nil {
+		return nil, FinishNone, err
+	}
+	defer g.mu.Unlock()
+	toks, err := g.stepLocked()
+	if err != nil {
+		return nil, FinishNone, err
+	}
+	return toks, g.finishReasonLocked(), nil
+}
+
+// GenerateAll is Generate in one native call (specdec_generator_generate): the library loops over
+// the iterations itself, so without onTokens the whole generation is a single cgo call, and with
+// it one call back into Go per iteration. It ends, and honours ctx, as Generate does, and
+// returns the same tokens.
+//
+// onTokens (may be nil) receives a copy of each iteration's tokens, on the calling goroutine but
+// from inside the native call, which holds the generator: there the generator's methods return
+// ErrBusy, except Cancel. A panic in onTokens stops the generation and is re-raised, with its
+// value, once the native call has returned.
+func (g *Generator) GenerateAll(ctx context.Context, onTokens func(tokens []uint32) bool) (FinishReason, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := g.checkCtx(ctx); err != nil {
+		return FinishNone, err
+	}
+	w := g.watch(ctx)
+	defer w.finish()
+
+	reason, err := func() (FinishReason, error) {
+		if err := g.lock(); err != nil {
+			return FinishNone, err
+		}
+		defer g.mu.Unlock()
+		if g.stopped {
+			return FinishStopped, nil
+		}
+		reason, st, cerr, tok := g.generateNative(onTokens)
+		if err := g.callError(st, cerr, tok); err != nil {
+			return FinishNone, err
+		}
+		return reason, nil
+	}()
+	if err != nil {
+		return FinishNone, w.wrap(ctx, err)
+	}
+	return reason, nil
+}
+
+func cancelledError(ctxErr error) error {
+	return fmt.Errorf("%w: %w", &Error{Code: StatusCancelled, Message: "generation cancelled"}, ctxErr)
+}
+
+// checkCtx refuses a context that is already done (after checking that the generator is usable).
+func (g *Generator) checkCtx(ctx context.Context) error {
+	err := ctx.Err()
+	if err == nil {
+		return nil
+	}
+	if err := g.lock(); err != nil {
+		return err
+	}
+	g.mu.Unlock()
+	return cancelledError(err)
+}
+
+// ctxWatcher turns ctx being done into specdec_generator_cancel while a generation runs.
+type ctxWatcher struct {
+	g        *Generator
+	issued   atomic.Bool // the watcher called specdec_generator_cancel
+	consumed bool        // an iteration returned CANCELLED after that
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func (g *Generator) watch(ctx context.Context) *ctxWatcher {
+	w := &ctxWatcher{g: g}
+	ctxDone := ctx.Done()
+	if ctxDone == nil {
+		return w
+	}
+	w.stop = make(chan struct{})
+	w.done = make(chan struct{})
+	go func() {
+		defer close(w.done)
+		select {
+		case <-ctxDone:
+			g.Cancel()
+			w.issued.Store(true)
+		case <-w.stop:
+		}
+	}()
+	return w
+}
+
+// wrap adds the context's error to a cancellation, and notes that the request was consumed.
+func (w *ctxWatcher) wrap(ctx context.Context, err error) error {
+	if errors.Is(err, ErrCancelled) {
+		if w.issued.Load() {
+			w.consumed = true
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("%w: %w", err, ctxErr)
+		}
+	}
+	return err
+}
+
+// finish stops the watcher and withdraws a cancellation request it made that no iteration
+// consumed, so that it cannot cancel a later call. Call it without holding g.mu.
+func (w *ctxWatcher) finish() {
+	if w.stop == nil {
+		return
+	}
+	close(w.stop)
+	<-w.done
+	if w.issued.Load() && !w.consumed {
+		w.g.consumeStaleCancel()
 	}
 }
 

@@ -7,6 +7,7 @@ package specdec
 import "C"
 
 import (
+	"fmt"
 	"math"
 	"unsafe"
 )
@@ -186,4 +187,65 @@ func WithClearStops() GenerateOption {
 // (specdec_generator_set_tokenizer).
 func WithTokenizer(tok *Tokenizer) GenerateOption {
 	return func(c *genConfig) { c.tokenizer = tok }
+}
+
+// DraftPolicy chooses the draft length of each round (specdec_draft_policy).
+type DraftPolicy uint32
+
+const (
+	// DraftPolicyFixed: gamma proposals every round (fewer only when the drafter runs out or near
+	// the end). The default.
+	DraftPolicyFixed DraftPolicy = C.SPECDEC_DRAFT_POLICY_FIXED
+	// DraftPolicyHeuristic: start at gamma; +2 after a round whose proposals were all accepted, -1
+	// otherwise.
+	DraftPolicyHeuristic DraftPolicy = C.SPECDEC_DRAFT_POLICY_HEURISTIC
+	// DraftPolicyAuto: choose gamma in 0..16 every round from the measured acceptance rate and
+	// costs, stop drafting within a round after an unsure guess, and carry what was learnt to the
+	// next generation on the same models. Sampled output with a fixed seed is then reproducible
+	// only in distribution; greedy output is the target's own whatever the policy.
+	DraftPolicyAuto DraftPolicy = C.SPECDEC_DRAFT_POLICY_AUTO
+)
+
+func (p DraftPolicy) String() string {
+	switch p {
+	case DraftPolicyFixed:
+		return "fixed"
+	case DraftPolicyHeuristic:
+		return "heuristic"
+	case DraftPolicyAuto:
+		return "auto"
+	}
+	return fmt.Sprintf("DraftPolicy(%d)", uint32(p))
+}
+
+// WithDraftPolicy sets how the draft length is chosen (default DraftPolicyFixed). An unknown value
+// gives ErrInvalidArgument.
+func WithDraftPolicy(p DraftPolicy) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_draft_policy(c.ptr, C.uint32_t(p), e)
+		})
+	}
+}
+
+// WithConfidenceStop stops a round's drafting once the draft's most likely token has probability
+// below pMin, in [0, 1]; 0 (default) turns it off. It applies to score-based drafters (a draft
+// model, counts) and combines with any policy.
+func WithConfidenceStop(pMin float32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_confidence_stop(c.ptr, C.float(pMin), e)
+		})
+	}
+}
+
+// WithKVMemoryLimit caps the bytes the KV caches of one generator (target and draft together) may
+// use; 0 (default) means no limit. Append fails with ErrMemoryBudget, changing nothing, when a
+// request (prompt + max_new_tokens + a round's proposals) could outgrow it.
+func WithKVMemoryLimit(bytes uint64) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_kv_memory_limit(c.ptr, C.uint64_t(bytes), e)
+		})
+	}
 }

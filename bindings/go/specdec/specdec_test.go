@@ -667,6 +667,16 @@ func TestCloseIsSafe(t *testing.T) {
 	}
 	var nilModel *Model
 	nilModel.Close()
+	// A zero Generator (not made by a constructor) behaves as a closed one.
+	var zero Generator
+	if _, err := zero.Step(); !errors.Is(err, ErrNullParameter) {
+		t.Errorf("Step on a zero Generator = %v", err)
+	}
+	if _, err := zero.GenerateAll(context.Background(), nil); !errors.Is(err, ErrNullParameter) {
+		t.Errorf("GenerateAll on a zero Generator = %v", err)
+	}
+	zero.Cancel()
+	zero.Close()
 	// Forgotten objects are freed by their finalizers.
 	for i := 0; i < 3; i++ {
 		m, _ := LoadModel(fixture("draft"))
