@@ -102,7 +102,19 @@ fn init_for(explicit: Option<&Path>, want_cuda: bool) -> Result<&'static Path> {
             other => error_chain(other),
         })
     })?;
-    let env = builder.with_name("specdec").with_telemetry(false).build().map_err(|e| load_error(e.to_string()))?;
+    // One intra-op pool for every session that does not ask for a thread count of its own: a
+    // target and its draft then take turns on the same threads instead of two pools fighting
+    // over the cores (measured in the benchmark's `threads` rows; README "Threads").
+    let pool = ort::environment::GlobalThreadPoolOptions::default()
+        .with_intra_threads(0)
+        .and_then(|p| p.with_spin_control(true))
+        .map_err(|e| load_error(e.to_string()))?;
+    let env = builder
+        .with_name("specdec")
+        .with_telemetry(false)
+        .with_global_thread_pool(pool)
+        .build()
+        .map_err(|e| load_error(e.to_string()))?;
     let rt = RUNTIME.get_or_init(|| Runtime { path, env });
     Ok(&rt.path)
 }

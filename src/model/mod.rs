@@ -74,7 +74,8 @@ impl std::str::FromStr for Device {
 #[derive(Debug, Clone)]
 pub struct ModelOptions {
     pub device: Device,
-    /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
+    /// ONNX Runtime intra-op threads of a pool of the model's own; 0 (the default) runs on the
+    /// process's shared pool (one thread per core), which every such model takes turns on.
     pub intra_threads: usize,
     /// ONNX Runtime graph optimization level, 0 (none) to 3 (all, the default).
     pub optimization_level: u8,

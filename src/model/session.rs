@@ -61,6 +61,11 @@ pub(super) fn session_builder(
     };
     let text = |e: &dyn std::fmt::Display| e.to_string();
     let mut builder = Session::builder(env).map_err(|e| text(&e))?.with_optimization_level(level).map_err(|e| text(&e))?;
+    // Without a thread count of its own a session runs on the process's shared pool
+    // (runtime.rs), whose threads spin; one that must not spin gets a pool of its own.
+    if intra_threads > 0 || !options.spinning {
+        builder = builder.with_independent_thread_pool().map_err(|e| text(&e))?;
+    }
     if intra_threads > 0 {
         builder = builder.with_intra_threads(intra_threads).map_err(|e| text(&e))?;
     }
