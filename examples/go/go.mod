@@ -1,6 +1,6 @@
 module github.com/specdec/specdec/examples/go
 
-go 1.22
+go 1.23
 
 require github.com/specdec/specdec/bindings/go/specdec v0.0.0
 

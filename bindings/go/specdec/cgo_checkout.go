@@ -1,14 +1,13 @@
-//go:build !specdec_pkgconfig
+//go:build specdec_checkout && !specdec_manual
 
 package specdec
 
-// Build flags for the source checkout: the header from include/ and the library from
-// target/release/ (make build), found at run time through an rpath. For an installed library,
-// either add CGO_CFLAGS/CGO_LDFLAGS (they come before these flags, so their -L wins), or build with
-// -tags specdec_pkgconfig to take the flags from pkg-config (specdec.pc) instead: see README.md.
+// -tags specdec_checkout: build against the source checkout's target/release/libspecdec.so (make
+// build), found at run time through an rpath to that folder. For development in the checkout only:
+// the program then depends on the checkout's path.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../include
+#cgo CFLAGS: -I${SRCDIR}
 #cgo LDFLAGS: -L${SRCDIR}/../../../target/release -lspecdec -Wl,-rpath,${SRCDIR}/../../../target/release
 */
 import "C"

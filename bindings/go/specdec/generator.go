@@ -124,6 +124,9 @@ func newGenerator(target *Model, opts []GenerateOption, create func(*C.specdec_m
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
+	if (cfg.draft != nil || cfg.drafter != nil) && !cfg.sourceOK {
+		return nil, &Error{Code: StatusInvalidArgument, Message: "WithDraftModel and WithDrafter are options of specdec.Generate; pass the draft to NewGenerator or NewGeneratorWithDrafter"}
+	}
 
 	tptr, err := target.acquire("target model")
 	if err != nil {
@@ -591,8 +594,12 @@ func (g *Generator) Stream(ctx context.Context) (<-chan []uint32, <-chan error) 
 
 // GenerateText runs Generate and streams the text of the generated tokens, decoded with tok by a
 // StreamDecoder (whole UTF-8 characters only), to onText, which may return false to stop. The text
-// held back at the end is flushed to onText too, also after an error.
+// held back at the end is flushed to onText too, also after an error. tok also becomes the
+// generator's tokenizer (SetTokenizer), so stop texts (WithStopTexts) work without WithTokenizer.
 func (g *Generator) GenerateText(ctx context.Context, tok *Tokenizer, onText func(text string) bool) (FinishReason, error) {
+	if err := g.SetTokenizer(tok); err != nil {
+		return FinishNone, err
+	}
 	dec, err := NewStreamDecoder(tok)
 	if err != nil {
 		return FinishNone, err

@@ -1,3 +1,3 @@
 module github.com/specdec/specdec/bindings/go/specdec
 
-go 1.22
+go 1.23

@@ -16,8 +16,9 @@ import (
 // one Model may back any number of Generators. Close releases this handle; Generators created from
 // the model keep it alive until they are closed.
 type Model struct {
-	mu  sync.RWMutex // readers: calls using ptr; writer: Close
-	ptr *C.specdec_model
+	mu   sync.RWMutex // readers: calls using ptr; writer: Close
+	ptr  *C.specdec_model
+	path string // as given to LoadModel (Generate loads the tokenizer from it)
 }
 
 // ModelOption configures LoadModel.
@@ -200,7 +201,7 @@ func LoadModel(path string, opts ...ModelOption) (*Model, error) {
 	if err := takeError(st, cerr); err != nil {
 		return nil, err
 	}
-	m := &Model{ptr: out}
+	m := &Model{ptr: out, path: path}
 	runtime.SetFinalizer(m, (*Model).finalize)
 	return m, nil
 }

@@ -22,6 +22,11 @@ type genConfig struct {
 	ptr       *C.specdec_gen_config
 	err       error
 	tokenizer *Tokenizer
+	// Draft sources of the one-shot Generate (WithDraftModel, WithDrafter); generator
+	// constructors refuse them unless sourceOK (set by Generate itself).
+	draft    *Model
+	drafter  *Drafter
+	sourceOK bool
 }
 
 // apply runs one setter unless an earlier one failed.
