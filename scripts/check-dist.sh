@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Check the release tarball of scripts/dist.sh as a user would use it: unpack it outside the
 # repository, check the shared library's exports, SONAME and links, then build C and C++ programs
-# with nothing but pkg-config's flags (shared and static) and run them on models/fixtures/llama.
+# with nothing but pkg-config's flags (shared and static) and run them on models/fixtures/llama;
+# then build and run the examples of examples/c, examples/cpp, examples/go (vendored, default
+# pkg-config flags) and examples/csharp (also from the .nupkg's layout) against the unpacked tarball.
+# Every program runs in a folder outside the repository without ORT_DYLIB_PATH or LD_LIBRARY_PATH
+# into the checkout, and LD_DEBUG=libs shows that ONNX Runtime came from the tarball's lib/ (never
+# from the checkout's .deps/); no program or library has a RUNPATH into the checkout.
 #
 #   bash scripts/check-dist.sh [TARBALL]     (default: target/dist/specdec-<version>-linux-<arch>.tar.gz)
 #
@@ -14,6 +19,27 @@ failures=()
 fail() { echo "  FAIL: $*" >&2; failures+=("$*"); }
 ok() { echo "  ok: $*"; }
 die() { echo "check-dist: $*" >&2; echo "check-dist: FAIL (could not run the checks)" >&2; exit 1; }
+# ort_from_tarball LABEL PREFIX: the LD_DEBUG=libs logs PREFIX.* show ONNX Runtime initialised from
+# the tarball's lib/ and nothing loaded from the checkout's .deps/ or target/.
+ort_from_tarball() {
+  local label="$1" logs
+  logs="$(cat "$2".* 2>/dev/null || true)"
+  rm -f "$2".*
+  if grep -q "calling init: $lib/libonnxruntime" <<<"$logs"; then ok "$label loaded ONNX Runtime from the tarball's lib/"
+  else fail "$label: no 'calling init: $lib/libonnxruntime' in LD_DEBUG=libs"; fi
+  if grep -Eq "calling init: ($root/(\.deps|target)/|.*/\.deps/onnxruntime)" <<<"$logs"; then
+    fail "$label loaded a library from the checkout: $(grep -E "calling init: .*($root|\.deps)" <<<"$logs" | head -n 3)"
+  fi
+}
+# no_checkout_runpath LABEL FILE: FILE's RUNPATH/RPATH does not name the checkout.
+no_checkout_runpath() {
+  local rp
+  rp="$(readelf -d "$2" | sed -n 's/.*(R[UN]*PATH).*\[\(.*\)\].*/\1/p')"
+  case "$rp" in
+    *"$root"*) fail "$1 has a RUNPATH into the checkout: $rp";;
+    *) ok "$1: no RUNPATH into the checkout (${rp:-none})";;
+  esac
+}
 
 for tool in cc c++ pkg-config nm readelf tar; do
   command -v "$tool" >/dev/null || die "$tool is required"
@@ -30,8 +56,6 @@ tarball="${1:-$root/target/dist/specdec-$version-linux-$(uname -m).tar.gz}"
 tarball="$(cd "$(dirname "$tarball")" && pwd)/$(basename "$tarball")"
 model="$root/models/fixtures/llama"
 [ -f "$model/model.onnx" ] && [ -f "$model/tokenizer.json" ] || die "$model lacks model.onnx or tokenizer.json"
-ort="$root/.deps/onnxruntime/libonnxruntime.so"
-[ -e "$ort" ] || die "$ort not found: run 'make setup' (scripts/setup.sh) first"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/specdec-check-dist.XXXXXX")"
 tmp="$(cd "$tmp" && pwd -P)"
@@ -53,8 +77,11 @@ soname="libspecdec.so.$abi"
 real="libspecdec.so.$version"
 
 echo "== contents"
+ort_real="$(cd "$lib" && ls libonnxruntime.so.*.*.* 2>/dev/null | head -n 1)"
+[ -n "$ort_real" ] || fail "lib/libonnxruntime.so.<version> (ONNX Runtime) is missing"
 for f in "lib/$real" lib/libspecdec.a include/specdec.h include/specdec.hpp lib/pkgconfig/specdec.pc \
-         README.md share/doc/specdec/ONNXRUNTIME.txt; do
+         README.md share/doc/specdec/ONNXRUNTIME.txt ${ort_real:+lib/$ort_real} \
+         share/doc/onnxruntime/LICENSE share/doc/onnxruntime/ThirdPartyNotices.txt; do
   if [ -f "$top/$f" ] && [ ! -L "$top/$f" ]; then ok "$f"; else fail "$f is missing (or not a regular file)"; fi
 done
 check_link() {
@@ -67,9 +94,12 @@ check_link() {
 }
 check_link "$soname" "$real"
 check_link libspecdec.so "$soname"
+[ -n "$ort_real" ] && check_link libonnxruntime.so "$ort_real"
 
 echo "== shared library"
 if [ -f "$lib/$soname" ]; then
+  no_checkout_runpath "lib/$real" "$lib/$real"
+  if readelf -d "$lib/$real" | grep -q 'R[UN]*PATH'; then fail "lib/$real has a RUNPATH/RPATH"; fi
   got="$(readelf -d "$lib/$soname" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')"
   if [ "$got" = "$soname" ]; then ok "SONAME [$soname]"; else fail "SONAME is [${got:-none}], expected [$soname]"; fi
 
@@ -193,10 +223,13 @@ int main(int argc, char **argv) {
 }
 EOF
 
-# Run a built program on the fixture; its "tokens:" line goes to the named variable.
+
+# Run a built program on the fixture (with ORT_DYLIB_PATH only if ORT_FOR_PROG is set); its
+# tokens go to EXE.tokens.
 run_prog() {
   local label="$1" exe="$2" out
-  if out="$(cd "$work" && ORT_DYLIB_PATH="$ort" "$exe" "$model" 2>&1)"; then
+  if out="$(cd "$work" && env -u ORT_DYLIB_PATH ${ORT_FOR_PROG:+ORT_DYLIB_PATH="$ORT_FOR_PROG"} LD_DEBUG=libs LD_DEBUG_OUTPUT="$exe.ld" "$exe" "$model" 2>&1)"; then
+    ort_from_tarball "$label" "$exe.ld"
     local toks; toks="$(sed -n 's/^tokens: //p' <<<"$out")"
     if [ "$(wc -w <<<"$toks")" = 8 ]; then
       ok "$label generated: $toks"
@@ -219,6 +252,7 @@ if (cd "$work" && cc prog.c $cflags_libs -Wl,-rpath,"$lib" -o prog_shared) >"$wo
   if [ "$resolved" = "$lib/$soname" ]; then ok "$soname resolves to the unpacked lib/"
   else fail "$soname resolves to '${resolved:-nothing}', not $lib/$soname"; fi
   run_prog "C (shared)" "$work/prog_shared"
+  no_checkout_runpath prog_shared "$work/prog_shared"
   # A missing ONNX Runtime is a clean error, not a crash.
   set +e
   out="$(cd "$work" && ORT_DYLIB_PATH="$tmp/no-such-libonnxruntime.so" ./prog_shared "$model" 2>&1)"; rc=$?
@@ -237,7 +271,8 @@ if (cd "$work" && cc prog.c $static_cmd -o prog_static) >"$work/cc_static.log" 2
   ok "built"
   if readelf -d "$work/prog_static" | grep -q 'NEEDED.*libspecdec'; then fail "prog_static still needs libspecdec.so"
   else ok "prog_static does not need libspecdec.so"; fi
-  run_prog "C (static)" "$work/prog_static"
+  # A static libspecdec's own folder is the program's: it is told where ONNX Runtime is.
+  ORT_FOR_PROG="$lib/libonnxruntime.so" run_prog "C (static, ORT_DYLIB_PATH=lib/libonnxruntime.so)" "$work/prog_static"
   if [ -f "$work/prog_shared.tokens" ] && [ -f "$work/prog_static.tokens" ]; then
     if cmp -s "$work/prog_shared.tokens" "$work/prog_static.tokens"; then ok "shared and static builds generate the same tokens"
     else fail "shared and static builds generate different tokens"; fi
@@ -274,6 +309,106 @@ EOF
   fi
 else
   fail "include/specdec.hpp is missing from the tarball"
+fi
+
+# run_example LABEL EXPECT OUTFILE CMD...: run CMD in $work without ORT_DYLIB_PATH, LD_LIBRARY_PATH
+# or the checkout's paths, expecting exit 0 and EXPECT (a grep -E pattern) in its output.
+run_example() {
+  local label="$1" expect="$2" log="$work/$3"
+  shift 3
+  if (cd "$work" && env -u ORT_DYLIB_PATH -u LD_LIBRARY_PATH LD_DEBUG=libs LD_DEBUG_OUTPUT="$log.ld" "$@") >"$log" 2>&1; then
+    if grep -Eq "$expect" "$log"; then ok "$label ran"; else fail "$label: no '$expect' in its output: $(tail -n 5 "$log")"; fi
+    ort_from_tarball "$label" "$log.ld"
+  else
+    fail "$label exited with an error: $(tail -n 20 "$log")"
+    rm -f "$log.ld".*
+  fi
+}
+fix_target="$model"
+fix_draft="$root/models/fixtures/draft"
+stats_re='new tokens|tokens/s|acceptance'
+
+echo "== examples/c/stream.c (pkg-config, rpath to the tarball's lib/)"
+# shellcheck disable=SC2086
+if cc -std=c99 -Wall -Wextra examples/c/stream.c $cflags_libs -Wl,-rpath,"$lib" -lpthread -o "$work/stream" >"$work/stream_cc.log" 2>&1; then
+  ok "built"
+  no_checkout_runpath stream "$work/stream"
+  run_example "examples/c" "$stats_re" stream.log "$work/stream" "$fix_target" "$fix_draft" "def main():" 16
+else
+  fail "cc examples/c/stream.c: $(cat "$work/stream_cc.log")"
+fi
+
+echo "== examples/cpp/generate.cpp (pkg-config, rpath to the tarball's lib/)"
+# shellcheck disable=SC2086
+if c++ -std=c++17 -Wall -Wextra examples/cpp/generate.cpp $cflags_libs -Wl,-rpath,"$lib" -lpthread -o "$work/generate" >"$work/generate_cxx.log" 2>&1; then
+  ok "built"
+  no_checkout_runpath generate "$work/generate"
+  run_example "examples/cpp (draft model)" "$stats_re" generate.log "$work/generate" "$fix_target" "$fix_draft" "Once upon a time" 16
+  run_example "examples/cpp (n-grams)" "$stats_re" generate_ngram.log "$work/generate" "$fix_target" ngram "Once upon a time" 16
+else
+  fail "c++ examples/cpp/generate.cpp: $(cat "$work/generate_cxx.log")"
+fi
+
+echo "== examples/go (vendored module outside the repository, default pkg-config flags)"
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
+if command -v go >/dev/null; then
+  gomod="$tmp/gomod"
+  mkdir -p "$gomod"
+  cp examples/go/main.go "$gomod/"
+  cat > "$gomod/go.mod" <<EOF
+module example.com/specdec-user
+
+go 1.23
+
+require github.com/specdec/specdec/bindings/go/specdec v0.0.0
+
+replace github.com/specdec/specdec/bindings/go/specdec => $root/bindings/go/specdec
+EOF
+  if (cd "$gomod" && export GOTOOLCHAIN=local CGO_ENABLED=1 GOPROXY=off GOFLAGS=-mod=mod GOPATH="$tmp/gopath" \
+        CGO_LDFLAGS="-Wl,-rpath,$lib" && go mod vendor && GOFLAGS=-mod=vendor go build -o "$work/example_go" .) >"$work/go_build.log" 2>&1; then
+    ok "built (go mod vendor, then -mod=vendor)"
+    no_checkout_runpath example_go "$work/example_go"
+    run_example "examples/go" "$stats_re" go.log "$work/example_go" -target "$fix_target" -draft "$fix_draft" -prompt "def main():" -max 16
+  else
+    fail "go build examples/go: $(tail -n 20 "$work/go_build.log")"
+  fi
+  chmod -R u+w "$tmp/gopath" 2>/dev/null || true
+else
+  echo "  SKIP: go is not installed"
+fi
+
+echo "== examples/csharp (Mono; the binding compiled from bindings/csharp, then the .nupkg)"
+if command -v mcs >/dev/null && command -v mono >/dev/null; then
+  cs_files=(bindings/csharp/*.cs)
+  if mcs -nologo -target:library -out:"$work/Specdec.dll" "${cs_files[@]}" >"$work/mcs.log" 2>&1 \
+     && mcs -nologo -target:exe -r:"$work/Specdec.dll" -out:"$work/Example.exe" examples/csharp/Example.cs >>"$work/mcs.log" 2>&1; then
+    ok "built"
+    run_example "examples/csharp (LD_LIBRARY_PATH=lib/)" "$stats_re" cs.log env LD_LIBRARY_PATH="$lib" mono "$work/Example.exe" "$fix_target" "$fix_draft" "Once upon a time" 16
+  else
+    fail "mcs: $(cat "$work/mcs.log")"
+  fi
+  nupkg="$(dirname "$tarball")/Specdec.$version.nupkg"
+  if [ -f "$nupkg" ] && command -v unzip >/dev/null; then
+    pkg="$tmp/nupkg"
+    mkdir -p "$pkg"
+    unzip -q "$nupkg" -d "$pkg"
+    rid="linux-x64"; [ "$(uname -m)" = aarch64 ] && rid=linux-arm64
+    for f in Specdec.nuspec lib/net45/Specdec.dll "runtimes/$rid/native/libspecdec.so" "runtimes/$rid/native/libonnxruntime.so" ONNXRUNTIME-LICENSE.txt; do
+      if [ -f "$pkg/$f" ]; then ok "nupkg: $f"; else fail "nupkg: $f is missing"; fi
+    done
+    if [ -f "$pkg/lib/net45/Specdec.dll" ] && mcs -nologo -target:exe -r:"$pkg/lib/net45/Specdec.dll" -out:"$pkg/lib/net45/Example.exe" examples/csharp/Example.cs >"$work/mcs_pkg.log" 2>&1; then
+      native="$pkg/runtimes/$rid/native"
+      lib_saved="$lib"; lib="$native"
+      run_example "examples/csharp (.nupkg layout)" "$stats_re" cs_pkg.log env LD_LIBRARY_PATH="$native" mono "$pkg/lib/net45/Example.exe" "$fix_target" "$fix_draft" "Once upon a time" 16
+      lib="$lib_saved"
+    else
+      fail "examples/csharp against the .nupkg's Specdec.dll: $(cat "$work/mcs_pkg.log" 2>/dev/null)"
+    fi
+  else
+    echo "  SKIP: no $nupkg (or no unzip)"
+  fi
+else
+  echo "  SKIP: Mono (mcs, mono) is not installed"
 fi
 
 echo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the pinned ONNX Runtime from PyPI into .deps/onnxruntime/ (no root, no system install).
-# The library is taken out of the `onnxruntime` wheel; nothing else of it is used.
+# The library is taken out of the `onnxruntime` wheel, with its licence texts (LICENSE,
+# ThirdPartyNotices.txt: scripts/dist.sh ships them beside the library); nothing else of it is used.
 # With --old-runtime, also fetches an old ONNX Runtime (ORT_OLD_VERSION, 1.20.1) into
 # .deps/onnxruntime-old/: the bad-input catalog (scripts/check-c.sh) checks that specdec refuses
 # a runtime that is too old, with a message saying so.
@@ -32,6 +33,7 @@ with zipfile.ZipFile(wheel) as z:
     names = [n for n in z.namelist() if "/capi/libonnxruntime.so" in n]
     if not names:
         sys.exit(f"setup: no libonnxruntime.so in {os.path.basename(wheel)}")
+    names += [n for n in ("onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt") if n in z.namelist()]
     for n in names:
         with z.open(n) as src, open(os.path.join(dest, os.path.basename(n)), "wb") as out:
             out.write(src.read())
