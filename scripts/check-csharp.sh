@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build and run the C# binding checks with Mono: bindings/csharp/Specdec.cs compiled into a library,
+# Build and run the C# binding checks with Mono: bindings/csharp/*.cs compiled into a library,
 # examples/csharp/Test.cs (the binding's self-checking tests) and examples/csharp/Example.cs (a
 # streaming example), all against target/release/libspecdec.so (build it first: make build).
 # Installs Mono with apt-get when mcs or mono is missing (Debian/Ubuntu, as root or with sudo).
@@ -33,8 +33,8 @@ out="target/csharp"
 mkdir -p "$out"
 flags=(-warn:4 -warnaserror+ -nologo ${MCSFLAGS:-})
 
-echo "== compiling bindings/csharp/Specdec.cs"
-mcs "${flags[@]}" -target:library -out:"$out/Specdec.dll" bindings/csharp/Specdec.cs
+echo "== compiling bindings/csharp/*.cs"
+mcs "${flags[@]}" -target:library -out:"$out/Specdec.dll" bindings/csharp/*.cs
 echo "== compiling examples/csharp/Test.cs and examples/csharp/Example.cs"
 mcs "${flags[@]}" -target:exe -r:"$out/Specdec.dll" -out:"$out/Test.exe" examples/csharp/Test.cs
 mcs "${flags[@]}" -target:exe -r:"$out/Specdec.dll" -out:"$out/Example.exe" examples/csharp/Example.cs

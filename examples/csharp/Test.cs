@@ -1,4 +1,4 @@
-// Tests of the C# binding (bindings/csharp/Specdec.cs) against the real library and the tiny test
+// Tests of the C# binding (bindings/csharp/*.cs) against the real library and the tiny test
 // models. Build and run: scripts/check-csharp.sh (or see it for the mcs/mono lines).
 //
 //   mono Test.exe [FIXTURES_DIR]      (default models/fixtures, relative to the repository root)
@@ -14,6 +14,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
+using System.Threading.Tasks;
 using Specdec;
 
 namespace Specdec.Examples
@@ -479,8 +480,8 @@ namespace Specdec.Examples
                     uint[] all = g.Tokens; // throws
                     return all.Length > 0;
                 }));
-                Check(e != null && e.Code == Status.InvalidArgument && e.Message.Contains("callback"),
-                      "g.Tokens inside the callback throws InvalidArgument");
+                Check(e != null && e.Code == Status.Busy && e.Message.Contains("callback"),
+                      "g.Tokens inside the callback throws Busy (SPECDEC_STATUS_BUSY)");
                 CheckEq(g.FinishReason, FinishReason.Stopped, "stopped by the refused call");
                 int calls = 0;
                 e = Catch(() => g.Generate(tokens =>
@@ -1349,6 +1350,71 @@ namespace Specdec.Examples
             }
         }
 
+        // GenerateAsync: the same tokens as Generate; a token cancelled before the start cancels the
+        // task; re-entrant calls from the async callback answer Busy.
+        private static void GenerateAsyncEqualsGenerate()
+        {
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                g.Append(prompt);
+                int calls = 0;
+                Task<FinishReason> t = g.GenerateAsync(tokens => { calls++; return true; });
+                CheckEq(t.Result, FinishReason.MaxTokens, "GenerateAsync finish reason");
+                Check(calls > 0, "GenerateAsync called onTokens");
+                CheckTokens(Generated(g, prompt.Length), baseline, "GenerateAsync tokens");
+            }
+            using (var g = new Generator(target, null, Greedy()))
+            using (var cts = new CancellationTokenSource())
+            {
+                g.Append(prompt);
+                cts.Cancel();
+                Task<FinishReason> t = g.GenerateAsync(null, cts.Token);
+                try { t.Wait(); } catch (AggregateException) { }
+                Check(t.IsCanceled, "GenerateAsync with a cancelled token: task cancelled (" + t.Status + ")");
+                CheckEq(g.Tokens.Length, prompt.Length, "nothing generated");
+                SpecdecException busy = null;
+                t = g.GenerateAsync(tokens =>
+                {
+                    busy = Catch(() => g.Append(new uint[0]));
+                    return false;
+                });
+                CheckEq(t.Result, FinishReason.Stopped, "stopped by onTokens");
+                Check(busy != null && busy.Code == Status.Busy, "Append inside the async callback throws Busy");
+            }
+        }
+
+        // GenerateStreamAsync: the same text as decoding the greedy tokens; cancelling the token
+        // from the callback stops the generation within an iteration (specdec_generator_cancel)
+        // and the task ends cancelled (OperationCanceledException); the generator stays usable.
+        private static void GenerateStreamAsyncAndCancellation()
+        {
+            string want = tokenizer.Decode(baseline);
+            using (var g = new Generator(target, draft, Greedy()))
+            {
+                g.Append(prompt);
+                var sb = new StringBuilder();
+                CheckEq(g.GenerateStreamAsync(tokenizer, s => sb.Append(s)).Result, FinishReason.MaxTokens, "stream finish reason");
+                CheckEq(sb.ToString(), want, "GenerateStreamAsync text");
+            }
+            using (var g = new Generator(target, draft, Greedy(4, LongTokens)))
+            using (var cts = new CancellationTokenSource())
+            {
+                g.Append(prompt);
+                int pieces = 0;
+                Task<FinishReason> t = g.GenerateStreamAsync(tokenizer, s => { if (++pieces == 2) cts.Cancel(); }, cts.Token);
+                bool canceled = false;
+                try { t.Wait(); }
+                catch (AggregateException e) { canceled = e.InnerException is OperationCanceledException; }
+                Check(canceled && t.IsCanceled, "cancelled stream: OperationCanceledException, task cancelled (" + t.Status + ")");
+                int generated = g.Tokens.Length - prompt.Length;
+                Check(generated > 0 && generated < 40, "cancellation was prompt: " + generated + " tokens of " + LongTokens);
+                CheckEq(g.FinishReason, FinishReason.None, "not finished after the cancellation");
+                // Usable afterwards: the rest of the generation, the same tokens as without it.
+                CheckEq(g.GenerateAsync().Result, FinishReason.MaxTokens, "resumed");
+                CheckTokens(Generated(g, prompt.Length), baselineLong, "resumed tokens");
+            }
+        }
+
         public static int Main(string[] args)
         {
             if (args.Length > 0) fixtures = args[0];
@@ -1396,6 +1462,8 @@ namespace Specdec.Examples
                 new KeyValuePair<string, Action>("model_variants", ModelVariants),
                 new KeyValuePair<string, Action>("model_session_options", ModelSessionOptions),
                 new KeyValuePair<string, Action>("clear_cancel", ClearCancel),
+                new KeyValuePair<string, Action>("generate_async", GenerateAsyncEqualsGenerate),
+                new KeyValuePair<string, Action>("generate_stream_async_and_cancellation", GenerateStreamAsyncAndCancellation),
             };
 
             int passed = 0, failed = 0;

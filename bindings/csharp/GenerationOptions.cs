@@ -1,0 +1,136 @@
+// GenerationOptions.cs: generation settings. Part of the C# binding of libspecdec (bindings/csharp/README.md;
+// conventions shared by every file: Library.cs).
+
+using System;
+using System.Collections.Generic;
+using System.Runtime.ExceptionServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+namespace Specdec
+{
+    /// <summary>
+    /// Generation settings, a plain managed object: copied into a native specdec_gen_config
+    /// when a <see cref="Generator"/> is created, so it may change afterwards. A null property
+    /// keeps the library's default; values are validated by the library when the Generator is
+    /// created (SpecdecException InvalidArgument, or TokenOutOfRange for an EOS id).
+    /// </summary>
+    public sealed class GenerationOptions
+    {
+        public GenerationOptions()
+        {
+            StopTokens = new List<uint[]>();
+            StopTexts = new List<string>();
+        }
+
+        /// <summary>Draft tokens per iteration, 1..Library.MaxGamma (default 4). Ignored without a draft.</summary>
+        public uint? Gamma { get; set; }
+
+        /// <summary>Finite and >= 0; 0 is greedy (default 0).</summary>
+        public float? Temperature { get; set; }
+
+        /// <summary>Keep the k most likely tokens; 0 is off (default 0).</summary>
+        public uint? TopK { get; set; }
+
+        /// <summary>Nucleus threshold in (0, 1]; 1 is off (default 1).</summary>
+        public float? TopP { get; set; }
+
+        /// <summary>In [0, 1]; 0 is off (default 0).</summary>
+        public float? MinP { get; set; }
+
+        /// <summary>Finite and > 0; 1 is off (default 1).</summary>
+        public float? RepetitionPenalty { get; set; }
+
+        /// <summary>Seed of the random stream (default 0): same seed, settings and models give the same output.</summary>
+        public ulong? Seed { get; set; }
+
+        /// <summary>Most tokens generated per prompt (default 128); 0 generates nothing.</summary>
+        public uint? MaxNewTokens { get; set; }
+
+        /// <summary>
+        /// End-of-sequence ids. null (default): those of the target's generation_config.json;
+        /// an empty array: no EOS at all; otherwise exactly these ids.
+        /// </summary>
+        public uint[] EosIds { get; set; }
+
+        /// <summary>Stop sequences of tokens (each non-empty): generation ends once the generated tokens end with one.</summary>
+        public IList<uint[]> StopTokens { get; private set; }
+
+        /// <summary>
+        /// Stop texts (each non-empty): generation ends once the generated text contains one.
+        /// Needs a tokenizer on the generator (Generator.SetTokenizer, or GenerateText).
+        /// </summary>
+        public IList<string> StopTexts { get; private set; }
+
+        /// <summary>How the draft length is chosen (default DraftPolicy.Fixed).</summary>
+        public DraftPolicy? DraftPolicy { get; set; }
+
+        /// <summary>
+        /// Stop a round's drafting once the draft's top probability falls below this, in [0, 1]; 0
+        /// is off (default). For score-based drafters (a draft model, counts); combines with any
+        /// policy.
+        /// </summary>
+        public float? ConfidenceStop { get; set; }
+
+        /// <summary>
+        /// Most bytes the KV caches of one generator (target and draft) may use; 0 is no limit
+        /// (default). Append throws SpecdecException (MemoryBudget), changing nothing, for a
+        /// request (prompt + MaxNewTokens + a round's proposals) that could outgrow it.
+        /// </summary>
+        public ulong? KvMemoryLimit { get; set; }
+
+        internal GenConfigHandle ToNative()
+        {
+            GenConfigHandle c = NativeMethods.specdec_gen_config_new();
+            if (c.IsInvalid)
+            {
+                c.Dispose();
+                throw new SpecdecException(Status.Panic, "specdec_gen_config_new failed");
+            }
+            try
+            {
+                IntPtr err = IntPtr.Zero;
+                if (Gamma.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_gamma(c, Gamma.Value, ref err), err); err = IntPtr.Zero; }
+                if (Temperature.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_temperature(c, Temperature.Value, ref err), err); err = IntPtr.Zero; }
+                if (TopK.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_top_k(c, TopK.Value, ref err), err); err = IntPtr.Zero; }
+                if (TopP.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_top_p(c, TopP.Value, ref err), err); err = IntPtr.Zero; }
+                if (MinP.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_min_p(c, MinP.Value, ref err), err); err = IntPtr.Zero; }
+                if (RepetitionPenalty.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_repetition_penalty(c, RepetitionPenalty.Value, ref err), err); err = IntPtr.Zero; }
+                if (Seed.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_seed(c, Seed.Value, ref err), err); err = IntPtr.Zero; }
+                if (MaxNewTokens.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_max_new_tokens(c, MaxNewTokens.Value, ref err), err); err = IntPtr.Zero; }
+                if (DraftPolicy.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_draft_policy(c, (uint)DraftPolicy.Value, ref err), err); err = IntPtr.Zero; }
+                if (ConfidenceStop.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_confidence_stop(c, ConfidenceStop.Value, ref err), err); err = IntPtr.Zero; }
+                if (KvMemoryLimit.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_kv_memory_limit(c, KvMemoryLimit.Value, ref err), err); err = IntPtr.Zero; }
+                if (EosIds == null)
+                {
+                    Interop.Check(NativeMethods.specdec_gen_config_use_model_eos_ids(c, ref err), err);
+                }
+                else
+                {
+                    // n_ids 0 means "no EOS"; NULL is allowed then.
+                    Interop.Check(NativeMethods.specdec_gen_config_set_eos_ids(c, EosIds.Length == 0 ? null : EosIds,
+                        (UIntPtr)EosIds.Length, ref err), err);
+                }
+                foreach (uint[] stop in StopTokens)
+                {
+                    if (stop == null) throw new SpecdecException(Status.InvalidArgument, "a stop token sequence is null");
+                    err = IntPtr.Zero;
+                    Interop.Check(NativeMethods.specdec_gen_config_add_stop_tokens(c, Interop.NonEmpty(stop), (UIntPtr)stop.Length, ref err), err);
+                }
+                foreach (string stop in StopTexts)
+                {
+                    if (stop == null) throw new SpecdecException(Status.InvalidArgument, "a stop text is null");
+                    err = IntPtr.Zero;
+                    Interop.Check(NativeMethods.specdec_gen_config_add_stop_text(c, Interop.Utf8Z(stop, "stop text"), ref err), err);
+                }
+                return c;
+            }
+            catch
+            {
+                c.Dispose();
+                throw;
+            }
+        }
+    }
+}
