@@ -103,6 +103,8 @@ cbindgen:
 
 header: cbindgen
 	cbindgen --config cbindgen.toml --crate specdec --output include/specdec.h
+	@# The Go package carries a copy so that `go mod vendor` builds (scripts/check-go.sh diffs it).
+	cp include/specdec.h bindings/go/specdec/specdec.h
 
 check-header: cbindgen
 	@tmp=$$(mktemp) && cbindgen --config cbindgen.toml --crate specdec --output $$tmp 2>/dev/null && \
