@@ -411,6 +411,44 @@ else
   echo "  SKIP: Mono (mcs, mono) is not installed"
 fi
 
+echo "== the same programs with no source checkout present (an empty tmpfs over it, in a mount namespace)"
+# Copies of the fixtures outside the checkout, then each program built above run where the
+# checkout is not there at all: nothing of it can be found, whatever a path inside says.
+if [ "$(id -u)" = 0 ] && unshare --mount --propagation private true 2>/dev/null; then
+  hidden="$tmp/hidden"
+  mkdir -p "$hidden/models"
+  cp -r "$fix_target" "$hidden/models/target"
+  cp -r "$fix_draft" "$hidden/models/draft"
+  t="$hidden/models/target" d="$hidden/models/draft"
+  {
+    echo 'set -u'
+    echo "mount -t tmpfs none '$root' || exit 90"
+    echo "[ -z \"\$(ls -A '$root')\" ] || exit 91"
+    echo "cd '$work'"
+    echo "run() { name=\"\$1\"; shift; \"\$@\" >'$hidden'/\"\$name\".log 2>&1; echo \"\$?\" >'$hidden'/\"\$name\".rc; }"
+    [ -x "$work/stream" ] && echo "run c '$work/stream' '$t' '$d' 'def main():' 16"
+    [ -x "$work/generate" ] && echo "run cpp '$work/generate' '$t' '$d' 'Once upon a time' 16"
+    [ -x "$work/example_go" ] && echo "run go '$work/example_go' -target '$t' -draft '$d' -prompt 'def main():' -max 16"
+    [ -f "$work/Example.exe" ] && command -v mono >/dev/null &&
+      echo "run csharp env LD_LIBRARY_PATH='$lib' mono '$work/Example.exe' '$t' '$d' 'Once upon a time' 16"
+    echo 'exit 0'
+  } >"$hidden/run.sh"
+  if env -u ORT_DYLIB_PATH -u LD_LIBRARY_PATH unshare --mount --propagation private bash "$hidden/run.sh"; then
+    for name in c cpp go csharp; do
+      [ -f "$hidden/$name.rc" ] || continue
+      if [ "$(cat "$hidden/$name.rc")" = 0 ] && grep -Eq "$stats_re" "$hidden/$name.log"; then
+        ok "$name example ran without the checkout"
+      else
+        fail "$name example without the checkout: $(tail -n 5 "$hidden/$name.log")"
+      fi
+    done
+  else
+    fail "could not hide the checkout in a mount namespace"
+  fi
+else
+  echo "  SKIP: hiding the checkout needs root and unshare"
+fi
+
 echo
 if [ ${#failures[@]} -eq 0 ]; then
   echo "check-dist: PASS ($(basename "$tarball"))"
