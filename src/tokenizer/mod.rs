@@ -1,9 +1,14 @@
-//! Text in and out, through the model folder's tokenizer.json.
+//! Text in and out, through the model folder's tokenizer.json; prompts from its chat template
+//! (tokenizer_config.json, see [`chat`]).
+
+pub mod chat;
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Once};
+
+pub use chat::{ChatMessage, ChatTemplate, SpecialTokens};
 
 use crate::error::{Error, Result};
 
@@ -39,13 +44,21 @@ fn no_panic<T>(f: impl FnOnce() -> std::result::Result<T, tokenizers::Error>) ->
     })
 }
 
-/// A Hugging Face tokenizer (tokenizer.json). Immutable and shareable across threads.
+/// A Hugging Face tokenizer (tokenizer.json), with the chat template and special tokens of its
+/// folder's tokenizer_config.json. Immutable (but for [`Tokenizer::set_chat_template`]) and
+/// shareable across threads.
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// One past the largest id (vocabulary and added tokens), computed once: `tokenizers`
     /// rebuilds its whole vocabulary map to answer `get_vocab_size`, and counts tokens rather
     /// than ids, which is too small when the ids have gaps.
     vocab_size: usize,
+    /// Special tokens named by tokenizer_config.json / special_tokens_map.json (for templates).
+    special: SpecialTokens,
+    /// The chat template, none, or why the folder's could not be read (reported only when a
+    /// template is asked for: a broken config must not stop plain tokenisation).
+    chat: std::result::Result<Option<Arc<ChatTemplate>>, String>,
 }
 
 impl Tokenizer {
@@ -59,7 +72,17 @@ impl Tokenizer {
             return Err(Error::io(&file, "not a regular file"));
         }
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-        Self::parse(&bytes).map_err(|e| Error::Tokenizer(format!("{}: invalid tokenizer.json: {e}", file.display())))
+        let mut tok =
+            Self::parse(&bytes).map_err(|e| Error::Tokenizer(format!("{}: invalid tokenizer.json: {e}", file.display())))?;
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        match ChatTemplate::find_in(dir) {
+            Ok((template, special)) => {
+                tok.special = special;
+                tok.chat = Ok(template.map(Arc::new));
+            }
+            Err(e) => tok.chat = Err(e.to_string()),
+        }
+        Ok(tok)
     }
 
     /// A tokenizer from the bytes of a tokenizer.json (for the fuzzer; callers use [`Tokenizer::load`]).
@@ -71,23 +94,35 @@ impl Tokenizer {
     fn parse(bytes: &[u8]) -> std::result::Result<Tokenizer, tokenizers::Error> {
         let inner = no_panic(|| tokenizers::Tokenizer::from_bytes(bytes))?;
         let vocab_size = inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
-        Ok(Tokenizer { inner, vocab_size })
+        Ok(Tokenizer { inner, vocab_size, special: SpecialTokens::default(), chat: Ok(None) })
     }
 
     /// Token ids of `text`, without added special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = no_panic(|| self.inner.encode(text, false)).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        self.encode_with(text, false)
+    }
+
+    /// Token ids of `text`; with `add_special_tokens` the tokenizer's post-processor adds what
+    /// it adds (a BOS token, for example), as transformers' `encode(text)` does by default.
+    pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = no_panic(|| self.inner.encode(text, add_special_tokens)).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, skipping special tokens. Incomplete UTF-8 at the end shows as U+FFFD;
     /// use [`StreamDecoder`] for streaming.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.decode_with(ids, true)
+    }
+
+    /// Text of `ids`; special tokens (`<|eot_id|>`, `</s>`, ...) are left out with
+    /// `skip_special_tokens`, kept as text without.
+    pub fn decode_with(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         let vocab = self.vocab_size();
         if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
         }
-        no_panic(|| self.inner.decode(ids, true)).map_err(|e| Error::Tokenizer(e.to_string()))
+        no_panic(|| self.inner.decode(ids, skip_special_tokens)).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// Text of the ids this tokenizer has, skipping the others (a model's vocabulary is often
@@ -108,8 +143,57 @@ impl Tokenizer {
         self.vocab_size
     }
 
+    /// The id of `token` (a vocabulary entry or an added token, as written in tokenizer.json).
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
+    }
+
+    /// The token string of `id` (as written in tokenizer.json: `Ġthe` for byte-level BPE), or
+    /// `None` for an id the tokenizer does not have.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The special tokens named by the folder's tokenizer_config.json (or special_tokens_map.json).
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    /// The chat template: the one set with [`Tokenizer::set_chat_template`], else the folder's
+    /// (see [`ChatTemplate::find_in`]). `Ok(None)`: there is none. Errors: the folder's
+    /// tokenizer_config.json or template could not be read or compiled.
+    pub fn chat_template(&self) -> Result<Option<&ChatTemplate>> {
+        match &self.chat {
+            Ok(t) => Ok(t.as_deref()),
+            Err(e) => Err(Error::Tokenizer(e.clone())),
+        }
+    }
+
+    /// Use `template` (Jinja source) as the chat template instead of the folder's, with the
+    /// folder's special tokens. Errors: `Error::Tokenizer` when it does not compile (the
+    /// template in use is then unchanged).
+    pub fn set_chat_template(&mut self, template: &str) -> Result<()> {
+        self.set_chat_template_compiled(ChatTemplate::new(template, self.special.clone())?);
+        Ok(())
+    }
+
+    /// Use `template` as the chat template (it keeps its own special tokens).
+    pub fn set_chat_template_compiled(&mut self, template: ChatTemplate) {
+        self.chat = Ok(Some(Arc::new(template)));
+    }
+
+    /// The prompt text of `messages` in the chat template's format, as transformers'
+    /// `apply_chat_template(messages, tokenize=False, add_generation_prompt=...)` renders it.
+    /// Tokenize it with `encode` (the template already writes the BOS token where the model
+    /// wants one). Errors: `Error::Tokenizer` when there is no template or rendering fails
+    /// (including the template's own `raise_exception`).
+    pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        match self.chat_template()? {
+            Some(t) => t.render(messages, add_generation_prompt),
+            None => Err(Error::Tokenizer(
+                "the tokenizer has no chat template (none in tokenizer_config.json or chat_template.jinja); set one".into(),
+            )),
+        }
     }
 }
 
