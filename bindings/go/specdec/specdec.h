@@ -46,6 +46,14 @@
 // Size of the first version of specdec_stats; struct_size may not be smaller.
 #define SPECDEC_STATS_V1_SIZE 104
 
+// specdec_tokenizer_encode_ex flag: add the special tokens the tokenizer's post-processor adds
+// (a BOS token, for example), as transformers' `encode` does by default.
+#define SPECDEC_ENCODE_ADD_SPECIAL_TOKENS 1
+
+// specdec_tokenizer_decode_ex flag: keep special tokens (`<|eot_id|>`, `</s>`, ...) in the text
+// instead of skipping them.
+#define SPECDEC_DECODE_KEEP_SPECIAL_TOKENS 1
+
 // Largest draft length `Auto` considers.
 #define AUTO_MAX_GAMMA 16
 
@@ -241,6 +249,13 @@ typedef struct specdec_stats {
   // rejected); proposals after a rejection are never judged and do not count.
   double alpha;
 } specdec_stats;
+
+// One message of a conversation for specdec_tokenizer_apply_chat_template: NUL-terminated UTF-8
+// `role` ("system", "user", "assistant", ...) and `content`.
+typedef struct specdec_chat_message {
+  const char *role;
+  const char *content;
+} specdec_chat_message;
 
 #ifdef __cplusplus
 extern "C" {
@@ -652,6 +667,22 @@ specdec_status specdec_tokenizer_encode(const struct specdec_tokenizer *tokenize
                                         size_t *n_ids,
                                         struct specdec_error **err);
 
+// specdec_tokenizer_encode with options: `flags` 0 is specdec_tokenizer_encode;
+// SPECDEC_ENCODE_ADD_SPECIAL_TOKENS adds the special tokens the tokenizer's post-processor adds.
+// (A chat prompt from specdec_tokenizer_apply_chat_template already holds its special tokens:
+// encode it with flags 0.)
+//
+// Errors: as specdec_tokenizer_encode, and SPECDEC_STATUS_INVALID_ARGUMENT for an unknown flag.
+// Thread-safe.
+specdec_status specdec_tokenizer_encode_ex(const struct specdec_tokenizer *tokenizer,
+                                           const char *text,
+                                           size_t text_len,
+                                           uint32_t flags,
+                                           uint32_t *ids,
+                                           size_t capacity,
+                                           size_t *n_ids,
+                                           struct specdec_error **err);
+
 // Decode `n_ids` ids to UTF-8 text (special tokens skipped) into `buf`, NUL-terminated.
 // `*len` receives the text length in bytes, without the NUL. If `capacity` < length + 1, nothing
 // is written, `*len` receives the length and SPECDEC_STATUS_BUFFER_TOO_SMALL is returned.
@@ -665,6 +696,77 @@ specdec_status specdec_tokenizer_decode(const struct specdec_tokenizer *tokenize
                                         size_t capacity,
                                         size_t *len,
                                         struct specdec_error **err);
+
+// specdec_tokenizer_decode with options: `flags` 0 is specdec_tokenizer_decode;
+// SPECDEC_DECODE_KEEP_SPECIAL_TOKENS keeps special tokens in the text.
+//
+// Errors: as specdec_tokenizer_decode, and SPECDEC_STATUS_INVALID_ARGUMENT for an unknown flag.
+// Thread-safe.
+specdec_status specdec_tokenizer_decode_ex(const struct specdec_tokenizer *tokenizer,
+                                           const uint32_t *ids,
+                                           size_t n_ids,
+                                           uint32_t flags,
+                                           char *buf,
+                                           size_t capacity,
+                                           size_t *len,
+                                           struct specdec_error **err);
+
+// The id of `token` (`token_len` bytes of UTF-8: a vocabulary entry or added token as written in
+// tokenizer.json, e.g. "<|endoftext|>" or "Ġthe"). `*found` receives whether the tokenizer has
+// it and `*id` its id (0 when not found); a missing token is not an error.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8. Thread-safe.
+specdec_status specdec_tokenizer_token_to_id(const struct specdec_tokenizer *tokenizer,
+                                             const char *token,
+                                             size_t token_len,
+                                             uint32_t *id,
+                                             bool *found,
+                                             struct specdec_error **err);
+
+// The token string of `id` (as written in tokenizer.json) into `buf`, NUL-terminated, with the
+// buffer protocol of specdec_tokenizer_decode.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an id the tokenizer
+// does not have), SPECDEC_STATUS_BUFFER_TOO_SMALL. Thread-safe.
+specdec_status specdec_tokenizer_id_to_token(const struct specdec_tokenizer *tokenizer,
+                                             uint32_t id,
+                                             char *buf,
+                                             size_t capacity,
+                                             size_t *len,
+                                             struct specdec_error **err);
+
+// Render `n_messages` messages with the tokenizer's chat template (the one set with
+// specdec_tokenizer_set_chat_template, else the folder's chat_template.jinja or
+// tokenizer_config.json `chat_template`), as transformers' `apply_chat_template(messages,
+// tokenize=False, add_generation_prompt=...)` does: byte for byte the same prompt. With
+// `add_generation_prompt` the text ends with the header of an assistant turn. The prompt goes to
+// `buf`, NUL-terminated, with the buffer protocol of specdec_tokenizer_decode (`*len` receives
+// the length; SPECDEC_STATUS_BUFFER_TOO_SMALL when `capacity` < length + 1). Encode it with
+// flags 0: the template writes the special tokens itself.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (also a NULL role or content), SPECDEC_STATUS_INVALID_UTF8,
+// SPECDEC_STATUS_BUFFER_TOO_SMALL, SPECDEC_STATUS_TOKENIZER (no chat template, the folder's does
+// not compile, or rendering failed, including the template's own raise_exception: the message
+// says why). Thread-safe.
+specdec_status specdec_tokenizer_apply_chat_template(const struct specdec_tokenizer *tokenizer,
+                                                     const struct specdec_chat_message *messages,
+                                                     size_t n_messages,
+                                                     bool add_generation_prompt,
+                                                     char *buf,
+                                                     size_t capacity,
+                                                     size_t *len,
+                                                     struct specdec_error **err);
+
+// Use `chat_template` (NUL-terminated Jinja source) as the tokenizer's chat template instead of
+// its folder's; the special tokens stay the folder's. On failure the template in use is
+// unchanged. Not thread-safe: set it before sharing the tokenizer (stream decoders made earlier
+// are not affected).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_TOKENIZER
+// (it does not compile; the message gives the line).
+specdec_status specdec_tokenizer_set_chat_template(struct specdec_tokenizer *tokenizer,
+                                                   const char *chat_template,
+                                                   struct specdec_error **err);
 
 // Vocabulary size of the tokenizer: one past its largest token id, added tokens included (0 for
 // NULL). Thread-safe.
