@@ -129,6 +129,28 @@ typedef uint32_t specdec_finish_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Severity of a log message, and the threshold of specdec_set_log_level.
+enum specdec_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  SPECDEC_LOG_LEVEL_VERBOSE = 0,
+  SPECDEC_LOG_LEVEL_INFO = 1,
+  SPECDEC_LOG_LEVEL_WARNING = 2,
+  SPECDEC_LOG_LEVEL_ERROR = 3,
+  SPECDEC_LOG_LEVEL_FATAL = 4,
+  // As a threshold: no message at all.
+  SPECDEC_LOG_LEVEL_OFF = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum specdec_log_level specdec_log_level;
+#else
+typedef uint32_t specdec_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Draft-length policies for specdec_gen_config_set_draft_policy.
 enum specdec_draft_policy
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -241,6 +263,17 @@ typedef struct specdec_stats {
   // rejected); proposals after a rejection are never judged and do not count.
   double alpha;
 } specdec_stats;
+
+// Receives one log message: its severity, its source ("specdec" or "onnxruntime"; static
+// strings) and the message (NUL-terminated UTF-8, valid only during the call). It may be called
+// from any thread, from several at once (ONNX Runtime logs from its worker threads), and must
+// not unwind (no C++ exceptions, no longjmp). It may call specdec functions, except
+// specdec_set_log_callback (SPECDEC_STATUS_BUSY); messages those calls log on the same thread
+// are dropped rather than delivered recursively.
+typedef void (*specdec_log_fn)(void *user_data,
+                               specdec_log_level level,
+                               const char *source,
+                               const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -528,6 +561,28 @@ specdec_finish_reason specdec_generator_finish_reason(const struct specdec_gener
 specdec_status specdec_generator_stats(const struct specdec_generator *generator,
                                        struct specdec_stats *stats,
                                        struct specdec_error **err);
+
+// Set the threshold of every message, specdec's own and ONNX Runtime's (a specdec_log_level;
+// SPECDEC_LOG_LEVEL_OFF silences both). Until this is called, specdec's own messages pass from
+// WARNING and ONNX Runtime's from ERROR (its own default, or the level named by $ORT_LOG).
+// Takes effect at once, also for loaded models. Thread-safe; allowed from the log callback.
+//
+// Errors: SPECDEC_STATUS_INVALID_ARGUMENT (unknown level).
+specdec_status specdec_set_log_level(uint32_t level, struct specdec_error **err);
+
+// The threshold of specdec's own messages (WARNING until specdec_set_log_level is called).
+// Thread-safe.
+specdec_log_level specdec_get_log_level(void);
+
+// Send every message that passes the threshold to `callback` with `user_data` (which must stay
+// valid until the callback is replaced); NULL restores the default, one plain line per message
+// on stderr. Replaces any earlier callback, waiting for calls of it running on other threads to
+// return. Thread-safe.
+//
+// Errors: SPECDEC_STATUS_BUSY (called from inside the log callback).
+specdec_status specdec_set_log_callback(specdec_log_fn callback,
+                                        void *user_data,
+                                        struct specdec_error **err);
 
 // New model options with the defaults. Free with specdec_model_options_free.
 struct specdec_model_options *specdec_model_options_new(void);

@@ -47,6 +47,10 @@ pub enum Error {
     /// The request's KV caches would outgrow the configured memory budget.
     #[error("KV cache memory budget exceeded: this request needs {needed} bytes, the budget is {limit}")]
     MemoryBudget { needed: usize, limit: usize },
+    /// The object is in use by another call (for example the log callback replaced from inside
+    /// itself).
+    #[error("busy: {0}")]
+    Busy(String),
     /// A host callback (for example a draft callback) reported failure.
     #[error("host callback failed: {0}")]
     Callback(String),
@@ -68,6 +72,7 @@ impl Error {
             Error::Cancelled => 7010,
             Error::Inference(_) => 7011,
             Error::Unavailable(_) => 7012,
+            Error::Busy(_) => 7015,
             Error::MemoryBudget { .. } => 7016,
             Error::Callback(_) => 7020,
         }

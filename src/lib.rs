@@ -27,6 +27,7 @@ pub mod drafter;
 pub mod error;
 pub mod ffi;
 pub mod generator;
+pub mod logging;
 pub mod model;
 pub mod policy;
 pub mod runtime;

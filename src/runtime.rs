@@ -102,9 +102,25 @@ fn init_for(explicit: Option<&Path>, want_cuda: bool) -> Result<&'static Path> {
             other => error_chain(other),
         })
     })?;
-    let env = builder.with_name("specdec").with_telemetry(false).build().map_err(|e| load_error(e.to_string()))?;
+    // ONNX Runtime's messages go through specdec's logger (the host's callback or plain stderr)
+    // at specdec's threshold, instead of its own coloured lines on stderr.
+    let env = builder
+        .with_name("specdec")
+        .with_telemetry(false)
+        .with_logger(crate::logging::ort_logger())
+        .build()
+        .map_err(|e| load_error(e.to_string()))?;
+    env.set_log_level(crate::logging::to_ort(crate::logging::ort_level()));
+    crate::logging::info(format!("ONNX Runtime loaded from {}", path.display()));
     let rt = RUNTIME.get_or_init(|| Runtime { path, env });
     Ok(&rt.path)
+}
+
+/// Pass the current log threshold on to ONNX Runtime, if it is loaded.
+pub(crate) fn apply_log_level() {
+    if let Some(rt) = RUNTIME.get() {
+        rt.env.set_log_level(crate::logging::to_ort(crate::logging::ort_level()));
+    }
 }
 
 /// The process's ONNX Runtime environment, loading the library from the default location if needed

@@ -100,6 +100,7 @@ impl From<Error> for FfiError {
             Error::Cancelled => S::Cancelled,
             Error::Inference(_) => S::Inference,
             Error::Unavailable(_) => S::Unavailable,
+            Error::Busy(_) => S::Busy,
             Error::MemoryBudget { .. } => S::MemoryBudget,
             Error::Callback(_) => S::Callback,
         };

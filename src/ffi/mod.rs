@@ -13,6 +13,7 @@ mod config;
 mod drafter;
 mod error;
 mod generator;
+mod logging;
 mod model;
 mod tokenizer;
 
@@ -20,6 +21,7 @@ pub use config::*;
 pub use drafter::*;
 pub use error::*;
 pub use generator::*;
+pub use logging::*;
 pub use model::*;
 pub use tokenizer::*;
 
