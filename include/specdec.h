@@ -151,6 +151,30 @@ typedef uint32_t specdec_log_level;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Where a model's context limit comes from (specdec_model_context_limit_source).
+enum specdec_context_limit_source
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // config.json (max_position_embeddings, n_positions, n_ctx or max_sequence_length).
+  SPECDEC_CONTEXT_LIMIT_SOURCE_CONFIG = 0,
+  // The graph: the rows of a learned position table (GPT-2's), config.json stating none.
+  SPECDEC_CONTEXT_LIMIT_SOURCE_GRAPH = 1,
+  // specdec_model_options_set_context_limit.
+  SPECDEC_CONTEXT_LIMIT_SOURCE_OPTIONS = 2,
+  // Nothing stated it: 2048 is assumed and a warning logged (rotary models have no table to
+  // read it from; set it with specdec_model_options_set_context_limit).
+  SPECDEC_CONTEXT_LIMIT_SOURCE_DEFAULT = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum specdec_context_limit_source specdec_context_limit_source;
+#else
+typedef uint32_t specdec_context_limit_source;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Draft-length policies for specdec_gen_config_set_draft_policy.
 enum specdec_draft_policy
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -670,6 +694,79 @@ specdec_status specdec_model_options_set_io_binding(struct specdec_model_options
 // The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA fallback)
 // or `model` is NULL. Thread-safe.
 int32_t specdec_model_cuda_device(const struct specdec_model *model);
+
+// Use `n_tokens` as the context limit whatever config.json and the graph say; 0 (the default)
+// takes config.json's, else the rows of a learned position table in the graph, else 2048 with
+// a warning (see specdec_model_context_limit_source).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_options_set_context_limit(struct specdec_model_options *options,
+                                                       size_t n_tokens,
+                                                       struct specdec_error **err);
+
+// Load a single-file model (no external data) from `size` bytes at `data`, with the texts of its
+// config.json and generation_config.json (NUL-terminated UTF-8; NULL when there is none).
+// ONNX Runtime copies what it needs: `data` may be freed when the call returns. Otherwise as
+// specdec_model_load; the model has no tokenizer fingerprint (no vocabulary check beyond the
+// size against a draft).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (data NULL, size 0), SPECDEC_STATUS_INVALID_UTF8,
+// SPECDEC_STATUS_IO (invalid JSON), SPECDEC_STATUS_INVALID_MODEL, SPECDEC_STATUS_UNSUPPORTED_LAYOUT,
+// SPECDEC_STATUS_UNAVAILABLE, SPECDEC_STATUS_RUNTIME_LOAD. Thread-safe.
+specdec_status specdec_model_load_from_memory(const void *data,
+                                              size_t size,
+                                              const char *config_json,
+                                              const char *generation_config_json,
+                                              const struct specdec_model_options *options,
+                                              struct specdec_model **out,
+                                              struct specdec_error **err);
+
+// Where the context limit of specdec_model_context_limit comes from
+// (SPECDEC_CONTEXT_LIMIT_SOURCE_DEFAULT for NULL). Thread-safe.
+specdec_context_limit_source specdec_model_context_limit_source(const struct specdec_model *model);
+
+// The model's end-of-sequence ids (generation_config.json, else config.json): `*ids`/`*n_ids`
+// receive them, owned by the model (valid until the handle is freed; `*ids` may be NULL when
+// `*n_ids` is 0). Thread-safe.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_eos_ids(const struct specdec_model *model,
+                                     const uint32_t **ids,
+                                     size_t *n_ids,
+                                     struct specdec_error **err);
+
+// The beginning-of-sequence id (bos_token_id of generation_config.json or config.json), or -1
+// when none is stated (or it lies outside the vocabulary) and for NULL. Thread-safe.
+int64_t specdec_model_bos_id(const struct specdec_model *model);
+
+// The padding id (pad_token_id), or -1 when none is stated (or it lies outside the vocabulary)
+// and for NULL. Thread-safe.
+int64_t specdec_model_pad_id(const struct specdec_model *model);
+
+// The architecture: config.json's architectures[0] (e.g. "LlamaForCausalLM"), else its
+// model_type; "" when unknown and for NULL. Owned by the model. Thread-safe.
+const char *specdec_model_architecture(const struct specdec_model *model);
+
+// Decoder layers (0 for NULL). Thread-safe.
+size_t specdec_model_layer_count(const struct specdec_model *model);
+
+// Key/value heads per layer (fewer than the attention heads under grouped-query attention; 0
+// for NULL). Thread-safe.
+size_t specdec_model_kv_head_count(const struct specdec_model *model);
+
+// Size of one attention head (0 for NULL). Thread-safe.
+size_t specdec_model_head_size(const struct specdec_model *model);
+
+// Bytes of KV cache one token takes (keys and values of every layer; 0 for NULL). Thread-safe.
+size_t specdec_model_kv_bytes_per_token(const struct specdec_model *model);
+
+// Element type of the KV cache: "float32", "float16" or "bfloat16" ("" for NULL; static
+// storage). Thread-safe.
+const char *specdec_model_kv_dtype(const struct specdec_model *model);
+
+// Where the model runs: "cpu" or "cuda:N" (the CPU after an allowed CUDA fallback; "" for NULL).
+// Owned by the model. Thread-safe.
+const char *specdec_model_device(const struct specdec_model *model);
 
 // Load `path` (a tokenizer.json, or a folder holding one). `*out` is set to NULL on failure.
 //

@@ -41,7 +41,7 @@ pub use decoder::DecoderState;
 pub use drafter::{DraftSource, Drafter, NGramConfig};
 pub use error::{Error, Result};
 pub use generator::{FinishReason, GenerationConfig, Generator, Stats};
-pub use model::{Device, KvCopyStats, Model, ModelInfo, ModelOptions};
+pub use model::{ContextLimitSource, Device, ElemType, KvCopyStats, Model, ModelInfo, ModelOptions};
 pub use policy::{DraftPolicy, MAX_GAMMA};
 pub use sampling::SamplingConfig;
 pub use tokenizer::{StreamDecoder, Tokenizer};

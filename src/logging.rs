@@ -147,6 +147,11 @@ pub fn log(level: LogLevel, source: LogSource, message: &str) {
     }
 }
 
+/// specdec's own warning.
+pub(crate) fn warn(message: impl AsRef<str>) {
+    log(LogLevel::Warning, LogSource::Specdec, message.as_ref());
+}
+
 /// specdec's own informational message.
 pub(crate) fn info(message: impl AsRef<str>) {
     if enabled(LogLevel::Info, LogSource::Specdec) {

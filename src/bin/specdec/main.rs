@@ -280,10 +280,11 @@ pub(crate) fn init_runtime(
     Ok(())
 }
 
-/// One line on stderr when a model asked for CUDA runs on the CPU (only with --cuda-fallback).
+/// A model asked for CUDA that runs on the CPU (only with --cuda-fallback) is logged by the
+/// library as a warning on stderr; here only which of the two it is.
 pub(crate) fn warn_fallback(which: &str, m: &Model) {
-    if let Some(why) = m.device_fallback() {
-        eprintln!("specdec: warning: the {which} runs on the CPU: {why}");
+    if m.device_fallback().is_some() {
+        eprintln!("specdec: warning: the {which} runs on the CPU ({})", m.path().display());
     }
 }
 
