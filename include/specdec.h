@@ -43,8 +43,17 @@
 // Largest draft length (gamma) a generation config accepts.
 #define SPECDEC_MAX_GAMMA 64
 
+// Most alternatives specdec_gen_config_set_logprobs accepts per token.
+#define SPECDEC_MAX_LOGPROBS 256
+
 // Size of the first version of specdec_stats; struct_size may not be smaller.
 #define SPECDEC_STATS_V1_SIZE 104
+
+// Size of specdec_stats in 0.2 (up to `alpha`).
+#define SPECDEC_STATS_V2_SIZE 120
+
+// Size of the first version of specdec_round; struct_size may not be smaller.
+#define SPECDEC_ROUND_V1_SIZE 64
 
 // Largest draft length `Auto` considers.
 #define AUTO_MAX_GAMMA 16
@@ -120,6 +129,10 @@ enum specdec_finish_reason
   SPECDEC_FINISH_REASON_STOP_SEQUENCE = 3,
   // The callback asked to stop.
   SPECDEC_FINISH_REASON_STOPPED = 4,
+  // (Since 0.3) The sequence fills the context; only with
+  // specdec_gen_config_set_finish_at_context_limit (otherwise the next iteration fails with
+  // SPECDEC_STATUS_CONTEXT_LIMIT).
+  SPECDEC_FINISH_REASON_LENGTH = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -286,7 +299,40 @@ typedef struct specdec_stats {
   // (Since 0.2) The paper's acceptance rate per verified position: accepted / (accepted +
   // rejected); proposals after a rejection are never judged and do not count.
   double alpha;
+  // (Since 0.3) Time to first token of the latest generation: from the start of its first
+  // iteration (prefill of what the caches lacked included) to the end of the iteration that
+  // produced its first token; 0 until then. Per-round times: specdec_generator_round.
+  double time_to_first_token_seconds;
 } specdec_stats;
+
+// The log-probabilities of one token at one position, from the target's distribution there
+// (what target-only decoding samples from). Layout fixed: a new field would come in a new struct.
+typedef struct specdec_logprob {
+  uint32_t token;
+  // ln p(token) in the distribution sampled from, after the repetition penalty, temperature,
+  // top-k, top-p and min-p; -INFINITY for a token they cut. Greedy samples from a point mass:
+  // 0 for the token it picks, -INFINITY for every other.
+  float logprob;
+  // log_softmax of the target's raw logits (no transform).
+  float raw_logprob;
+} specdec_logprob;
+
+// One round (one iteration) of the current generation, timed from the generation's start: the
+// start of its first iteration after the prompt was appended, or the generator was rewound or
+// forked. ABI-stable like specdec_stats: set `struct_size` to sizeof(specdec_round) first.
+typedef struct specdec_round {
+  size_t struct_size;
+  // When the round started and ended, in seconds since the generation's start.
+  double start_seconds;
+  double end_seconds;
+  // Time in the drafter and in the target's ONNX Runtime calls during the round.
+  double draft_seconds;
+  double target_seconds;
+  // Proposals verified, proposals accepted, tokens the round added to the sequence.
+  uint64_t proposed;
+  uint64_t accepted;
+  uint64_t emitted;
+} specdec_round;
 
 // Receives one log message: its severity, its source ("specdec" or "onnxruntime"; static
 // strings) and the message (NUL-terminated UTF-8, valid only during the call). It may be called
@@ -430,6 +476,32 @@ specdec_status specdec_gen_config_set_kv_memory_limit(struct specdec_gen_config 
                                                       uint64_t bytes,
                                                       struct specdec_error **err);
 
+// Log-probabilities of each generated token (specdec_generator_logprobs), from the target's
+// distribution at its position, with the `top_n` most likely alternatives each (at most
+// SPECDEC_MAX_LOGPROBS; more than the vocabulary lists all of it). 0 turns them off (the
+// default): then nothing is computed for them. Turning them on changes no generated token.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (above
+// SPECDEC_MAX_LOGPROBS).
+specdec_status specdec_gen_config_set_logprobs(struct specdec_gen_config *config,
+                                               uint32_t top_n,
+                                               struct specdec_error **err);
+
+// Whether appending a prompt after which fewer than max_new_tokens tokens fit in the context
+// fails (SPECDEC_STATUS_CONTEXT_LIMIT, the message saying how many fit). Default false: a
+// prompt needs room for one generated token only.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_set_reserve_max_new_tokens(struct specdec_gen_config *config,
+                                                             bool reserve,
+                                                             struct specdec_error **err);
+
+// Whether a generation that fills the context ends cleanly with SPECDEC_FINISH_REASON_LENGTH
+// (true) or its next iteration fails with SPECDEC_STATUS_CONTEXT_LIMIT (false, the default and
+// the behaviour of earlier versions).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_set_finish_at_context_limit(struct specdec_gen_config *config,
+                                                              bool finish,
+                                                              struct specdec_error **err);
+
 // A drafter running the ONNX model `draft` (kept alive by the drafter), which must share the
 // target's vocabulary (checked when a generator is created).
 // Errors: SPECDEC_STATUS_NULL_PARAMETER.
@@ -522,7 +594,10 @@ specdec_status specdec_generator_set_tokenizer(struct specdec_generator *generat
 // appended and the generator is unchanged.
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
-// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token).
+// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token; or, with
+// specdec_gen_config_set_reserve_max_new_tokens, for the prompt plus max_new_tokens: the message
+// then says how many new tokens fit; specdec_generator_context_room tells the room left),
+// SPECDEC_STATUS_MEMORY_BUDGET.
 specdec_status specdec_generator_append_tokens(struct specdec_generator *generator,
                                                const uint32_t *ids,
                                                size_t n_ids,
@@ -534,7 +609,9 @@ specdec_status specdec_generator_append_tokens(struct specdec_generator *generat
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (no prompt yet),
 // SPECDEC_STATUS_CANCELLED (specdec_generator_cancel was called; the generator stays usable),
-// SPECDEC_STATUS_CONTEXT_LIMIT (the sequence fills the context), SPECDEC_STATUS_INFERENCE.
+// SPECDEC_STATUS_CONTEXT_LIMIT (the sequence fills the context; with
+// specdec_gen_config_set_finish_at_context_limit the generation ends with
+// SPECDEC_FINISH_REASON_LENGTH instead), SPECDEC_STATUS_INFERENCE.
 specdec_status specdec_generator_step(struct specdec_generator *generator,
                                       const uint32_t **tokens,
                                       size_t *n_tokens,
@@ -585,6 +662,44 @@ specdec_finish_reason specdec_generator_finish_reason(const struct specdec_gener
 specdec_status specdec_generator_stats(const struct specdec_generator *generator,
                                        struct specdec_stats *stats,
                                        struct specdec_error **err);
+
+// The log-probabilities of the current generation's tokens (turn them on with
+// specdec_gen_config_set_logprobs). `*chosen` receives one entry per token for the last
+// `*n_tokens` generated tokens (all tokens of the generation, unless specdec_generator_set_config
+// turned log-probabilities on during it): entry i belongs to token
+// `tokens[n_total - *n_tokens + i]` of specdec_generator_tokens. When `top` is not NULL,
+// `*top` receives `*n_tokens * *top_n` entries: token i's `*top_n` most likely alternatives at
+// entries `[i * *top_n, (i + 1) * *top_n)`, most likely first (by logprob, then raw_logprob).
+// `top_n` may be NULL when `top` is. The arrays are owned by the generator and valid until its
+// next non-const call; with log-probabilities off, `*n_tokens` is 0.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (generator, chosen, n_tokens, or top_n when top is
+// not NULL), SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_logprobs(const struct specdec_generator *generator,
+                                          const struct specdec_logprob **chosen,
+                                          size_t *n_tokens,
+                                          const struct specdec_logprob **top,
+                                          size_t *top_n,
+                                          struct specdec_error **err);
+
+// Rounds of the current generation so far (0 for NULL, or while another call holds the
+// generator).
+size_t specdec_generator_round_count(const struct specdec_generator *generator);
+
+// Fill `*round` with round `index` (0-based, below specdec_generator_round_count) of the current
+// generation. Set `round->struct_size` first; at most that many bytes are written and
+// `struct_size` is set to the number written.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (index out of range,
+// struct_size below SPECDEC_ROUND_V1_SIZE), SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_round(const struct specdec_generator *generator,
+                                       size_t index,
+                                       struct specdec_round *round,
+                                       struct specdec_error **err);
+
+// Tokens that still fit in the generator's context (the smaller of the target's and the draft's
+// limits) after the sequence it holds; 0 for NULL or while another call holds the generator.
+size_t specdec_generator_context_room(const struct specdec_generator *generator);
 
 // Set the threshold of every message, specdec's own and ONNX Runtime's (a specdec_log_level;
 // SPECDEC_LOG_LEVEL_OFF silences both). Until this is called, specdec's own messages pass from

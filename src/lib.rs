@@ -40,7 +40,7 @@ pub use model::layout;
 pub use decoder::DecoderState;
 pub use drafter::{DraftSource, Drafter, NGramConfig};
 pub use error::{Error, Result};
-pub use generator::{FinishReason, GenerationConfig, Generator, Stats};
+pub use generator::{FinishReason, GenerationConfig, Generator, Logprobs, RoundTiming, Stats, TokenLogprob};
 pub use model::{ContextLimitSource, Device, ElemType, KvCopyStats, Model, ModelInfo, ModelOptions};
 pub use policy::{DraftPolicy, MAX_GAMMA};
 pub use sampling::SamplingConfig;

@@ -1,7 +1,8 @@
 //! Generation settings as an opaque object: one setter per option, each validated at once.
 //! Defaults: gamma 4, temperature 0 (greedy), top_k 0 (off), top_p 1 (off), min_p 0 (off),
 //! repetition_penalty 1 (off), seed 0, max_new_tokens 128, EOS ids from the target's
-//! generation_config.json, no stop sequences.
+//! generation_config.json, no stop sequences, log-probabilities off, room for one token checked,
+//! the context limit an error.
 
 use std::ffi::c_char;
 
@@ -278,4 +279,45 @@ pub unsafe extern "C" fn specdec_gen_config_set_kv_memory_limit(
     err: *mut *mut specdec_error,
 ) -> specdec_status {
     set(config, err, |c| c.kv_memory_limit = (bytes > 0).then_some(bytes.min(usize::MAX as u64) as usize))
+}
+
+/// Log-probabilities of each generated token (specdec_generator_logprobs), from the target's
+/// distribution at its position, with the `top_n` most likely alternatives each (at most
+/// SPECDEC_MAX_LOGPROBS; more than the vocabulary lists all of it). 0 turns them off (the
+/// default): then nothing is computed for them. Turning them on changes no generated token.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (above
+/// SPECDEC_MAX_LOGPROBS).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_logprobs(
+    config: *mut specdec_gen_config,
+    top_n: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.logprobs = top_n as usize)
+}
+
+/// Whether appending a prompt after which fewer than max_new_tokens tokens fit in the context
+/// fails (SPECDEC_STATUS_CONTEXT_LIMIT, the message saying how many fit). Default false: a
+/// prompt needs room for one generated token only.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_reserve_max_new_tokens(
+    config: *mut specdec_gen_config,
+    reserve: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.reserve_max_new_tokens = reserve)
+}
+
+/// Whether a generation that fills the context ends cleanly with SPECDEC_FINISH_REASON_LENGTH
+/// (true) or its next iteration fails with SPECDEC_STATUS_CONTEXT_LIMIT (false, the default and
+/// the behaviour of earlier versions).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_finish_at_context_limit(
+    config: *mut specdec_gen_config,
+    finish: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.finish_at_context_limit = finish)
 }

@@ -95,7 +95,7 @@ impl From<Error> for FfiError {
             Error::UnsupportedLayout { .. } => S::UnsupportedLayout,
             Error::VocabMismatch(_) => S::VocabMismatch,
             Error::TokenOutOfRange { .. } => S::TokenOutOfRange,
-            Error::ContextLimit { .. } => S::ContextLimit,
+            Error::ContextLimit { .. } | Error::ContextRoom { .. } => S::ContextLimit,
             Error::Tokenizer(_) => S::Tokenizer,
             Error::Cancelled => S::Cancelled,
             Error::Inference(_) => S::Inference,

@@ -40,6 +40,10 @@ pub const SPECDEC_ABI_VERSION: u32 = 1;
 pub const SPECDEC_MAX_GAMMA: u32 = 64;
 const _: () = assert!(SPECDEC_MAX_GAMMA as usize == crate::MAX_GAMMA);
 
+/// Most alternatives specdec_gen_config_set_logprobs accepts per token.
+pub const SPECDEC_MAX_LOGPROBS: u32 = 256;
+const _: () = assert!(SPECDEC_MAX_LOGPROBS as usize == crate::generator::MAX_LOGPROBS);
+
 static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
     Ok(v) => v,
     Err(_) => panic!("version string"),
