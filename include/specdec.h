@@ -502,6 +502,78 @@ specdec_status specdec_gen_config_set_finish_at_context_limit(struct specdec_gen
                                                               bool finish,
                                                               struct specdec_error **err);
 
+// The draft length (specdec_gen_config_set_gamma); 0 for NULL.
+uint32_t specdec_gen_config_get_gamma(const struct specdec_gen_config *config);
+
+// The temperature; 0 for NULL.
+float specdec_gen_config_get_temperature(const struct specdec_gen_config *config);
+
+// top_k (0: off); 0 for NULL.
+uint32_t specdec_gen_config_get_top_k(const struct specdec_gen_config *config);
+
+// top_p (1: off); 0 for NULL.
+float specdec_gen_config_get_top_p(const struct specdec_gen_config *config);
+
+// min_p (0: off); 0 for NULL.
+float specdec_gen_config_get_min_p(const struct specdec_gen_config *config);
+
+// The repetition penalty (1: off); 0 for NULL.
+float specdec_gen_config_get_repetition_penalty(const struct specdec_gen_config *config);
+
+// The seed; 0 for NULL.
+uint64_t specdec_gen_config_get_seed(const struct specdec_gen_config *config);
+
+// max_new_tokens; 0 for NULL.
+uint32_t specdec_gen_config_get_max_new_tokens(const struct specdec_gen_config *config);
+
+// The draft-length policy, a specdec_draft_policy value; SPECDEC_DRAFT_POLICY_FIXED for NULL.
+uint32_t specdec_gen_config_get_draft_policy(const struct specdec_gen_config *config);
+
+// The confidence stop (0: off); 0 for NULL.
+float specdec_gen_config_get_confidence_stop(const struct specdec_gen_config *config);
+
+// The KV memory budget in bytes (0: no limit); 0 for NULL.
+uint64_t specdec_gen_config_get_kv_memory_limit(const struct specdec_gen_config *config);
+
+// The alternatives listed per token with log-probabilities on (0: off); 0 for NULL.
+uint32_t specdec_gen_config_get_logprobs(const struct specdec_gen_config *config);
+
+// Whether appending checks room for max_new_tokens; false for NULL.
+bool specdec_gen_config_get_reserve_max_new_tokens(const struct specdec_gen_config *config);
+
+// Whether a generation filling the context ends with SPECDEC_FINISH_REASON_LENGTH; false for NULL.
+bool specdec_gen_config_get_finish_at_context_limit(const struct specdec_gen_config *config);
+
+// The EOS ids set with specdec_gen_config_set_eos_ids: `*ids`/`*n_ids` receive them (owned by
+// `config`, valid until it is changed or freed; `*ids` may be NULL when `*n_ids` is 0), and
+// `*from_model` (may be NULL) true when none were set and the target's own EOS ids apply
+// (specdec_model_eos_ids; `*n_ids` is then 0).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_get_eos_ids(const struct specdec_gen_config *config,
+                                              const uint32_t **ids,
+                                              size_t *n_ids,
+                                              bool *from_model,
+                                              struct specdec_error **err);
+
+// Stop sequences of tokens added with specdec_gen_config_add_stop_tokens; 0 for NULL.
+size_t specdec_gen_config_get_stop_token_count(const struct specdec_gen_config *config);
+
+// Stop sequence `index` of tokens: `*ids`/`*n_ids` receive it (owned by `config`, valid until it
+// is changed or freed).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (index out of range).
+specdec_status specdec_gen_config_get_stop_tokens(const struct specdec_gen_config *config,
+                                                  size_t index,
+                                                  const uint32_t **ids,
+                                                  size_t *n_ids,
+                                                  struct specdec_error **err);
+
+// Stop texts added with specdec_gen_config_add_stop_text; 0 for NULL.
+size_t specdec_gen_config_get_stop_text_count(const struct specdec_gen_config *config);
+
+// Stop text `index`, NUL-terminated UTF-8 owned by `config` (valid until it is changed or
+// freed); NULL for a NULL config or an index out of range.
+const char *specdec_gen_config_get_stop_text(const struct specdec_gen_config *config, size_t index);
+
 // A drafter running the ONNX model `draft` (kept alive by the drafter), which must share the
 // target's vocabulary (checked when a generator is created).
 // Errors: SPECDEC_STATUS_NULL_PARAMETER.
@@ -700,6 +772,67 @@ specdec_status specdec_generator_round(const struct specdec_generator *generator
 // Tokens that still fit in the generator's context (the smaller of the target's and the draft's
 // limits) after the sequence it holds; 0 for NULL or while another call holds the generator.
 size_t specdec_generator_context_room(const struct specdec_generator *generator);
+
+// Keep the first `n_tokens` tokens of the sequence and forget the rest, in both models' caches
+// too (an edit, a retry). When `n_tokens` is inside the current generation, it continues from
+// there with what is left of max_new_tokens; when it is inside the prompt, the next
+// generation starts after it with a fresh allowance. The finish reason is cleared; the random
+// stream goes on (specdec_generator_set_config restarts it from the seed).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (more tokens than the
+// sequence holds; nothing changes), SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+specdec_status specdec_generator_rewind(struct specdec_generator *generator,
+                                        size_t n_tokens,
+                                        struct specdec_error **err);
+
+// Replace the generator's settings with a copy of `config`, between turns or between
+// iterations: sampling, seed (the random stream restarts from it), draft length and policy,
+// EOS ids and stop sequences, max_new_tokens (counted from the current generation's start),
+// log-probabilities (a changed setting drops the records so far), memory budget. All or
+// nothing: on error the generator keeps its settings.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS or stop id
+// outside the vocabulary), SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_set_config(struct specdec_generator *generator,
+                                            const struct specdec_gen_config *config,
+                                            struct specdec_error **err);
+
+// A copy of the generator's current settings in `*out` (a new handle to free with
+// specdec_gen_config_free; NULL on failure): read them with the specdec_gen_config_get_*
+// functions, change some and pass them to specdec_generator_set_config.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_get_config(const struct specdec_generator *generator,
+                                            struct specdec_gen_config **out,
+                                            struct specdec_error **err);
+
+// Feed the sequence to both models now without generating, so that the next iteration, or a
+// fork of this generator, only computes what follows (a shared prefix: prefill it once, fork a
+// generator per request). The first iteration does the same when this was not called.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+specdec_status specdec_generator_prefill(struct specdec_generator *generator,
+                                         struct specdec_error **err);
+
+// A new generator in `*out` (free it with specdec_generator_free; NULL on failure) holding the
+// first `n_tokens` tokens of `source`, with the KV both models computed for them copied rather
+// than recomputed (on the device for a device-resident cache). It has `config` (NULL: a copy of
+// the source's settings), the source's drafter kind and tokenizer, zero stats, and starts a
+// generation after token `n_tokens` as if those tokens had been appended as a prompt (the same
+// checks apply). Any state of the source works, a finished generation included; the source is
+// not changed. Tokens the source never fed to its models (call specdec_generator_prefill first)
+// are computed by the fork's first iteration.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (n_tokens larger than
+// the source's sequence), SPECDEC_STATUS_CONTEXT_LIMIT (no room to generate after n_tokens),
+// SPECDEC_STATUS_MEMORY_BUDGET, SPECDEC_STATUS_UNAVAILABLE (a drafter that cannot be forked),
+// SPECDEC_STATUS_BUSY (the source is in use, e.g. from inside its own callback),
+// SPECDEC_STATUS_INFERENCE. Thread-safe with respect to the source (it is only read).
+specdec_status specdec_generator_fork(const struct specdec_generator *source,
+                                      size_t n_tokens,
+                                      const struct specdec_gen_config *config,
+                                      struct specdec_generator **out,
+                                      struct specdec_error **err);
 
 // Set the threshold of every message, specdec's own and ONNX Runtime's (a specdec_log_level;
 // SPECDEC_LOG_LEVEL_OFF silences both). Until this is called, specdec's own messages pass from

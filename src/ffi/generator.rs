@@ -1,5 +1,5 @@
 //! Generator handles: step-wise and one-call generation, stats, cancellation, log-probabilities,
-//! round timings.
+//! round timings, rewinding, new settings between turns, and forks that reuse a prefix's KV.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -510,4 +510,113 @@ pub unsafe extern "C" fn specdec_generator_round(
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_context_room(generator: *const specdec_generator) -> usize {
     guard_value(0, || generator.as_ref().and_then(|g| g.lock().ok()).map_or(0, |st| st.context_room()))
+}
+
+/// Keep the first `n_tokens` tokens of the sequence and forget the rest, in both models' caches
+/// too (an edit, a retry). When `n_tokens` is inside the current generation, it continues from
+/// there with what is left of max_new_tokens; when it is inside the prompt, the next
+/// generation starts after it with a fresh allowance. The finish reason is cleared; the random
+/// stream goes on (specdec_generator_set_config restarts it from the seed).
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (more tokens than the
+/// sequence holds; nothing changes), SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_rewind(
+    generator: *mut specdec_generator,
+    n_tokens: usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        handle(generator, "generator")?.lock()?.rewind(n_tokens)?;
+        Ok(())
+    })
+}
+
+/// Replace the generator's settings with a copy of `config`, between turns or between
+/// iterations: sampling, seed (the random stream restarts from it), draft length and policy,
+/// EOS ids and stop sequences, max_new_tokens (counted from the current generation's start),
+/// log-probabilities (a changed setting drops the records so far), memory budget. All or
+/// nothing: on error the generator keeps its settings.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS or stop id
+/// outside the vocabulary), SPECDEC_STATUS_BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_set_config(
+    generator: *mut specdec_generator,
+    config: *const specdec_gen_config,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let cfg = handle(config, "config")?.inner.clone();
+        g.lock()?.set_config(cfg)?;
+        Ok(())
+    })
+}
+
+/// A copy of the generator's current settings in `*out` (a new handle to free with
+/// specdec_gen_config_free; NULL on failure): read them with the specdec_gen_config_get_*
+/// functions, change some and pass them to specdec_generator_set_config.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_get_config(
+    generator: *const specdec_generator,
+    out: *mut *mut specdec_gen_config,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        new_handle(out, || Ok(specdec_gen_config::from_config(handle(generator, "generator")?.lock()?.config().clone())))
+    })
+}
+
+/// Feed the sequence to both models now without generating, so that the next iteration, or a
+/// fork of this generator, only computes what follows (a shared prefix: prefill it once, fork a
+/// generator per request). The first iteration does the same when this was not called.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_prefill(
+    generator: *mut specdec_generator,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        handle(generator, "generator")?.lock()?.prefill()?;
+        Ok(())
+    })
+}
+
+/// A new generator in `*out` (free it with specdec_generator_free; NULL on failure) holding the
+/// first `n_tokens` tokens of `source`, with the KV both models computed for them copied rather
+/// than recomputed (on the device for a device-resident cache). It has `config` (NULL: a copy of
+/// the source's settings), the source's drafter kind and tokenizer, zero stats, and starts a
+/// generation after token `n_tokens` as if those tokens had been appended as a prompt (the same
+/// checks apply). Any state of the source works, a finished generation included; the source is
+/// not changed. Tokens the source never fed to its models (call specdec_generator_prefill first)
+/// are computed by the fork's first iteration.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (n_tokens larger than
+/// the source's sequence), SPECDEC_STATUS_CONTEXT_LIMIT (no room to generate after n_tokens),
+/// SPECDEC_STATUS_MEMORY_BUDGET, SPECDEC_STATUS_UNAVAILABLE (a drafter that cannot be forked),
+/// SPECDEC_STATUS_BUSY (the source is in use, e.g. from inside its own callback),
+/// SPECDEC_STATUS_INFERENCE. Thread-safe with respect to the source (it is only read).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_fork(
+    source: *const specdec_generator,
+    n_tokens: usize,
+    config: *const specdec_gen_config,
+    out: *mut *mut specdec_generator,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        new_handle(out, || {
+            let src = handle(source, "source")?;
+            let st = src.lock()?;
+            let forked = match config.as_ref() {
+                Some(c) => st.fork_with_config(n_tokens, c.inner.clone())?,
+                None => st.fork(n_tokens)?,
+            };
+            Ok(specdec_generator::wrap(forked))
+        })
+    })
 }

@@ -337,6 +337,119 @@ impl Generator {
         &self.rounds
     }
 
+    /// Keep the first `n` tokens of the sequence and forget the rest (an edit, a retry), in both
+    /// models' caches too. When `n` is inside the current generation it continues from there
+    /// (with what is left of its `max_new_tokens`); when `n` is inside the prompt, the next
+    /// generation starts after token `n` with a fresh allowance. Clears the finish reason; the
+    /// random stream goes on (set the config again to restart it from the seed).
+    pub fn rewind(&mut self, n: usize) -> Result<()> {
+        let len = self.tokens.len();
+        if n > len {
+            return Err(Error::invalid(format!("cannot rewind to {n} tokens: the sequence holds {len}")));
+        }
+        let start = len - self.generated;
+        self.logprobs.truncate(self.logprobs.len().saturating_sub(len - n));
+        self.tokens.truncate(n);
+        // The caches never hold the last token: the next round feeds it.
+        self.rewind_states(n.saturating_sub(1))?;
+        self.history = History::new(self.target.model().info().vocab_size);
+        for &t in &self.tokens {
+            self.history.push(t);
+        }
+        let generated = n.saturating_sub(start);
+        self.start_generation(generated);
+        Ok(())
+    }
+
+    /// Replace the settings (between turns, or between steps): sampling, seed (the random stream
+    /// restarts from it), draft length and policy, EOS ids and stop sequences, `max_new_tokens`
+    /// (counted from the current generation's start), log-probabilities (a changed setting
+    /// drops the records so far), memory budget. All or nothing: on error nothing changes.
+    pub fn set_config(&mut self, cfg: GenerationConfig) -> Result<()> {
+        cfg.validate()?;
+        let model = self.target.model().clone();
+        let stop_rule = stop_rule_for(&model, &cfg)?;
+        if let (Some(key), Some(snapshot)) = (self.memory_key.take(), self.policy.snapshot()) {
+            self.memory.put(key, snapshot);
+        }
+        (self.policy, self.memory_key) = policy_for(&model, self.drafter.as_deref(), &cfg, &self.memory);
+        let slots = cfg.kv_memory_limit.map_or(usize::MAX, |limit| limit / self.kv_bytes_per_token.max(1));
+        self.target.set_slot_limit(slots);
+        if let Some(d) = self.drafter.as_mut() {
+            d.set_slot_limit(slots);
+        }
+        if cfg.logprobs != self.cfg.logprobs {
+            self.logprobs.reset(cfg.logprobs.min(model.info().vocab_size));
+        }
+        self.stop_rule = stop_rule;
+        self.rng = StdRng::seed_from_u64(cfg.seed);
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Feed the sequence to both models now, without generating, so that the next step (or a
+    /// fork of this generator) only computes what follows. The first step does the same when
+    /// this was not called. Timed into the stats.
+    pub fn prefill(&mut self) -> Result<()> {
+        // The caches never hold the last token: the next round feeds it with the proposals.
+        let Some(keep) = self.tokens.len().checked_sub(1).filter(|&k| k > 0) else { return Ok(()) };
+        let started = Instant::now();
+        let result = self.prefill_states(keep);
+        self.stats.total_time += started.elapsed();
+        if result.is_err() {
+            self.rewind_states(self.target.len().min(keep))?;
+        }
+        result
+    }
+
+    fn prefill_states(&mut self, keep: usize) -> Result<()> {
+        if self.target.len() < keep {
+            let cost = self.target.sync(&self.tokens[..keep], &[], 1, &mut self.round.logits)?;
+            self.stats.target_calls += cost.calls;
+            self.stats.target_time += cost.time;
+        }
+        if let Some(d) = self.drafter.as_mut() {
+            let started = Instant::now();
+            let calls = d.prefill(&self.tokens[..keep])?;
+            self.stats.draft_calls += calls;
+            self.stats.draft_time += started.elapsed();
+        }
+        Ok(())
+    }
+
+    /// A new generator holding this one's first `n` tokens, with the KV both models computed for
+    /// them copied rather than recomputed (a shared system prompt: prefill it once, then fork a
+    /// generator per request). It has the same settings, drafter kind and tokenizer; its stats
+    /// start at zero and its next step starts a generation after token `n`, as if those tokens
+    /// had been appended as a prompt (the same checks apply). This generator is not changed.
+    pub fn fork(&self, n: usize) -> Result<Generator> {
+        self.fork_with_config(n, self.cfg.clone())
+    }
+
+    /// [`Generator::fork`] with other settings.
+    pub fn fork_with_config(&self, n: usize, cfg: GenerationConfig) -> Result<Generator> {
+        let len = self.tokens.len();
+        if n > len {
+            return Err(Error::invalid(format!("cannot fork the first {n} tokens: the sequence holds {len}")));
+        }
+        let prefix = &self.tokens[..n];
+        // The caches never hold the last token: the fork's first round feeds it.
+        let keep = n.saturating_sub(1);
+        let drafter = self.drafter.as_ref().map(|d| d.fork(prefix, keep)).transpose()?;
+        let mut g = Generator::with_policy_memory(self.target.model().clone(), drafter, cfg, self.memory.clone())?;
+        g.check_request(0, n)?;
+        g.target = self.target.fork(keep)?;
+        if let Some(limit) = g.cfg.kv_memory_limit {
+            g.target.set_slot_limit(limit / g.kv_bytes_per_token.max(1));
+        }
+        g.tokens = prefix.to_vec();
+        for &t in prefix {
+            g.history.push(t);
+        }
+        g.tokenizer = self.tokenizer.clone();
+        Ok(g)
+    }
+
     /// The whole sequence: prompts and generated tokens.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
