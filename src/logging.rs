@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::error::{Error, Result};
 
@@ -74,6 +74,9 @@ pub type LogCallback = Arc<dyn Fn(LogLevel, LogSource, &str) + Send + Sync>;
 const UNSET: u8 = u8::MAX;
 static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
 static SINK: RwLock<Option<LogCallback>> = RwLock::new(None);
+/// Passes a new threshold on to ONNX Runtime (registered by the runtime module, which depends on
+/// this one, not the other way round).
+static ORT_LEVEL_HOOK: OnceLock<fn(LogLevel)> = OnceLock::new();
 
 thread_local! {
     /// Set while this thread runs the host's callback: a message logged from inside it is dropped
@@ -108,7 +111,14 @@ pub(crate) fn ort_level() -> LogLevel {
 /// both. Takes effect at once, also for models already loaded. Allowed from inside the callback.
 pub fn set_level(level: LogLevel) {
     LEVEL.store(level as u8, Ordering::Relaxed);
-    crate::runtime::apply_log_level();
+    if let Some(hook) = ORT_LEVEL_HOOK.get() {
+        hook(ort_level());
+    }
+}
+
+/// Have `hook` called with ONNX Runtime's threshold whenever [`set_level`] changes it.
+pub(crate) fn on_ort_level(hook: fn(LogLevel)) {
+    let _ = ORT_LEVEL_HOOK.set(hook);
 }
 
 /// Send messages to `callback` (`None`: back to stderr). Refused with [`Error::Busy`] from inside

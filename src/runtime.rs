@@ -104,22 +104,24 @@ fn init_for(explicit: Option<&Path>, want_cuda: bool) -> Result<&'static Path> {
     })?;
     // ONNX Runtime's messages go through specdec's logger (the host's callback or plain stderr)
     // at specdec's threshold, instead of its own coloured lines on stderr.
+    crate::logging::on_ort_level(apply_log_level);
     let env = builder
         .with_name("specdec")
         .with_telemetry(false)
         .with_logger(crate::logging::ort_logger())
         .build()
         .map_err(|e| load_error(e.to_string()))?;
-    env.set_log_level(crate::logging::to_ort(crate::logging::ort_level()));
-    crate::logging::info(format!("ONNX Runtime loaded from {}", path.display()));
     let rt = RUNTIME.get_or_init(|| Runtime { path, env });
+    // A threshold set while the environment was being built is applied here; later ones by the hook.
+    apply_log_level(crate::logging::ort_level());
+    crate::logging::info(format!("ONNX Runtime loaded from {}", rt.path.display()));
     Ok(&rt.path)
 }
 
-/// Pass the current log threshold on to ONNX Runtime, if it is loaded.
-pub(crate) fn apply_log_level() {
+/// Pass a log threshold on to ONNX Runtime, if it is loaded.
+fn apply_log_level(level: crate::logging::LogLevel) {
     if let Some(rt) = RUNTIME.get() {
-        rt.env.set_log_level(crate::logging::to_ort(crate::logging::ort_level()));
+        rt.env.set_log_level(crate::logging::to_ort(level));
     }
 }
 
