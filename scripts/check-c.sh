@@ -9,6 +9,9 @@
 # 8 threads x 100 generations on shared models, cancellation races), each also under valgrind.
 # Every program uses tests/c/harness.h (checks, counters, scratch folder); the API tests share
 # tests/c/fixtures.h. Each prints "N passed, M failed" last; the total is printed at the end.
+# And the embedder test (tests/c/test_embedder.c: the LENGTH finish reason, log-probabilities,
+# rewind, settings between turns, forks, metadata, loading from memory, timings, logging), also
+# under valgrind.
 # Usage: scripts/check-c.sh
 #   CC overrides the compiler (default gcc); CFLAGS adds flags;
 #   SPECDEC_SKIP_VALGRIND=1 skips the valgrind runs (without it a missing valgrind is an error).
@@ -60,6 +63,8 @@ done
 echo "== compiling tests/c/test_catalog.c and tests/c/test_concurrency.c"
 "$CC" "${flags[@]}" tests/c/test_catalog.c -o "$out/test_catalog" "${link[@]}" -lm
 "$CC" "${flags[@]}" tests/c/test_concurrency.c -o "$out/test_concurrency" "${link[@]}"
+echo "== compiling tests/c/test_embedder.c"
+"$CC" "${flags[@]}" tests/c/test_embedder.c -o "$out/test_embedder" "${link[@]}" -lm
 echo "== compiling examples/c/stream.c"
 "$CC" "${flags[@]}" examples/c/stream.c -o "$out/stream" "${link[@]}"
 
@@ -76,6 +81,9 @@ run_test test_catalog "$out/test_catalog"
 echo "== running the concurrency test (8 threads x 100 generations, cancellation races)"
 run_test test_concurrency "$out/test_concurrency"
 echo "== $passed_total checks passed in $((${#api_tests[@]} + 2)) C test programs"
+
+echo "== running the embedder tests (length, logprobs, rewind, fork, metadata, memory, timings, logging)"
+"$out/test_embedder"
 
 echo "== running the streaming example on the fixtures"
 "$out/stream" models/fixtures/llama models/fixtures/draft "def __init__(self, name):" 48
@@ -118,6 +126,8 @@ else
   tail -n 1 "$out/test_catalog-valgrind.log"
   echo "== running the concurrency test under valgrind (quick: 3 threads x 4 generations)"
   SPECDEC_TEST_QUICK=1 "${vg[@]}" "$out/test_concurrency"
+  echo "== running the embedder tests under valgrind (quick)"
+  SPECDEC_TEST_QUICK=1 "${vg[@]}" "$out/test_embedder"
   echo "== running the streaming example under valgrind"
   "${vg[@]}" "$out/stream" models/fixtures/llama models/fixtures/draft "def __init__(self, name):" 16
 fi

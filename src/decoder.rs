@@ -73,6 +73,16 @@ impl DecoderState {
         self.cache.compact()
     }
 
+    /// A state in the same model holding this one's first `n` tokens (at most what it holds),
+    /// their KV copied (on the model's device for a device-resident cache), not recomputed.
+    pub fn fork(&self, n: usize) -> Result<DecoderState> {
+        let cache = match n.min(self.cache.len()) {
+            0 => self.model.new_cache()?,
+            n => self.cache.copy_prefix(n)?,
+        };
+        Ok(DecoderState { model: self.model.clone(), cache, feed: Vec::new() })
+    }
+
     /// Cap the cache's physical slots (a memory budget).
     pub fn set_slot_limit(&mut self, slots: usize) {
         self.cache.set_slot_limit(slots);

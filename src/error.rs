@@ -31,6 +31,12 @@ pub enum Error {
     /// The sequence would exceed the model's context length.
     #[error("context limit reached: {needed} tokens needed, the model allows {limit}")]
     ContextLimit { needed: usize, limit: usize },
+    /// A prompt leaves less room in the context than the generation asks for
+    /// ([`crate::GenerationConfig::reserve_max_new_tokens`]).
+    #[error(
+        "context limit: after this prompt of {prompt} tokens, {fits} new tokens fit in the context of {limit}, max_new_tokens is {max_new_tokens}"
+    )]
+    ContextRoom { prompt: usize, fits: usize, max_new_tokens: usize, limit: usize },
     /// Tokenizer loading, encoding or decoding failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -48,6 +54,10 @@ pub enum Error {
     /// The request's KV caches would outgrow the configured memory budget.
     #[error("KV cache memory budget exceeded: this request needs {needed} bytes, the budget is {limit}")]
     MemoryBudget { needed: usize, limit: usize },
+    /// The object is in use by another call (for example the log callback replaced from inside
+    /// itself).
+    #[error("busy: {0}")]
+    Busy(String),
     /// A host callback (for example a draft callback) reported failure.
     #[error("host callback failed: {0}")]
     Callback(String),
@@ -64,11 +74,12 @@ impl Error {
             Error::UnsupportedLayout { .. } => 7005,
             Error::VocabMismatch(_) => 7006,
             Error::TokenOutOfRange { .. } => 7007,
-            Error::ContextLimit { .. } => 7008,
+            Error::ContextLimit { .. } | Error::ContextRoom { .. } => 7008,
             Error::Tokenizer(_) => 7009,
             Error::Cancelled => 7010,
             Error::Inference(_) => 7011,
             Error::Unavailable(_) => 7012,
+            Error::Busy(_) => 7015,
             Error::MemoryBudget { .. } => 7016,
             Error::Callback(_) => 7020,
         }

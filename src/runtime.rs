@@ -104,19 +104,33 @@ fn init_for(explicit: Option<&Path>, want_cuda: bool) -> Result<&'static Path> {
     })?;
     // One intra-op pool for every session that does not ask for a thread count of its own: a
     // target and its draft then take turns on the same threads instead of two pools fighting
-    // over the cores (measured in the benchmark's `threads` rows; README "Threads").
+    // over the cores.
     let pool = ort::environment::GlobalThreadPoolOptions::default()
         .with_intra_threads(0)
         .and_then(|p| p.with_spin_control(true))
         .map_err(|e| load_error(e.to_string()))?;
+    // ONNX Runtime's messages go through specdec's logger (the host's callback or plain stderr)
+    // at specdec's threshold, instead of its own coloured lines on stderr.
+    crate::logging::on_ort_level(apply_log_level);
     let env = builder
         .with_name("specdec")
         .with_telemetry(false)
         .with_global_thread_pool(pool)
+        .with_logger(crate::logging::ort_logger())
         .build()
         .map_err(|e| load_error(e.to_string()))?;
     let rt = RUNTIME.get_or_init(|| Runtime { path, env });
+    // A threshold set while the environment was being built is applied here; later ones by the hook.
+    apply_log_level(crate::logging::ort_level());
+    crate::logging::info(format!("ONNX Runtime loaded from {}", rt.path.display()));
     Ok(&rt.path)
+}
+
+/// Pass a log threshold on to ONNX Runtime, if it is loaded.
+fn apply_log_level(level: crate::logging::LogLevel) {
+    if let Some(rt) = RUNTIME.get() {
+        rt.env.set_log_level(crate::logging::to_ort(level));
+    }
 }
 
 /// The process's ONNX Runtime environment, loading the library from the default location if needed

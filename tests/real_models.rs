@@ -268,3 +268,35 @@ fn ids_the_tokenizer_lacks_neither_crash_decoding_nor_stop_generation() {
     g.generate(|_| true).expect("text stop sequences with ids the tokenizer lacks");
     assert_eq!(g.tokens().len(), prompt().len() + 16);
 }
+
+#[test]
+fn forks_and_rewinds_on_shared_buffers_are_exact() {
+    // A fork copies the prefix into a buffer of its own (same capacity); a rewind only shortens
+    // the mask. Both must continue exactly as a generator that computed everything itself.
+    let (target, draft) = (load(builder("llama-fp32")), load(builder("draft-fp32")));
+    let prompt = prompt();
+    let cfg = GenerationConfig { gamma: 3, max_new_tokens: 32, eos_ids: Some(vec![]), ..Default::default() };
+    let run = |g: &mut Generator| -> Vec<u32> {
+        g.generate(|_| true).unwrap();
+        g.tokens().to_vec()
+    };
+    let mut fresh = Generator::new(target.clone(), Some(draft.clone()), cfg.clone()).unwrap();
+    fresh.append_tokens(&prompt).unwrap();
+    let want = run(&mut fresh);
+    let mut source = Generator::new(target.clone(), Some(draft.clone()), cfg.clone()).unwrap();
+    source.append_tokens(&prompt).unwrap();
+    source.prefill().unwrap();
+    let mut fork = source.fork(prompt.len()).unwrap();
+    assert_eq!(run(&mut fork), want, "a fork of a shared-buffer generator");
+    assert_eq!(run(&mut source), want, "the fork's source");
+    // Rewind into the generated part and generate again: the same continuation.
+    source.rewind(prompt.len() + 5).unwrap();
+    let mut again = Generator::new(target, Some(draft), cfg).unwrap();
+    again.append_tokens(&want[..prompt.len() + 5]).unwrap();
+    let want_again = run(&mut again);
+    let got_again = run(&mut source);
+    println!("after a rewind to {}: {} tokens, recomputed: {}", prompt.len() + 5, got_again.len(), want_again.len());
+    assert!(got_again.len() > prompt.len() + 5, "nothing generated after the rewind");
+    let n = want_again.len().min(got_again.len());
+    assert_eq!(got_again[..n], want_again[..n], "a rewound shared-buffer generator continues as a recomputed one");
+}

@@ -79,6 +79,10 @@ impl Drafter for CallbackDrafter {
         Some(format!("callback at {:p}", Arc::as_ptr(&self.callback) as *const ()))
     }
 
+    fn fork(&self, _tokens: &[u32], _keep: usize) -> Result<Box<dyn super::Drafter>> {
+        Ok(Box::new(CallbackDrafter::new(self.callback.clone(), self.vocab)))
+    }
+
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {
         let i = ctx.drafts.len();
         if i == 0 {

@@ -166,6 +166,31 @@ impl Drafter for CountsDrafter {
         }
         Ok(Guess::Logits(&self.logits))
     }
+
+    /// Counts learnt from tokens the sequence no longer holds are forgotten (learnt afresh from
+    /// what it holds at the next guess).
+    fn rollback(&mut self, tokens: &[u32], _keep: usize) -> Result<()> {
+        if self.learn && self.counted > tokens.len() {
+            self.table = CountTable::default();
+            self.counted = 0;
+            self.stale = true;
+        }
+        Ok(())
+    }
+
+    fn fork(&self, _tokens: &[u32], _keep: usize) -> Result<Box<dyn Drafter>> {
+        let vocab = self.unigram.len();
+        Ok(Box::new(CountsDrafter {
+            order: self.order,
+            // Counts from a file stay; counts learnt from the sequence are learnt from the fork's.
+            table: if self.learn { CountTable::default() } else { self.table.clone() },
+            counted: 0,
+            learn: self.learn,
+            unigram: vec![0.0; vocab],
+            stale: true,
+            logits: vec![0.0; vocab],
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -84,9 +84,23 @@ pub trait Drafter: Send {
     fn observe(&mut self, _report: &RoundReport<'_>) {}
 
     /// The sequence now holds `tokens`; the drafter saw proposals of which only those inside the
-    /// first `keep` positions survive. Called after every round and after a failed one.
+    /// first `keep` positions survive. Called after every round, after a failed one, and when
+    /// the generator is rewound (then `tokens` may be shorter than what the drafter saw).
     fn rollback(&mut self, _tokens: &[u32], _keep: usize) -> Result<()> {
         Ok(())
+    }
+
+    /// Take in the first `tokens.len()` tokens of the sequence now, ahead of the next round
+    /// ([`crate::Generator::prefill`]); returns the calls it made.
+    fn prefill(&mut self, _tokens: &[u32]) -> Result<u64> {
+        Ok(0)
+    }
+
+    /// A drafter for a new sequence holding `tokens` (a prefix of this one's), keeping what this
+    /// one computed for its first `keep` tokens ([`crate::Generator::fork`]). The default refuses
+    /// with [`crate::Error::Unavailable`].
+    fn fork(&self, _tokens: &[u32], _keep: usize) -> Result<Box<dyn Drafter>> {
+        Err(crate::Error::Unavailable(format!("the `{}` drafter cannot be forked", self.name())))
     }
 }
 

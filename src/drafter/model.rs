@@ -75,4 +75,15 @@ impl Drafter for ModelDrafter {
     fn rollback(&mut self, _tokens: &[u32], keep: usize) -> Result<()> {
         self.state.rewind(keep)
     }
+
+    fn prefill(&mut self, tokens: &[u32]) -> Result<u64> {
+        if self.state.len() >= tokens.len() {
+            return Ok(0);
+        }
+        Ok(self.state.sync(tokens, &[], 1, &mut self.logits)?.calls)
+    }
+
+    fn fork(&self, _tokens: &[u32], keep: usize) -> Result<Box<dyn Drafter>> {
+        Ok(Box::new(ModelDrafter { model: self.model.clone(), state: self.state.fork(keep)?, logits: Vec::new() }))
+    }
 }

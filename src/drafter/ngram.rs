@@ -113,6 +113,12 @@ impl Drafter for NGramDrafter {
         })
     }
 
+    /// A fresh drafter: the index is the sequence itself, and what it learnt about acceptance
+    /// belongs to this sequence.
+    fn fork(&self, _tokens: &[u32], _keep: usize) -> Result<Box<dyn super::Drafter>> {
+        Ok(Box::new(NGramDrafter::new(self.cfg.clone())?))
+    }
+
     fn observe(&mut self, r: &RoundReport<'_>) {
         let verified = r.accepted + usize::from(r.accepted < r.proposed);
         for i in 0..verified {

@@ -1,9 +1,10 @@
 //! Generation settings as an opaque object: one setter per option, each validated at once.
 //! Defaults: gamma 4, temperature 0 (greedy), top_k 0 (off), top_p 1 (off), min_p 0 (off),
 //! repetition_penalty 1 (off), seed 0, max_new_tokens 128, EOS ids from the target's
-//! generation_config.json, no stop sequences.
+//! generation_config.json, no stop sequences, log-probabilities off, room for one token checked,
+//! the context limit an error. Every setting has a getter (`specdec_gen_config_get_*`).
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 
 use super::*;
 use crate::GenerationConfig;
@@ -12,12 +13,21 @@ use crate::GenerationConfig;
 /// freed afterwards. Not thread-safe while being modified.
 pub struct specdec_gen_config {
     pub(crate) inner: GenerationConfig,
+    /// The stop texts NUL-terminated, for specdec_gen_config_get_stop_text.
+    texts: Vec<CString>,
+}
+
+impl specdec_gen_config {
+    pub(crate) fn from_config(inner: GenerationConfig) -> Self {
+        let texts = inner.stop_texts.iter().map(|t| CString::new(t.replace('\0', " ")).unwrap_or_default()).collect();
+        specdec_gen_config { inner, texts }
+    }
 }
 
 /// New settings with the defaults. Free with specdec_gen_config_free.
 #[no_mangle]
 pub extern "C" fn specdec_gen_config_new() -> *mut specdec_gen_config {
-    guard_value(std::ptr::null_mut(), || Box::into_raw(Box::new(specdec_gen_config { inner: GenerationConfig::default() })))
+    guard_value(std::ptr::null_mut(), || Box::into_raw(Box::new(specdec_gen_config::from_config(GenerationConfig::default()))))
 }
 
 /// Free settings. NULL is a no-op.
@@ -197,6 +207,7 @@ pub unsafe extern "C" fn specdec_gen_config_add_stop_text(
             return Err(FfiError::invalid("a stop text must not be empty"));
         }
         c.inner.stop_texts.push(text.to_string());
+        c.texts.push(CString::new(text).unwrap_or_default());
         Ok(())
     })
 }
@@ -208,9 +219,12 @@ pub unsafe extern "C" fn specdec_gen_config_clear_stops(
     config: *mut specdec_gen_config,
     err: *mut *mut specdec_error,
 ) -> specdec_status {
-    set(config, err, |c| {
-        c.stop_sequences.clear();
-        c.stop_texts.clear();
+    guard(err, || {
+        let c = handle_mut(config, "config")?;
+        c.inner.stop_sequences.clear();
+        c.inner.stop_texts.clear();
+        c.texts.clear();
+        Ok(())
     })
 }
 
@@ -278,4 +292,213 @@ pub unsafe extern "C" fn specdec_gen_config_set_kv_memory_limit(
     err: *mut *mut specdec_error,
 ) -> specdec_status {
     set(config, err, |c| c.kv_memory_limit = (bytes > 0).then_some(bytes.min(usize::MAX as u64) as usize))
+}
+
+/// Log-probabilities of each generated token (specdec_generator_logprobs), from the target's
+/// distribution at its position, with the `top_n` most likely alternatives each (at most
+/// SPECDEC_MAX_LOGPROBS; more than the vocabulary lists all of it). 0 turns them off (the
+/// default): then nothing is computed for them. Turning them on changes no generated token.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (above
+/// SPECDEC_MAX_LOGPROBS).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_logprobs(
+    config: *mut specdec_gen_config,
+    top_n: u32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.logprobs = top_n as usize)
+}
+
+/// Whether appending a prompt after which fewer than max_new_tokens tokens fit in the context
+/// fails (SPECDEC_STATUS_CONTEXT_LIMIT, the message saying how many fit). Default false: a
+/// prompt needs room for one generated token only.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_reserve_max_new_tokens(
+    config: *mut specdec_gen_config,
+    reserve: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.reserve_max_new_tokens = reserve)
+}
+
+/// Whether a generation that fills the context ends cleanly with SPECDEC_FINISH_REASON_LENGTH
+/// (true) or its next iteration fails with SPECDEC_STATUS_CONTEXT_LIMIT (false, the default and
+/// the behaviour of earlier versions).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_finish_at_context_limit(
+    config: *mut specdec_gen_config,
+    finish: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.finish_at_context_limit = finish)
+}
+
+/// Read a setting of `config` (`fallback` for NULL).
+unsafe fn get<T: Copy>(config: *const specdec_gen_config, fallback: T, f: impl FnOnce(&GenerationConfig) -> T) -> T {
+    guard_value(fallback, || match config.as_ref() {
+        Some(c) => f(&c.inner),
+        None => fallback,
+    })
+}
+
+/// The draft length (specdec_gen_config_set_gamma); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_gamma(config: *const specdec_gen_config) -> u32 {
+    get(config, 0, |c| c.gamma as u32)
+}
+
+/// The temperature; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_temperature(config: *const specdec_gen_config) -> f32 {
+    get(config, 0.0, |c| c.sampling.temperature)
+}
+
+/// top_k (0: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_top_k(config: *const specdec_gen_config) -> u32 {
+    get(config, 0, |c| c.sampling.top_k.min(u32::MAX as usize) as u32)
+}
+
+/// top_p (1: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_top_p(config: *const specdec_gen_config) -> f32 {
+    get(config, 0.0, |c| c.sampling.top_p)
+}
+
+/// min_p (0: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_min_p(config: *const specdec_gen_config) -> f32 {
+    get(config, 0.0, |c| c.sampling.min_p)
+}
+
+/// The repetition penalty (1: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_repetition_penalty(config: *const specdec_gen_config) -> f32 {
+    get(config, 0.0, |c| c.sampling.repetition_penalty)
+}
+
+/// The seed; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_seed(config: *const specdec_gen_config) -> u64 {
+    get(config, 0, |c| c.seed)
+}
+
+/// max_new_tokens; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_max_new_tokens(config: *const specdec_gen_config) -> u32 {
+    get(config, 0, |c| c.max_new_tokens.min(u32::MAX as usize) as u32)
+}
+
+/// The draft-length policy, a specdec_draft_policy value; SPECDEC_DRAFT_POLICY_FIXED for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_draft_policy(config: *const specdec_gen_config) -> u32 {
+    use crate::DraftPolicy as P;
+    get(config, specdec_draft_policy::Fixed as u32, |c| match c.draft_policy {
+        P::Fixed => specdec_draft_policy::Fixed as u32,
+        P::Heuristic => specdec_draft_policy::Heuristic as u32,
+        P::Auto => specdec_draft_policy::Auto as u32,
+    })
+}
+
+/// The confidence stop (0: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_confidence_stop(config: *const specdec_gen_config) -> f32 {
+    get(config, 0.0, |c| c.confidence_stop)
+}
+
+/// The KV memory budget in bytes (0: no limit); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_kv_memory_limit(config: *const specdec_gen_config) -> u64 {
+    get(config, 0, |c| c.kv_memory_limit.map_or(0, |b| b as u64))
+}
+
+/// The alternatives listed per token with log-probabilities on (0: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_logprobs(config: *const specdec_gen_config) -> u32 {
+    get(config, 0, |c| c.logprobs as u32)
+}
+
+/// Whether appending checks room for max_new_tokens; false for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_reserve_max_new_tokens(config: *const specdec_gen_config) -> bool {
+    get(config, false, |c| c.reserve_max_new_tokens)
+}
+
+/// Whether a generation filling the context ends with SPECDEC_FINISH_REASON_LENGTH; false for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_finish_at_context_limit(config: *const specdec_gen_config) -> bool {
+    get(config, false, |c| c.finish_at_context_limit)
+}
+
+/// The EOS ids set with specdec_gen_config_set_eos_ids: `*ids`/`*n_ids` receive them (owned by
+/// `config`, valid until it is changed or freed; `*ids` may be NULL when `*n_ids` is 0), and
+/// `*from_model` (may be NULL) true when none were set and the target's own EOS ids apply
+/// (specdec_model_eos_ids; `*n_ids` is then 0).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_eos_ids(
+    config: *const specdec_gen_config,
+    ids: *mut *const u32,
+    n_ids: *mut usize,
+    from_model: *mut bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let (ids, n_ids) = (out_arg(ids, "ids")?, out_arg(n_ids, "n_ids")?);
+        let c = handle(config, "config")?;
+        let set = c.inner.eos_ids.as_deref();
+        *ids = set.map_or(std::ptr::null(), <[u32]>::as_ptr);
+        *n_ids = set.map_or(0, <[u32]>::len);
+        if let Some(f) = from_model.as_mut() {
+            *f = set.is_none();
+        }
+        Ok(())
+    })
+}
+
+/// Stop sequences of tokens added with specdec_gen_config_add_stop_tokens; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_stop_token_count(config: *const specdec_gen_config) -> usize {
+    get(config, 0, |c| c.stop_sequences.len())
+}
+
+/// Stop sequence `index` of tokens: `*ids`/`*n_ids` receive it (owned by `config`, valid until it
+/// is changed or freed).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (index out of range).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_stop_tokens(
+    config: *const specdec_gen_config,
+    index: usize,
+    ids: *mut *const u32,
+    n_ids: *mut usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let (ids, n_ids) = (out_arg(ids, "ids")?, out_arg(n_ids, "n_ids")?);
+        let c = handle(config, "config")?;
+        let n = c.inner.stop_sequences.len();
+        let seq = c
+            .inner
+            .stop_sequences
+            .get(index)
+            .ok_or_else(|| FfiError::invalid(format!("stop sequence {index} does not exist: {n} are set")))?;
+        *ids = seq.as_ptr();
+        *n_ids = seq.len();
+        Ok(())
+    })
+}
+
+/// Stop texts added with specdec_gen_config_add_stop_text; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_stop_text_count(config: *const specdec_gen_config) -> usize {
+    guard_value(0, || config.as_ref().map_or(0, |c| c.texts.len()))
+}
+
+/// Stop text `index`, NUL-terminated UTF-8 owned by `config` (valid until it is changed or
+/// freed); NULL for a NULL config or an index out of range.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_stop_text(config: *const specdec_gen_config, index: usize) -> *const c_char {
+    guard_value(std::ptr::null(), || config.as_ref().and_then(|c| c.texts.get(index)).map_or(std::ptr::null(), |t| t.as_ptr()))
 }

@@ -1,11 +1,12 @@
-//! Generator handles: step-wise and one-call generation, stats, cancellation.
+//! Generator handles: step-wise and one-call generation, stats, cancellation, log-probabilities,
+//! round timings, rewinding, new settings between turns, and forks that reuse a prefix's KV.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use super::*;
-use crate::{FinishReason, GenerationConfig, Generator, Stats};
+use crate::{FinishReason, GenerationConfig, Generator, Stats, TokenLogprob};
 
 /// One sequence being generated. Not thread-safe, except specdec_generator_cancel and
 /// specdec_generator_clear_cancel, which any thread may call at any time. A call made while
@@ -51,6 +52,10 @@ pub enum specdec_finish_reason {
     StopSequence = 3,
     /// The callback asked to stop.
     Stopped = 4,
+    /// (Since 0.3) The sequence fills the context; only with
+    /// specdec_gen_config_set_finish_at_context_limit (otherwise the next iteration fails with
+    /// SPECDEC_STATUS_CONTEXT_LIMIT).
+    Length = 5,
 }
 
 fn reason(r: Option<FinishReason>) -> specdec_finish_reason {
@@ -60,6 +65,7 @@ fn reason(r: Option<FinishReason>) -> specdec_finish_reason {
         Some(FinishReason::MaxTokens) => specdec_finish_reason::MaxTokens,
         Some(FinishReason::StopSequence) => specdec_finish_reason::StopSequence,
         Some(FinishReason::Stopped) => specdec_finish_reason::Stopped,
+        Some(FinishReason::Length) => specdec_finish_reason::Length,
     }
 }
 
@@ -95,11 +101,18 @@ pub struct specdec_stats {
     /// (Since 0.2) The paper's acceptance rate per verified position: accepted / (accepted +
     /// rejected); proposals after a rejection are never judged and do not count.
     pub alpha: f64,
+    /// (Since 0.3) Time to first token of the latest generation: from the start of its first
+    /// iteration (prefill of what the caches lacked included) to the end of the iteration that
+    /// produced its first token; 0 until then. Per-round times: specdec_generator_round.
+    pub time_to_first_token_seconds: f64,
 }
 
 /// Size of the first version of specdec_stats; struct_size may not be smaller.
 pub const SPECDEC_STATS_V1_SIZE: usize = 104;
+/// Size of specdec_stats in 0.2 (up to `alpha`).
+pub const SPECDEC_STATS_V2_SIZE: usize = 120;
 const _: () = assert!(std::mem::size_of::<specdec_stats>() >= SPECDEC_STATS_V1_SIZE);
+const _: () = assert!(std::mem::offset_of!(specdec_stats, time_to_first_token_seconds) == SPECDEC_STATS_V2_SIZE);
 
 /// Callback of specdec_generator_generate: receives the tokens each iteration produced
 /// (`tokens` valid only during the call). Return 0 to continue, non-zero to stop. It runs on the
@@ -170,7 +183,10 @@ pub unsafe extern "C" fn specdec_generator_set_tokenizer(
 /// appended and the generator is unchanged.
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
-/// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token).
+/// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token; or, with
+/// specdec_gen_config_set_reserve_max_new_tokens, for the prompt plus max_new_tokens: the message
+/// then says how many new tokens fit; specdec_generator_context_room tells the room left),
+/// SPECDEC_STATUS_MEMORY_BUDGET.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_append_tokens(
     generator: *mut specdec_generator,
@@ -193,7 +209,9 @@ pub unsafe extern "C" fn specdec_generator_append_tokens(
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (no prompt yet),
 /// SPECDEC_STATUS_CANCELLED (specdec_generator_cancel was called; the generator stays usable),
-/// SPECDEC_STATUS_CONTEXT_LIMIT (the sequence fills the context), SPECDEC_STATUS_INFERENCE.
+/// SPECDEC_STATUS_CONTEXT_LIMIT (the sequence fills the context; with
+/// specdec_gen_config_set_finish_at_context_limit the generation ends with
+/// SPECDEC_FINISH_REASON_LENGTH instead), SPECDEC_STATUS_INFERENCE.
 #[no_mangle]
 pub unsafe extern "C" fn specdec_generator_step(
     generator: *mut specdec_generator,
@@ -335,9 +353,270 @@ pub unsafe extern "C" fn specdec_generator_stats(
             total_seconds: s.total_time.as_secs_f64(),
             rejected: s.rejected,
             alpha: s.alpha(),
+            time_to_first_token_seconds: s.time_to_first_token.as_secs_f64(),
         };
         // An older caller's smaller struct gets its prefix; a newer caller's extra fields stay untouched.
         std::ptr::copy_nonoverlapping(&filled as *const specdec_stats as *const u8, stats as *mut u8, full.min(size));
         Ok(())
+    })
+}
+
+/// The log-probabilities of one token at one position, from the target's distribution there
+/// (what target-only decoding samples from). Layout fixed: a new field would come in a new struct.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct specdec_logprob {
+    pub token: u32,
+    /// ln p(token) in the distribution sampled from, after the repetition penalty, temperature,
+    /// top-k, top-p and min-p; -INFINITY for a token they cut. Greedy samples from a point mass:
+    /// 0 for the token it picks, -INFINITY for every other.
+    pub logprob: f32,
+    /// log_softmax of the target's raw logits (no transform).
+    pub raw_logprob: f32,
+}
+
+// The engine's records are handed out as they are: the two layouts must agree.
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<specdec_logprob>() == size_of::<TokenLogprob>());
+    assert!(align_of::<specdec_logprob>() == align_of::<TokenLogprob>());
+    assert!(offset_of!(specdec_logprob, token) == offset_of!(TokenLogprob, token));
+    assert!(offset_of!(specdec_logprob, logprob) == offset_of!(TokenLogprob, logprob));
+    assert!(offset_of!(specdec_logprob, raw_logprob) == offset_of!(TokenLogprob, raw_logprob));
+};
+
+fn as_c(records: &[TokenLogprob]) -> *const specdec_logprob {
+    records.as_ptr() as *const specdec_logprob
+}
+
+/// The log-probabilities of the current generation's tokens (turn them on with
+/// specdec_gen_config_set_logprobs). `*chosen` receives one entry per token for the last
+/// `*n_tokens` generated tokens (all tokens of the generation, unless specdec_generator_set_config
+/// turned log-probabilities on during it): entry i belongs to token
+/// `tokens[n_total - *n_tokens + i]` of specdec_generator_tokens. When `top` is not NULL,
+/// `*top` receives `*n_tokens * *top_n` entries: token i's `*top_n` most likely alternatives at
+/// entries `[i * *top_n, (i + 1) * *top_n)`, most likely first (by logprob, then raw_logprob).
+/// `top_n` may be NULL when `top` is. The arrays are owned by the generator and valid until its
+/// next non-const call; with log-probabilities off, `*n_tokens` is 0.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER (generator, chosen, n_tokens, or top_n when top is
+/// not NULL), SPECDEC_STATUS_BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_logprobs(
+    generator: *const specdec_generator,
+    chosen: *mut *const specdec_logprob,
+    n_tokens: *mut usize,
+    top: *mut *const specdec_logprob,
+    top_n: *mut usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let (chosen, n_tokens) = (out_arg(chosen, "chosen")?, out_arg(n_tokens, "n_tokens")?);
+        *chosen = std::ptr::null();
+        *n_tokens = 0;
+        let top = top.as_mut();
+        let top_n = match top {
+            Some(_) => Some(out_arg(top_n, "top_n")?),
+            None => top_n.as_mut(),
+        };
+        let g = handle(generator, "generator")?;
+        let st = g.lock()?;
+        let lp = st.logprobs();
+        *chosen = as_c(lp.chosen());
+        *n_tokens = lp.len();
+        if let Some(top) = top {
+            *top = as_c(lp.top_all());
+        }
+        if let Some(top_n) = top_n {
+            *top_n = lp.top_n();
+        }
+        Ok(())
+    })
+}
+
+/// One round (one iteration) of the current generation, timed from the generation's start: the
+/// start of its first iteration after the prompt was appended, or the generator was rewound or
+/// forked. ABI-stable like specdec_stats: set `struct_size` to sizeof(specdec_round) first.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct specdec_round {
+    pub struct_size: usize,
+    /// When the round started and ended, in seconds since the generation's start.
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    /// Time in the drafter and in the target's ONNX Runtime calls during the round.
+    pub draft_seconds: f64,
+    pub target_seconds: f64,
+    /// Proposals verified, proposals accepted, tokens the round added to the sequence.
+    pub proposed: u64,
+    pub accepted: u64,
+    pub emitted: u64,
+}
+
+/// Size of the first version of specdec_round; struct_size may not be smaller.
+pub const SPECDEC_ROUND_V1_SIZE: usize = 64;
+const _: () = assert!(std::mem::size_of::<specdec_round>() == SPECDEC_ROUND_V1_SIZE);
+
+/// Rounds of the current generation so far (0 for NULL, or while another call holds the
+/// generator).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_round_count(generator: *const specdec_generator) -> usize {
+    guard_value(0, || generator.as_ref().and_then(|g| g.lock().ok()).map_or(0, |st| st.rounds().len()))
+}
+
+/// Fill `*round` with round `index` (0-based, below specdec_generator_round_count) of the current
+/// generation. Set `round->struct_size` first; at most that many bytes are written and
+/// `struct_size` is set to the number written.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (index out of range,
+/// struct_size below SPECDEC_ROUND_V1_SIZE), SPECDEC_STATUS_BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_round(
+    generator: *const specdec_generator,
+    index: usize,
+    round: *mut specdec_round,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let out = out_arg(round, "round")?;
+        let size = out.struct_size;
+        if size < SPECDEC_ROUND_V1_SIZE {
+            return Err(FfiError::invalid(format!("round->struct_size is {size}, at least {SPECDEC_ROUND_V1_SIZE} needed")));
+        }
+        let st = g.lock()?;
+        let rounds = st.rounds();
+        let r = rounds.get(index).ok_or_else(|| {
+            FfiError::invalid(format!("round {index} does not exist: the generation has {} rounds", rounds.len()))
+        })?;
+        let full = std::mem::size_of::<specdec_round>();
+        let filled = specdec_round {
+            struct_size: full.min(size),
+            start_seconds: r.start.as_secs_f64(),
+            end_seconds: r.end.as_secs_f64(),
+            draft_seconds: r.draft_time.as_secs_f64(),
+            target_seconds: r.target_time.as_secs_f64(),
+            proposed: r.proposed as u64,
+            accepted: r.accepted as u64,
+            emitted: r.emitted as u64,
+        };
+        std::ptr::copy_nonoverlapping(&filled as *const specdec_round as *const u8, round as *mut u8, full.min(size));
+        Ok(())
+    })
+}
+
+/// Tokens that still fit in the generator's context (the smaller of the target's and the draft's
+/// limits) after the sequence it holds; 0 for NULL or while another call holds the generator.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_context_room(generator: *const specdec_generator) -> usize {
+    guard_value(0, || generator.as_ref().and_then(|g| g.lock().ok()).map_or(0, |st| st.context_room()))
+}
+
+/// Keep the first `n_tokens` tokens of the sequence and forget the rest, in both models' caches
+/// too (an edit, a retry). When `n_tokens` is inside the current generation, it continues from
+/// there with what is left of max_new_tokens; when it is inside the prompt, the next
+/// generation starts after it with a fresh allowance. The finish reason is cleared; the random
+/// stream goes on (specdec_generator_set_config restarts it from the seed).
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (more tokens than the
+/// sequence holds; nothing changes), SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_rewind(
+    generator: *mut specdec_generator,
+    n_tokens: usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        handle(generator, "generator")?.lock()?.rewind(n_tokens)?;
+        Ok(())
+    })
+}
+
+/// Replace the generator's settings with a copy of `config`, between turns or between
+/// iterations: sampling, seed (the random stream restarts from it), draft length and policy,
+/// EOS ids and stop sequences, max_new_tokens (counted from the current generation's start),
+/// log-probabilities (a changed setting drops the records so far), memory budget. All or
+/// nothing: on error the generator keeps its settings.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS or stop id
+/// outside the vocabulary), SPECDEC_STATUS_BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_set_config(
+    generator: *mut specdec_generator,
+    config: *const specdec_gen_config,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let g = handle(generator, "generator")?;
+        let cfg = handle(config, "config")?.inner.clone();
+        g.lock()?.set_config(cfg)?;
+        Ok(())
+    })
+}
+
+/// A copy of the generator's current settings in `*out` (a new handle to free with
+/// specdec_gen_config_free; NULL on failure): read them with the specdec_gen_config_get_*
+/// functions, change some and pass them to specdec_generator_set_config.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_get_config(
+    generator: *const specdec_generator,
+    out: *mut *mut specdec_gen_config,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        new_handle(out, || Ok(specdec_gen_config::from_config(handle(generator, "generator")?.lock()?.config().clone())))
+    })
+}
+
+/// Feed the sequence to both models now without generating, so that the next iteration, or a
+/// fork of this generator, only computes what follows (a shared prefix: prefill it once, fork a
+/// generator per request). The first iteration does the same when this was not called.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_prefill(
+    generator: *mut specdec_generator,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        handle(generator, "generator")?.lock()?.prefill()?;
+        Ok(())
+    })
+}
+
+/// A new generator in `*out` (free it with specdec_generator_free; NULL on failure) holding the
+/// first `n_tokens` tokens of `source`, with the KV both models computed for them copied rather
+/// than recomputed (on the device for a device-resident cache). It has `config` (NULL: a copy of
+/// the source's settings), the source's drafter kind and tokenizer, zero stats, and starts a
+/// generation after token `n_tokens` as if those tokens had been appended as a prompt (the same
+/// checks apply). Any state of the source works, a finished generation included; the source is
+/// not changed. Tokens the source never fed to its models (call specdec_generator_prefill first)
+/// are computed by the fork's first iteration.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (n_tokens larger than
+/// the source's sequence), SPECDEC_STATUS_CONTEXT_LIMIT (no room to generate after n_tokens),
+/// SPECDEC_STATUS_MEMORY_BUDGET, SPECDEC_STATUS_UNAVAILABLE (a drafter that cannot be forked),
+/// SPECDEC_STATUS_BUSY (the source is in use, e.g. from inside its own callback),
+/// SPECDEC_STATUS_INFERENCE. Thread-safe with respect to the source (it is only read).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_generator_fork(
+    source: *const specdec_generator,
+    n_tokens: usize,
+    config: *const specdec_gen_config,
+    out: *mut *mut specdec_generator,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        new_handle(out, || {
+            let src = handle(source, "source")?;
+            let st = src.lock()?;
+            let forked = match config.as_ref() {
+                Some(c) => st.fork_with_config(n_tokens, c.inner.clone())?,
+                None => st.fork(n_tokens)?,
+            };
+            Ok(specdec_generator::wrap(forked))
+        })
     })
 }

@@ -13,6 +13,7 @@ mod config;
 mod drafter;
 mod error;
 mod generator;
+mod logging;
 mod model;
 mod status;
 mod tokenizer;
@@ -21,6 +22,7 @@ pub use config::*;
 pub use drafter::*;
 pub use error::*;
 pub use generator::*;
+pub use logging::*;
 pub use model::*;
 pub use status::*;
 pub use tokenizer::*;
@@ -39,6 +41,10 @@ pub const SPECDEC_ABI_VERSION: u32 = 1;
 /// Largest draft length (gamma) a generation config accepts.
 pub const SPECDEC_MAX_GAMMA: u32 = 64;
 const _: () = assert!(SPECDEC_MAX_GAMMA as usize == crate::MAX_GAMMA);
+
+/// Most alternatives specdec_gen_config_set_logprobs accepts per token.
+pub const SPECDEC_MAX_LOGPROBS: u32 = 256;
+const _: () = assert!(SPECDEC_MAX_LOGPROBS as usize == crate::generator::MAX_LOGPROBS);
 
 static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
     Ok(v) => v,

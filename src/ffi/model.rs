@@ -1,11 +1,12 @@
 //! Model handles. A model is immutable once loaded and reference-counted: generators keep it
-//! alive, so freeing the handle while generators run is safe.
+//! alive, so freeing the handle while generators run is safe. Loading from a path or from memory,
+//! and what a loaded model says about itself.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 use super::*;
-use crate::{Device, Model, ModelOptions};
+use crate::{ContextLimitSource, Device, ElemType, Model, ModelOptions};
 
 /// Options for specdec_model_load. Defaults: device "cpu", intra-op threads chosen by ONNX Runtime,
 /// no CUDA fallback, IoBinding only for CUDA.
@@ -17,6 +18,20 @@ pub struct specdec_model_options {
 /// at once; its ONNX Runtime calls are serialised internally.
 pub struct specdec_model {
     pub(crate) inner: Arc<Model>,
+    /// NUL-terminated texts the getters hand out.
+    architecture: CString,
+    device: CString,
+}
+
+impl specdec_model {
+    fn new(model: Model) -> Self {
+        let text = |s: String| CString::new(s.replace('\0', " ")).unwrap_or_default();
+        specdec_model {
+            architecture: text(model.info().architecture.clone().unwrap_or_default()),
+            device: text(model.device().to_string()),
+            inner: Arc::new(model),
+        }
+    }
 }
 
 /// New model options with the defaults. Free with specdec_model_options_free.
@@ -89,7 +104,7 @@ pub unsafe extern "C" fn specdec_model_load(
             let path = str_arg(path, "path")?;
             let defaults = ModelOptions::default();
             let options = options.as_ref().map_or(&defaults, |o| &o.inner);
-            Ok(specdec_model { inner: Arc::new(Model::load(path, options)?) })
+            Ok(specdec_model::new(Model::load(path, options)?))
         })
     })
 }
@@ -208,4 +223,173 @@ pub unsafe extern "C" fn specdec_model_cuda_device(model: *const specdec_model) 
         Some(Device::Cuda(n)) => n as i32,
         _ => -1,
     })
+}
+
+/// Where a model's context limit comes from (specdec_model_context_limit_source).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum specdec_context_limit_source {
+    /// config.json (max_position_embeddings, n_positions, n_ctx or max_sequence_length).
+    Config = 0,
+    /// The graph: the rows of a learned position table (GPT-2's), config.json stating none.
+    Graph = 1,
+    /// specdec_model_options_set_context_limit.
+    Options = 2,
+    /// Nothing stated it: 2048 is assumed and a warning logged (rotary models have no table to
+    /// read it from; set it with specdec_model_options_set_context_limit).
+    Default = 3,
+}
+
+/// Use `n_tokens` as the context limit whatever config.json and the graph say; 0 (the default)
+/// takes config.json's, else the rows of a learned position table in the graph, else 2048 with
+/// a warning (see specdec_model_context_limit_source).
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_context_limit(
+    options: *mut specdec_model_options,
+    n_tokens: usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        handle_mut(options, "options")?.inner.context_limit = (n_tokens > 0).then_some(n_tokens);
+        Ok(())
+    })
+}
+
+/// Load a single-file model (no external data) from `size` bytes at `data`, with the texts of its
+/// config.json and generation_config.json (NUL-terminated UTF-8; NULL when there is none).
+/// ONNX Runtime copies what it needs: `data` may be freed when the call returns. Otherwise as
+/// specdec_model_load; the model has no tokenizer fingerprint (no vocabulary check beyond the
+/// size against a draft).
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER (data NULL, size 0), SPECDEC_STATUS_INVALID_UTF8,
+/// SPECDEC_STATUS_IO (invalid JSON), SPECDEC_STATUS_INVALID_MODEL, SPECDEC_STATUS_UNSUPPORTED_LAYOUT,
+/// SPECDEC_STATUS_UNAVAILABLE, SPECDEC_STATUS_RUNTIME_LOAD. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_load_from_memory(
+    data: *const c_void,
+    size: usize,
+    config_json: *const c_char,
+    generation_config_json: *const c_char,
+    options: *const specdec_model_options,
+    out: *mut *mut specdec_model,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        new_handle(out, || {
+            if size == 0 {
+                return Err(FfiError::invalid("an empty model buffer"));
+            }
+            let bytes = slice_arg(data as *const u8, size, "data")?;
+            let config = if config_json.is_null() { None } else { Some(str_arg(config_json, "config_json")?) };
+            let generation = if generation_config_json.is_null() {
+                None
+            } else {
+                Some(str_arg(generation_config_json, "generation_config_json")?)
+            };
+            let defaults = ModelOptions::default();
+            let options = options.as_ref().map_or(&defaults, |o| &o.inner);
+            Ok(specdec_model::new(Model::load_from_memory(bytes, config, generation, options)?))
+        })
+    })
+}
+
+/// Where the context limit of specdec_model_context_limit comes from
+/// (SPECDEC_CONTEXT_LIMIT_SOURCE_DEFAULT for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_context_limit_source(model: *const specdec_model) -> specdec_context_limit_source {
+    use specdec_context_limit_source as S;
+    guard_value(S::Default, || match model.as_ref().map(|m| m.inner.info().context_limit_source) {
+        Some(ContextLimitSource::Config) => S::Config,
+        Some(ContextLimitSource::Graph) => S::Graph,
+        Some(ContextLimitSource::Options) => S::Options,
+        _ => S::Default,
+    })
+}
+
+/// The model's end-of-sequence ids (generation_config.json, else config.json): `*ids`/`*n_ids`
+/// receive them, owned by the model (valid until the handle is freed; `*ids` may be NULL when
+/// `*n_ids` is 0). Thread-safe.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_eos_ids(
+    model: *const specdec_model,
+    ids: *mut *const u32,
+    n_ids: *mut usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let (ids, n_ids) = (out_arg(ids, "ids")?, out_arg(n_ids, "n_ids")?);
+        let eos = &handle(model, "model")?.inner.info().eos_ids;
+        *ids = if eos.is_empty() { std::ptr::null() } else { eos.as_ptr() };
+        *n_ids = eos.len();
+        Ok(())
+    })
+}
+
+/// The beginning-of-sequence id (bos_token_id of generation_config.json or config.json), or -1
+/// when none is stated (or it lies outside the vocabulary) and for NULL. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_bos_id(model: *const specdec_model) -> i64 {
+    guard_value(-1, || model.as_ref().and_then(|m| m.inner.info().bos_id).map_or(-1, i64::from))
+}
+
+/// The padding id (pad_token_id), or -1 when none is stated (or it lies outside the vocabulary)
+/// and for NULL. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_pad_id(model: *const specdec_model) -> i64 {
+    guard_value(-1, || model.as_ref().and_then(|m| m.inner.info().pad_id).map_or(-1, i64::from))
+}
+
+/// The architecture: config.json's architectures[0] (e.g. "LlamaForCausalLM"), else its
+/// model_type; "" when unknown and for NULL. Owned by the model. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_architecture(model: *const specdec_model) -> *const c_char {
+    guard_value(c"".as_ptr(), || model.as_ref().map_or(c"".as_ptr(), |m| m.architecture.as_ptr()))
+}
+
+/// Decoder layers (0 for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_layer_count(model: *const specdec_model) -> usize {
+    guard_value(0, || model.as_ref().map_or(0, |m| m.inner.info().layers))
+}
+
+/// Key/value heads per layer (fewer than the attention heads under grouped-query attention; 0
+/// for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_kv_head_count(model: *const specdec_model) -> usize {
+    guard_value(0, || model.as_ref().map_or(0, |m| m.inner.info().kv_heads))
+}
+
+/// Size of one attention head (0 for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_head_size(model: *const specdec_model) -> usize {
+    guard_value(0, || model.as_ref().map_or(0, |m| m.inner.info().head_dim))
+}
+
+/// Bytes of KV cache one token takes (keys and values of every layer; 0 for NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_kv_bytes_per_token(model: *const specdec_model) -> usize {
+    guard_value(0, || model.as_ref().map_or(0, |m| m.inner.kv_bytes_per_token()))
+}
+
+/// Element type of the KV cache: "float32", "float16" or "bfloat16" ("" for NULL; static
+/// storage). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_kv_dtype(model: *const specdec_model) -> *const c_char {
+    guard_value(c"".as_ptr(), || match model.as_ref().map(|m| m.inner.kv_type()) {
+        Some(ElemType::F32) => c"float32".as_ptr(),
+        Some(ElemType::F16) => c"float16".as_ptr(),
+        Some(ElemType::BF16) => c"bfloat16".as_ptr(),
+        _ => c"".as_ptr(),
+    })
+}
+
+/// Where the model runs: "cpu" or "cuda:N" (the CPU after an allowed CUDA fallback; "" for NULL).
+/// Owned by the model. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_device(model: *const specdec_model) -> *const c_char {
+    guard_value(c"".as_ptr(), || model.as_ref().map_or(c"".as_ptr(), |m| m.device.as_ptr()))
 }

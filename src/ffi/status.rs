@@ -65,7 +65,7 @@ mod tests {
 
     /// The number of `Error` variants; `variant_index` has one arm per variant and no wildcard, so
     /// a new variant does not compile until it is added there, here and to `one_of_each`.
-    const ERROR_VARIANTS: usize = 14;
+    const ERROR_VARIANTS: usize = 16;
 
     fn variant_index(e: &Error) -> usize {
         match e {
@@ -83,6 +83,8 @@ mod tests {
             Error::Unavailable(_) => 11,
             Error::MemoryBudget { .. } => 12,
             Error::Callback(_) => 13,
+            Error::ContextRoom { .. } => 14,
+            Error::Busy(_) => 15,
         }
     }
 
@@ -104,6 +106,8 @@ mod tests {
             Error::Unavailable(r()),
             Error::MemoryBudget { needed: 9, limit: 4 },
             Error::Callback(r()),
+            Error::ContextRoom { prompt: 9, fits: 4, max_new_tokens: 2, limit: 8 },
+            Error::Busy(r()),
         ]
     }
 
@@ -119,7 +123,9 @@ mod tests {
             let status = S::from_code(code).unwrap_or_else(|| panic!("Error::code {code} of {e:?} is not a specdec_status"));
             assert_eq!(status as u32, code, "{e:?}");
             assert!(!matches!(status, S::Ok | S::Panic), "{e:?} has the status {status:?}");
-            assert!(codes.insert(code), "two Error variants share the code {code}");
+            // A prompt without room for max_new_tokens is the context limit's status, by design.
+            let shares = matches!(e, Error::ContextRoom { .. });
+            assert!(codes.insert(code) || shares, "two Error variants share the code {code}");
             let message = e.to_string();
             let f = FfiError::from(e);
             assert_eq!(f.code, status);

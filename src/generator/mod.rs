@@ -1,8 +1,9 @@
 //! A sequence being generated: the public API over the speculative decoding loop. Without a draft
 //! (or with γ = 0) the same code runs plain target-only decoding, which is the baseline every
 //! speed-up is measured against. `round` holds the loop's phases, `stop` when a generation ends,
-//! `stats` what it counts.
+//! `stats` what it counts and times, `logprobs` the log-probabilities of the emitted tokens.
 
+mod logprobs;
 mod round;
 mod stats;
 mod stop;
@@ -22,7 +23,10 @@ use crate::policy::{new_policy, DraftPolicy, LengthPolicy, PolicyMemory, MAX_GAM
 use crate::sampling::{History, SamplingConfig};
 use crate::tokenizer::Tokenizer;
 
-pub use stats::Stats;
+pub use logprobs::{Logprobs, TokenLogprob, MAX_LOGPROBS};
+pub use stats::{RoundTiming, Stats};
+
+use logprobs::LogprobRecords;
 
 use round::RoundScratch;
 use stop::StopRule;
@@ -53,6 +57,17 @@ pub struct GenerationConfig {
     /// Generation stops once the generated text contains one of these (needs a tokenizer:
     /// [`Generator::set_tokenizer`]).
     pub stop_texts: Vec<String>,
+    /// Log-probabilities of each generated token ([`Generator::logprobs`]), from the target's
+    /// distribution at its position, with this many most likely alternatives (at most
+    /// [`MAX_LOGPROBS`]; more than the vocabulary lists it all). 0 (the default): off, and nothing
+    /// is computed for them.
+    pub logprobs: usize,
+    /// Refuse, with [`Error::ContextRoom`], a prompt after which fewer than `max_new_tokens`
+    /// tokens fit in the context. Default false: a prompt needs room for one generated token.
+    pub reserve_max_new_tokens: bool,
+    /// End a generation that fills the context with [`FinishReason::Length`] instead of failing
+    /// the next step with [`Error::ContextLimit`]. Default false (the behaviour of ABI 1).
+    pub finish_at_context_limit: bool,
 }
 
 impl Default for GenerationConfig {
@@ -68,6 +83,9 @@ impl Default for GenerationConfig {
             eos_ids: None,
             stop_sequences: Vec::new(),
             stop_texts: Vec::new(),
+            logprobs: 0,
+            reserve_max_new_tokens: false,
+            finish_at_context_limit: false,
         }
     }
 }
@@ -83,6 +101,9 @@ impl GenerationConfig {
         if self.stop_sequences.iter().any(Vec::is_empty) || self.stop_texts.iter().any(String::is_empty) {
             return Err(Error::invalid("stop sequences must not be empty"));
         }
+        if self.logprobs > MAX_LOGPROBS {
+            return Err(Error::invalid(format!("logprobs must be in 0..={MAX_LOGPROBS}, got {}", self.logprobs)));
+        }
         self.sampling.validate()
     }
 }
@@ -97,16 +118,19 @@ pub enum FinishReason {
     StopSequence,
     /// The caller's callback asked to stop.
     Stopped,
+    /// The sequence fills the context (with [`GenerationConfig::finish_at_context_limit`]).
+    Length,
 }
 
 impl FinishReason {
-    /// A short name for reports ("eos", "max_new_tokens", "stop_sequence", "stopped").
+    /// A short name for reports ("eos", "max_new_tokens", "stop_sequence", "stopped", "length").
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Eos => "eos",
             FinishReason::MaxTokens => "max_new_tokens",
             FinishReason::StopSequence => "stop_sequence",
             FinishReason::Stopped => "stopped",
+            FinishReason::Length => "length",
         }
     }
 }
@@ -134,6 +158,11 @@ pub struct Generator {
     draft_level: bool,
     finished: Option<FinishReason>,
     stats: Stats,
+    /// Log-probabilities of the last tokens of the current generation (when on).
+    logprobs: LogprobRecords,
+    /// When the current generation's first step started, and its rounds.
+    started: Option<Instant>,
+    rounds: Vec<RoundTiming>,
     cancel: Arc<AtomicBool>,
     tokenizer: Option<Arc<Tokenizer>>,
     /// Test-only sabotage: accept every proposal (to show the statistical tests can fail).
@@ -180,21 +209,8 @@ impl Generator {
             context_limit = context_limit.min(d.context_limit().unwrap_or(usize::MAX));
             kv_bytes_per_token += d.kv_bytes_per_token();
         }
-        let eos = cfg.eos_ids.clone().unwrap_or_else(|| target.info().eos_ids.clone());
-        // An id outside the vocabulary could never match: refuse it rather than never stopping.
-        if let Some(&bad) = eos.iter().chain(cfg.stop_sequences.iter().flatten()).find(|&&e| e as usize >= vocab) {
-            return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
-        }
-        let mut policy = new_policy(cfg.draft_policy, cfg.gamma);
-        let memory_key = match &drafter {
-            Some(d) if policy.remembers() => d.memory_key().map(|k| {
-                format!("target {} at #{}; {k}; sampling {:?}", target.path().display(), target.instance_id(), cfg.sampling)
-            }),
-            _ => None,
-        };
-        if let Some(s) = memory_key.as_deref().and_then(|k| memory.get(k)) {
-            policy.restore(s);
-        }
+        let stop_rule = stop_rule_for(&target, &cfg)?;
+        let (policy, memory_key) = policy_for(&target, drafter.as_deref(), &cfg, &memory);
         let mut target = DecoderState::new(target)?;
         if let Some(limit) = cfg.kv_memory_limit {
             // The budget covers both caches; each may hold as many slots as the budget allows
@@ -205,7 +221,8 @@ impl Generator {
                 d.set_slot_limit(slots);
             }
         }
-        let stop_rule = StopRule::new(eos, cfg.stop_sequences.clone(), cfg.stop_texts.clone(), cfg.max_new_tokens);
+        let mut logprobs = LogprobRecords::default();
+        logprobs.reset(cfg.logprobs.min(vocab));
         Ok(Generator {
             target,
             drafter,
@@ -223,6 +240,9 @@ impl Generator {
             draft_level: false,
             finished: None,
             stats: Stats::default(),
+            logprobs,
+            started: None,
+            rounds: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             always_accept: false,
             tokenizer: None,
@@ -247,31 +267,187 @@ impl Generator {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
         }
-        // Room for the prompt and at least one generated token.
-        let needed = self.tokens.len() + tokens.len() + 1;
-        if needed > self.context_limit {
-            return Err(Error::ContextLimit { needed, limit: self.context_limit });
-        }
-        if let Some(limit) = self.cfg.kv_memory_limit {
-            // The longest the caches can get for this request: the whole sequence plus a round's
-            // proposals, within the context.
-            let gamma = if self.drafter.is_some() { self.policy.max_gamma() } else { 0 };
-            let tokens = (self.tokens.len() + tokens.len() + self.cfg.max_new_tokens + gamma).min(self.context_limit);
-            let needed = tokens * self.kv_bytes_per_token;
-            if needed > limit {
-                return Err(Error::MemoryBudget { needed, limit });
-            }
-        }
+        self.check_request(self.tokens.len(), tokens.len())?;
         for &t in tokens {
             self.history.push(t);
         }
         self.tokens.extend_from_slice(tokens);
         // A cancellation aimed at the previous generation must not kill the next one.
         self.cancel.store(false, Ordering::SeqCst);
-        self.generated = 0;
+        self.start_generation(0);
+        Ok(())
+    }
+
+    /// Whether a prompt of `prompt` tokens after `len` tokens may start a generation: room in the
+    /// context for at least one generated token (or `max_new_tokens` of them, when reserved) and
+    /// within the KV memory budget.
+    fn check_request(&self, len: usize, prompt: usize) -> Result<()> {
+        // Room for the prompt and at least one generated token.
+        let needed = len + prompt + 1;
+        if needed > self.context_limit {
+            return Err(Error::ContextLimit { needed, limit: self.context_limit });
+        }
+        let fits = self.context_limit - len - prompt;
+        if self.cfg.reserve_max_new_tokens && fits < self.cfg.max_new_tokens {
+            return Err(Error::ContextRoom { prompt, fits, max_new_tokens: self.cfg.max_new_tokens, limit: self.context_limit });
+        }
+        if let Some(limit) = self.cfg.kv_memory_limit {
+            // The longest the caches can get for this request: the whole sequence plus a round's
+            // proposals, within the context.
+            let gamma = if self.drafter.is_some() { self.policy.max_gamma() } else { 0 };
+            let tokens = (len + prompt + self.cfg.max_new_tokens + gamma).min(self.context_limit);
+            let needed = tokens * self.kv_bytes_per_token;
+            if needed > limit {
+                return Err(Error::MemoryBudget { needed, limit });
+            }
+        }
+        Ok(())
+    }
+
+    /// A generation starts (a prompt appended, the generator rewound or forked) with `generated`
+    /// of its tokens already in the sequence.
+    fn start_generation(&mut self, generated: usize) {
+        self.generated = generated;
         self.draft_level = false;
         self.finished = None;
+        self.logprobs.truncate(self.logprobs.len().min(generated));
+        self.started = None;
+        self.rounds.clear();
+    }
+
+    /// Tokens that still fit in the context (the smaller of the target's and the draft's).
+    pub fn context_room(&self) -> usize {
+        self.context_limit - self.tokens.len()
+    }
+
+    /// The context limit this generator works in: the smaller of the target's and the draft's.
+    pub fn context_limit(&self) -> usize {
+        self.context_limit
+    }
+
+    /// Log-probabilities of the last [`Logprobs::len`] tokens of the current generation: all of
+    /// them when [`GenerationConfig::logprobs`] was on from its start, the ones since it was turned
+    /// on by [`Generator::set_config`] otherwise; empty when it is off.
+    pub fn logprobs(&self) -> Logprobs<'_> {
+        self.logprobs.view()
+    }
+
+    /// The rounds of the current generation, timed from its first step.
+    pub fn rounds(&self) -> &[RoundTiming] {
+        &self.rounds
+    }
+
+    /// Keep the first `n` tokens of the sequence and forget the rest (an edit, a retry), in both
+    /// models' caches too. When `n` is inside the current generation it continues from there
+    /// (with what is left of its `max_new_tokens`); when `n` is inside the prompt, the next
+    /// generation starts after token `n` with a fresh allowance. Clears the finish reason; the
+    /// random stream goes on (set the config again to restart it from the seed).
+    pub fn rewind(&mut self, n: usize) -> Result<()> {
+        let len = self.tokens.len();
+        if n > len {
+            return Err(Error::invalid(format!("cannot rewind to {n} tokens: the sequence holds {len}")));
+        }
+        let start = len - self.generated;
+        self.logprobs.truncate(self.logprobs.len().saturating_sub(len - n));
+        self.tokens.truncate(n);
+        // The caches never hold the last token: the next round feeds it.
+        self.rewind_states(n.saturating_sub(1))?;
+        self.history = History::new(self.target.model().info().vocab_size);
+        for &t in &self.tokens {
+            self.history.push(t);
+        }
+        let generated = n.saturating_sub(start);
+        self.start_generation(generated);
         Ok(())
+    }
+
+    /// Replace the settings (between turns, or between steps): sampling, seed (the random stream
+    /// restarts from it), draft length and policy, EOS ids and stop sequences, `max_new_tokens`
+    /// (counted from the current generation's start), log-probabilities (a changed setting
+    /// drops the records so far), memory budget. All or nothing: on error nothing changes.
+    pub fn set_config(&mut self, cfg: GenerationConfig) -> Result<()> {
+        cfg.validate()?;
+        let model = self.target.model().clone();
+        let stop_rule = stop_rule_for(&model, &cfg)?;
+        if let (Some(key), Some(snapshot)) = (self.memory_key.take(), self.policy.snapshot()) {
+            self.memory.put(key, snapshot);
+        }
+        (self.policy, self.memory_key) = policy_for(&model, self.drafter.as_deref(), &cfg, &self.memory);
+        let slots = cfg.kv_memory_limit.map_or(usize::MAX, |limit| limit / self.kv_bytes_per_token.max(1));
+        self.target.set_slot_limit(slots);
+        if let Some(d) = self.drafter.as_mut() {
+            d.set_slot_limit(slots);
+        }
+        if cfg.logprobs != self.cfg.logprobs {
+            self.logprobs.reset(cfg.logprobs.min(model.info().vocab_size));
+        }
+        self.stop_rule = stop_rule;
+        self.rng = StdRng::seed_from_u64(cfg.seed);
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Feed the sequence to both models now, without generating, so that the next step (or a
+    /// fork of this generator) only computes what follows. The first step does the same when
+    /// this was not called. Timed into the stats.
+    pub fn prefill(&mut self) -> Result<()> {
+        // The caches never hold the last token: the next round feeds it with the proposals.
+        let Some(keep) = self.tokens.len().checked_sub(1).filter(|&k| k > 0) else { return Ok(()) };
+        let started = Instant::now();
+        let result = self.prefill_states(keep);
+        self.stats.total_time += started.elapsed();
+        if result.is_err() {
+            self.rewind_states(self.target.len().min(keep))?;
+        }
+        result
+    }
+
+    fn prefill_states(&mut self, keep: usize) -> Result<()> {
+        if self.target.len() < keep {
+            let cost = self.target.sync(&self.tokens[..keep], &[], 1, &mut self.round.logits)?;
+            self.stats.target_calls += cost.calls;
+            self.stats.target_time += cost.time;
+        }
+        if let Some(d) = self.drafter.as_mut() {
+            let started = Instant::now();
+            let calls = d.prefill(&self.tokens[..keep])?;
+            self.stats.draft_calls += calls;
+            self.stats.draft_time += started.elapsed();
+        }
+        Ok(())
+    }
+
+    /// A new generator holding this one's first `n` tokens, with the KV both models computed for
+    /// them copied rather than recomputed (a shared system prompt: prefill it once, then fork a
+    /// generator per request). It has the same settings, drafter kind and tokenizer; its stats
+    /// start at zero and its next step starts a generation after token `n`, as if those tokens
+    /// had been appended as a prompt (the same checks apply). This generator is not changed.
+    pub fn fork(&self, n: usize) -> Result<Generator> {
+        self.fork_with_config(n, self.cfg.clone())
+    }
+
+    /// [`Generator::fork`] with other settings.
+    pub fn fork_with_config(&self, n: usize, cfg: GenerationConfig) -> Result<Generator> {
+        let len = self.tokens.len();
+        if n > len {
+            return Err(Error::invalid(format!("cannot fork the first {n} tokens: the sequence holds {len}")));
+        }
+        let prefix = &self.tokens[..n];
+        // The caches never hold the last token: the fork's first round feeds it.
+        let keep = n.saturating_sub(1);
+        let drafter = self.drafter.as_ref().map(|d| d.fork(prefix, keep)).transpose()?;
+        let mut g = Generator::with_policy_memory(self.target.model().clone(), drafter, cfg, self.memory.clone())?;
+        g.check_request(0, n)?;
+        g.target = self.target.fork(keep)?;
+        if let Some(limit) = g.cfg.kv_memory_limit {
+            g.target.set_slot_limit(limit / g.kv_bytes_per_token.max(1));
+        }
+        g.tokens = prefix.to_vec();
+        for &t in prefix {
+            g.history.push(t);
+        }
+        g.tokenizer = self.tokenizer.clone();
+        Ok(g)
     }
 
     /// The whole sequence: prompts and generated tokens.
@@ -347,24 +523,45 @@ impl Generator {
         if self.stop_rule.needs_tokenizer() && self.tokenizer.is_none() {
             return Err(Error::invalid("text stop sequences need a tokenizer (set_tokenizer)"));
         }
-        let remaining = self.cfg.max_new_tokens - self.generated;
+        // set_config may have lowered max_new_tokens below what was generated.
+        let remaining = self.cfg.max_new_tokens.saturating_sub(self.generated);
         if remaining == 0 {
             self.finished = Some(FinishReason::MaxTokens);
             return Ok(&[]);
         }
         if self.tokens.len() >= self.context_limit {
+            if self.cfg.finish_at_context_limit {
+                self.finished = Some(FinishReason::Length);
+                return Ok(&[]);
+            }
             return Err(Error::ContextLimit { needed: self.tokens.len() + 1, limit: self.context_limit });
         }
         let started = Instant::now();
+        let generation_start = *self.started.get_or_insert(started);
         let before = self.tokens.len();
+        let stats_before = self.stats;
         let result = self.iterate(remaining);
-        self.stats.total_time += started.elapsed();
+        let ended = Instant::now();
+        self.stats.total_time += ended - started;
         if let Err(e) = result {
             // A failed call may leave a cache holding proposals that were never committed; cut
             // both back to the committed sequence so the generator stays usable.
-            self.rewind_states(self.tokens.len())?;
+            self.rewind_states(self.tokens.len() - 1)?;
             return Err(e);
         }
+        let emitted = self.tokens.len() - before;
+        if emitted > 0 && emitted == self.generated {
+            self.stats.time_to_first_token = ended - generation_start;
+        }
+        self.rounds.push(RoundTiming {
+            start: started - generation_start,
+            end: ended - generation_start,
+            draft_time: self.stats.draft_time - stats_before.draft_time,
+            target_time: self.stats.target_time - stats_before.target_time,
+            proposed: self.round.proposed(),
+            accepted: self.round.accepted(),
+            emitted,
+        });
         Ok(&self.tokens[before..])
     }
 
@@ -380,6 +577,38 @@ impl Generator {
             }
         }
     }
+}
+
+/// The stop rule of `cfg` over `target`: EOS ids (the model's unless given) and stop sequences,
+/// refusing ids outside the vocabulary, which could never match.
+fn stop_rule_for(target: &Model, cfg: &GenerationConfig) -> Result<StopRule> {
+    let vocab = target.info().vocab_size;
+    let eos = cfg.eos_ids.clone().unwrap_or_else(|| target.info().eos_ids.clone());
+    if let Some(&bad) = eos.iter().chain(cfg.stop_sequences.iter().flatten()).find(|&&e| e as usize >= vocab) {
+        return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+    }
+    Ok(StopRule::new(eos, cfg.stop_sequences.clone(), cfg.stop_texts.clone(), cfg.max_new_tokens))
+}
+
+/// The draft-length policy of `cfg`, starting from what `memory` kept for this target, drafter
+/// and sampling settings (and the key it is kept under, when it learns).
+fn policy_for(
+    target: &Model,
+    drafter: Option<&dyn Drafter>,
+    cfg: &GenerationConfig,
+    memory: &PolicyMemory,
+) -> (Box<dyn LengthPolicy>, Option<String>) {
+    let mut policy = new_policy(cfg.draft_policy, cfg.gamma);
+    let memory_key = match drafter {
+        Some(d) if policy.remembers() => d.memory_key().map(|k| {
+            format!("target {} at #{}; {k}; sampling {:?}", target.path().display(), target.instance_id(), cfg.sampling)
+        }),
+        _ => None,
+    };
+    if let Some(s) = memory_key.as_deref().and_then(|k| memory.get(k)) {
+        policy.restore(s);
+    }
+    (policy, memory_key)
 }
 
 impl Drop for Generator {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 
-use super::{GenerationConfig, Generator};
+use super::logprobs::LogprobRecords;
+use super::{FinishReason, GenerationConfig, Generator};
 use crate::acceptance;
 use crate::drafter::{DraftContext, Guess};
 use crate::error::{Error, Result};
@@ -18,7 +19,7 @@ use crate::sampling::{self, Dist, History};
 #[derive(Default)]
 pub(super) struct RoundScratch {
     /// The target's logits for every proposal and the bonus position.
-    logits: Vec<f32>,
+    pub(super) logits: Vec<f32>,
     /// The draft's distribution for each proposal, or the proposal itself where q is a point mass.
     q: Vec<Vec<f32>>,
     q_point: Vec<Option<u32>>,
@@ -31,6 +32,20 @@ pub(super) struct RoundScratch {
     /// Proposals the target accepted this round.
     accepted: usize,
     draft_cost: Option<DraftCost>,
+    /// Log-probabilities of the emitted tokens (when on).
+    logprobs: LogprobRecords,
+}
+
+impl RoundScratch {
+    /// Proposals the last round verified.
+    pub(super) fn proposed(&self) -> usize {
+        self.drafts.len()
+    }
+
+    /// Proposals the last round accepted.
+    pub(super) fn accepted(&self) -> usize {
+        self.accepted
+    }
 }
 
 impl Generator {
@@ -48,8 +63,10 @@ impl Generator {
         self.accept();
         self.learn();
         self.commit()?;
-        // Both states saw the accepted proposals; neither saw the emitted correction or bonus.
-        self.rewind_states(self.tokens.len().min(n + self.round.accepted))
+        // Both states saw the accepted proposals; neither saw the emitted correction or bonus, and
+        // neither may hold the sequence's last token (a stop inside the accepted proposals), which
+        // the next round feeds.
+        self.rewind_states((self.tokens.len() - 1).min(n + self.round.accepted))
     }
 
     /// Ask the drafter for up to `gamma` guesses, one at a time, each turned into a proposal and
@@ -113,14 +130,22 @@ impl Generator {
         let vocab = self.target.model().info().vocab_size;
         let proposed = r.drafts.len();
         let want_overlaps = self.policy.wants_overlaps();
+        let want_logprobs = self.cfg.logprobs > 0;
         r.emitted.clear();
         r.overlaps.clear();
         r.accepted = 0;
+        if want_logprobs {
+            r.logprobs.reset(self.logprobs.view().top_n());
+        }
         for i in 0..=proposed {
             let row = &r.logits[i * vocab..(i + 1) * vocab];
             let p = sampling::distribution(row, &self.history, &r.drafts[..i], &self.cfg.sampling, &mut r.p);
             if i == proposed {
-                r.emitted.push(p.sample(&mut self.rng));
+                let t = p.sample(&mut self.rng);
+                r.emitted.push(t);
+                if want_logprobs {
+                    r.logprobs.record(row, p, t);
+                }
                 break;
             }
             let q = match r.q_point[i] {
@@ -132,16 +157,15 @@ impl Generator {
             }
             let verdict =
                 if self.always_accept { None } else { acceptance::verify(p, q, r.drafts[i], &mut self.rng, &mut r.residual) };
-            match verdict {
-                None => {
-                    r.accepted += 1;
-                    r.emitted.push(r.drafts[i]);
-                }
-                Some(t) => {
-                    r.emitted.push(t);
-                    break;
-                }
+            let t = verdict.unwrap_or(r.drafts[i]);
+            r.emitted.push(t);
+            if want_logprobs {
+                r.logprobs.record(row, p, t);
             }
+            if verdict.is_some() {
+                break;
+            }
+            r.accepted += 1;
         }
         self.stats.accepted += r.accepted as u64;
         self.stats.rejected += u64::from(r.accepted < proposed);
@@ -160,18 +184,35 @@ impl Generator {
 
     /// Append the emitted tokens, stopping at the first that ends the generation.
     fn commit(&mut self) -> Result<()> {
+        let (mut committed, mut outcome) = (0, Ok(()));
         for &t in &self.round.emitted {
             self.tokens.push(t);
             self.history.push(t);
             self.generated += 1;
             self.stats.new_tokens += 1;
+            committed += 1;
             let generated = &self.tokens[self.tokens.len() - self.generated..];
-            if let Some(reason) = self.stop_rule.check(generated, self.tokenizer.as_deref())? {
-                self.finished = Some(reason);
+            match self.stop_rule.check(generated, self.tokenizer.as_deref()) {
+                Ok(None) => {}
+                Ok(Some(reason)) => {
+                    self.finished = Some(reason);
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            if self.cfg.finish_at_context_limit && self.tokens.len() >= self.context_limit {
+                self.finished = Some(FinishReason::Length);
                 break;
             }
         }
-        Ok(())
+        // One record per committed token, also when the stop check failed.
+        if self.cfg.logprobs > 0 {
+            self.logprobs.extend_from(&self.round.logprobs, committed);
+        }
+        outcome
     }
 
     /// Cut both decoder states back to the sequence's first `keep` tokens.

@@ -17,6 +17,26 @@ pub struct Stats {
     pub draft_time: Duration,
     pub target_time: Duration,
     pub total_time: Duration,
+    /// Time to first token of the latest generation: from the start of its first step (the
+    /// prefill of whatever the caches lacked included) to the end of the step that produced its
+    /// first token. Zero until then. Stats added together sum it.
+    pub time_to_first_token: Duration,
+}
+
+/// One round (one step) of the current generation, timed from the generation's start: the start
+/// of its first step after the prompt was appended, the generator rewound or forked.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RoundTiming {
+    /// When the round started and ended.
+    pub start: Duration,
+    pub end: Duration,
+    /// Time in the drafter and in the target's ONNX Runtime calls during the round.
+    pub draft_time: Duration,
+    pub target_time: Duration,
+    /// Proposals verified, proposals accepted, and tokens the round added to the sequence.
+    pub proposed: usize,
+    pub accepted: usize,
+    pub emitted: usize,
 }
 
 impl std::ops::AddAssign<&Stats> for Stats {
@@ -32,6 +52,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.draft_time += b.draft_time;
         self.target_time += b.target_time;
         self.total_time += b.total_time;
+        self.time_to_first_token += b.time_to_first_token;
     }
 }
 

@@ -296,6 +296,68 @@ impl KvCache {
     }
 }
 
+impl KvCache {
+    /// A new cache holding copies of this one's first `n` tokens (1 ≤ n ≤ len), without holes:
+    /// gathered on the device for a device-resident cache, copied through host memory (and
+    /// counted) otherwise. This cache is not changed.
+    pub(crate) fn copy_prefix(&self, n: usize) -> Result<KvCache> {
+        if n == 0 || n > self.len {
+            return Err(Error::invalid(format!("cannot copy {n} of a cache's {} tokens", self.len)));
+        }
+        let kept: Vec<usize> = self.valid.iter().enumerate().filter(|(_, &v)| v).map(|(i, _)| i).take(n).collect();
+        // A shared buffer's copy is a buffer of the same capacity holding the prefix in front.
+        let slots = if self.shared { self.capacity() } else { n };
+        let mut copy = KvCache::new(Vec::new(), self.can_mask, self.shared, self.device.clone(), self.counters.clone());
+        if let Some(device) = &self.device {
+            // Slots past the prefix are filled with copies of its first (never read: the mask stops there).
+            let keep = kept.iter().map(|&i| i as i64).chain(std::iter::repeat_n(kept[0] as i64, slots - n)).collect();
+            copy.tensors = device.gather_slots(&self.tensors, keep)?;
+        } else {
+            let mut valid = vec![false; self.valid.len()];
+            kept.iter().for_each(|&i| valid[i] = true);
+            let runs = valid_runs(&valid);
+            for t in &self.tensors {
+                if t.memory_info().allocation_device() != ort::memory::AllocationDevice::CPU {
+                    return Err(Error::Inference(format!(
+                        "a host copy of a KV tensor in {} memory",
+                        memory_name(t.memory_info())
+                    )));
+                }
+                let dims: Vec<i64> = t.shape().iter().copied().collect();
+                let (heads, phys) = (dims[0] as usize * dims[1] as usize, dims[2] as usize);
+                let row = dims[3] as usize * ElemType::of(*t.data_type()).size();
+                let mut fresh = DynTensor::new(
+                    &ort::memory::Allocator::default(),
+                    *t.data_type(),
+                    [dims[0], dims[1], slots as i64, dims[3]],
+                )?;
+                let (src, dst) = (t.data_ptr() as *const u8, fresh.data_ptr_mut() as *mut u8);
+                for h in 0..heads {
+                    let mut at = 0usize;
+                    for &(start, len) in &runs {
+                        // SAFETY: both tensors are CPU buffers of [heads, slots, dim] elements (`phys`
+                        // and `slots` slots); the runs lie inside `phys` and add up to `n` ≤ `slots`.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                src.add((h * phys + start) * row),
+                                dst.add((h * slots + at) * row),
+                                len * row,
+                            )
+                        };
+                        at += len;
+                    }
+                }
+                copy.count_host_copy(heads * n * row);
+                copy.tensors.push(fresh);
+            }
+        }
+        copy.valid = vec![true; n];
+        copy.len = n;
+        copy.slot_limit = self.slot_limit;
+        Ok(copy)
+    }
+}
+
 /// `Cpu:0`, `Cuda:1`: ONNX Runtime's name of the memory and the device ordinal.
 pub(super) fn memory_name(m: &MemoryInfo<'_>) -> String {
     format!("{}:{}", m.allocation_device().as_str(), m.device_id())

@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use super::layout::{self, Layout, Names, TensorSpec};
-use super::ModelInfo;
+use super::{ContextLimitSource, ModelInfo};
 use crate::error::{Error, Result};
 
-/// Context length assumed when neither config.json nor the export states one.
-const DEFAULT_CONTEXT_LIMIT: usize = 2048;
+/// Context length assumed when neither config.json nor the export states one (with a warning).
+pub const DEFAULT_CONTEXT_LIMIT: usize = 2048;
 /// Largest vocabulary and KV head count / head size believed; beyond them the metadata is wrong.
 const MAX_VOCAB: usize = 1 << 24;
 const MAX_KV_DIM: usize = 1 << 16;
@@ -70,6 +70,22 @@ impl FolderConfig {
     /// (genai_config.json's `search.past_present_share_buffer`).
     pub(super) fn shares_past_and_present(&self) -> bool {
         self.genai.as_ref().and_then(|g| g.pointer("/search/past_present_share_buffer")).and_then(|v| v.as_bool()) == Some(true)
+    }
+
+    /// The contents of config.json and generation_config.json given as text (a model loaded
+    /// from memory).
+    pub(super) fn from_json(config: Option<&str>, generation: Option<&str>) -> Result<FolderConfig> {
+        let parse = |what: &str, text: Option<&str>| {
+            text.map(serde_json::from_str::<serde_json::Value>)
+                .transpose()
+                .map_err(|e| Error::io(what, format!("invalid JSON: {e}")))
+        };
+        Ok(FolderConfig {
+            config: parse("config.json", config)?,
+            generation: parse("generation_config.json", generation)?,
+            genai: None,
+            tokenizer_fingerprint: None,
+        })
     }
 
     /// The model's facts: the graph's where it states them, else the folder's; a folder that
@@ -293,8 +309,11 @@ fn model_info(
         .or_else(|| json_usize(config, &["head_dim"]))
         .or_else(|| json_usize(config, &["hidden_size", "n_embd"])?.checked_div(heads?))
         .ok_or("head size unknown: symbolic in the graph and absent from config.json")?;
-    let context_limit = json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"])
-        .unwrap_or(DEFAULT_CONTEXT_LIMIT);
+    let stated = json_usize(config, &["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"]);
+    let (context_limit, context_limit_source) = match stated {
+        Some(n) => (n, ContextLimitSource::Config),
+        None => (DEFAULT_CONTEXT_LIMIT, ContextLimitSource::Default),
+    };
     // Zero would make every call fail later with a confusing error (or divide by zero); absurdly
     // large values would make the first generation try to allocate it all. Refuse both here.
     for (what, value, max) in [
@@ -312,7 +331,31 @@ fn model_info(
         return Err(format!("eos_token_id {bad} is outside the vocabulary of {vocab_size}"));
     }
     let eos_ids = eos_ids.into_iter().map(|e| e as u32).collect();
-    Ok(ModelInfo { vocab_size, context_limit, eos_ids, layers: layout.layers.len(), kv_heads, head_dim, tokenizer_fingerprint })
+    // Informational only: an id the vocabulary does not have (some configs put the pad id there)
+    // is left out rather than refused.
+    let single_id = |key: &str| {
+        json_ids(generation, key)
+            .or_else(|| json_ids(config, key))
+            .and_then(|ids| ids.first().copied())
+            .filter(|&id| id < vocab_size as u64)
+            .map(|id| id as u32)
+    };
+    let architecture = config.and_then(|c| {
+        c.pointer("/architectures/0").and_then(|a| a.as_str()).or_else(|| c.get("model_type").and_then(|t| t.as_str()))
+    });
+    Ok(ModelInfo {
+        vocab_size,
+        context_limit,
+        context_limit_source,
+        eos_ids,
+        bos_id: single_id("bos_token_id"),
+        pad_id: single_id("pad_token_id"),
+        architecture: architecture.map(str::to_string),
+        layers: layout.layers.len(),
+        kv_heads,
+        head_dim,
+        tokenizer_fingerprint,
+    })
 }
 
 #[cfg(test)]

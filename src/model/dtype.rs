@@ -27,6 +27,19 @@ impl ElemType {
         }
     }
 
+    /// ONNX's name of the type: "float32", "float16", "bfloat16", "int64", "int32", "bool".
+    pub fn name(self) -> &'static str {
+        match self {
+            ElemType::F32 => "float32",
+            ElemType::F16 => "float16",
+            ElemType::BF16 => "bfloat16",
+            ElemType::I64 => "int64",
+            ElemType::I32 => "int32",
+            ElemType::Bool => "bool",
+            ElemType::Other => "other",
+        }
+    }
+
     pub(crate) fn is_float(self) -> bool {
         matches!(self, ElemType::F32 | ElemType::F16 | ElemType::BF16)
     }

@@ -3,12 +3,14 @@
 //! The submodules, in the order a load and a call go through them: `config` (the folder's JSON
 //! files), `session` (ONNX Runtime session and execution provider), `layout` (what the graph's
 //! inputs and outputs say), `dtype` (element types), `cache` (one sequence's KV tensors), `io`
-//! (one call's inputs and outputs, the only place that names them), `bind` (the IoBinding path).
+//! (one call's inputs and outputs, the only place that names them), `bind` (the IoBinding path);
+//! `graph` reads a context length from the graph when config.json states none.
 
 mod bind;
 mod cache;
 mod config;
 mod dtype;
+mod graph;
 mod io;
 pub mod layout;
 mod session;
@@ -24,6 +26,7 @@ use ort::value::{DynTensor, Tensor, TensorRef};
 pub use cache::{KvCache, KvCopyStats};
 #[doc(hidden)]
 pub use config::info_from_metadata;
+pub use config::DEFAULT_CONTEXT_LIMIT;
 pub use dtype::ElemType;
 
 use bind::Bound;
@@ -95,6 +98,10 @@ pub struct ModelOptions {
     /// `model.onnx`. `None` (the default) takes the only one, and refuses a folder with several,
     /// naming them.
     pub variant: Option<String>,
+    /// The context length to use whatever config.json or the graph say (`None`, the default:
+    /// config.json's, else a learned position table's, else [`DEFAULT_CONTEXT_LIMIT`] with a
+    /// warning).
+    pub context_limit: Option<usize>,
 }
 
 impl Default for ModelOptions {
@@ -107,6 +114,32 @@ impl Default for ModelOptions {
             io_binding: false,
             cuda_fallback_to_cpu: false,
             variant: None,
+            context_limit: None,
+        }
+    }
+}
+
+/// Where a model's context length comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextLimitSource {
+    /// config.json (`max_position_embeddings`, `n_positions`, `n_ctx`, `max_sequence_length`).
+    Config,
+    /// The graph: the rows of a learned position table (config.json stating none).
+    Graph,
+    /// [`ModelOptions::context_limit`].
+    Options,
+    /// Nothing stated it: [`DEFAULT_CONTEXT_LIMIT`] is assumed (and a warning logged). Rotary
+    /// models have no table to read it from; set [`ModelOptions::context_limit`].
+    Default,
+}
+
+impl ContextLimitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextLimitSource::Config => "config",
+            ContextLimitSource::Graph => "graph",
+            ContextLimitSource::Options => "options",
+            ContextLimitSource::Default => "default",
         }
     }
 }
@@ -117,14 +150,35 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     /// Longest sequence (prompt + generated) the model accepts.
     pub context_limit: usize,
+    /// Where `context_limit` comes from.
+    pub context_limit_source: ContextLimitSource,
     /// End-of-sequence ids from generation_config.json (or config.json).
     pub eos_ids: Vec<u32>,
+    /// Beginning-of-sequence and padding ids from generation_config.json (or config.json), when
+    /// stated and inside the vocabulary.
+    pub bos_id: Option<u32>,
+    pub pad_id: Option<u32>,
+    /// config.json's `architectures[0]` (e.g. "LlamaForCausalLM"), else its `model_type`.
+    pub architecture: Option<String>,
     pub layers: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
     /// Hash of tokenizer.json's vocabulary (when the folder has one): two models agree on what
     /// ids mean only if these match.
     pub tokenizer_fingerprint: Option<u64>,
+}
+
+/// [`Model::path`] of a model loaded from memory.
+pub const MEMORY_PATH: &str = "<memory>";
+
+fn check_options(options: &ModelOptions) -> Result<()> {
+    if options.optimization_level > 3 {
+        return Err(Error::invalid(format!("graph optimization level must be 0..=3, got {}", options.optimization_level)));
+    }
+    if options.context_limit == Some(0) {
+        return Err(Error::invalid("a context limit of 0 tokens"));
+    }
+    Ok(())
 }
 
 /// Longest chunk fed in one call; bounds the logits a long prompt produces at once.
@@ -164,23 +218,81 @@ impl Model {
         let path = path.as_ref();
         let (onnx, folder) = config::locate(path, options.variant.as_deref())?;
         let folder_config = FolderConfig::read(&folder)?;
-        if options.optimization_level > 3 {
-            return Err(Error::invalid(format!("graph optimization level must be 0..=3, got {}", options.optimization_level)));
-        }
+        check_options(options)?;
         let env = crate::runtime::environment_for(matches!(options.device, Device::Cuda(_)))?;
         let (session, device, fallback) = session::open(env, options, &onnx)?;
+        let table_rows = || graph::position_table_rows_in_file(&onnx);
+        Model::assemble(env, session, device, fallback, onnx.clone(), &folder_config, options, table_rows)
+    }
+
+    /// Load a single-file model (no external data) from `onnx`, its bytes (ONNX Runtime copies
+    /// what it needs: the buffer may be dropped afterwards), with the texts of its config.json and
+    /// generation_config.json when there are any. Otherwise as [`Model::load`]; the model's
+    /// [`Model::path`] is `<memory>`.
+    pub fn load_from_memory(
+        onnx: &[u8],
+        config_json: Option<&str>,
+        generation_config_json: Option<&str>,
+        options: &ModelOptions,
+    ) -> Result<Model> {
+        let folder_config = FolderConfig::from_json(config_json, generation_config_json)?;
+        check_options(options)?;
+        let env = crate::runtime::environment_for(matches!(options.device, Device::Cuda(_)))?;
+        let label = PathBuf::from(MEMORY_PATH);
+        let (session, device, fallback) = session::open_memory(env, options, onnx, &label)?;
+        let table_rows = || graph::position_table_rows_in_bytes(onnx);
+        Model::assemble(env, session, device, fallback, label, &folder_config, options, table_rows)
+    }
+
+    /// A model from its open session: the layout its inputs and outputs say, the facts its
+    /// folder's JSON files (and, for a context length they lack, its graph) add.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        env: &ort::environment::Environment,
+        session: Session,
+        device: Device,
+        fallback: Option<String>,
+        onnx: PathBuf,
+        folder_config: &FolderConfig,
+        options: &ModelOptions,
+        table_rows: impl FnOnce() -> Option<usize>,
+    ) -> Result<Model> {
         let unsupported = |reason| Error::UnsupportedLayout { path: onnx.clone(), reason };
         let (inputs, outputs) = (session::specs(session.inputs()), session::specs(session.outputs()));
         let mut layout = layout::parse_named(&inputs, &outputs, folder_config.names()).map_err(unsupported)?;
         // A shared buffer needs the graph to take its positions from the mask (GroupQueryAttention).
         layout.shared_buffer =
             folder_config.shares_past_and_present() && layout.attention_mask.is_some() && layout.position_ids.is_none();
-        let info = folder_config.info(&layout).map_err(unsupported)?;
+        let mut info = folder_config.info(&layout).map_err(unsupported)?;
+        if let Some(n) = options.context_limit {
+            (info.context_limit, info.context_limit_source) = (n, ContextLimitSource::Options);
+        } else if info.context_limit_source == ContextLimitSource::Default {
+            match table_rows() {
+                Some(rows) => (info.context_limit, info.context_limit_source) = (rows, ContextLimitSource::Graph),
+                None => crate::logging::warn(format!(
+                    "{}: the context length is unknown (config.json states none and the graph has no learned position \
+                     table); assuming {DEFAULT_CONTEXT_LIMIT} tokens: set the model options' context limit if it is wrong",
+                    onnx.display()
+                )),
+            }
+        }
+        if let Some(why) = &fallback {
+            crate::logging::warn(format!("{}: runs on the CPU instead of CUDA: {why}", onnx.display()));
+        }
         let bound = if device != Device::Cpu || options.io_binding || layout.shared_buffer {
             Some(Bound::new(env, device, &layout, layout.logits_type.float_tensor_type())?)
         } else {
             None
         };
+        crate::logging::info(format!(
+            "{}: loaded on {device}: {} layers, vocabulary {}, context {} (from {}), KV cache {}",
+            onnx.display(),
+            info.layers,
+            info.vocab_size,
+            info.context_limit,
+            info.context_limit_source.as_str(),
+            layout.kv_type.name()
+        ));
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Model {
             session: Mutex::new(session),
@@ -219,6 +331,11 @@ impl Model {
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// Element type of the KV cache (f32, f16 or bf16).
+    pub fn kv_type(&self) -> ElemType {
+        self.layout.kv_type
     }
 
     pub fn layout(&self) -> &Layout {

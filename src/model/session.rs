@@ -33,6 +33,33 @@ pub(super) fn open(
     }
 }
 
+/// As [`open`], for a single-file model's bytes; `label` names it in errors.
+pub(super) fn open_memory(
+    env: &ort::environment::Environment,
+    options: &ModelOptions,
+    bytes: &[u8],
+    label: &Path,
+) -> Result<(Session, Device, Option<String>)> {
+    let invalid = |e: &dyn std::fmt::Display| Error::InvalidModel { path: label.to_path_buf(), reason: e.to_string() };
+    let commit = |cuda: Option<u32>| -> Result<Session> {
+        let mut builder = session_builder(env, options, options.intra_threads).map_err(|e| invalid(&e))?;
+        if let Some(id) = cuda {
+            let lib = crate::runtime::loaded_path().map(Path::to_path_buf).unwrap_or_default();
+            crate::cuda::prepare(&lib).map_err(|why| Error::Unavailable(format!("cuda:{id}: {why}")))?;
+            builder = with_cuda(builder, id)?;
+        }
+        builder.commit_from_memory(bytes).map_err(|e| invalid(&e))
+    };
+    match options.device {
+        Device::Cpu => Ok((commit(None)?, Device::Cpu, None)),
+        Device::Cuda(n) => match commit(Some(n)) {
+            Ok(session) => Ok((session, Device::Cuda(n), None)),
+            Err(Error::Unavailable(why)) if options.cuda_fallback_to_cpu => Ok((commit(None)?, Device::Cpu, Some(why))),
+            Err(e) => Err(e),
+        },
+    }
+}
+
 /// The graph's inputs and outputs as the layout parser reads them.
 pub(super) fn specs(outlets: &[ort::value::Outlet]) -> Vec<TensorSpec> {
     outlets.iter().map(spec_of).collect()

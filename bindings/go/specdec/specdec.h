@@ -43,8 +43,17 @@
 // Largest draft length (gamma) a generation config accepts.
 #define SPECDEC_MAX_GAMMA 64
 
+// Most alternatives specdec_gen_config_set_logprobs accepts per token.
+#define SPECDEC_MAX_LOGPROBS 256
+
 // Size of the first version of specdec_stats; struct_size may not be smaller.
 #define SPECDEC_STATS_V1_SIZE 104
+
+// Size of specdec_stats in 0.2 (up to `alpha`).
+#define SPECDEC_STATS_V2_SIZE 120
+
+// Size of the first version of specdec_round; struct_size may not be smaller.
+#define SPECDEC_ROUND_V1_SIZE 64
 
 // specdec_tokenizer_encode_ex flag: add the special tokens the tokenizer's post-processor adds
 // (a BOS token, for example), as transformers' `encode` does by default.
@@ -128,12 +137,62 @@ enum specdec_finish_reason
   SPECDEC_FINISH_REASON_STOP_SEQUENCE = 3,
   // The callback asked to stop.
   SPECDEC_FINISH_REASON_STOPPED = 4,
+  // (Since 0.3) The sequence fills the context; only with
+  // specdec_gen_config_set_finish_at_context_limit (otherwise the next iteration fails with
+  // SPECDEC_STATUS_CONTEXT_LIMIT).
+  SPECDEC_FINISH_REASON_LENGTH = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum specdec_finish_reason specdec_finish_reason;
 #else
 typedef uint32_t specdec_finish_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Severity of a log message, and the threshold of specdec_set_log_level.
+enum specdec_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  SPECDEC_LOG_LEVEL_VERBOSE = 0,
+  SPECDEC_LOG_LEVEL_INFO = 1,
+  SPECDEC_LOG_LEVEL_WARNING = 2,
+  SPECDEC_LOG_LEVEL_ERROR = 3,
+  SPECDEC_LOG_LEVEL_FATAL = 4,
+  // As a threshold: no message at all.
+  SPECDEC_LOG_LEVEL_OFF = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum specdec_log_level specdec_log_level;
+#else
+typedef uint32_t specdec_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Where a model's context limit comes from (specdec_model_context_limit_source).
+enum specdec_context_limit_source
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // config.json (max_position_embeddings, n_positions, n_ctx or max_sequence_length).
+  SPECDEC_CONTEXT_LIMIT_SOURCE_CONFIG = 0,
+  // The graph: the rows of a learned position table (GPT-2's), config.json stating none.
+  SPECDEC_CONTEXT_LIMIT_SOURCE_GRAPH = 1,
+  // specdec_model_options_set_context_limit.
+  SPECDEC_CONTEXT_LIMIT_SOURCE_OPTIONS = 2,
+  // Nothing stated it: 2048 is assumed and a warning logged (rotary models have no table to
+  // read it from; set it with specdec_model_options_set_context_limit).
+  SPECDEC_CONTEXT_LIMIT_SOURCE_DEFAULT = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum specdec_context_limit_source specdec_context_limit_source;
+#else
+typedef uint32_t specdec_context_limit_source;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -248,7 +307,51 @@ typedef struct specdec_stats {
   // (Since 0.2) The paper's acceptance rate per verified position: accepted / (accepted +
   // rejected); proposals after a rejection are never judged and do not count.
   double alpha;
+  // (Since 0.3) Time to first token of the latest generation: from the start of its first
+  // iteration (prefill of what the caches lacked included) to the end of the iteration that
+  // produced its first token; 0 until then. Per-round times: specdec_generator_round.
+  double time_to_first_token_seconds;
 } specdec_stats;
+
+// The log-probabilities of one token at one position, from the target's distribution there
+// (what target-only decoding samples from). Layout fixed: a new field would come in a new struct.
+typedef struct specdec_logprob {
+  uint32_t token;
+  // ln p(token) in the distribution sampled from, after the repetition penalty, temperature,
+  // top-k, top-p and min-p; -INFINITY for a token they cut. Greedy samples from a point mass:
+  // 0 for the token it picks, -INFINITY for every other.
+  float logprob;
+  // log_softmax of the target's raw logits (no transform).
+  float raw_logprob;
+} specdec_logprob;
+
+// One round (one iteration) of the current generation, timed from the generation's start: the
+// start of its first iteration after the prompt was appended, or the generator was rewound or
+// forked. ABI-stable like specdec_stats: set `struct_size` to sizeof(specdec_round) first.
+typedef struct specdec_round {
+  size_t struct_size;
+  // When the round started and ended, in seconds since the generation's start.
+  double start_seconds;
+  double end_seconds;
+  // Time in the drafter and in the target's ONNX Runtime calls during the round.
+  double draft_seconds;
+  double target_seconds;
+  // Proposals verified, proposals accepted, tokens the round added to the sequence.
+  uint64_t proposed;
+  uint64_t accepted;
+  uint64_t emitted;
+} specdec_round;
+
+// Receives one log message: its severity, its source ("specdec" or "onnxruntime"; static
+// strings) and the message (NUL-terminated UTF-8, valid only during the call). It may be called
+// from any thread, from several at once (ONNX Runtime logs from its worker threads), and must
+// not unwind (no C++ exceptions, no longjmp). It may call specdec functions, except
+// specdec_set_log_callback (SPECDEC_STATUS_BUSY); messages those calls log on the same thread
+// are dropped rather than delivered recursively.
+typedef void (*specdec_log_fn)(void *user_data,
+                               specdec_log_level level,
+                               const char *source,
+                               const char *message);
 
 // One message of a conversation for specdec_tokenizer_apply_chat_template: NUL-terminated UTF-8
 // `role` ("system", "user", "assistant", ...) and `content`.
@@ -388,6 +491,104 @@ specdec_status specdec_gen_config_set_kv_memory_limit(struct specdec_gen_config 
                                                       uint64_t bytes,
                                                       struct specdec_error **err);
 
+// Log-probabilities of each generated token (specdec_generator_logprobs), from the target's
+// distribution at its position, with the `top_n` most likely alternatives each (at most
+// SPECDEC_MAX_LOGPROBS; more than the vocabulary lists all of it). 0 turns them off (the
+// default): then nothing is computed for them. Turning them on changes no generated token.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (above
+// SPECDEC_MAX_LOGPROBS).
+specdec_status specdec_gen_config_set_logprobs(struct specdec_gen_config *config,
+                                               uint32_t top_n,
+                                               struct specdec_error **err);
+
+// Whether appending a prompt after which fewer than max_new_tokens tokens fit in the context
+// fails (SPECDEC_STATUS_CONTEXT_LIMIT, the message saying how many fit). Default false: a
+// prompt needs room for one generated token only.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_set_reserve_max_new_tokens(struct specdec_gen_config *config,
+                                                             bool reserve,
+                                                             struct specdec_error **err);
+
+// Whether a generation that fills the context ends cleanly with SPECDEC_FINISH_REASON_LENGTH
+// (true) or its next iteration fails with SPECDEC_STATUS_CONTEXT_LIMIT (false, the default and
+// the behaviour of earlier versions).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_set_finish_at_context_limit(struct specdec_gen_config *config,
+                                                              bool finish,
+                                                              struct specdec_error **err);
+
+// The draft length (specdec_gen_config_set_gamma); 0 for NULL.
+uint32_t specdec_gen_config_get_gamma(const struct specdec_gen_config *config);
+
+// The temperature; 0 for NULL.
+float specdec_gen_config_get_temperature(const struct specdec_gen_config *config);
+
+// top_k (0: off); 0 for NULL.
+uint32_t specdec_gen_config_get_top_k(const struct specdec_gen_config *config);
+
+// top_p (1: off); 0 for NULL.
+float specdec_gen_config_get_top_p(const struct specdec_gen_config *config);
+
+// min_p (0: off); 0 for NULL.
+float specdec_gen_config_get_min_p(const struct specdec_gen_config *config);
+
+// The repetition penalty (1: off); 0 for NULL.
+float specdec_gen_config_get_repetition_penalty(const struct specdec_gen_config *config);
+
+// The seed; 0 for NULL.
+uint64_t specdec_gen_config_get_seed(const struct specdec_gen_config *config);
+
+// max_new_tokens; 0 for NULL.
+uint32_t specdec_gen_config_get_max_new_tokens(const struct specdec_gen_config *config);
+
+// The draft-length policy, a specdec_draft_policy value; SPECDEC_DRAFT_POLICY_FIXED for NULL.
+uint32_t specdec_gen_config_get_draft_policy(const struct specdec_gen_config *config);
+
+// The confidence stop (0: off); 0 for NULL.
+float specdec_gen_config_get_confidence_stop(const struct specdec_gen_config *config);
+
+// The KV memory budget in bytes (0: no limit); 0 for NULL.
+uint64_t specdec_gen_config_get_kv_memory_limit(const struct specdec_gen_config *config);
+
+// The alternatives listed per token with log-probabilities on (0: off); 0 for NULL.
+uint32_t specdec_gen_config_get_logprobs(const struct specdec_gen_config *config);
+
+// Whether appending checks room for max_new_tokens; false for NULL.
+bool specdec_gen_config_get_reserve_max_new_tokens(const struct specdec_gen_config *config);
+
+// Whether a generation filling the context ends with SPECDEC_FINISH_REASON_LENGTH; false for NULL.
+bool specdec_gen_config_get_finish_at_context_limit(const struct specdec_gen_config *config);
+
+// The EOS ids set with specdec_gen_config_set_eos_ids: `*ids`/`*n_ids` receive them (owned by
+// `config`, valid until it is changed or freed; `*ids` may be NULL when `*n_ids` is 0), and
+// `*from_model` (may be NULL) true when none were set and the target's own EOS ids apply
+// (specdec_model_eos_ids; `*n_ids` is then 0).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_gen_config_get_eos_ids(const struct specdec_gen_config *config,
+                                              const uint32_t **ids,
+                                              size_t *n_ids,
+                                              bool *from_model,
+                                              struct specdec_error **err);
+
+// Stop sequences of tokens added with specdec_gen_config_add_stop_tokens; 0 for NULL.
+size_t specdec_gen_config_get_stop_token_count(const struct specdec_gen_config *config);
+
+// Stop sequence `index` of tokens: `*ids`/`*n_ids` receive it (owned by `config`, valid until it
+// is changed or freed).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (index out of range).
+specdec_status specdec_gen_config_get_stop_tokens(const struct specdec_gen_config *config,
+                                                  size_t index,
+                                                  const uint32_t **ids,
+                                                  size_t *n_ids,
+                                                  struct specdec_error **err);
+
+// Stop texts added with specdec_gen_config_add_stop_text; 0 for NULL.
+size_t specdec_gen_config_get_stop_text_count(const struct specdec_gen_config *config);
+
+// Stop text `index`, NUL-terminated UTF-8 owned by `config` (valid until it is changed or
+// freed); NULL for a NULL config or an index out of range.
+const char *specdec_gen_config_get_stop_text(const struct specdec_gen_config *config, size_t index);
+
 // A drafter running the ONNX model `draft` (kept alive by the drafter), which must share the
 // target's vocabulary (checked when a generator is created).
 // Errors: SPECDEC_STATUS_NULL_PARAMETER.
@@ -480,7 +681,10 @@ specdec_status specdec_generator_set_tokenizer(struct specdec_generator *generat
 // appended and the generator is unchanged.
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
-// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token).
+// SPECDEC_STATUS_CONTEXT_LIMIT (no room left for the prompt plus one generated token; or, with
+// specdec_gen_config_set_reserve_max_new_tokens, for the prompt plus max_new_tokens: the message
+// then says how many new tokens fit; specdec_generator_context_room tells the room left),
+// SPECDEC_STATUS_MEMORY_BUDGET.
 specdec_status specdec_generator_append_tokens(struct specdec_generator *generator,
                                                const uint32_t *ids,
                                                size_t n_ids,
@@ -492,7 +696,9 @@ specdec_status specdec_generator_append_tokens(struct specdec_generator *generat
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (no prompt yet),
 // SPECDEC_STATUS_CANCELLED (specdec_generator_cancel was called; the generator stays usable),
-// SPECDEC_STATUS_CONTEXT_LIMIT (the sequence fills the context), SPECDEC_STATUS_INFERENCE.
+// SPECDEC_STATUS_CONTEXT_LIMIT (the sequence fills the context; with
+// specdec_gen_config_set_finish_at_context_limit the generation ends with
+// SPECDEC_FINISH_REASON_LENGTH instead), SPECDEC_STATUS_INFERENCE.
 specdec_status specdec_generator_step(struct specdec_generator *generator,
                                       const uint32_t **tokens,
                                       size_t *n_tokens,
@@ -543,6 +749,127 @@ specdec_finish_reason specdec_generator_finish_reason(const struct specdec_gener
 specdec_status specdec_generator_stats(const struct specdec_generator *generator,
                                        struct specdec_stats *stats,
                                        struct specdec_error **err);
+
+// The log-probabilities of the current generation's tokens (turn them on with
+// specdec_gen_config_set_logprobs). `*chosen` receives one entry per token for the last
+// `*n_tokens` generated tokens (all tokens of the generation, unless specdec_generator_set_config
+// turned log-probabilities on during it): entry i belongs to token
+// `tokens[n_total - *n_tokens + i]` of specdec_generator_tokens. When `top` is not NULL,
+// `*top` receives `*n_tokens * *top_n` entries: token i's `*top_n` most likely alternatives at
+// entries `[i * *top_n, (i + 1) * *top_n)`, most likely first (by logprob, then raw_logprob).
+// `top_n` may be NULL when `top` is. The arrays are owned by the generator and valid until its
+// next non-const call; with log-probabilities off, `*n_tokens` is 0.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (generator, chosen, n_tokens, or top_n when top is
+// not NULL), SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_logprobs(const struct specdec_generator *generator,
+                                          const struct specdec_logprob **chosen,
+                                          size_t *n_tokens,
+                                          const struct specdec_logprob **top,
+                                          size_t *top_n,
+                                          struct specdec_error **err);
+
+// Rounds of the current generation so far (0 for NULL, or while another call holds the
+// generator).
+size_t specdec_generator_round_count(const struct specdec_generator *generator);
+
+// Fill `*round` with round `index` (0-based, below specdec_generator_round_count) of the current
+// generation. Set `round->struct_size` first; at most that many bytes are written and
+// `struct_size` is set to the number written.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (index out of range,
+// struct_size below SPECDEC_ROUND_V1_SIZE), SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_round(const struct specdec_generator *generator,
+                                       size_t index,
+                                       struct specdec_round *round,
+                                       struct specdec_error **err);
+
+// Tokens that still fit in the generator's context (the smaller of the target's and the draft's
+// limits) after the sequence it holds; 0 for NULL or while another call holds the generator.
+size_t specdec_generator_context_room(const struct specdec_generator *generator);
+
+// Keep the first `n_tokens` tokens of the sequence and forget the rest, in both models' caches
+// too (an edit, a retry). When `n_tokens` is inside the current generation, it continues from
+// there with what is left of max_new_tokens; when it is inside the prompt, the next
+// generation starts after it with a fresh allowance. The finish reason is cleared; the random
+// stream goes on (specdec_generator_set_config restarts it from the seed).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (more tokens than the
+// sequence holds; nothing changes), SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+specdec_status specdec_generator_rewind(struct specdec_generator *generator,
+                                        size_t n_tokens,
+                                        struct specdec_error **err);
+
+// Replace the generator's settings with a copy of `config`, between turns or between
+// iterations: sampling, seed (the random stream restarts from it), draft length and policy,
+// EOS ids and stop sequences, max_new_tokens (counted from the current generation's start),
+// log-probabilities (a changed setting drops the records so far), memory budget. All or
+// nothing: on error the generator keeps its settings.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_TOKEN_OUT_OF_RANGE (an EOS or stop id
+// outside the vocabulary), SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_set_config(struct specdec_generator *generator,
+                                            const struct specdec_gen_config *config,
+                                            struct specdec_error **err);
+
+// A copy of the generator's current settings in `*out` (a new handle to free with
+// specdec_gen_config_free; NULL on failure): read them with the specdec_gen_config_get_*
+// functions, change some and pass them to specdec_generator_set_config.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY.
+specdec_status specdec_generator_get_config(const struct specdec_generator *generator,
+                                            struct specdec_gen_config **out,
+                                            struct specdec_error **err);
+
+// Feed the sequence to both models now without generating, so that the next iteration, or a
+// fork of this generator, only computes what follows (a shared prefix: prefill it once, fork a
+// generator per request). The first iteration does the same when this was not called.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY, SPECDEC_STATUS_INFERENCE.
+specdec_status specdec_generator_prefill(struct specdec_generator *generator,
+                                         struct specdec_error **err);
+
+// A new generator in `*out` (free it with specdec_generator_free; NULL on failure) holding the
+// first `n_tokens` tokens of `source`, with the KV both models computed for them copied rather
+// than recomputed (on the device for a device-resident cache). It has `config` (NULL: a copy of
+// the source's settings), the source's drafter kind and tokenizer, zero stats, and starts a
+// generation after token `n_tokens` as if those tokens had been appended as a prompt (the same
+// checks apply). Any state of the source works, a finished generation included; the source is
+// not changed. Tokens the source never fed to its models (call specdec_generator_prefill first)
+// are computed by the fork's first iteration.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (n_tokens larger than
+// the source's sequence), SPECDEC_STATUS_CONTEXT_LIMIT (no room to generate after n_tokens),
+// SPECDEC_STATUS_MEMORY_BUDGET, SPECDEC_STATUS_UNAVAILABLE (a drafter that cannot be forked),
+// SPECDEC_STATUS_BUSY (the source is in use, e.g. from inside its own callback),
+// SPECDEC_STATUS_INFERENCE. Thread-safe with respect to the source (it is only read).
+specdec_status specdec_generator_fork(const struct specdec_generator *source,
+                                      size_t n_tokens,
+                                      const struct specdec_gen_config *config,
+                                      struct specdec_generator **out,
+                                      struct specdec_error **err);
+
+// Set the threshold of every message, specdec's own and ONNX Runtime's (a specdec_log_level;
+// SPECDEC_LOG_LEVEL_OFF silences both). Until this is called, specdec's own messages pass from
+// WARNING and ONNX Runtime's from ERROR (its own default, or the level named by $ORT_LOG).
+// Takes effect at once, also for loaded models. Thread-safe; allowed from the log callback.
+//
+// Errors: SPECDEC_STATUS_INVALID_ARGUMENT (unknown level).
+specdec_status specdec_set_log_level(uint32_t level, struct specdec_error **err);
+
+// The threshold of specdec's own messages (WARNING until specdec_set_log_level is called).
+// Thread-safe.
+specdec_log_level specdec_get_log_level(void);
+
+// Send every message that passes the threshold to `callback` with `user_data` (which must stay
+// valid until the callback is replaced); NULL restores the default, one plain line per message
+// on stderr. Replaces any earlier callback, waiting for calls of it running on other threads to
+// return. Thread-safe.
+//
+// Errors: SPECDEC_STATUS_BUSY (called from inside the log callback).
+specdec_status specdec_set_log_callback(specdec_log_fn callback,
+                                        void *user_data,
+                                        struct specdec_error **err);
 
 // New model options with the defaults. Free with specdec_model_options_free.
 struct specdec_model_options *specdec_model_options_new(void);
@@ -640,6 +967,79 @@ specdec_status specdec_model_options_set_io_binding(struct specdec_model_options
 // The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA fallback)
 // or `model` is NULL. Thread-safe.
 int32_t specdec_model_cuda_device(const struct specdec_model *model);
+
+// Use `n_tokens` as the context limit whatever config.json and the graph say; 0 (the default)
+// takes config.json's, else the rows of a learned position table in the graph, else 2048 with
+// a warning (see specdec_model_context_limit_source).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_options_set_context_limit(struct specdec_model_options *options,
+                                                       size_t n_tokens,
+                                                       struct specdec_error **err);
+
+// Load a single-file model (no external data) from `size` bytes at `data`, with the texts of its
+// config.json and generation_config.json (NUL-terminated UTF-8; NULL when there is none).
+// ONNX Runtime copies what it needs: `data` may be freed when the call returns. Otherwise as
+// specdec_model_load; the model has no tokenizer fingerprint (no vocabulary check beyond the
+// size against a draft).
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (data NULL, size 0), SPECDEC_STATUS_INVALID_UTF8,
+// SPECDEC_STATUS_IO (invalid JSON), SPECDEC_STATUS_INVALID_MODEL, SPECDEC_STATUS_UNSUPPORTED_LAYOUT,
+// SPECDEC_STATUS_UNAVAILABLE, SPECDEC_STATUS_RUNTIME_LOAD. Thread-safe.
+specdec_status specdec_model_load_from_memory(const void *data,
+                                              size_t size,
+                                              const char *config_json,
+                                              const char *generation_config_json,
+                                              const struct specdec_model_options *options,
+                                              struct specdec_model **out,
+                                              struct specdec_error **err);
+
+// Where the context limit of specdec_model_context_limit comes from
+// (SPECDEC_CONTEXT_LIMIT_SOURCE_DEFAULT for NULL). Thread-safe.
+specdec_context_limit_source specdec_model_context_limit_source(const struct specdec_model *model);
+
+// The model's end-of-sequence ids (generation_config.json, else config.json): `*ids`/`*n_ids`
+// receive them, owned by the model (valid until the handle is freed; `*ids` may be NULL when
+// `*n_ids` is 0). Thread-safe.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_eos_ids(const struct specdec_model *model,
+                                     const uint32_t **ids,
+                                     size_t *n_ids,
+                                     struct specdec_error **err);
+
+// The beginning-of-sequence id (bos_token_id of generation_config.json or config.json), or -1
+// when none is stated (or it lies outside the vocabulary) and for NULL. Thread-safe.
+int64_t specdec_model_bos_id(const struct specdec_model *model);
+
+// The padding id (pad_token_id), or -1 when none is stated (or it lies outside the vocabulary)
+// and for NULL. Thread-safe.
+int64_t specdec_model_pad_id(const struct specdec_model *model);
+
+// The architecture: config.json's architectures[0] (e.g. "LlamaForCausalLM"), else its
+// model_type; "" when unknown and for NULL. Owned by the model. Thread-safe.
+const char *specdec_model_architecture(const struct specdec_model *model);
+
+// Decoder layers (0 for NULL). Thread-safe.
+size_t specdec_model_layer_count(const struct specdec_model *model);
+
+// Key/value heads per layer (fewer than the attention heads under grouped-query attention; 0
+// for NULL). Thread-safe.
+size_t specdec_model_kv_head_count(const struct specdec_model *model);
+
+// Size of one attention head (0 for NULL). Thread-safe.
+size_t specdec_model_head_size(const struct specdec_model *model);
+
+// Bytes of KV cache one token takes (keys and values of every layer; 0 for NULL). Thread-safe.
+size_t specdec_model_kv_bytes_per_token(const struct specdec_model *model);
+
+// Element type of the KV cache: "float32", "float16" or "bfloat16" ("" for NULL; static
+// storage). Thread-safe.
+const char *specdec_model_kv_dtype(const struct specdec_model *model);
+
+// Where the model runs: "cpu" or "cuda:N" (the CPU after an allowed CUDA fallback; "" for NULL).
+// Owned by the model. Thread-safe.
+const char *specdec_model_device(const struct specdec_model *model);
 
 // Load `path` (a tokenizer.json, or a folder holding one). `*out` is set to NULL on failure.
 //

@@ -24,7 +24,7 @@ usage:
                    [--drafter model|ngram|unigram|bigram] [--ngram MIN,MAX,LEN] [--counts FILE]
                    [--draft-policy fixed|heuristic|auto] [--confidence-stop P]
                    [--kv-memory-limit BYTES] [--device cpu|cuda[:N]] [--draft-device D]
-                   [--cuda-fallback] [--variant V] [--draft-variant V]
+                   [--cuda-fallback] [--variant V] [--draft-variant V] [--logprobs N]
   specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
                    [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
                    [--device D] [--draft-device D] [--cuda-fallback]
@@ -46,6 +46,9 @@ is an error naming what is missing; --cuda-fallback runs on the CPU instead, wit
 --target and --draft take a model folder (Optimum export, onnxruntime-genai builder export with
 genai_config.json, or onnx-community folder with graphs under onnx/) or an .onnx file. --variant
 (--draft-variant) chooses among a folder's graphs: q4 picks model_q4.onnx, default model.onnx.
+--logprobs N adds each generated token's log-probability under the target (after the sampling
+transforms, and raw) with its N most likely alternatives to the --json output (null: -infinity).
+A generation that fills the model's context ends with finish_reason \"length\".
 bench variants (comma-separated; default target,gammas,auto): target, gammas (the model draft
 at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram, and the
 session-option comparison: opt (both models again at each other graph optimization level of
@@ -132,6 +135,8 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
     // One intra-op thread per model by default: on a small CPU the draft's and the target's
     // sessions alternate, and two pools of spinning threads slow both down (measured).
     let mut o = Opts { samples: 1, repeats: 5, threads: 1, ..Default::default() };
+    // A shell user wants output up to the context's end, not an error there.
+    o.cfg.finish_at_context_limit = true;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| usage(format!("{name} needs a value")));
@@ -177,6 +182,7 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--cuda-fallback" => o.cuda_fallback = true,
             "--variant" => o.variant = Some(value(flag)?),
             "--draft-variant" => o.draft_variant = Some(value(flag)?),
+            "--logprobs" => o.cfg.logprobs = num(flag, &value(flag)?)?,
             "--json" => o.json = true,
             "-h" | "--help" => return Err(usage("help")),
             other => return Err(usage(format!("unknown option `{other}`"))),
@@ -288,10 +294,11 @@ pub(crate) fn init_runtime(
     Ok(())
 }
 
-/// One line on stderr when a model asked for CUDA runs on the CPU (only with --cuda-fallback).
+/// A model asked for CUDA that runs on the CPU (only with --cuda-fallback) is logged by the
+/// library as a warning on stderr; here only which of the two it is.
 pub(crate) fn warn_fallback(which: &str, m: &Model) {
-    if let Some(why) = m.device_fallback() {
-        eprintln!("specdec: warning: the {which} runs on the CPU: {why}");
+    if m.device_fallback().is_some() {
+        eprintln!("specdec: warning: the {which} runs on the CPU ({})", m.path().display());
     }
 }
 
@@ -339,13 +346,16 @@ fn generate(mut o: Opts) -> Result<(), CliError> {
                 Some(t) => t.decode_known(new)?,
                 None => String::new(),
             };
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "seed": g.config().seed,
                 "tokens": new,
                 "text": text,
                 "finish_reason": reason_name(reason),
                 "stats": stats_json(g.stats()),
             });
+            if o.cfg.logprobs > 0 {
+                line["logprobs"] = logprobs_json(&g, m.tokenizer.as_deref())?;
+            }
             writeln!(stdout.lock(), "{line}").ok();
         } else {
             let mut stream = StreamDecoder::new();
@@ -404,6 +414,27 @@ fn counts(args: &[String]) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Each generated token's log-probabilities, OpenAI style: `{"token", "text", "logprob",
+/// "raw_logprob", "top_logprobs": [...]}`; −∞ becomes null (JSON has no infinity).
+fn logprobs_json(g: &Generator, tok: Option<&Tokenizer>) -> Result<serde_json::Value, Error> {
+    let lp = g.logprobs();
+    let entry = |t: &specdec::TokenLogprob| -> Result<serde_json::Value, Error> {
+        let number = |x: f32| if x.is_finite() { serde_json::json!(x) } else { serde_json::Value::Null };
+        let mut e = serde_json::json!({"token": t.token, "logprob": number(t.logprob), "raw_logprob": number(t.raw_logprob)});
+        if let Some(tok) = tok {
+            e["text"] = serde_json::json!(tok.decode(&[t.token])?);
+        }
+        Ok(e)
+    };
+    let mut out = Vec::with_capacity(lp.len());
+    for (i, t) in lp.chosen().iter().enumerate() {
+        let mut e = entry(t)?;
+        e["top_logprobs"] = serde_json::Value::Array(lp.top(i).iter().map(entry).collect::<Result<_, _>>()?);
+        out.push(e);
+    }
+    Ok(serde_json::Value::Array(out))
+}
+
 fn reason_name(r: FinishReason) -> &'static str {
     r.as_str()
 }
@@ -427,6 +458,7 @@ fn stats_json(s: &Stats) -> serde_json::Value {
         "target_ms": ms(s.target_time),
         "other_ms": ms(s.other_time()),
         "total_ms": ms(s.total_time),
+        "time_to_first_token_ms": ms(s.time_to_first_token),
     })
 }
 
