@@ -13,7 +13,8 @@
 // - Lifetimes: the C library reference-counts models and tokenizers, so a Generator may outlive
 //   the Model objects it was built from, and a StreamDecoder the Tokenizer it came from.
 // - Thread-safety (as in the C ABI): Model and Tokenizer are immutable and may be used from many
-//   threads at once through const references. GenConfig, ModelOptions, StreamDecoder and
+//   threads at once through const references (Tokenizer::set_chat_template, the one non-const
+//   member, needs exclusive use). GenConfig, ModelOptions, StreamDecoder and
 //   Generator need exclusive use, except Generator::cancel(), which any thread may call while
 //   the Generator object exists (do not move or destroy it concurrently).
 // - Errors: every failing C call throws specdec::Error (a std::runtime_error) whose code() is the
@@ -46,6 +47,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -312,8 +314,44 @@ private:
 // ---------------------------------------------------------------------------------------------
 // Tokenizer
 
+// One message of a conversation for Tokenizer::apply_chat_template: UTF-8 `role` ("system",
+// "user", "assistant", ...) and `content`.
+struct ChatMessage {
+    std::string role;
+    std::string content;
+};
+
+namespace detail {
+
+// The C buffer protocol shared by decode, id_to_token and apply_chat_template: `f(buf, capacity,
+// &len, &err)` writes a NUL-terminated string, or says how long it is with
+// SPECDEC_STATUS_BUFFER_TOO_SMALL. Starts with `guess` bytes (0: ask for the size), then
+// retries with the exact size.
+template <class F>
+std::string fill_string(size_t guess, F&& f) {
+    std::string text(guess, '\0');
+    size_t capacity = guess ? guess + 1 : 0;  // std::string keeps room for the NUL at text[size()]
+    for (;;) {
+        size_t len = 0;
+        specdec_error* raw = nullptr;
+        specdec_status st = f(capacity ? &text[0] : nullptr, capacity, &len, &raw);
+        if (st == SPECDEC_STATUS_BUFFER_TOO_SMALL && len + 1 > capacity) {
+            ErrorPtr drop(raw);
+            text.resize(len);
+            capacity = len + 1;
+            continue;
+        }
+        check(st, raw);
+        text.resize(len);
+        return text;
+    }
+}
+
+}  // namespace detail
+
 // A tokenizer.json. Owns one specdec_tokenizer; move-only. Immutable and thread-safe (const
-// members may run concurrently). Stream decoders and generators keep it alive.
+// members may run concurrently), except set_chat_template, which needs exclusive use. Stream
+// decoders and generators keep it alive.
 class Tokenizer {
 public:
     // `path`: a tokenizer.json, or a folder holding one (a model folder works).
@@ -368,6 +406,90 @@ public:
         }
     }
     std::string decode(const uint32_t* ids, size_t n) const { return decode(TokenSpan(ids, n)); }
+
+    // encode() with the choice of special tokens: `add_special_tokens` adds those the tokenizer's
+    // post-processor adds (a BOS, say), as transformers' encode() does by default. A prompt from
+    // apply_chat_template already holds its special tokens: encode it with false.
+    std::vector<uint32_t> encode_with(std::string_view text, bool add_special_tokens) const {
+        const uint32_t flags = add_special_tokens ? SPECDEC_ENCODE_ADD_SPECIAL_TOKENS : 0u;
+        std::vector<uint32_t> ids;
+        for (;;) {
+            size_t needed = 0;
+            specdec_error* raw = nullptr;
+            specdec_status st = specdec_tokenizer_encode_ex(h_.get(), text.data(), text.size(), flags, ids.data(),
+                                                            ids.size(), &needed, &raw);
+            if (st == SPECDEC_STATUS_BUFFER_TOO_SMALL && needed > ids.size()) {
+                detail::ErrorPtr drop(raw);
+                ids.resize(needed);
+                continue;
+            }
+            detail::check(st, raw);
+            ids.resize(needed);
+            return ids;
+        }
+    }
+
+    // decode() with the choice of special tokens: `skip_special_tokens` false keeps them
+    // ("<|eot_id|>", "</s>", ...) in the text.
+    std::string decode_with(TokenSpan ids, bool skip_special_tokens) const {
+        const uint32_t flags = skip_special_tokens ? 0u : SPECDEC_DECODE_KEEP_SPECIAL_TOKENS;
+        return detail::fill_string(0, [&](char* buf, size_t cap, size_t* len, specdec_error** e) {
+            return specdec_tokenizer_decode_ex(h_.get(), ids.data, ids.size, flags, buf, cap, len, e);
+        });
+    }
+
+    // The id of `token` as written in tokenizer.json ("<|endoftext|>", "\xc4\xa0the"), or
+    // std::nullopt when the tokenizer has no such token. Throws SPECDEC_STATUS_INVALID_UTF8.
+    std::optional<uint32_t> token_to_id(std::string_view token) const {
+        uint32_t id = 0;
+        bool found = false;
+        detail::call([&](specdec_error** e) {
+            return specdec_tokenizer_token_to_id(h_.get(), token.data(), token.size(), &id, &found, e);
+        });
+        if (!found) return std::nullopt;
+        return id;
+    }
+
+    // The token string of `id` as written in tokenizer.json. Throws
+    // SPECDEC_STATUS_TOKEN_OUT_OF_RANGE for an id the tokenizer does not have.
+    std::string id_to_token(uint32_t id) const {
+        return detail::fill_string(32, [&](char* buf, size_t cap, size_t* len, specdec_error** e) {
+            return specdec_tokenizer_id_to_token(h_.get(), id, buf, cap, len, e);
+        });
+    }
+
+    // Render `messages` with the tokenizer's chat template (the one set with set_chat_template,
+    // else the folder's chat_template.jinja or tokenizer_config.json), byte for byte as
+    // transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt=...).
+    // With `add_generation_prompt` the text ends with the header of an assistant turn. Encode the
+    // result with encode_with(prompt, false) (or encode): the template writes the special tokens.
+    // Throws SPECDEC_STATUS_TOKENIZER (no template, or rendering failed, e.g. the template's own
+    // raise_exception), SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_INVALID_ARGUMENT (a NUL byte).
+    std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+        std::vector<specdec_chat_message> c;
+        c.reserve(messages.size());
+        size_t guess = 256;
+        for (const ChatMessage& m : messages) {
+            if (m.role.find('\0') != std::string::npos || m.content.find('\0') != std::string::npos) {
+                throw Error(SPECDEC_STATUS_INVALID_ARGUMENT, "chat message contains a NUL byte");
+            }
+            c.push_back(specdec_chat_message{m.role.c_str(), m.content.c_str()});
+            guess += m.role.size() + m.content.size() + 32;
+        }
+        return detail::fill_string(guess, [&](char* buf, size_t cap, size_t* len, specdec_error** e) {
+            return specdec_tokenizer_apply_chat_template(h_.get(), c.data(), c.size(), add_generation_prompt, buf,
+                                                         cap, len, e);
+        });
+    }
+
+    // Use `chat_template` (Jinja source) instead of the folder's template; the special tokens stay
+    // the folder's. On failure the template in use is unchanged. Not thread-safe: set it before
+    // sharing the tokenizer. Throws SPECDEC_STATUS_TOKENIZER (it does not compile),
+    // SPECDEC_STATUS_INVALID_UTF8, SPECDEC_STATUS_INVALID_ARGUMENT (a NUL byte).
+    void set_chat_template(std::string_view chat_template) {
+        std::string t = detail::c_string(chat_template, "chat_template");
+        detail::call([&](specdec_error** e) { return specdec_tokenizer_set_chat_template(h_.get(), t.c_str(), e); });
+    }
 
     // Vocabulary size, added tokens included (0 for a moved-from Tokenizer).
     size_t vocab_size() const noexcept { return specdec_tokenizer_vocab_size(h_.get()); }

@@ -3,8 +3,8 @@
 // One file per public type (or small group), no dependencies beyond mscorlib/netstandard2.0,
 // C# 7 syntax (mcs accepts it):
 //   mcs -target:library -out:Specdec.dll bindings/csharp/*.cs
-// (Library.cs Status.cs SpecdecException.cs Stats.cs Model.cs Tokenizer.cs GenerationOptions.cs
-// Drafter.cs Generator.cs Native.cs; Specdec.csproj takes every .cs file of the folder.)
+// (Library.cs Status.cs SpecdecException.cs Stats.cs Model.cs Tokenizer.cs ChatMessage.cs
+// GenerationOptions.cs Drafter.cs Generator.cs Native.cs; Specdec.csproj takes every .cs file of the folder.)
 //
 // Conventions shared by every class here:
 // - Native library: every import names "specdec", so the runtime looks for libspecdec.so

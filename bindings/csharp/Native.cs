@@ -419,6 +419,43 @@ namespace Specdec
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern UIntPtr specdec_tokenizer_vocab_size(TokenizerHandle tokenizer);
 
+        // specdec_tokenizer_encode_ex / decode_ex flags.
+        internal const uint EncodeAddSpecialTokens = 1;  // SPECDEC_ENCODE_ADD_SPECIAL_TOKENS
+        internal const uint DecodeKeepSpecialTokens = 1; // SPECDEC_DECODE_KEEP_SPECIAL_TOKENS
+
+        // specdec_chat_message: two NUL-terminated UTF-8 strings (pinned by the caller).
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct ChatMessageNative
+        {
+            internal IntPtr Role;
+            internal IntPtr Content;
+        }
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_tokenizer_encode_ex(TokenizerHandle tokenizer, [In] byte[] text, UIntPtr textLen,
+            uint flags, [Out] uint[] ids, UIntPtr capacity, out UIntPtr nIds, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_tokenizer_decode_ex(TokenizerHandle tokenizer, [In] uint[] ids, UIntPtr nIds,
+            uint flags, [Out] byte[] buf, UIntPtr capacity, out UIntPtr len, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_tokenizer_token_to_id(TokenizerHandle tokenizer, [In] byte[] token, UIntPtr tokenLen,
+            out uint id, [MarshalAs(UnmanagedType.U1)] out bool found, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_tokenizer_id_to_token(TokenizerHandle tokenizer, uint id,
+            [Out] byte[] buf, UIntPtr capacity, out UIntPtr len, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_tokenizer_apply_chat_template(TokenizerHandle tokenizer,
+            [In] ChatMessageNative[] messages, UIntPtr nMessages, [MarshalAs(UnmanagedType.U1)] bool addGenerationPrompt,
+            [Out] byte[] buf, UIntPtr capacity, out UIntPtr len, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_tokenizer_set_chat_template(TokenizerHandle tokenizer, [In] byte[] chatTemplate,
+            ref IntPtr err);
+
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Status specdec_stream_decoder_new(TokenizerHandle tokenizer, out StreamDecoderHandle decoder, ref IntPtr err);
 

@@ -537,6 +537,340 @@ namespace Specdec.Examples
             CheckEq(tokenizer.Decode(new uint[] { 0 }), "", "special token skipped");
         }
 
+        // ---------------------------------------------------------------------------------------
+        // Chat templates and special tokens (tests/chat: transformers' renderings and ids).
+
+        // Just enough JSON for tests/chat/*.json; every value keeps its source text (Raw) too.
+        private sealed class Json
+        {
+            public enum Kind { Null, Bool, Number, String, Array, Object }
+            public Kind Type;
+            public bool B;
+            public string S;
+            public readonly List<string> Keys = new List<string>();
+            public readonly List<Json> Items = new List<Json>();  // elements, or an object's values
+            public string Raw;
+
+            public Json this[string key]
+            {
+                get
+                {
+                    int i = Keys.IndexOf(key);
+                    if (i < 0) throw new KeyNotFoundException(key);
+                    return Items[i];
+                }
+            }
+
+            public bool Has(string key) { return Keys.Contains(key); }
+
+            public uint[] Ids()
+            {
+                var ids = new uint[Items.Count];
+                for (int i = 0; i < ids.Length; i++) ids[i] = uint.Parse(Items[i].Raw);
+                return ids;
+            }
+
+            public static Json Parse(string text)
+            {
+                int i = 0;
+                return Value(text, ref i);
+            }
+
+            private static void Ws(string t, ref int i)
+            {
+                while (i < t.Length && char.IsWhiteSpace(t[i])) i++;
+            }
+
+            private static string Str(string t, ref int i)
+            {
+                if (t[i] != '"') throw new FormatException("string expected at " + i);
+                i++;
+                var sb = new StringBuilder();
+                while (t[i] != '"')
+                {
+                    char c = t[i++];
+                    if (c != '\\') { sb.Append(c); continue; }
+                    char e = t[i++];
+                    switch (e)
+                    {
+                        case 'n': sb.Append('\n'); break;
+                        case 't': sb.Append('\t'); break;
+                        case 'r': sb.Append('\r'); break;
+                        case 'b': sb.Append('\b'); break;
+                        case 'f': sb.Append('\f'); break;
+                        case 'u':
+                            sb.Append((char)Convert.ToInt32(t.Substring(i, 4), 16)); // UTF-16 units: pairs join up
+                            i += 4;
+                            break;
+                        default: sb.Append(e); break;
+                    }
+                }
+                i++;
+                return sb.ToString();
+            }
+
+            private static Json Value(string t, ref int i)
+            {
+                Ws(t, ref i);
+                var v = new Json();
+                int start = i;
+                char c = t[i];
+                if (c == '{' || c == '[')
+                {
+                    v.Type = c == '{' ? Kind.Object : Kind.Array;
+                    char close = c == '{' ? '}' : ']';
+                    i++;
+                    Ws(t, ref i);
+                    while (t[i] != close)
+                    {
+                        if (v.Type == Kind.Object)
+                        {
+                            Ws(t, ref i);
+                            v.Keys.Add(Str(t, ref i));
+                            Ws(t, ref i);
+                            if (t[i++] != ':') throw new FormatException(": expected at " + i);
+                        }
+                        v.Items.Add(Value(t, ref i));
+                        Ws(t, ref i);
+                        if (t[i] == ',') i++;
+                        Ws(t, ref i);
+                    }
+                    i++;
+                }
+                else if (c == '"')
+                {
+                    v.Type = Kind.String;
+                    v.S = Str(t, ref i);
+                }
+                else if (string.CompareOrdinal(t, i, "true", 0, 4) == 0 || string.CompareOrdinal(t, i, "false", 0, 5) == 0)
+                {
+                    v.Type = Kind.Bool;
+                    v.B = c == 't';
+                    i += v.B ? 4 : 5;
+                }
+                else if (string.CompareOrdinal(t, i, "null", 0, 4) == 0)
+                {
+                    i += 4;
+                }
+                else
+                {
+                    v.Type = Kind.Number;
+                    while (i < t.Length && "+-.eE0123456789".IndexOf(t[i]) >= 0) i++;
+                    if (i == start) throw new FormatException("value expected at " + i);
+                }
+                v.Raw = t.Substring(start, i - start);
+                return v;
+            }
+        }
+
+        // tests/chat, beside models/fixtures.
+        private static string ChatDir(params string[] parts)
+        {
+            string dir = Path.Combine(Path.Combine(Path.Combine(fixtures, ".."), ".."), Path.Combine("tests", "chat"));
+            foreach (string p in parts) dir = Path.Combine(dir, p);
+            return dir;
+        }
+
+        private static Json LoadJson(string path)
+        {
+            return Json.Parse(File.ReadAllText(path, Encoding.UTF8));
+        }
+
+        private static List<ChatMessage> MessagesOf(Json conversation)
+        {
+            var msgs = new List<ChatMessage>();
+            foreach (Json m in conversation.Items) msgs.Add(new ChatMessage(m["role"].S, m["content"].S));
+            return msgs;
+        }
+
+        // Every tests/chat/*.json: its tokenizer_config.json beside the fixture tokenizer (as a
+        // model folder), every conversation with and without the generation prompt, byte for byte.
+        private static void ChatTemplatesMatchTransformers()
+        {
+            string scratch = Path.Combine(Path.GetTempPath(), "specdec-cs-chat-" + Process.GetCurrentProcess().Id);
+            int files = 0, cases = 0, raised = 0;
+            var utf8 = new UTF8Encoding(false);
+            try
+            {
+                foreach (string file in Directory.GetFiles(ChatDir(), "*.json"))
+                {
+                    Json data = LoadJson(file);
+                    if (Directory.Exists(scratch)) Directory.Delete(scratch, true);
+                    Directory.CreateDirectory(scratch);
+                    File.Copy(Path.Combine(Fixture("llama"), "tokenizer.json"), Path.Combine(scratch, "tokenizer.json"));
+                    File.WriteAllText(Path.Combine(scratch, "tokenizer_config.json"), data["tokenizer_config"].Raw, utf8);
+                    using (Tokenizer tok = Tokenizer.Load(scratch))
+                    {
+                        foreach (Json c in data["cases"].Items)
+                        {
+                            string conv = c["conversation"].S;
+                            bool agp = c["add_generation_prompt"].B;
+                            string where = Path.GetFileName(file) + "/" + conv + "/agp=" + agp;
+                            List<ChatMessage> msgs = MessagesOf(data["conversations"][conv]);
+                            if (c.Has("expected"))
+                            {
+                                CheckEq(tok.ApplyChatTemplate(msgs, agp), c["expected"].S, where);
+                            }
+                            else
+                            {
+                                SpecdecException e = Catch(() => tok.ApplyChatTemplate(msgs, agp));
+                                Check(e != null && e.Code == Status.Tokenizer && e.Message.Contains(c["error"].S),
+                                      where + ": raises " + c["error"].S);
+                                raised++;
+                            }
+                            cases++;
+                        }
+                    }
+                    files++;
+                }
+            }
+            finally
+            {
+                if (Directory.Exists(scratch)) Directory.Delete(scratch, true);
+            }
+            Check(files >= 7, "tests/chat files: " + files);
+            Check(cases >= 42, "cases: " + cases);
+            Check(raised >= 2, "raise_exception cases: " + raised);
+        }
+
+        private static void SetChatTemplateOverrides()
+        {
+            Json qwen = LoadJson(ChatDir("qwen2.json"));
+            using (Tokenizer tok = Tokenizer.Load(ChatDir("bos")))
+            {
+                List<ChatMessage> conv = MessagesOf(qwen["conversations"]["system_user_assistant_user"]);
+                Check(tok.ApplyChatTemplate(conv, false).StartsWith("<|endoftext|><|start_header_id|>system", StringComparison.Ordinal),
+                      "the folder's template");
+                tok.SetChatTemplate(qwen["tokenizer_config"]["chat_template"].S);
+                int n = 0;
+                foreach (Json c in qwen["cases"].Items)
+                {
+                    CheckEq(tok.ApplyChatTemplate(MessagesOf(qwen["conversations"][c["conversation"].S]), c["add_generation_prompt"].B),
+                            c["expected"].S, "qwen2 " + c["conversation"].S);
+                    n++;
+                }
+                CheckEq(n, 6, "qwen2 cases");
+                // Refused templates leave the one in use.
+                string before = tok.ApplyChatTemplate(conv, true);
+                CheckCode(() => tok.SetChatTemplate("{% for m in messages %}"), Status.Tokenizer, "does not compile");
+                CheckCode(() => tok.SetChatTemplate("{{ 1 }}\0x"), Status.InvalidArgument, "NUL in a template");
+                CheckCode(() => tok.SetChatTemplate("\ud800"), Status.InvalidUtf8, "lone surrogate in a template");
+                CheckEq(tok.ApplyChatTemplate(conv, true), before, "template unchanged");
+                // raise_exception; the special tokens stay the folder's; no messages.
+                tok.SetChatTemplate("{{ bos_token }}{% if messages[0].role != 'user' %}{{ raise_exception('roles must alternate') }}{% endif %}");
+                SpecdecException e = Catch(() => tok.ApplyChatTemplate(conv, true));
+                Check(e != null && e.Code == Status.Tokenizer && e.Message.Contains("roles must alternate"), "raise_exception");
+                CheckEq(tok.ApplyChatTemplate(new[] { new ChatMessage("user", "hi") }, false), "<|endoftext|>", "bos_token");
+                tok.SetChatTemplate("[{{ messages | length }}]");
+                CheckEq(tok.ApplyChatTemplate(new ChatMessage[0], true), "[0]", "no messages");
+                CheckCode(() => tok.ApplyChatTemplate(new[] { new ChatMessage("user", "a\0b") }, true), Status.InvalidArgument, "NUL in a message");
+                CheckCode(() => tok.ApplyChatTemplate(new[] { new ChatMessage("us\udc00", "hi") }, true), Status.InvalidUtf8, "lone surrogate in a message");
+                try
+                {
+                    tok.ApplyChatTemplate(new[] { default(ChatMessage) }, true);
+                    Check(false, "default(ChatMessage) is refused");
+                }
+                catch (ArgumentNullException)
+                {
+                }
+            }
+        }
+
+        private static void ChatTemplateBufferRetry()
+        {
+            using (Tokenizer tok = Tokenizer.Load(ChatDir("bos")))
+            {
+                // Far longer than the first guess: the exact-size retry.
+                tok.SetChatTemplate("{% for i in range(500) %}{{ messages[0].content }}{% endfor %}");
+                var want = new StringBuilder();
+                for (int i = 0; i < 500; i++) want.Append("caf\u00e9!");
+                CheckEq(tok.ApplyChatTemplate(new[] { new ChatMessage("user", "caf\u00e9!") }, false), want.ToString(), "long prompt");
+                tok.SetChatTemplate("");
+                CheckEq(tok.ApplyChatTemplate(new[] { new ChatMessage("user", "x") }, true), "", "empty template");
+            }
+            // No template at all.
+            SpecdecException e = Catch(() => tokenizer.ApplyChatTemplate(new[] { new ChatMessage("user", "hi") }, true));
+            Check(e != null && e.Code == Status.Tokenizer && e.Message.Contains("no chat template"), "no template");
+        }
+
+        private static void SpecialTokensMatchTransformers()
+        {
+            Json exp = LoadJson(ChatDir("bos", "expected.json"));
+            using (Tokenizer tok = Tokenizer.Load(ChatDir("bos")))
+            {
+                string text = exp["text"].S;
+                uint[] with = exp["with_special_tokens"].Ids();
+                CheckEq(with.Length, 11, "expected.json ids");
+                CheckTokens(tok.Encode(text, true), with, "with special tokens");
+                CheckTokens(tok.Encode(text, false), exp["without_special_tokens"].Ids(), "without special tokens");
+                CheckTokens(tok.Encode(text), exp["without_special_tokens"].Ids(), "Encode(text)");
+                CheckTokens(tok.Encode("", true), new uint[] { 0 }, "empty, with special tokens");
+                CheckTokens(tok.Encode("", false), new uint[0], "empty, without");
+                CheckEq(tok.Decode(with, false), exp["decode_keep_special"].S, "keep special");
+                CheckEq(tok.Decode(with, true), exp["decode_skip_special"].S, "skip special");
+                CheckEq(tok.Decode(with), exp["decode_skip_special"].S, "Decode(ids)");
+                CheckEq(tok.Decode(new uint[0], false), "", "no ids");
+                CheckCode(() => tok.Decode(new uint[] { 512 }, false), Status.TokenOutOfRange, "id 512");
+                CheckCode(() => tok.Encode("bad \ud800", true), Status.InvalidUtf8, "lone surrogate");
+                // The chat prompt holds its BOS already: encode it without special tokens.
+                string chat = tok.ApplyChatTemplate(new List<ChatMessage> { new ChatMessage("user", "Hello!") }, true);
+                CheckEq(chat, exp["prompt"].S, "chat prompt");
+                uint[] ids = tok.Encode(chat, false);
+                CheckTokens(ids, exp["prompt_ids"].Ids(), "chat prompt ids");
+                CheckEq(tok.Decode(ids, false), exp["prompt_decode_keep_special"].S, "chat prompt decoded");
+            }
+        }
+
+        private static void TokenIdLookupMatchesTransformers()
+        {
+            Json exp = LoadJson(ChatDir("bos", "expected.json"));
+            using (Tokenizer tok = Tokenizer.Load(ChatDir("bos")))
+            {
+                Json tokens = exp["tokens"];
+                CheckEq(tokens.Keys.Count, 4, "expected.json tokens");
+                for (int i = 0; i < tokens.Keys.Count; i++)
+                {
+                    string token = tokens.Keys[i];
+                    uint? id = tok.TokenToId(token);
+                    if (tokens.Items[i].Type == Json.Kind.Null)
+                    {
+                        Check(!id.HasValue, token + ": not in the vocabulary");
+                        continue;
+                    }
+                    uint want = uint.Parse(tokens.Items[i].Raw);
+                    CheckEq(id, (uint?)want, token);
+                    CheckEq(tok.IdToToken(want), token, "IdToToken " + want);
+                }
+                Check(!tok.TokenToId("no such token").HasValue, "a missing token is not an error");
+                Check(!tok.TokenToId("").HasValue, "empty token");
+                CheckCode(() => tok.TokenToId("\ud800"), Status.InvalidUtf8, "lone surrogate");
+                CheckCode(() => tok.IdToToken((uint)tok.VocabSize), Status.TokenOutOfRange, "id past the vocabulary");
+                // Tokens of 42 bytes and of exactly 32 (the first buffer holds 32 and the NUL).
+                string t42 = "\u010a" + new string('\u0120', 20), t32 = "\u010a" + new string('\u0120', 15);
+                CheckEq(tok.IdToToken(389), t42, "42-byte token (retry)");
+                CheckEq(tok.IdToToken(331), t32, "32-byte token (fits)");
+                CheckEq(tok.TokenToId(t42), (uint?)389, "TokenToId of a long token");
+            }
+            Tokenizer disposed = Tokenizer.Load(ChatDir("bos"));
+            disposed.Dispose();
+            foreach (Action a in new Action[]
+                     {
+                         () => disposed.ApplyChatTemplate(new ChatMessage[0], true), () => disposed.SetChatTemplate("x"),
+                         () => disposed.Encode("x", true), () => disposed.Decode(new uint[] { 1 }, false),
+                         () => disposed.TokenToId("x"), () => disposed.IdToToken(0),
+                     })
+            {
+                try
+                {
+                    a();
+                    Check(false, "a disposed tokenizer throws");
+                }
+                catch (ObjectDisposedException)
+                {
+                }
+            }
+        }
+
         private static void StreamingEqualsOneShotDecode()
         {
             // GenerateText concatenated equals the one-shot decode of the generated tokens.
@@ -1446,6 +1780,11 @@ namespace Specdec.Examples
                 new KeyValuePair<string, Action>("cancellation", CancelFromTimerMidGeneration),
                 new KeyValuePair<string, Action>("callback_exception_propagates", CallbackExceptionPropagates),
                 new KeyValuePair<string, Action>("tokenizer_round_trip", TokenizerRoundTrip),
+                new KeyValuePair<string, Action>("chat_templates_match_transformers", ChatTemplatesMatchTransformers),
+                new KeyValuePair<string, Action>("set_chat_template_overrides", SetChatTemplateOverrides),
+                new KeyValuePair<string, Action>("chat_template_buffer_retry", ChatTemplateBufferRetry),
+                new KeyValuePair<string, Action>("special_tokens_match_transformers", SpecialTokensMatchTransformers),
+                new KeyValuePair<string, Action>("token_id_lookup_matches_transformers", TokenIdLookupMatchesTransformers),
                 new KeyValuePair<string, Action>("streaming_equals_one_shot_decode", StreamingEqualsOneShotDecode),
                 new KeyValuePair<string, Action>("stats_are_sane", StatsAreSane),
                 new KeyValuePair<string, Action>("stop_tokens_and_eos", StopTokensAndEos),

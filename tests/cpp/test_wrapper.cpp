@@ -26,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -623,6 +625,313 @@ TEST(tokenizer_round_trip) {
     CHECK(tok.encode("").empty());
     CHECK(tok.decode(std::vector<uint32_t>{}).empty());
     CHECK(tok.decode({0}).empty());  // <|endoftext|> is special: skipped
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat templates and special tokens (tests/chat: transformers' renderings and ids)
+
+// Just enough JSON for tests/chat/*.json: values keep their source text (raw) too.
+struct Json {
+    enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
+    bool b = false;
+    std::string s;                  // a String
+    std::vector<std::string> keys;  // an Object's keys, in order, beside items
+    std::vector<Json> items;        // an Array's elements or an Object's values
+    std::string raw;
+
+    const Json& operator[](const std::string& key) const {
+        for (size_t i = 0; i < keys.size(); ++i)
+            if (keys[i] == key) return items[i];
+        throw std::runtime_error("no key " + key);
+    }
+    const Json& operator[](size_t i) const { return items.at(i); }
+    std::vector<uint32_t> ids() const {
+        std::vector<uint32_t> out;
+        for (const Json& v : items) out.push_back(static_cast<uint32_t>(std::stoul(v.raw)));
+        return out;
+    }
+};
+
+struct JsonParser {
+    const std::string& t;
+    size_t i = 0;
+
+    void ws() {
+        while (i < t.size() && std::strchr(" \t\r\n", t[i])) ++i;
+    }
+    [[noreturn]] void fail() { throw std::runtime_error("bad JSON at " + std::to_string(i)); }
+    static void put_utf8(std::string& o, uint32_t c) {
+        if (c < 0x80) {
+            o += static_cast<char>(c);
+        } else if (c < 0x800) {
+            o += static_cast<char>(0xC0 | (c >> 6));
+            o += static_cast<char>(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            o += static_cast<char>(0xE0 | (c >> 12));
+            o += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+            o += static_cast<char>(0x80 | (c & 0x3F));
+        } else {
+            o += static_cast<char>(0xF0 | (c >> 18));
+            o += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+            o += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+            o += static_cast<char>(0x80 | (c & 0x3F));
+        }
+    }
+    uint32_t hex4() {
+        if (i + 4 > t.size()) fail();
+        uint32_t c = static_cast<uint32_t>(std::stoul(t.substr(i, 4), nullptr, 16));
+        i += 4;
+        return c;
+    }
+    std::string str() {
+        if (t[i] != '"') fail();
+        ++i;
+        std::string o;
+        while (i < t.size() && t[i] != '"') {
+            char c = t[i++];
+            if (c != '\\') {
+                o += c;
+                continue;
+            }
+            char e = t.at(i++);
+            switch (e) {
+                case 'n': o += '\n'; break;
+                case 't': o += '\t'; break;
+                case 'r': o += '\r'; break;
+                case 'b': o += '\b'; break;
+                case 'f': o += '\f'; break;
+                case 'u': {
+                    uint32_t cp = hex4();
+                    if (cp >= 0xD800 && cp < 0xDC00 && t.compare(i, 2, "\\u") == 0) {
+                        i += 2;
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4() - 0xDC00);
+                    }
+                    put_utf8(o, cp);
+                    break;
+                }
+                default: o += e;  // " \ /
+            }
+        }
+        if (i >= t.size()) fail();
+        ++i;
+        return o;
+    }
+    Json value() {
+        ws();
+        if (i >= t.size()) fail();
+        Json v;
+        size_t start = i;
+        char c = t[i];
+        if (c == '{' || c == '[') {
+            v.kind = c == '{' ? Json::Object : Json::Array;
+            ++i;
+            ws();
+            char close = c == '{' ? '}' : ']';
+            while (t.at(i) != close) {
+                if (v.kind == Json::Object) {
+                    ws();
+                    v.keys.push_back(str());
+                    ws();
+                    if (t.at(i++) != ':') fail();
+                }
+                v.items.push_back(value());
+                ws();
+                if (t.at(i) == ',') ++i;
+                ws();
+            }
+            ++i;
+        } else if (c == '"') {
+            v.kind = Json::String;
+            v.s = str();
+        } else if (t.compare(i, 4, "true") == 0 || t.compare(i, 5, "false") == 0) {
+            v.kind = Json::Bool;
+            v.b = t[i] == 't';
+            i += v.b ? 4 : 5;
+        } else if (t.compare(i, 4, "null") == 0) {
+            i += 4;
+        } else {
+            v.kind = Json::Number;
+            while (i < t.size() && std::strchr("+-.eE0123456789", t[i])) ++i;
+            if (i == start) fail();
+        }
+        v.raw = t.substr(start, i - start);
+        return v;
+    }
+};
+
+std::string read_file(const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    if (!f) throw std::runtime_error("cannot read " + p.string());
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+Json load_json(const std::filesystem::path& p) {
+    std::string text = read_file(p);
+    JsonParser parser{text};
+    return parser.value();
+}
+
+// tests/chat, beside models/fixtures.
+std::filesystem::path chat_dir() { return std::filesystem::path(g_fixtures) / ".." / ".." / "tests" / "chat"; }
+
+std::vector<specdec::ChatMessage> messages_of(const Json& conversation) {
+    std::vector<specdec::ChatMessage> out;
+    for (const Json& m : conversation.items) out.push_back({m["role"].s, m["content"].s});
+    return out;
+}
+
+// Every tests/chat/*.json: its tokenizer_config.json beside the fixture tokenizer (as a model
+// folder), every conversation with and without the generation prompt, byte for byte.
+TEST(chat_templates_match_transformers) {
+    namespace fs = std::filesystem;
+    fs::path scratch = fs::temp_directory_path() / ("specdec-cpp-chat-" + std::to_string(::getpid()));
+    int files = 0, cases = 0, errors = 0;
+    for (const auto& entry : fs::directory_iterator(chat_dir())) {
+        if (entry.path().extension() != ".json") continue;
+        Json data = load_json(entry.path());
+        fs::remove_all(scratch);
+        fs::create_directories(scratch);
+        fs::copy_file(fixture("llama") + "/tokenizer.json", scratch / "tokenizer.json");
+        std::ofstream(scratch / "tokenizer_config.json", std::ios::binary) << data["tokenizer_config"].raw;
+        specdec::Tokenizer tok = specdec::Tokenizer::load(scratch.string());
+        for (const Json& c : data["cases"].items) {
+            std::vector<specdec::ChatMessage> msgs = messages_of(data["conversations"][c["conversation"].s]);
+            bool agp = c["add_generation_prompt"].b;
+            const std::string where = entry.path().filename().string() + "/" + c["conversation"].s + (agp ? "/agp" : "");
+            bool want_error = std::find(c.keys.begin(), c.keys.end(), "error") != c.keys.end();
+            try {
+                std::string got = tok.apply_chat_template(msgs, agp);
+                if (want_error || got != c["expected"].s) {
+                    std::fprintf(stderr, "    %s: got [%s]\n", where.c_str(), got.c_str());
+                    ++g_check_failures;
+                }
+            } catch (const specdec::Error& e) {
+                bool ok = want_error && e.code() == SPECDEC_STATUS_TOKENIZER &&
+                          std::string(e.what()).find(c["error"].s) != std::string::npos;
+                if (!ok) {
+                    std::fprintf(stderr, "    %s: %s %s\n", where.c_str(), e.code_name(), e.what());
+                    ++g_check_failures;
+                }
+                errors += ok;
+            }
+            ++cases;
+        }
+        ++files;
+    }
+    fs::remove_all(scratch);
+    CHECK(files >= 7);
+    CHECK(cases >= 42);
+    CHECK(errors >= 2);  // mistral's raise_exception
+}
+
+TEST(set_chat_template_overrides_the_folders) {
+    Json qwen = load_json(chat_dir() / "qwen2.json");
+    const std::string bos_dir = (chat_dir() / "bos").string();
+    specdec::Tokenizer tok = specdec::Tokenizer::load(bos_dir);
+    std::vector<specdec::ChatMessage> msgs = messages_of(qwen["conversations"]["system_user_assistant_user"]);
+    CHECK(tok.apply_chat_template(msgs, false).rfind("<|endoftext|><|start_header_id|>system", 0) == 0);
+    tok.set_chat_template(qwen["tokenizer_config"]["chat_template"].s);
+    int checked = 0;
+    for (const Json& c : qwen["cases"].items) {
+        std::vector<specdec::ChatMessage> m = messages_of(qwen["conversations"][c["conversation"].s]);
+        CHECK_EQ(tok.apply_chat_template(m, c["add_generation_prompt"].b), c["expected"].s);
+        ++checked;
+    }
+    CHECK_EQ(checked, 6);
+    // A template that does not compile, or holds a NUL, is refused and the one in use stays.
+    const std::string before = tok.apply_chat_template(msgs, true);
+    CHECK_CODE(tok.set_chat_template("{% for m in messages %}"), SPECDEC_STATUS_TOKENIZER);
+    CHECK_CODE(tok.set_chat_template(std::string("{{ 1 }}\0x", 9)), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(tok.set_chat_template("\xe2\x82"), SPECDEC_STATUS_INVALID_UTF8);
+    CHECK_EQ(tok.apply_chat_template(msgs, true), before);
+    // raise_exception's message; the special tokens stay the folder's; no messages at all.
+    tok.set_chat_template("{{ bos_token }}{% if messages[0].role != 'user' %}{{ raise_exception('roles must alternate') }}{% endif %}");
+    try {
+        tok.apply_chat_template(msgs, true);
+        CHECK(false);
+    } catch (const specdec::Error& e) {
+        CHECK_EQ(e.code(), SPECDEC_STATUS_TOKENIZER);
+        CHECK(std::string(e.what()).find("roles must alternate") != std::string::npos);
+    }
+    CHECK_EQ(tok.apply_chat_template({{"user", "hi"}}, false), std::string("<|endoftext|>"));
+    tok.set_chat_template("[{{ messages | length }}]");
+    CHECK_EQ(tok.apply_chat_template({}, true), std::string("[0]"));
+    // Bad messages: a NUL byte, invalid UTF-8. No template at all.
+    CHECK_CODE(tok.apply_chat_template({{"user", std::string("a\0b", 3)}}, true), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(tok.apply_chat_template({{"us\xff", "hi"}}, true), SPECDEC_STATUS_INVALID_UTF8);
+    CHECK_CODE(shared().tokenizer.apply_chat_template({{"user", "hi"}}, true), SPECDEC_STATUS_TOKENIZER);
+    // Moved-from.
+    specdec::Tokenizer moved = std::move(tok);
+    CHECK_CODE(tok.apply_chat_template({}, true), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK_CODE(tok.set_chat_template("x"), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK_CODE(tok.encode_with("x", true), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK_CODE(tok.token_to_id("x"), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK_CODE(tok.id_to_token(0), SPECDEC_STATUS_NULL_PARAMETER);
+}
+
+TEST(chat_template_buffer_retry) {
+    specdec::Tokenizer tok = specdec::Tokenizer::load((chat_dir() / "bos").string());
+    // Far longer than the first guess (the messages' size plus a margin): the exact-size retry.
+    tok.set_chat_template("{% for i in range(500) %}{{ messages[0].content }}{% endfor %}");
+    std::string want;
+    for (int i = 0; i < 500; ++i) want += "caf\xc3\xa9!";
+    CHECK_EQ(tok.apply_chat_template({{"user", "caf\xc3\xa9!"}}, false), want);
+    tok.set_chat_template("");
+    CHECK_EQ(tok.apply_chat_template({{"user", "x"}}, true), std::string());
+}
+
+TEST(special_tokens_match_transformers) {
+    Json exp = load_json(chat_dir() / "bos" / "expected.json");
+    specdec::Tokenizer tok = specdec::Tokenizer::load((chat_dir() / "bos").string());
+    const std::string text = exp["text"].s;
+    const std::vector<uint32_t> with = exp["with_special_tokens"].ids();
+    CHECK_EQ(with.size(), size_t{11});
+    CHECK_EQ(tok.encode_with(text, true), with);
+    CHECK_EQ(tok.encode_with(text, false), exp["without_special_tokens"].ids());
+    CHECK_EQ(tok.encode(text), exp["without_special_tokens"].ids());
+    CHECK_EQ(tok.decode_with(with, false), exp["decode_keep_special"].s);
+    CHECK_EQ(tok.decode_with(with, true), exp["decode_skip_special"].s);
+    CHECK_EQ(tok.decode(with), exp["decode_skip_special"].s);
+    CHECK(tok.encode_with("", true) == std::vector<uint32_t>{0});
+    CHECK(tok.encode_with("", false).empty());
+    CHECK(tok.decode_with({}, false).empty());
+    CHECK_CODE(tok.decode_with({512}, false), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+    CHECK_CODE(tok.encode_with("bad \xff", true), SPECDEC_STATUS_INVALID_UTF8);
+    // The chat prompt holds its BOS already: encode it without special tokens.
+    std::string prompt = tok.apply_chat_template({{"user", "Hello!"}}, true);
+    CHECK_EQ(prompt, exp["prompt"].s);
+    std::vector<uint32_t> prompt_ids = tok.encode_with(prompt, false);
+    CHECK_EQ(prompt_ids, exp["prompt_ids"].ids());
+    CHECK_EQ(tok.decode_with(prompt_ids, false), exp["prompt_decode_keep_special"].s);
+}
+
+TEST(token_id_lookup_matches_transformers) {
+    Json exp = load_json(chat_dir() / "bos" / "expected.json");
+    specdec::Tokenizer tok = specdec::Tokenizer::load((chat_dir() / "bos").string());
+    const Json& tokens = exp["tokens"];
+    CHECK_EQ(tokens.keys.size(), size_t{4});
+    for (size_t i = 0; i < tokens.keys.size(); ++i) {
+        std::optional<uint32_t> id = tok.token_to_id(tokens.keys[i]);
+        if (tokens.items[i].kind == Json::Null) {
+            CHECK(!id.has_value());
+            continue;
+        }
+        uint32_t want = static_cast<uint32_t>(std::stoul(tokens.items[i].raw));
+        CHECK(id.has_value() && *id == want);
+        CHECK_EQ(tok.id_to_token(want), tokens.keys[i]);
+    }
+    CHECK(!tok.token_to_id("no such token").has_value());  // not an error
+    CHECK(!tok.token_to_id("").has_value());
+    CHECK_CODE(tok.token_to_id("\xe2\x82"), SPECDEC_STATUS_INVALID_UTF8);
+    CHECK_CODE(tok.id_to_token(static_cast<uint32_t>(tok.vocab_size())), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+    // Tokens of 42 and of exactly 32 bytes (the first buffer holds 32 + NUL): the retry and the fit.
+    std::string nl = "\xc4\x8a", sp = "\xc4\xa0";
+    std::string t42 = nl, t32 = nl;
+    for (int i = 0; i < 20; ++i) t42 += sp;
+    for (int i = 0; i < 15; ++i) t32 += sp;
+    CHECK_EQ(tok.id_to_token(389), t42);
+    CHECK_EQ(tok.id_to_token(331), t32);
+    CHECK(tok.token_to_id(t42) == std::optional<uint32_t>(389));
 }
 
 TEST(stream_decoder_equals_one_shot_decode) {
