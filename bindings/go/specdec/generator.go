@@ -29,6 +29,9 @@ const (
 	FinishStopSequence FinishReason = C.SPECDEC_FINISH_REASON_STOP_SEQUENCE
 	// FinishStopped: the callback asked to stop.
 	FinishStopped FinishReason = C.SPECDEC_FINISH_REASON_STOPPED
+	// FinishLength: the sequence fills the context (only with WithFinishAtContextLimit;
+	// otherwise the next iteration fails with ErrContextLimit).
+	FinishLength FinishReason = C.SPECDEC_FINISH_REASON_LENGTH
 )
 
 func (r FinishReason) String() string {
@@ -43,6 +46,8 @@ func (r FinishReason) String() string {
 		return "stop_sequence"
 	case FinishStopped:
 		return "stopped"
+	case FinishLength:
+		return "length"
 	}
 	return fmt.Sprintf("FinishReason(%d)", uint32(r))
 }
@@ -68,6 +73,9 @@ type Stats struct {
 	// Alpha is the paper's acceptance rate per verified position: Accepted / (Accepted + Rejected)
 	// (proposals after a rejection are never judged and do not count).
 	Alpha float64
+	// TimeToFirstToken of the latest generation: from the start of its first iteration (prefill
+	// included) to the end of the iteration that produced its first token; 0 until then.
+	TimeToFirstToken time.Duration
 }
 
 // Generator holds one sequence being generated. It is not meant for concurrent use (one goroutine
@@ -362,6 +370,7 @@ func (g *Generator) Stats() Stats {
 		TotalTime:           secs(s.total_seconds),
 		Rejected:            uint64(s.rejected),
 		Alpha:               float64(s.alpha),
+		TimeToFirstToken:    secs(s.time_to_first_token_seconds),
 	}
 }
 

@@ -32,6 +32,7 @@ type modelOptions struct {
 	ioBinding    *bool
 	spinning     *bool
 	optLevel     *int
+	contextLimit *int
 }
 
 // WithDevice selects the execution provider: "cpu" (default), "cuda" or "cuda:N". CUDA where it
@@ -153,6 +154,17 @@ func (o *modelOptions) native() (*C.specdec_model_options, error) {
 		func() error {
 			return setBool(o.spinning, func(b C.bool, e **C.specdec_error) C.specdec_status {
 				return C.specdec_model_options_set_spinning(copts, b, e)
+			})
+		},
+		func() error {
+			if o.contextLimit == nil {
+				return nil
+			}
+			if *o.contextLimit < 0 {
+				return invalidArg("context limit %d is negative", *o.contextLimit)
+			}
+			return setOption(func(e **C.specdec_error) C.specdec_status {
+				return C.specdec_model_options_set_context_limit(copts, C.size_t(*o.contextLimit), e)
 			})
 		},
 		func() error {
