@@ -47,6 +47,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -268,6 +269,14 @@ public:
     }
     ModelOptions&& optimization_level(uint32_t level) && { return std::move(optimization_level(level)); }
 
+    // Use `n_tokens` as the context limit whatever config.json and the graph say; 0 (the default)
+    // takes config.json's, else a learned position table's rows, else 2048 with a warning.
+    ModelOptions& context_limit(size_t n_tokens) & {
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_context_limit(h_.get(), n_tokens, e); });
+        return *this;
+    }
+    ModelOptions&& context_limit(size_t n_tokens) && { return std::move(context_limit(n_tokens)); }
+
     const specdec_model_options* get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
 
@@ -277,6 +286,14 @@ private:
 
 // ---------------------------------------------------------------------------------------------
 // Model
+
+// Where a model's context limit comes from (Model::context_limit_source).
+enum class ContextLimitSource : uint32_t {
+    Config = SPECDEC_CONTEXT_LIMIT_SOURCE_CONFIG,    // config.json
+    Graph = SPECDEC_CONTEXT_LIMIT_SOURCE_GRAPH,      // a learned position table's rows
+    Options = SPECDEC_CONTEXT_LIMIT_SOURCE_OPTIONS,  // ModelOptions::context_limit
+    Default = SPECDEC_CONTEXT_LIMIT_SOURCE_DEFAULT,  // nothing stated it: 2048 assumed
+};
 
 // A loaded decoder model (a folder with model.onnx, config.json, generation_config.json, or an
 // .onnx file). Owns one specdec_model handle; move-only. Immutable and thread-safe: share it by
@@ -296,6 +313,58 @@ public:
         return Model(out);
     }
 
+    // Load a single-file model (no external data) from `size` bytes at `data` (which may be freed
+    // once this returns), with the texts of its config.json and generation_config.json (empty:
+    // none). No tokenizer fingerprint. Throws as load(), SPECDEC_STATUS_NULL_PARAMETER for no
+    // data, SPECDEC_STATUS_IO for invalid JSON.
+    static Model load_from_memory(const void* data, size_t size, std::string_view config_json = {},
+                                  std::string_view generation_config_json = {},
+                                  const ModelOptions& options = ModelOptions()) {
+        detail::ensure_abi();
+        if (!options) detail::throw_moved_from("ModelOptions");
+        std::string cfg = detail::c_string(config_json, "config_json");
+        std::string gen = detail::c_string(generation_config_json, "generation_config_json");
+        specdec_model* out = nullptr;
+        detail::call([&](specdec_error** e) {
+            return specdec_model_load_from_memory(data, size, config_json.empty() ? nullptr : cfg.c_str(),
+                                                  generation_config_json.empty() ? nullptr : gen.c_str(), options.get(),
+                                                  &out, e);
+        });
+        return Model(out);
+    }
+    static Model load_from_memory(const std::vector<uint8_t>& data, std::string_view config_json = {},
+                                  std::string_view generation_config_json = {},
+                                  const ModelOptions& options = ModelOptions()) {
+        return load_from_memory(data.data(), data.size(), config_json, generation_config_json, options);
+    }
+
+    // Metadata (thread-safe; empty / 0 / nullopt for a moved-from Model).
+    // End-of-sequence ids (generation_config.json, else config.json).
+    std::vector<uint32_t> eos_ids() const {
+        if (!h_) return {};
+        const uint32_t* ids = nullptr;
+        size_t n = 0;
+        detail::call([&](specdec_error** e) { return specdec_model_eos_ids(h_.get(), &ids, &n, e); });
+        return std::vector<uint32_t>(ids, ids + n);
+    }
+    // The BOS / padding id, or nullopt when none is stated.
+    std::optional<uint32_t> bos_id() const noexcept { return opt_id(specdec_model_bos_id(h_.get())); }
+    std::optional<uint32_t> pad_id() const noexcept { return opt_id(specdec_model_pad_id(h_.get())); }
+    // config.json's architectures[0] (e.g. "LlamaForCausalLM"), else its model_type; "" if unknown.
+    std::string architecture() const { return specdec_model_architecture(h_.get()); }
+    size_t layer_count() const noexcept { return specdec_model_layer_count(h_.get()); }
+    size_t kv_head_count() const noexcept { return specdec_model_kv_head_count(h_.get()); }
+    size_t head_size() const noexcept { return specdec_model_head_size(h_.get()); }
+    // Bytes of KV cache one token takes (keys and values of every layer).
+    size_t kv_bytes_per_token() const noexcept { return specdec_model_kv_bytes_per_token(h_.get()); }
+    // "float32", "float16" or "bfloat16" (static storage).
+    std::string_view kv_dtype() const noexcept { return specdec_model_kv_dtype(h_.get()); }
+    // "cpu" or "cuda:N".
+    std::string device() const { return specdec_model_device(h_.get()); }
+    ContextLimitSource context_limit_source() const noexcept {
+        return static_cast<ContextLimitSource>(specdec_model_context_limit_source(h_.get()));
+    }
+
     // 0 for a moved-from Model.
     size_t vocab_size() const noexcept { return specdec_model_vocab_size(h_.get()); }
     size_t context_limit() const noexcept { return specdec_model_context_limit(h_.get()); }
@@ -308,6 +377,9 @@ public:
 
 private:
     explicit Model(specdec_model* h) noexcept : h_(h) {}
+    static std::optional<uint32_t> opt_id(int64_t v) noexcept {
+        return v < 0 ? std::nullopt : std::optional<uint32_t>(static_cast<uint32_t>(v));
+    }
     std::unique_ptr<specdec_model, detail::Deleter<specdec_model, specdec_model_free>> h_;
 };
 
@@ -644,11 +716,82 @@ public:
         return set([&](auto c, auto e) { return specdec_gen_config_set_kv_memory_limit(c, bytes, e); });
     }
     GenConfig&& kv_memory_limit(uint64_t bytes) && { return std::move(kv_memory_limit(bytes)); }
+    // Record each generated token's log-probabilities with its `top_n` most likely alternatives
+    // (Generator::logprobs; at most SPECDEC_MAX_LOGPROBS); 0 turns them off (default). Changes no
+    // generated token.
+    GenConfig& logprobs(uint32_t top_n) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_logprobs(c, top_n, e); });
+    }
+    GenConfig&& logprobs(uint32_t top_n) && { return std::move(logprobs(top_n)); }
+    // Whether append() throws SPECDEC_STATUS_CONTEXT_LIMIT when fewer than max_new_tokens fit
+    // after the prompt (default false: room for one token is enough).
+    GenConfig& reserve_max_new_tokens(bool reserve) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_reserve_max_new_tokens(c, reserve, e); });
+    }
+    GenConfig&& reserve_max_new_tokens(bool reserve) && { return std::move(reserve_max_new_tokens(reserve)); }
+    // Whether a generation filling the context ends with SPECDEC_FINISH_REASON_LENGTH (true) or
+    // its next iteration throws SPECDEC_STATUS_CONTEXT_LIMIT (false, the default).
+    GenConfig& finish_at_context_limit(bool finish) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_finish_at_context_limit(c, finish, e); });
+    }
+    GenConfig&& finish_at_context_limit(bool finish) && { return std::move(finish_at_context_limit(finish)); }
+
+    // Getters (0 / false / empty for a moved-from GenConfig).
+    uint32_t gamma() const noexcept { return specdec_gen_config_get_gamma(h_.get()); }
+    float temperature() const noexcept { return specdec_gen_config_get_temperature(h_.get()); }
+    uint32_t top_k() const noexcept { return specdec_gen_config_get_top_k(h_.get()); }
+    float top_p() const noexcept { return specdec_gen_config_get_top_p(h_.get()); }
+    float min_p() const noexcept { return specdec_gen_config_get_min_p(h_.get()); }
+    float repetition_penalty() const noexcept { return specdec_gen_config_get_repetition_penalty(h_.get()); }
+    uint64_t seed() const noexcept { return specdec_gen_config_get_seed(h_.get()); }
+    uint32_t max_new_tokens() const noexcept { return specdec_gen_config_get_max_new_tokens(h_.get()); }
+    DraftPolicy draft_policy() const noexcept { return static_cast<DraftPolicy>(specdec_gen_config_get_draft_policy(h_.get())); }
+    float confidence_stop() const noexcept { return specdec_gen_config_get_confidence_stop(h_.get()); }
+    uint64_t kv_memory_limit() const noexcept { return specdec_gen_config_get_kv_memory_limit(h_.get()); }
+    uint32_t logprobs() const noexcept { return specdec_gen_config_get_logprobs(h_.get()); }
+    bool reserve_max_new_tokens() const noexcept { return specdec_gen_config_get_reserve_max_new_tokens(h_.get()); }
+    bool finish_at_context_limit() const noexcept { return specdec_gen_config_get_finish_at_context_limit(h_.get()); }
+    // The EOS ids set with eos_ids(), or nullopt when the target's own apply (the default).
+    std::optional<std::vector<uint32_t>> eos_ids() const {
+        if (!h_) detail::throw_moved_from("GenConfig");
+        const uint32_t* ids = nullptr;
+        size_t n = 0;
+        bool from_model = false;
+        detail::call([&](specdec_error** e) { return specdec_gen_config_get_eos_ids(h_.get(), &ids, &n, &from_model, e); });
+        if (from_model) return std::nullopt;
+        return std::vector<uint32_t>(ids, ids + n);
+    }
+    // The stop sequences of tokens and the stop texts, in the order added.
+    std::vector<std::vector<uint32_t>> stop_tokens() const {
+        std::vector<std::vector<uint32_t>> out;
+        size_t count = specdec_gen_config_get_stop_token_count(h_.get());
+        for (size_t i = 0; i < count; i++) {
+            const uint32_t* ids = nullptr;
+            size_t n = 0;
+            detail::call([&](specdec_error** e) { return specdec_gen_config_get_stop_tokens(h_.get(), i, &ids, &n, e); });
+            out.emplace_back(ids, ids + n);
+        }
+        return out;
+    }
+    std::vector<std::string> stop_texts() const {
+        std::vector<std::string> out;
+        size_t count = specdec_gen_config_get_stop_text_count(h_.get());
+        for (size_t i = 0; i < count; i++) {
+            const char* t = specdec_gen_config_get_stop_text(h_.get(), i);
+            out.emplace_back(t ? t : "");
+        }
+        return out;
+    }
+
+    // Take ownership of a config made with the C API (e.g. specdec_generator_get_config).
+    static GenConfig adopt(specdec_gen_config* owned) noexcept { return GenConfig(owned); }
 
     const specdec_gen_config* get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
 
 private:
+    explicit GenConfig(specdec_gen_config* owned) noexcept : h_(owned) {}
+
     template <class F>
     GenConfig& set(F&& f) {
         detail::call([&](specdec_error** e) { return f(h_.get(), e); });
@@ -901,6 +1044,25 @@ namespace specdec {
 // Generation statistics (the C struct, with struct_size already set).
 using Stats = specdec_stats;
 using FinishReason = specdec_finish_reason;
+// One token's log-probabilities at one position, from the target's distribution there.
+using Logprob = specdec_logprob;
+// One round (iteration) of the current generation, timed from the generation's start.
+using Round = specdec_round;
+
+// The log-probabilities of a generation's last chosen.size() generated tokens (Generator::logprobs):
+// chosen[i] belongs to token tokens().size() - chosen.size() + i; its top_n most likely
+// alternatives, most likely first, are top[i * top_n, (i + 1) * top_n) (alternatives(i)).
+struct Logprobs {
+    std::vector<Logprob> chosen;
+    std::vector<Logprob> top;
+    size_t top_n = 0;
+
+    size_t size() const noexcept { return chosen.size(); }
+    bool empty() const noexcept { return chosen.empty(); }
+    std::vector<Logprob> alternatives(size_t i) const {
+        return std::vector<Logprob>(top.begin() + i * top_n, top.begin() + (i + 1) * top_n);
+    }
+};
 
 // One sequence being generated, speculatively (with a draft model or any Drafter) or target-only.
 // Owns one specdec_generator (with its KV caches); move-only. Not thread-safe: one thread at a time,
@@ -1022,10 +1184,85 @@ public:
         return s;
     }
 
+    // The log-probabilities of the current generation's tokens (GenConfig::logprobs turns them
+    // on; empty when off). Throws SPECDEC_STATUS_BUSY.
+    Logprobs logprobs() const {
+        const Logprob* chosen = nullptr;
+        const Logprob* top = nullptr;
+        size_t n = 0, top_n = 0;
+        detail::call([&](specdec_error** e) { return specdec_generator_logprobs(h_.get(), &chosen, &n, &top, &top_n, e); });
+        Logprobs out;
+        out.chosen.assign(chosen, chosen + n);
+        if (top && n && top_n) out.top.assign(top, top + n * top_n);
+        out.top_n = top_n;
+        return out;
+    }
+
+    // Rounds of the current generation so far, and one of them.
+    size_t round_count() const noexcept { return specdec_generator_round_count(h_.get()); }
+    Round round(size_t index) const {
+        Round r{};
+        r.struct_size = sizeof(Round);
+        detail::call([&](specdec_error** e) { return specdec_generator_round(h_.get(), index, &r, e); });
+        return r;
+    }
+    std::vector<Round> rounds() const {
+        std::vector<Round> out;
+        size_t n = round_count();
+        for (size_t i = 0; i < n; i++) out.push_back(round(i));
+        return out;
+    }
+
+    // Tokens that still fit in the context after the sequence.
+    size_t context_room() const noexcept { return specdec_generator_context_room(h_.get()); }
+
+    // Keep the first `n_tokens` tokens and forget the rest (KV caches too); within the current
+    // generation it continues from there, within the prompt the next generation starts after it.
+    // Throws SPECDEC_STATUS_INVALID_ARGUMENT (beyond the sequence; nothing changes).
+    void rewind(size_t n_tokens) {
+        detail::call([&](specdec_error** e) { return specdec_generator_rewind(h_.get(), n_tokens, e); });
+    }
+
+    // Replace the settings (between turns or iterations) with a copy of `config`; all or nothing.
+    void set_config(const GenConfig& config) {
+        if (!config) detail::throw_moved_from("GenConfig");
+        detail::call([&](specdec_error** e) { return specdec_generator_set_config(h_.get(), config.get(), e); });
+    }
+    // A copy of the current settings: change some and pass them to set_config().
+    GenConfig config() const {
+        specdec_gen_config* out = nullptr;
+        detail::call([&](specdec_error** e) { return specdec_generator_get_config(h_.get(), &out, e); });
+        return GenConfig::adopt(out);
+    }
+
+    // Feed the sequence to both models now, so that the next iteration or a fork() only computes
+    // what follows.
+    void prefill() {
+        detail::call([&](specdec_error** e) { return specdec_generator_prefill(h_.get(), e); });
+    }
+
+    // A new generator holding the first `n_tokens` tokens, their KV copied, starting a generation
+    // after them; with this generator's settings, or `config`. This one is not changed. Throws
+    // SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_CONTEXT_LIMIT, SPECDEC_STATUS_MEMORY_BUDGET,
+    // SPECDEC_STATUS_UNAVAILABLE (a drafter that cannot be forked), SPECDEC_STATUS_BUSY.
+    Generator fork(size_t n_tokens) const { return fork_with(n_tokens, nullptr); }
+    Generator fork(size_t n_tokens, const GenConfig& config) const {
+        if (!config) detail::throw_moved_from("GenConfig");
+        return fork_with(n_tokens, config.get());
+    }
+
     const specdec_generator* get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
 
 private:
+    Generator fork_with(size_t n_tokens, const specdec_gen_config* config) const {
+        specdec_generator* out = nullptr;
+        detail::call([&](specdec_error** e) { return specdec_generator_fork(h_.get(), n_tokens, config, &out, e); });
+        Generator g(out);
+        g.keep_ = keep_;
+        return g;
+    }
+
     template <class Fn>
     FinishReason generate_with(Fn* fn) {
         detail::CallbackState state{&detail::invoke_callback<Fn>, const_cast<void*>(static_cast<const void*>(fn)),
@@ -1050,7 +1287,7 @@ private:
     std::unique_ptr<specdec_generator, detail::Deleter<specdec_generator, specdec_generator_free>> h_;
 };
 
-// "none", "eos", "max_tokens", "stop_sequence", "stopped".
+// "none", "eos", "max_tokens", "stop_sequence", "stopped", "length".
 inline const char* finish_reason_name(FinishReason r) noexcept {
     switch (r) {
         case SPECDEC_FINISH_REASON_NONE: return "none";
@@ -1058,8 +1295,72 @@ inline const char* finish_reason_name(FinishReason r) noexcept {
         case SPECDEC_FINISH_REASON_MAX_TOKENS: return "max_tokens";
         case SPECDEC_FINISH_REASON_STOP_SEQUENCE: return "stop_sequence";
         case SPECDEC_FINISH_REASON_STOPPED: return "stopped";
+        case SPECDEC_FINISH_REASON_LENGTH: return "length";
     }
     return "unknown";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+// Severity of a log message, and the threshold of set_log_level().
+enum class LogLevel : uint32_t {
+    Verbose = SPECDEC_LOG_LEVEL_VERBOSE,
+    Info = SPECDEC_LOG_LEVEL_INFO,
+    Warning = SPECDEC_LOG_LEVEL_WARNING,
+    Error = SPECDEC_LOG_LEVEL_ERROR,
+    Fatal = SPECDEC_LOG_LEVEL_FATAL,
+    Off = SPECDEC_LOG_LEVEL_OFF,  // as a threshold: no message at all
+};
+
+// The threshold of every message, specdec's and ONNX Runtime's (Off silences both). Thread-safe,
+// allowed from a log callback. Throws SPECDEC_STATUS_INVALID_ARGUMENT for an unknown level.
+inline void set_log_level(LogLevel level) {
+    detail::call([&](specdec_error** e) { return specdec_set_log_level(static_cast<uint32_t>(level), e); });
+}
+// The threshold of specdec's own messages (Warning until set_log_level()).
+inline LogLevel log_level() noexcept { return static_cast<LogLevel>(specdec_get_log_level()); }
+
+// Receives one message: severity, source ("specdec" or "onnxruntime") and text (valid during the
+// call). Called from any thread, several at once: it must be thread-safe. An exception it throws
+// is swallowed (it never crosses the C boundary). It must not call set_log_callback().
+using LogCallback = std::function<void(LogLevel level, std::string_view source, std::string_view message)>;
+
+namespace detail {
+struct LogState {
+    std::mutex mu;
+    std::unique_ptr<LogCallback> current;
+};
+inline LogState& log_state() {
+    static LogState* s = new LogState();  // never destroyed: the library may log at exit
+    return *s;
+}
+}  // namespace detail
+
+}  // namespace specdec
+
+extern "C" inline void specdec_cpp_log_trampoline(void* user_data, specdec_log_level level, const char* source,
+                                                  const char* message) noexcept {
+    try {
+        (*static_cast<specdec::LogCallback*>(user_data))(static_cast<specdec::LogLevel>(level),
+                                                         source ? source : "", message ? message : "");
+    } catch (...) {
+    }
+}
+
+namespace specdec {
+
+// Send every message that passes the threshold to `callback` (kept until replaced); an empty one
+// restores the default (a line per message on stderr). Waits for running calls of the previous
+// callback. Throws SPECDEC_STATUS_BUSY from inside a log callback.
+inline void set_log_callback(LogCallback callback) {
+    auto& st = detail::log_state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    std::unique_ptr<LogCallback> next = callback ? std::make_unique<LogCallback>(std::move(callback)) : nullptr;
+    detail::call([&](specdec_error** e) {
+        return specdec_set_log_callback(next ? &specdec_cpp_log_trampoline : nullptr, next.get(), e);
+    });
+    st.current = std::move(next);  // the library no longer calls the old one
 }
 
 }  // namespace specdec

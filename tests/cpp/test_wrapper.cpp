@@ -1528,6 +1528,185 @@ TEST(clear_cancel_and_adopt) {
     adopted.generate();
     CHECK(generated_part(adopted, shared().prompt.size()) == baseline());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The embedder API
+
+std::vector<uint32_t> run_all(specdec::Generator& g) {
+    g.generate();
+    return g.tokens();
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+TEST(embedder_logprobs_match_target_only) {
+    auto cfg = [] { return specdec::GenConfig().max_new_tokens(16).gamma(4).eos_ids({}); };
+    specdec::Generator plain(shared().target, &shared().draft, cfg());
+    plain.append(shared().prompt);
+    specdec::Generator base(shared().target, nullptr, cfg().logprobs(5));
+    base.append(shared().prompt);
+    specdec::Generator spec(shared().target, &shared().draft, cfg().logprobs(5));
+    spec.append(shared().prompt);
+    auto p = run_all(plain), want = run_all(base), got = run_all(spec);
+    CHECK(p == got && want == got);
+    specdec::Logprobs ref = base.logprobs(), lp = spec.logprobs();
+    CHECK_EQ(lp.size(), size_t(16));
+    CHECK_EQ(ref.size(), size_t(16));
+    CHECK_EQ(lp.top_n, size_t(5));
+    for (size_t i = 0; i < lp.size() && i < ref.size(); i++) {
+        CHECK_EQ(lp.chosen[i].token, got[got.size() - 16 + i]);
+        CHECK_EQ(lp.chosen[i].token, ref.chosen[i].token);
+        CHECK(std::fabs(lp.chosen[i].raw_logprob - ref.chosen[i].raw_logprob) < 2e-3f);
+        CHECK_EQ(lp.alternatives(i).size(), size_t(5));
+    }
+    CHECK_EQ(spec.config().logprobs(), 5u);
+    auto rounds = spec.rounds();
+    CHECK(!rounds.empty() && rounds.size() == spec.round_count() && rounds[0].emitted > 0);
+    CHECK(rounds.back().end_seconds >= rounds[0].start_seconds);
+    CHECK_CODE(spec.round(rounds.size()), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK(spec.stats().time_to_first_token_seconds > 0);
+    CHECK_CODE(specdec::GenConfig().logprobs(SPECDEC_MAX_LOGPROBS + 1), SPECDEC_STATUS_INVALID_ARGUMENT);
+}
+
+TEST(embedder_finish_length) {
+    specdec::Model target = specdec::Model::load(fixture("llama"), specdec::ModelOptions().context_limit(40));
+    CHECK_EQ(target.context_limit(), size_t(40));
+    CHECK(target.context_limit_source() == specdec::ContextLimitSource::Options);
+    const auto& prompt = shared().prompt;
+    auto cfg = [] { return specdec::GenConfig().max_new_tokens(100).eos_ids({}); };
+    specdec::Generator g(target, nullptr, cfg());
+    g.append(prompt);
+    CHECK_EQ(g.context_room(), 40 - prompt.size());
+    CHECK_CODE(g.generate(), SPECDEC_STATUS_CONTEXT_LIMIT);
+    specdec::Generator h(target, nullptr, cfg().finish_at_context_limit(true));
+    h.append(prompt);
+    CHECK(h.generate() == SPECDEC_FINISH_REASON_LENGTH);
+    CHECK(std::string(specdec::finish_reason_name(h.finish_reason())) == "length");
+    CHECK_EQ(h.tokens().size(), size_t(40));
+    CHECK_EQ(h.context_room(), size_t(0));
+    specdec::Generator r(target, nullptr, cfg().reserve_max_new_tokens(true));
+    CHECK_CODE(r.append(prompt), SPECDEC_STATUS_CONTEXT_LIMIT);
+}
+
+TEST(embedder_rewind_and_set_config) {
+    const auto& prompt = shared().prompt;
+    specdec::Generator g(shared().target, &shared().draft, specdec::GenConfig().max_new_tokens(12).eos_ids({}));
+    g.set_tokenizer(shared().tokenizer);
+    g.append(prompt);
+    auto full = run_all(g);
+    g.rewind(prompt.size() + 4);
+    CHECK(g.tokens() == std::vector<uint32_t>(full.begin(), full.begin() + prompt.size() + 4));
+    CHECK(g.finish_reason() == SPECDEC_FINISH_REASON_NONE);
+    CHECK(run_all(g) == full);
+    CHECK_CODE(g.rewind(full.size() + 1), SPECDEC_STATUS_INVALID_ARGUMENT);
+    // A second turn with other settings, read back.
+    specdec::GenConfig c = g.config();
+    CHECK_EQ(c.max_new_tokens(), 12u);
+    c.max_new_tokens(3).seed(9).add_stop_tokens({7, 8}).add_stop_text("zz");
+    g.set_config(c);
+    specdec::GenConfig back = g.config();
+    CHECK_EQ(back.max_new_tokens(), 3u);
+    CHECK_EQ(back.seed(), uint64_t(9));
+    CHECK(back.eos_ids() == std::optional<std::vector<uint32_t>>(std::vector<uint32_t>{}));
+    CHECK((back.stop_tokens() == std::vector<std::vector<uint32_t>>{{7, 8}}));
+    CHECK(back.stop_texts() == std::vector<std::string>{"zz"});
+    CHECK(!specdec::GenConfig().eos_ids().has_value());
+    CHECK(specdec::GenConfig().gamma() == back.gamma() && back.draft_policy() == specdec::DraftPolicy::Fixed);
+    g.append({prompt[0], prompt[1]});
+    CHECK_EQ(run_all(g).size(), full.size() + 2 + 3);
+}
+
+TEST(embedder_fork_after_prefill) {
+    const auto& prompt = shared().prompt;
+    auto cfg = [] { return specdec::GenConfig().max_new_tokens(10).eos_ids({}); };
+    specdec::Generator fresh(shared().target, &shared().draft, cfg());
+    fresh.append(prompt);
+    auto want = run_all(fresh);
+    specdec::Generator src(shared().target, &shared().draft, cfg());
+    src.append(prompt);
+    src.prefill();
+    specdec::Generator f = src.fork(prompt.size());
+    CHECK(run_all(f) == want);
+    specdec::Generator f2 = src.fork(prompt.size(), cfg().max_new_tokens(3));
+    CHECK(run_all(f2) == std::vector<uint32_t>(want.begin(), want.begin() + prompt.size() + 3));
+    CHECK_CODE(src.fork(prompt.size() + 1), SPECDEC_STATUS_INVALID_ARGUMENT);
+}
+
+// A number after "key": in a flat JSON object (enough for config.json's integers).
+long json_int(const std::string& json, const std::string& key) {
+    size_t at = json.find("\"" + key + "\"");
+    if (at == std::string::npos) return -1;
+    at = json.find(':', at);
+    return std::strtol(json.c_str() + at + 1, nullptr, 10);
+}
+
+TEST(embedder_model_metadata) {
+    std::string dir = g_fixtures + "/../demo/target";
+    specdec::Model m = specdec::Model::load(dir);
+    std::string cfg = read_file(dir + "/config.json");
+    long layers = json_int(cfg, "num_hidden_layers"), kv = json_int(cfg, "num_key_value_heads"),
+         head = json_int(cfg, "head_dim");
+    CHECK(cfg.find("\"" + m.architecture() + "\"") != std::string::npos && m.architecture() == "LlamaForCausalLM");
+    CHECK_EQ(long(m.layer_count()), layers);
+    CHECK_EQ(long(m.kv_head_count()), kv);
+    CHECK_EQ(long(m.head_size()), head);
+    CHECK_EQ(long(m.context_limit()), json_int(cfg, "max_position_embeddings"));
+    CHECK(m.context_limit_source() == specdec::ContextLimitSource::Config);
+    CHECK_EQ(long(m.kv_bytes_per_token()), 2 * layers * kv * head * 4);
+    CHECK(m.kv_dtype() == "float32");
+    CHECK(m.device() == "cpu");
+    CHECK(m.bos_id() == std::optional<uint32_t>(uint32_t(json_int(cfg, "bos_token_id"))));
+    auto eos = m.eos_ids();
+    CHECK(std::find(eos.begin(), eos.end(), uint32_t(json_int(cfg, "eos_token_id"))) != eos.end());
+    (void)m.pad_id();
+    specdec::Model moved = std::move(m);
+    CHECK(m.architecture().empty() && m.layer_count() == 0 && !m.bos_id() && m.eos_ids().empty());
+}
+
+TEST(embedder_load_from_memory) {
+    std::string onnx = read_file(fixture("llama") + "/model.onnx");
+    std::string cfg = read_file(fixture("llama") + "/config.json");
+    specdec::Model m = specdec::Model::load_from_memory(onnx.data(), onnx.size(), cfg);
+    CHECK_EQ(m.vocab_size(), shared().target.vocab_size());
+    CHECK_EQ(m.context_limit(), shared().target.context_limit());
+    CHECK(m.architecture() == shared().target.architecture());
+    auto cfg_gen = [] { return specdec::GenConfig().max_new_tokens(8).eos_ids({}); };
+    specdec::Generator a(m, nullptr, cfg_gen()), b(shared().target, nullptr, cfg_gen());
+    a.append(shared().prompt);
+    b.append(shared().prompt);
+    CHECK(run_all(a) == run_all(b));
+    CHECK_CODE(specdec::Model::load_from_memory(nullptr, 16), SPECDEC_STATUS_NULL_PARAMETER);
+    // An empty buffer: the header says NULL_PARAMETER, the library answers INVALID_ARGUMENT.
+    CHECK(code_of([&] { specdec::Model::load_from_memory(onnx.data(), 0); }) != SPECDEC_STATUS_OK);
+    CHECK_CODE(specdec::Model::load_from_memory(onnx.data(), onnx.size(), "{not json"), SPECDEC_STATUS_IO);
+}
+
+TEST(embedder_log_callback) {
+    specdec::LogLevel old = specdec::log_level();
+    std::mutex mu;
+    std::vector<std::string> msgs;
+    specdec::set_log_callback([&](specdec::LogLevel, std::string_view source, std::string_view message) {
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            msgs.push_back(std::string(source) + ": " + std::string(message));
+        }
+        throw std::runtime_error("a throwing log callback must not crash the process");
+    });
+    specdec::set_log_level(specdec::LogLevel::Verbose);
+    CHECK(specdec::log_level() == specdec::LogLevel::Verbose);
+    CHECK_CODE(specdec::set_log_level(static_cast<specdec::LogLevel>(99)), SPECDEC_STATUS_INVALID_ARGUMENT);
+    { specdec::Model m = specdec::Model::load(fixture("draft")); }
+    specdec::set_log_level(old);
+    specdec::set_log_callback(nullptr);
+    bool found = false;
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& s : msgs) found = found || s.rfind("specdec: ", 0) == 0;
+    CHECK(found);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
