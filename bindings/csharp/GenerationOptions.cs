@@ -80,6 +80,66 @@ namespace Specdec
         /// </summary>
         public ulong? KvMemoryLimit { get; set; }
 
+        /// <summary>
+        /// Record each generated token's log-probabilities with this many most likely
+        /// alternatives (Generator.Logprobs; at most Library.MaxLogprobs); 0 is off (default).
+        /// Changes no generated token.
+        /// </summary>
+        public uint? Logprobs { get; set; }
+
+        /// <summary>
+        /// Whether Append throws ContextLimit when fewer than MaxNewTokens fit after the prompt
+        /// (default false: room for one token is enough).
+        /// </summary>
+        public bool? ReserveMaxNewTokens { get; set; }
+
+        /// <summary>
+        /// Whether a generation that fills the context ends with FinishReason.Length (true) or its
+        /// next iteration throws ContextLimit (false, the default).
+        /// </summary>
+        public bool? FinishAtContextLimit { get; set; }
+
+        // Every setting of a native config (Generator.GetConfig), all properties set.
+        internal static GenerationOptions FromNative(GenConfigHandle c)
+        {
+            GenerationOptions o = new GenerationOptions
+            {
+                Gamma = NativeMethods.specdec_gen_config_get_gamma(c),
+                Temperature = NativeMethods.specdec_gen_config_get_temperature(c),
+                TopK = NativeMethods.specdec_gen_config_get_top_k(c),
+                TopP = NativeMethods.specdec_gen_config_get_top_p(c),
+                MinP = NativeMethods.specdec_gen_config_get_min_p(c),
+                RepetitionPenalty = NativeMethods.specdec_gen_config_get_repetition_penalty(c),
+                Seed = NativeMethods.specdec_gen_config_get_seed(c),
+                MaxNewTokens = NativeMethods.specdec_gen_config_get_max_new_tokens(c),
+                DraftPolicy = (Specdec.DraftPolicy)NativeMethods.specdec_gen_config_get_draft_policy(c),
+                ConfidenceStop = NativeMethods.specdec_gen_config_get_confidence_stop(c),
+                KvMemoryLimit = NativeMethods.specdec_gen_config_get_kv_memory_limit(c),
+                Logprobs = NativeMethods.specdec_gen_config_get_logprobs(c),
+                ReserveMaxNewTokens = NativeMethods.specdec_gen_config_get_reserve_max_new_tokens(c),
+                FinishAtContextLimit = NativeMethods.specdec_gen_config_get_finish_at_context_limit(c),
+            };
+            IntPtr ids;
+            UIntPtr n;
+            bool fromModel;
+            IntPtr err = IntPtr.Zero;
+            Interop.Check(NativeMethods.specdec_gen_config_get_eos_ids(c, out ids, out n, out fromModel, ref err), err);
+            o.EosIds = fromModel ? null : Interop.CopyTokens(ids, n);
+            ulong stops = NativeMethods.specdec_gen_config_get_stop_token_count(c).ToUInt64();
+            for (ulong i = 0; i < stops; i++)
+            {
+                err = IntPtr.Zero;
+                Interop.Check(NativeMethods.specdec_gen_config_get_stop_tokens(c, (UIntPtr)i, out ids, out n, ref err), err);
+                o.StopTokens.Add(Interop.CopyTokens(ids, n));
+            }
+            ulong texts = NativeMethods.specdec_gen_config_get_stop_text_count(c).ToUInt64();
+            for (ulong i = 0; i < texts; i++)
+            {
+                o.StopTexts.Add(Interop.PtrToUtf8(NativeMethods.specdec_gen_config_get_stop_text(c, (UIntPtr)i)));
+            }
+            return o;
+        }
+
         internal GenConfigHandle ToNative()
         {
             GenConfigHandle c = NativeMethods.specdec_gen_config_new();
@@ -101,6 +161,9 @@ namespace Specdec
                 if (MaxNewTokens.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_max_new_tokens(c, MaxNewTokens.Value, ref err), err); err = IntPtr.Zero; }
                 if (DraftPolicy.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_draft_policy(c, (uint)DraftPolicy.Value, ref err), err); err = IntPtr.Zero; }
                 if (ConfidenceStop.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_confidence_stop(c, ConfidenceStop.Value, ref err), err); err = IntPtr.Zero; }
+                if (Logprobs.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_logprobs(c, Logprobs.Value, ref err), err); err = IntPtr.Zero; }
+                if (ReserveMaxNewTokens.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_reserve_max_new_tokens(c, ReserveMaxNewTokens.Value, ref err), err); err = IntPtr.Zero; }
+                if (FinishAtContextLimit.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_finish_at_context_limit(c, FinishAtContextLimit.Value, ref err), err); err = IntPtr.Zero; }
                 if (KvMemoryLimit.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_kv_memory_limit(c, KvMemoryLimit.Value, ref err), err); err = IntPtr.Zero; }
                 if (EosIds == null)
                 {

@@ -427,6 +427,170 @@ namespace Specdec
         }
 
         /// <summary>Cumulative counters and timings.</summary>
+        /// <summary>
+        /// The log-probabilities of the current generation's last generated tokens (all of them
+        /// unless SetConfig turned them on during it): entry i belongs to token
+        /// Tokens.Length - result.Length + i. Empty with GenerationOptions.Logprobs off.
+        /// </summary>
+        public TokenLogprobs[] Logprobs()
+        {
+            EnsureNotInCallback("Logprobs");
+            IntPtr chosen, top;
+            UIntPtr n, topN;
+            IntPtr err = IntPtr.Zero;
+            Interop.Check(NativeMethods.specdec_generator_logprobs(handle, out chosen, out n, out top, out topN, ref err), err);
+            int count = checked((int)n.ToUInt64()), k = checked((int)topN.ToUInt64());
+            int size = Marshal.SizeOf(typeof(TokenLogprob));
+            TokenLogprobs[] result = new TokenLogprobs[count];
+            for (int i = 0; i < count; i++)
+            {
+                TokenLogprob c = (TokenLogprob)Marshal.PtrToStructure(new IntPtr(chosen.ToInt64() + (long)i * size), typeof(TokenLogprob));
+                TokenLogprob[] alternatives = new TokenLogprob[top == IntPtr.Zero ? 0 : k];
+                for (int j = 0; j < alternatives.Length; j++)
+                {
+                    alternatives[j] = (TokenLogprob)Marshal.PtrToStructure(
+                        new IntPtr(top.ToInt64() + ((long)i * k + j) * size), typeof(TokenLogprob));
+                }
+                result[i] = new TokenLogprobs(c, alternatives);
+            }
+            return result;
+        }
+
+        /// <summary>Rounds of the current generation so far.</summary>
+        public int RoundCount
+        {
+            get
+            {
+                EnsureNotInCallback("RoundCount");
+                return checked((int)NativeMethods.specdec_generator_round_count(handle).ToUInt64());
+            }
+        }
+
+        /// <summary>Round <paramref name="index"/> (below RoundCount) of the current generation. Throws InvalidArgument out of range.</summary>
+        public Round GetRound(int index)
+        {
+            if (index < 0) throw new SpecdecException(Status.InvalidArgument, "round index must be >= 0, got " + index);
+            EnsureNotInCallback("GetRound");
+            Round r = new Round();
+            r.StructSize = (UIntPtr)Marshal.SizeOf(typeof(Round));
+            IntPtr err = IntPtr.Zero;
+            Interop.Check(NativeMethods.specdec_generator_round(handle, (UIntPtr)index, ref r, ref err), err);
+            return r;
+        }
+
+        /// <summary>Every round of the current generation so far.</summary>
+        public Round[] Rounds()
+        {
+            int n = RoundCount;
+            Round[] result = new Round[n];
+            for (int i = 0; i < n; i++) result[i] = GetRound(i);
+            return result;
+        }
+
+        /// <summary>Tokens that still fit in the context after the sequence.</summary>
+        public int ContextRoom
+        {
+            get
+            {
+                EnsureNotInCallback("ContextRoom");
+                return checked((int)NativeMethods.specdec_generator_context_room(handle).ToUInt64());
+            }
+        }
+
+        /// <summary>
+        /// Keep the first <paramref name="nTokens"/> tokens and forget the rest (KV caches too).
+        /// Inside the current generation it continues from there with what is left of
+        /// MaxNewTokens; inside the prompt the next generation starts after it. Clears the finish
+        /// reason. Throws SpecdecException InvalidArgument (beyond the sequence; nothing changes).
+        /// </summary>
+        public void Rewind(int nTokens)
+        {
+            if (nTokens < 0) throw new SpecdecException(Status.InvalidArgument, "nTokens must be >= 0, got " + nTokens);
+            EnsureNotInCallback("Rewind");
+            IntPtr err = IntPtr.Zero;
+            Interop.Check(NativeMethods.specdec_generator_rewind(handle, (UIntPtr)nTokens, ref err), err);
+        }
+
+        /// <summary>
+        /// The generator's current settings, every property set: change some and pass them to
+        /// SetConfig. (EosIds is null when the target's own apply.)
+        /// </summary>
+        public GenerationOptions GetConfig()
+        {
+            EnsureNotInCallback("GetConfig");
+            GenConfigHandle c;
+            IntPtr err = IntPtr.Zero;
+            Status st = NativeMethods.specdec_generator_get_config(handle, out c, ref err);
+            if (st != Status.Ok)
+            {
+                if (c != null) c.Dispose();
+                throw Interop.TakeError(st, err);
+            }
+            Interop.FreeError(err);
+            using (c) return GenerationOptions.FromNative(c);
+        }
+
+        /// <summary>
+        /// Replace the settings (between turns or iterations) with <paramref name="options"/>
+        /// (null properties: the library's defaults; start from GetConfig() to change a few). All
+        /// or nothing. Throws SpecdecException InvalidArgument, TokenOutOfRange.
+        /// </summary>
+        public void SetConfig(GenerationOptions options)
+        {
+            if (options == null) throw new ArgumentNullException("options");
+            EnsureNotInCallback("SetConfig");
+            using (GenConfigHandle c = options.ToNative())
+            {
+                IntPtr err = IntPtr.Zero;
+                Interop.Check(NativeMethods.specdec_generator_set_config(handle, c, ref err), err);
+            }
+        }
+
+        /// <summary>
+        /// Feed the sequence to both models now without generating, so that the next iteration
+        /// or a Fork only computes what follows.
+        /// </summary>
+        public void Prefill()
+        {
+            EnsureNotInCallback("Prefill");
+            IntPtr err = IntPtr.Zero;
+            Interop.Check(NativeMethods.specdec_generator_prefill(handle, ref err), err);
+        }
+
+        /// <summary>
+        /// A new generator holding the first <paramref name="nTokens"/> tokens, their KV copied,
+        /// starting a generation after them, with <paramref name="options"/> (null: this
+        /// generator's settings), its drafter kind and tokenizer. This generator is not changed.
+        /// Throws SpecdecException InvalidArgument, ContextLimit, MemoryBudget, Unavailable (a
+        /// drafter that cannot be forked, such as a CallbackDrafter).
+        /// </summary>
+        public Generator Fork(int nTokens, GenerationOptions options = null)
+        {
+            if (nTokens < 0) throw new SpecdecException(Status.InvalidArgument, "nTokens must be >= 0, got " + nTokens);
+            EnsureNotInCallback("Fork");
+            if (handle.Anchor != null) throw new SpecdecException(Status.Unavailable, "a callback drafter cannot be forked");
+            GenConfigHandle c = options == null ? null : options.ToNative();
+            try
+            {
+                GeneratorHandle fork;
+                IntPtr err = IntPtr.Zero;
+                Status st = c == null
+                    ? NativeMethods.specdec_generator_fork_same_config(handle, (UIntPtr)nTokens, IntPtr.Zero, out fork, ref err)
+                    : NativeMethods.specdec_generator_fork(handle, (UIntPtr)nTokens, c, out fork, ref err);
+                if (st != Status.Ok)
+                {
+                    if (fork != null) fork.Dispose();
+                    throw Interop.TakeError(st, err);
+                }
+                Interop.FreeError(err);
+                return new Generator(fork);
+            }
+            finally
+            {
+                if (c != null) c.Dispose();
+            }
+        }
+
         public Stats Stats
         {
             get

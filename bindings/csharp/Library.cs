@@ -50,6 +50,9 @@ namespace Specdec
         /// <summary>Largest draft length a generation accepts (SPECDEC_MAX_GAMMA).</summary>
         public const uint MaxGamma = 64;
 
+        /// <summary>Most alternatives GenerationOptions.Logprobs accepts per token (SPECDEC_MAX_LOGPROBS).</summary>
+        public const uint MaxLogprobs = 256;
+
         /// <summary>Size of the first version of specdec_stats (SPECDEC_STATS_V1_SIZE).</summary>
         public const int StatsV1Size = 104;
 

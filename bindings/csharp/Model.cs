@@ -67,6 +67,108 @@ namespace Specdec
         }
 
         /// <summary>
+        /// Load a single-file model (no external data) from <paramref name="data"/> (copied by
+        /// the library), with the texts of its config.json and generation_config.json (null:
+        /// none). The model has no tokenizer fingerprint. Throws as Load, and SpecdecException
+        /// Io for invalid JSON, InvalidArgument or NullParameter for empty data.
+        /// </summary>
+        public static Model LoadFromMemory(byte[] data, string configJson, string generationConfigJson = null,
+                                           ModelOptions options = null)
+        {
+            Library.CheckAbi();
+            if (data == null) throw new ArgumentNullException("data");
+            byte[] cfg = configJson == null ? null : Interop.Utf8Z(configJson, "configJson");
+            byte[] gen = generationConfigJson == null ? null : Interop.Utf8Z(generationConfigJson, "generationConfigJson");
+            using (ModelOptionsHandle native = (options ?? new ModelOptions()).ToNative())
+            {
+                ModelHandle handle;
+                IntPtr err = IntPtr.Zero;
+                Status status = NativeMethods.specdec_model_load_from_memory(data.Length == 0 ? null : data,
+                    (UIntPtr)data.Length, cfg, gen, native, out handle, ref err);
+                if (status != Status.Ok)
+                {
+                    if (handle != null) handle.Dispose();
+                    throw Interop.TakeError(status, err);
+                }
+                Interop.FreeError(err);
+                return new Model(handle);
+            }
+        }
+
+        /// <summary>End-of-sequence ids (generation_config.json, else config.json); empty when none is stated.</summary>
+        public uint[] EosIds
+        {
+            get
+            {
+                IntPtr ids;
+                UIntPtr n;
+                IntPtr err = IntPtr.Zero;
+                Interop.Check(NativeMethods.specdec_model_eos_ids(Handle, out ids, out n, ref err), err);
+                return Interop.CopyTokens(ids, n);
+            }
+        }
+
+        /// <summary>The beginning-of-sequence id, or null when none is stated.</summary>
+        public uint? BosId
+        {
+            get { long v = NativeMethods.specdec_model_bos_id(Handle); return v < 0 ? (uint?)null : (uint)v; }
+        }
+
+        /// <summary>The padding id, or null when none is stated.</summary>
+        public uint? PadId
+        {
+            get { long v = NativeMethods.specdec_model_pad_id(Handle); return v < 0 ? (uint?)null : (uint)v; }
+        }
+
+        /// <summary>config.json's architectures[0] (e.g. "LlamaForCausalLM"), else its model_type; "" when unknown.</summary>
+        public string Architecture
+        {
+            get { return Interop.PtrToUtf8(NativeMethods.specdec_model_architecture(Handle)); }
+        }
+
+        /// <summary>Decoder layers.</summary>
+        public int LayerCount
+        {
+            get { return checked((int)NativeMethods.specdec_model_layer_count(Handle).ToUInt64()); }
+        }
+
+        /// <summary>Key/value heads per layer (fewer than the attention heads under grouped-query attention).</summary>
+        public int KvHeadCount
+        {
+            get { return checked((int)NativeMethods.specdec_model_kv_head_count(Handle).ToUInt64()); }
+        }
+
+        /// <summary>Size of one attention head.</summary>
+        public int HeadSize
+        {
+            get { return checked((int)NativeMethods.specdec_model_head_size(Handle).ToUInt64()); }
+        }
+
+        /// <summary>Bytes of KV cache one token takes (keys and values of every layer).</summary>
+        public long KvBytesPerToken
+        {
+            get { return checked((long)NativeMethods.specdec_model_kv_bytes_per_token(Handle).ToUInt64()); }
+        }
+
+        /// <summary>Element type of the KV cache: "float32", "float16" or "bfloat16".</summary>
+        public string KvDtype
+        {
+            get { return Interop.PtrToUtf8(NativeMethods.specdec_model_kv_dtype(Handle)); }
+        }
+
+        /// <summary>Where the model runs: "cpu" or "cuda:N".</summary>
+        public string Device
+        {
+            get { return Interop.PtrToUtf8(NativeMethods.specdec_model_device(Handle)); }
+        }
+
+        /// <summary>Where <see cref="ContextLimit"/> comes from.</summary>
+        public ContextLimitSource ContextLimitSource
+        {
+            get { return NativeMethods.specdec_model_context_limit_source(Handle); }
+        }
+
+        /// <summary>
         /// The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA
         /// fallback, see ModelOptions.CudaFallback).
         /// </summary>
@@ -135,6 +237,12 @@ namespace Specdec
         /// <summary>ONNX Runtime graph optimization level, 0 (none) to 3 (all, the default).</summary>
         public uint? OptimizationLevel { get; set; }
 
+        /// <summary>
+        /// The context limit, whatever config.json and the graph say; 0 or null (default) takes
+        /// config.json's, else a learned position table's rows, else 2048 (with a warning).
+        /// </summary>
+        public ulong? ContextLimit { get; set; }
+
         internal ModelOptionsHandle ToNative()
         {
             ModelOptionsHandle o = NativeMethods.specdec_model_options_new();
@@ -152,6 +260,7 @@ namespace Specdec
                 if (CudaFallback.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_cuda_fallback(o, CudaFallback.Value, ref err), err); err = IntPtr.Zero; }
                 if (IoBinding.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_io_binding(o, IoBinding.Value, ref err), err); err = IntPtr.Zero; }
                 if (Spinning.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_spinning(o, Spinning.Value, ref err), err); err = IntPtr.Zero; }
+                if (ContextLimit.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_context_limit(o, (UIntPtr)ContextLimit.Value, ref err), err); err = IntPtr.Zero; }
                 if (OptimizationLevel.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_optimization_level(o, OptimizationLevel.Value, ref err), err); err = IntPtr.Zero; }
                 return o;
             }

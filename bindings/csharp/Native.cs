@@ -468,5 +468,156 @@ namespace Specdec
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void specdec_stream_decoder_free(IntPtr decoder);
+
+        // -- the embedder API
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void LogCallback(IntPtr userData, LogLevel level, IntPtr source, IntPtr message);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_logprobs(GenConfigHandle config, uint topN, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_reserve_max_new_tokens(GenConfigHandle config, [MarshalAs(UnmanagedType.U1)] bool reserve, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_finish_at_context_limit(GenConfigHandle config, [MarshalAs(UnmanagedType.U1)] bool finish, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint specdec_gen_config_get_gamma(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern float specdec_gen_config_get_temperature(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint specdec_gen_config_get_top_k(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern float specdec_gen_config_get_top_p(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern float specdec_gen_config_get_min_p(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern float specdec_gen_config_get_repetition_penalty(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong specdec_gen_config_get_seed(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint specdec_gen_config_get_max_new_tokens(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint specdec_gen_config_get_draft_policy(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern float specdec_gen_config_get_confidence_stop(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong specdec_gen_config_get_kv_memory_limit(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint specdec_gen_config_get_logprobs(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        [return: MarshalAs(UnmanagedType.U1)]
+        internal static extern bool specdec_gen_config_get_reserve_max_new_tokens(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        [return: MarshalAs(UnmanagedType.U1)]
+        internal static extern bool specdec_gen_config_get_finish_at_context_limit(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_get_eos_ids(GenConfigHandle config, out IntPtr ids, out UIntPtr nIds, [MarshalAs(UnmanagedType.U1)] out bool fromModel, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_gen_config_get_stop_token_count(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_get_stop_tokens(GenConfigHandle config, UIntPtr index, out IntPtr ids, out UIntPtr nIds, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_gen_config_get_stop_text_count(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr specdec_gen_config_get_stop_text(GenConfigHandle config, UIntPtr index);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_logprobs(GeneratorHandle generator, out IntPtr chosen, out UIntPtr nTokens, out IntPtr top, out UIntPtr topN, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_generator_round_count(GeneratorHandle generator);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_round(GeneratorHandle generator, UIntPtr index, ref Round round, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_generator_context_room(GeneratorHandle generator);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_rewind(GeneratorHandle generator, UIntPtr nTokens, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_set_config(GeneratorHandle generator, GenConfigHandle config, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_get_config(GeneratorHandle generator, out GenConfigHandle config, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_prefill(GeneratorHandle generator, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_generator_fork(GeneratorHandle source, UIntPtr nTokens, GenConfigHandle config, out GeneratorHandle fork, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "specdec_generator_fork")]
+        internal static extern Status specdec_generator_fork_same_config(GeneratorHandle source, UIntPtr nTokens, IntPtr config, out GeneratorHandle fork, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_set_log_level(uint level, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern LogLevel specdec_get_log_level();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_set_log_callback(LogCallback callback, IntPtr userData, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_options_set_context_limit(ModelOptionsHandle options, UIntPtr nTokens, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_load_from_memory([In] byte[] data, UIntPtr size, [In] byte[] configJson, [In] byte[] generationConfigJson, ModelOptionsHandle options, out ModelHandle model, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_eos_ids(ModelHandle model, out IntPtr ids, out UIntPtr nIds, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern long specdec_model_bos_id(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern long specdec_model_pad_id(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr specdec_model_architecture(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_model_layer_count(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_model_kv_head_count(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_model_head_size(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr specdec_model_kv_bytes_per_token(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr specdec_model_kv_dtype(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr specdec_model_device(ModelHandle model);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ContextLimitSource specdec_model_context_limit_source(ModelHandle model);
     }
 }

@@ -13,8 +13,8 @@ namespace Specdec
     /// <summary>
     /// Counters and timings of a generator, cumulative over its prompts: the C struct
     /// specdec_stats, field for field. <see cref="StructSize"/> is set by <see
-    /// cref="Generator.Stats"/> to Marshal.SizeOf(typeof(Stats)) (120 bytes: SPECDEC_STATS_V1_SIZE,
-    /// 104, plus the fields added in 0.2).
+    /// cref="Generator.Stats"/> to Marshal.SizeOf(typeof(Stats)) (128 bytes: SPECDEC_STATS_V1_SIZE,
+    /// 104, plus the fields added in 0.2 and 0.3).
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct Stats
@@ -52,5 +52,11 @@ namespace Specdec
         /// Rejected); proposals after a rejection are never judged and do not count.
         /// </summary>
         public double Alpha;
+        /// <summary>
+        /// (Since 0.3) Time to first token of the latest generation: from the start of its first
+        /// iteration (prefill included) to the end of the iteration that produced its first
+        /// token; 0 until then.
+        /// </summary>
+        public double TimeToFirstTokenSeconds;
     }
 }

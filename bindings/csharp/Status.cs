@@ -67,6 +67,36 @@ namespace Specdec
         StopSequence = 3,
         /// <summary>The callback asked to stop (returned false or threw).</summary>
         Stopped = 4,
+        /// <summary>
+        /// (Since 0.3) The sequence fills the context; only with
+        /// GenerationOptions.FinishAtContextLimit (otherwise the next iteration throws ContextLimit).
+        /// </summary>
+        Length = 5,
+    }
+
+    /// <summary>Severity of a log message, and the threshold of Logging.Level (specdec_log_level).</summary>
+    public enum LogLevel : uint
+    {
+        Verbose = 0,
+        Info = 1,
+        Warning = 2,
+        Error = 3,
+        Fatal = 4,
+        /// <summary>As a threshold: no message at all.</summary>
+        Off = 5,
+    }
+
+    /// <summary>Where a model's context limit comes from (Model.ContextLimitSource).</summary>
+    public enum ContextLimitSource : uint
+    {
+        /// <summary>config.json (max_position_embeddings, n_positions, n_ctx or max_sequence_length).</summary>
+        Config = 0,
+        /// <summary>The rows of a learned position table in the graph.</summary>
+        Graph = 1,
+        /// <summary>ModelOptions.ContextLimit.</summary>
+        Options = 2,
+        /// <summary>Nothing stated it: 2048 is assumed (and a warning logged).</summary>
+        Default = 3,
     }
 
     /// <summary>How the draft length of each round is chosen (specdec_draft_policy).</summary>

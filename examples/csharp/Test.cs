@@ -163,7 +163,7 @@ namespace Specdec.Examples
             Library.CheckAbi();
             Library.InitRuntime(); // idempotent with the default location
             // The first version (104 bytes) plus Rejected and Alpha (since 0.2).
-            CheckEq(Marshal.SizeOf(typeof(Stats)), Library.StatsV1Size + 16, "sizeof(specdec_stats)");
+            CheckEq(Marshal.SizeOf(typeof(Stats)), Library.StatsV1Size + 24, "sizeof(specdec_stats)");
             // Every enum value is a status the library knows, with the matching name.
             foreach (Status s in Enum.GetValues(typeof(Status)))
             {
@@ -1749,6 +1749,210 @@ namespace Specdec.Examples
             }
         }
 
+        // -- the embedder API --------------------------------------------------------------------
+
+        private static uint[] RunAll(Generator g)
+        {
+            g.Generate();
+            return g.Tokens;
+        }
+
+        private static Generator NewGen(Model t, Model d, GenerationOptions o)
+        {
+            var g = new Generator(t, d, o);
+            g.Append(prompt);
+            return g;
+        }
+
+        private static GenerationOptions NoEos(uint maxNew)
+        {
+            return new GenerationOptions { MaxNewTokens = maxNew, EosIds = new uint[0] };
+        }
+
+        private static void EmbedderLogprobsMatchTargetOnly()
+        {
+            var withLp = NoEos(16); withLp.Gamma = 4; withLp.Logprobs = 5;
+            var plainOpts = NoEos(16); plainOpts.Gamma = 4;
+            using (var plain = NewGen(target, draft, plainOpts))
+            using (var b = NewGen(target, null, withLp))
+            using (var sp = NewGen(target, draft, withLp))
+            {
+                uint[] p = RunAll(plain), want = RunAll(b), got = RunAll(sp);
+                Check(SameTokens(p, got) && SameTokens(want, got), "logprobs change no token");
+                TokenLogprobs[] reference = b.Logprobs(), lp = sp.Logprobs();
+                CheckEq(lp.Length, 16, "logprobs count");
+                CheckEq(reference.Length, 16, "target-only logprobs count");
+                for (int i = 0; i < Math.Min(lp.Length, reference.Length); i++)
+                {
+                    CheckEq(lp[i].Chosen.Token, got[got.Length - 16 + i], "chosen token " + i);
+                    CheckEq(lp[i].Chosen.Token, reference[i].Chosen.Token, "target-only token " + i);
+                    Check(Math.Abs(lp[i].Chosen.RawLogprob - reference[i].Chosen.RawLogprob) < 2e-3f, "raw logprob " + i);
+                    CheckEq(lp[i].Top.Length, 5, "alternatives " + i);
+                }
+                CheckEq(sp.GetConfig().Logprobs, (uint?)5u, "GetConfig().Logprobs");
+                Round[] rounds = sp.Rounds();
+                Check(rounds.Length > 0 && rounds.Length == sp.RoundCount && rounds[0].Emitted > 0, "rounds");
+                Check(rounds[rounds.Length - 1].EndSeconds >= rounds[0].StartSeconds, "round times");
+                CheckCode(() => sp.GetRound(rounds.Length), Status.InvalidArgument, "round out of range");
+                Check(sp.Stats.TimeToFirstTokenSeconds > 0, "time to first token");
+            }
+            var tooMany = NoEos(4); tooMany.Logprobs = Library.MaxLogprobs + 1;
+            CheckCode(() => new Generator(target, null, tooMany), Status.InvalidArgument, "too many logprobs");
+        }
+
+        private static void EmbedderFinishLength()
+        {
+            using (var small = Model.Load(Fixture("llama"), new ModelOptions { ContextLimit = 40 }))
+            {
+                CheckEq(small.ContextLimit, 40, "context limit");
+                CheckEq(small.ContextLimitSource, ContextLimitSource.Options, "context limit source");
+                using (var g = NewGen(small, null, NoEos(100)))
+                {
+                    CheckEq(g.ContextRoom, 40 - prompt.Length, "room");
+                    CheckCode(() => g.Generate(), Status.ContextLimit, "without FinishAtContextLimit");
+                }
+                var finish = NoEos(100); finish.FinishAtContextLimit = true;
+                using (var g = NewGen(small, null, finish))
+                {
+                    CheckEq(g.Generate(), FinishReason.Length, "finish reason");
+                    CheckEq(g.Tokens.Length, 40, "tokens at the limit");
+                    CheckEq(g.ContextRoom, 0, "no room left");
+                }
+                var reserve = NoEos(100); reserve.ReserveMaxNewTokens = true;
+                using (var g = new Generator(small, null, reserve))
+                {
+                    CheckCode(() => g.Append(prompt), Status.ContextLimit, "reserve max_new_tokens");
+                }
+            }
+        }
+
+        private static void EmbedderRewindAndSetConfig()
+        {
+            using (var g = NewGen(target, draft, NoEos(12)))
+            {
+                g.SetTokenizer(tokenizer);
+                uint[] full = RunAll(g);
+                g.Rewind(prompt.Length + 4);
+                CheckTokens(g.Tokens, Prefix(full, prompt.Length + 4), "after rewind");
+                CheckEq(g.FinishReason, FinishReason.None, "finish reason cleared");
+                CheckTokens(RunAll(g), full, "continued after rewind");
+                CheckCode(() => g.Rewind(full.Length + 1), Status.InvalidArgument, "rewind past the end");
+                GenerationOptions c = g.GetConfig();
+                CheckEq(c.MaxNewTokens, (uint?)12u, "read back max_new_tokens");
+                uint gamma = c.Gamma.Value;
+                c.MaxNewTokens = 3;
+                c.Seed = 9;
+                c.StopTokens.Add(new uint[] { 7, 8 });
+                c.StopTexts.Add("zz");
+                g.SetConfig(c);
+                GenerationOptions back = g.GetConfig();
+                CheckEq(back.MaxNewTokens, (uint?)3u, "max_new_tokens set");
+                CheckEq(back.Seed, (ulong?)9ul, "seed set");
+                CheckEq(back.Gamma, (uint?)gamma, "gamma kept");
+                Check(back.EosIds != null && back.EosIds.Length == 0, "no EOS kept");
+                Check(back.StopTokens.Count == 1 && SameTokens(back.StopTokens[0], new uint[] { 7, 8 }), "stop tokens");
+                Check(back.StopTexts.Count == 1 && back.StopTexts[0] == "zz", "stop texts");
+                g.Append(new uint[] { prompt[0], prompt[1] });
+                CheckEq(RunAll(g).Length, full.Length + 2 + 3, "second turn");
+                var bad = g.GetConfig(); bad.Gamma = 0;
+                CheckCode(() => g.SetConfig(bad), Status.InvalidArgument, "bad settings");
+                CheckEq(g.GetConfig().Gamma, (uint?)gamma, "a failed SetConfig changes nothing");
+            }
+            using (var g = new Generator(target))
+            {
+                Check(g.GetConfig().EosIds == null, "the model's EOS ids by default");
+            }
+        }
+
+        private static void EmbedderForkAfterPrefill()
+        {
+            uint[] want;
+            using (var fresh = NewGen(target, draft, NoEos(10))) want = RunAll(fresh);
+            using (var src = NewGen(target, draft, NoEos(10)))
+            {
+                src.Prefill();
+                using (var f = src.Fork(prompt.Length)) CheckTokens(RunAll(f), want, "fork");
+                using (var f = src.Fork(prompt.Length, NoEos(3))) CheckTokens(RunAll(f), Prefix(want, prompt.Length + 3), "fork with options");
+                CheckCode(() => src.Fork(prompt.Length + 1), Status.InvalidArgument, "fork past the end");
+            }
+        }
+
+        private static long JsonInt(string json, string key)
+        {
+            Match m = Regex.Match(json, "\"" + key + "\"\\s*:\\s*(-?\\d+)");
+            return m.Success ? long.Parse(m.Groups[1].Value) : -1;
+        }
+
+        private static void EmbedderModelMetadata()
+        {
+            string dir = Path.Combine(fixtures, "..", "demo", "target");
+            string cfg = File.ReadAllText(Path.Combine(dir, "config.json"));
+            using (var m = Model.Load(dir))
+            {
+                long layers = JsonInt(cfg, "num_hidden_layers"), kv = JsonInt(cfg, "num_key_value_heads"), head = JsonInt(cfg, "head_dim");
+                Check(cfg.Contains("\"" + m.Architecture + "\""), "architecture " + m.Architecture);
+                CheckEq(m.Architecture, "LlamaForCausalLM", "architecture");
+                CheckEq((long)m.LayerCount, layers, "layers");
+                CheckEq((long)m.KvHeadCount, kv, "kv heads");
+                CheckEq((long)m.HeadSize, head, "head size");
+                CheckEq((long)m.ContextLimit, JsonInt(cfg, "max_position_embeddings"), "context limit");
+                CheckEq(m.ContextLimitSource, ContextLimitSource.Config, "context limit source");
+                CheckEq(m.KvBytesPerToken, 2 * layers * kv * head * 4, "kv bytes per token");
+                CheckEq(m.KvDtype, "float32", "kv dtype");
+                CheckEq(m.Device, "cpu", "device");
+                CheckEq(m.BosId, (uint?)(uint)JsonInt(cfg, "bos_token_id"), "bos id");
+                Check(Array.IndexOf(m.EosIds, (uint)JsonInt(cfg, "eos_token_id")) >= 0, "eos ids");
+                uint? pad = m.PadId;
+                Check(pad == null || pad.Value < m.VocabSize, "pad id");
+            }
+        }
+
+        private static void EmbedderLoadFromMemory()
+        {
+            byte[] onnx = File.ReadAllBytes(Path.Combine(Fixture("llama"), "model.onnx"));
+            string cfg = File.ReadAllText(Path.Combine(Fixture("llama"), "config.json"));
+            using (var m = Model.LoadFromMemory(onnx, cfg))
+            {
+                CheckEq(m.VocabSize, target.VocabSize, "vocab");
+                CheckEq(m.ContextLimit, target.ContextLimit, "context limit");
+                CheckEq(m.Architecture, target.Architecture, "architecture");
+                using (var a = NewGen(m, null, NoEos(8)))
+                using (var b = NewGen(target, null, NoEos(8)))
+                {
+                    CheckTokens(RunAll(a), RunAll(b), "same output as the folder's model");
+                }
+            }
+            Check(Catch(() => Model.LoadFromMemory(new byte[0], cfg)) != null, "empty data");
+            CheckCode(() => Model.LoadFromMemory(onnx, "{not json"), Status.Io, "bad JSON");
+        }
+
+        private static void EmbedderLogCallback()
+        {
+            LogLevel old = Logging.Level;
+            var messages = new List<string>();
+            Logging.SetCallback((level, source, message) =>
+            {
+                lock (messages) messages.Add(source + ": " + message);
+                throw new InvalidOperationException("a throwing log handler must not crash the process");
+            });
+            try
+            {
+                Logging.Level = LogLevel.Verbose;
+                CheckEq(Logging.Level, LogLevel.Verbose, "level");
+                CheckCode(() => Logging.Level = (LogLevel)99, Status.InvalidArgument, "unknown level");
+                using (Model.Load(Fixture("draft"))) { }
+            }
+            finally
+            {
+                Logging.Level = old;
+                Logging.SetCallback(null);
+            }
+            lock (messages)
+            {
+                Check(messages.Exists(s => s.StartsWith("specdec: ", StringComparison.Ordinal)), "a specdec message among " + messages.Count);
+            }
+        }
+
         public static int Main(string[] args)
         {
             if (args.Length > 0) fixtures = args[0];
@@ -1803,6 +2007,13 @@ namespace Specdec.Examples
                 new KeyValuePair<string, Action>("clear_cancel", ClearCancel),
                 new KeyValuePair<string, Action>("generate_async", GenerateAsyncEqualsGenerate),
                 new KeyValuePair<string, Action>("generate_stream_async_and_cancellation", GenerateStreamAsyncAndCancellation),
+                new KeyValuePair<string, Action>("embedder_logprobs_match_target_only", EmbedderLogprobsMatchTargetOnly),
+                new KeyValuePair<string, Action>("embedder_finish_length", EmbedderFinishLength),
+                new KeyValuePair<string, Action>("embedder_rewind_and_set_config", EmbedderRewindAndSetConfig),
+                new KeyValuePair<string, Action>("embedder_fork_after_prefill", EmbedderForkAfterPrefill),
+                new KeyValuePair<string, Action>("embedder_model_metadata", EmbedderModelMetadata),
+                new KeyValuePair<string, Action>("embedder_load_from_memory", EmbedderLoadFromMemory),
+                new KeyValuePair<string, Action>("embedder_log_callback", EmbedderLogCallback),
             };
 
             int passed = 0, failed = 0;
