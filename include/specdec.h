@@ -983,7 +983,8 @@ specdec_status specdec_model_options_set_context_limit(struct specdec_model_opti
 // specdec_model_load; the model has no tokenizer fingerprint (no vocabulary check beyond the
 // size against a draft).
 //
-// Errors: SPECDEC_STATUS_NULL_PARAMETER (data NULL, size 0), SPECDEC_STATUS_INVALID_UTF8,
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (data NULL), SPECDEC_STATUS_INVALID_ARGUMENT (size 0),
+// SPECDEC_STATUS_INVALID_UTF8,
 // SPECDEC_STATUS_IO (invalid JSON), SPECDEC_STATUS_INVALID_MODEL, SPECDEC_STATUS_UNSUPPORTED_LAYOUT,
 // SPECDEC_STATUS_UNAVAILABLE, SPECDEC_STATUS_RUNTIME_LOAD. Thread-safe.
 specdec_status specdec_model_load_from_memory(const void *data,
