@@ -38,7 +38,7 @@ peer-bench: build
 # programs (ABI by handle, bad-input catalog, concurrency; also under valgrind), the C++ wrapper,
 # the dist tarball, the Go and C# bindings, the fuzz targets briefly, and clippy last.
 test: setup
-	$(MAKE) fmt-check check-bindings check-imports
+	$(MAKE) fmt-check check-bindings check-imports readme-figures
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test bench-smoke genai-parity
@@ -63,6 +63,11 @@ lint:
 # bindings, or listed with its reason in bindings/coverage-allow.txt (stale entries fail too).
 check-bindings:
 	$(PYTHON) scripts/check-bindings.py
+
+# The README's demo figures are those of the recorded run in benches/results/demo.txt.
+.PHONY: readme-figures
+readme-figures:
+	$(PYTHON) scripts/readme-figures.py check
 
 # No import cycles among the library's modules; ONNX input/output names only in src/model/.
 check-imports:
