@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::*;
-use specdec::sampling::{distribution, Dist, History};
+use specdec::sampling::{distribution, Dist, DistBuf, History};
 use specdec::{DraftPolicy, DraftSource, GenerationConfig, Generator, Model, NGramConfig, SamplingConfig};
 
 const SAMPLES: u64 = 20_000;
@@ -27,10 +27,10 @@ fn exact_pairs(target: &Arc<Model>, prompt: &[u32], sampling: &SamplingConfig) -
         cache.forward(seq, 1, &mut row).unwrap();
         let mut history = History::new(vocab);
         seq.iter().for_each(|&t| history.push(t));
-        let mut buf = Vec::new();
+        let mut buf = DistBuf::new();
         match distribution(&row, &history, &[], sampling, &mut buf) {
-            Dist::Probs(p) => p.to_vec(),
             Dist::Point(_) => panic!("sampling test needs temperature > 0"),
+            d => d.to_dense(vocab),
         }
     };
     let p1 = probs(prompt);
@@ -356,7 +356,7 @@ fn auto_round_stopping_matches_the_target() {
                     })
                     .collect()
             } else {
-                let (mut cache, mut logits, mut buf) = (DecoderState::new(oracle.clone())?, Vec::new(), Vec::new());
+                let (mut cache, mut logits, mut buf) = (DecoderState::new(oracle.clone())?, Vec::new(), DistBuf::new());
                 cache.forward(&seq, 1, &mut logits)?;
                 let Dist::Probs(p) = distribution(&logits, &History::new(512), &[], &t1(), &mut buf) else {
                     unreachable!("T = 1")
