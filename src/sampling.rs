@@ -12,11 +12,14 @@
 //! - The penalty is a short list (token, penalised logit) read beside the row: nothing is copied.
 //! - Top-k selects the k best logits in one pass that skips every 64-entry block under the current
 //!   k-th best (a buffer of candidates, `select_nth_unstable` when it fills); exps only for them.
-//! - Top-p without top-k needs the normaliser: one vectorised exp pass sums it; the candidates are
-//!   the tokens within a few temperatures of the max (the band widens until it holds top-p of the
-//!   mass), and the smallest prefix reaching top-p is found by selection on masses, not a sort.
+//! - Top-p without top-k needs the normaliser: one vectorised exp pass writes the row's exps and
+//!   sums them; up to three vectorised passes, four thresholds each, bracket the exp at which the
+//!   top tokens reach top-p of the mass; only the tokens over the bracket's floor are gathered, and
+//!   the order is settled (selection on masses, not a sort) only among those inside it.
 //! - Min-p is a threshold on the logit (p ≥ min_p·p_max ⇔ l ≥ l_max + T·ln min_p): only tokens over
 //!   it are gathered.
+//! - Rows are scanned in 64-entry blocks: a block with nothing over the current threshold costs
+//!   one vectorised comparison, and only its entries over it are visited.
 //! - What truncation keeps is a [`Dist::Sparse`]: ids in increasing order and probabilities, in a
 //!   [`DistBuf`] reused from position to position. Without truncation (or when it keeps more than
 //!   an eighth of the vocabulary) the distribution is a dense row, [`Dist::Probs`].
@@ -156,6 +159,8 @@ pub struct DistBuf {
     ids: Vec<u32>,
     probs: Vec<f32>,
     cand: Vec<Cand>,
+    work: Vec<Cand>,
+    dense: Vec<f32>,
     pen: Vec<(u32, f32)>,
 }
 
@@ -269,7 +274,8 @@ pub fn distribution<'b>(
 
 impl DistBuf {
     fn compute(&mut self, logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Held {
-        let DistBuf { ids, probs, cand, pen, .. } = self;
+        let DistBuf { ids, probs, cand, work, dense, pen, .. } = self;
+        ids.clear();
         pen.clear();
         if cfg.repetition_penalty != 1.0 {
             let r = cfg.repetition_penalty;
@@ -315,36 +321,63 @@ impl DistBuf {
                 })
                 .sum()
         };
-        // The mass top-p is relative to: the top k's, else the whole vocabulary's.
-        let mut mass = 0.0;
+        let target = |mass: f64| cfg.top_p as f64 * mass;
+        // Gathered in increasing id order (else sorted at the end).
+        let in_order;
         if k_on {
             row.top_k(cfg.top_k, if p_on { f32::NEG_INFINITY } else { min_p_floor }, cand);
-            mass = exps(cand);
+            let mass = exps(cand);
+            if p_on {
+                let n = prefix_reaching(cand, target(mass), 0.0);
+                cand.truncate(n);
+            }
+            in_order = false;
         } else if p_on {
-            let mut z = kernels::exp_sum(logits, m, inv_t);
+            // The whole row's exps (top-p is relative to their sum), then thresholds on them.
+            dense.resize(vocab, 0.0);
+            let mut z = kernels::exp_store(logits, m, inv_t, dense);
             for &(i, v) in pen.iter() {
-                z += kernels::exp((v - m) * inv_t) as f64 - kernels::exp((logits[i as usize] - m) * inv_t) as f64;
+                let e = kernels::exp((v - m) * inv_t);
+                z += e as f64 - std::mem::replace(&mut dense[i as usize], e) as f64;
             }
-            mass = z;
-            // Candidates: every token within c temperatures of the max, c doubling until they
-            // hold top-p of the mass (or all min-p lets through).
-            let mut c = 4.0f32;
-            loop {
-                let band = if c > 64.0 { f32::NEG_INFINITY } else { m - c * t };
-                let floor = band.max(min_p_floor);
-                row.gather(floor, cand);
-                if exps(cand) >= cfg.top_p as f64 * z || floor == min_p_floor || floor == f32::NEG_INFINITY {
-                    break;
+            let target = target(z);
+            let (lo, hi) = nucleus_bracket(dense, target);
+            // Tokens at or over `hi` are all kept; the order matters only under it, down to `lo`.
+            kernels::scan_above(dense, just_under(lo.max(cfg.min_p)), |i, _, t| {
+                ids.push(i);
+                t
+            });
+            let mut above = 0.0f64;
+            work.clear();
+            for &i in ids.iter() {
+                let e = dense[i as usize];
+                if e >= hi {
+                    above += e as f64;
+                } else {
+                    work.push(Cand { e, ..Cand::new(row.value(i), i) });
                 }
-                c *= 2.0;
             }
+            let n = prefix_reaching(work, target, above);
+            if n < work.len() {
+                let last = work[..n].iter().map(|c| c.key).max().unwrap_or(0);
+                ids.retain(|&i| dense[i as usize] >= hi || Cand::new(row.value(i), i).key <= last);
+            }
+            let inv = 1.0 / ids.iter().map(|&i| dense[i as usize] as f64).sum::<f64>();
+            if ids.len() > vocab / 8 {
+                kernels::scale_at_least(dense, hi.max(cfg.min_p), inv as f32);
+                for c in work.iter().filter(|c| ids.binary_search(&c.id()).is_ok()) {
+                    dense[c.id() as usize] = (c.e as f64 * inv) as f32;
+                }
+                std::mem::swap(probs, dense);
+                return Held::Dense;
+            }
+            probs.clear();
+            probs.extend(ids.iter().map(|&i| (dense[i as usize] as f64 * inv) as f32));
+            return Held::Sparse;
         } else {
             row.gather(min_p_floor, cand);
             exps(cand);
-        }
-        if p_on {
-            let n = prefix_reaching(cand, cfg.top_p as f64 * mass);
-            cand.truncate(n);
+            in_order = pen.is_empty();
         }
         let min_p = cfg.min_p;
         cand.retain(|c| c.e > 0.0 && c.e >= min_p);
@@ -355,13 +388,42 @@ impl DistBuf {
             cand.iter().for_each(|c| probs[c.id() as usize] = (c.e as f64 * inv) as f32);
             return Held::Dense;
         }
-        cand.sort_unstable_by_key(|c| c.id());
+        if !in_order {
+            cand.sort_unstable_by_key(|c| c.id());
+        }
         ids.clear();
         probs.clear();
         ids.extend(cand.iter().map(|c| c.id()));
         probs.extend(cand.iter().map(|c| (c.e as f64 * inv) as f32));
         Held::Sparse
     }
+}
+
+/// Thresholds (lo, hi) on a row of exps such that the entries at or over lo hold at least
+/// `target` and those at or over hi less, narrowed (up to three vectorised passes, four
+/// thresholds each) until few entries lie between them.
+fn nucleus_bracket(e: &[f32], target: f64) -> (f32, f32) {
+    // In exponent units: an entry e is at or over the cut c when e >= exp(-c). Every e is at most 1
+    // (the top token's), so hi starts over it; exp(-104) is 0, which every entry is at or over.
+    let (mut c_hi, mut c_lo) = (-1e-3f32, 104.0f32);
+    let (mut n_hi, mut n_lo) = (0usize, e.len());
+    let mut cuts = [1.5f32, 4.0, 8.0, 16.0];
+    for _ in 0..3 {
+        let (mass, count) = kernels::mass_at_least(e, cuts.map(|c| kernels::exp(-c)));
+        for (j, &c) in cuts.iter().enumerate() {
+            if mass[j] >= target {
+                (c_lo, n_lo) = (c, count[j]);
+                break;
+            }
+            (c_hi, n_hi) = (c, count[j]);
+        }
+        if n_lo - n_hi.min(n_lo) <= 1024 {
+            break;
+        }
+        let step = (c_lo.min(c_hi + 32.0) - c_hi) / 5.0;
+        cuts = std::array::from_fn(|j| c_hi + step * (j + 1) as f32);
+    }
+    (kernels::exp(-c_lo), kernels::exp(-c_hi))
 }
 
 /// A logits row with the repetition penalty read beside it: `pen` holds each penalised token's
@@ -405,6 +467,16 @@ impl<F: Fn(u32) -> bool> Row<'_, F> {
         out.extend(self.pen.iter().filter(|&&(_, v)| v > floor).map(|&(i, v)| Cand::new(v, i)));
     }
 
+    /// A token's value: its logit, penalised if it is among the penalised.
+    fn value(&self, i: u32) -> f32 {
+        if (self.penalised)(i) {
+            if let Some(&(_, v)) = self.pen.iter().find(|p| p.0 == i) {
+                return v;
+            }
+        }
+        self.logits[i as usize]
+    }
+
     /// The `k` first tokens in the transforms' order among those above `floor`: one pass keeping a
     /// buffer of candidates, cut back to the best k (whose last then sets the bar) when it fills.
     fn top_k(&self, k: usize, floor: f32, out: &mut Vec<Cand>) {
@@ -435,11 +507,11 @@ impl<F: Fn(u32) -> bool> Row<'_, F> {
 }
 
 /// Reorder `cand` so that its first n entries are the n first in the transforms' order, for the
-/// smallest n whose exps sum to at least `target`; returns n (all of them if they never do). A
+/// smallest n whose exps, added to `start`, reach `target`; returns n (all of them if they never do). A
 /// selection on masses: each step partitions around a median and keeps the half holding the
 /// boundary, so the cost is linear instead of a sort's.
-fn prefix_reaching(cand: &mut [Cand], target: f64) -> usize {
-    let (mut lo, mut hi, mut above) = (0, cand.len(), 0.0f64);
+fn prefix_reaching(cand: &mut [Cand], target: f64, start: f64) -> usize {
+    let (mut lo, mut hi, mut above) = (0, cand.len(), start);
     while hi - lo > 32 {
         let mid = lo + (hi - lo) / 2;
         cand[lo..hi].select_nth_unstable_by_key(mid - lo, |c| c.key);
@@ -459,6 +531,15 @@ fn prefix_reaching(cand: &mut [Cand], target: f64) -> usize {
         }
     }
     hi
+}
+
+/// The largest float under `x` for a positive `x` (so `e > just_under(x)` is `e >= x`), else 0.
+fn just_under(x: f32) -> f32 {
+    if x > 0.0 {
+        f32::from_bits(x.to_bits() - 1)
+    } else {
+        0.0
+    }
 }
 
 /// First index of the largest value (matches torch.argmax on ties; NaN is ignored).

@@ -2,8 +2,9 @@
 //! early exits inside a lane block, no fused multiply-adds, so results do not depend on the
 //! instruction set), and the exponential they use.
 //!
-//! On x86-64 the row passes also come compiled for AVX2 and are chosen at run time; the arithmetic
-//! is the same operation for operation, so both give bit-identical results.
+//! On x86-64 the row passes also come compiled for AVX2 and AVX-512 (the latter with Rust ≥ 1.89,
+//! see build.rs) and are chosen at run time; the arithmetic is the same operation for operation
+//! (Rust never fuses a multiply and an add on its own), so every variant gives bit-identical results.
 
 /// Lanes of the accumulators: wide enough for AVX-512, harmless on SSE2.
 const LANES: usize = 16;
@@ -22,6 +23,17 @@ macro_rules! dispatch {
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     imp($($arg),*)
+                }
+                #[cfg(specdec_avx512)]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                        imp($($arg),*)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has AVX-512F (checked above).
+                        return unsafe { avx512($($arg),*) };
+                    }
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2 (checked above).
@@ -116,6 +128,40 @@ pub fn exp_sum(x: &[f32], m: f32, k: f32) -> f64 {
 }
 
 dispatch! {
+/// For each of four thresholds, the sum and the number of the entries at or above it (sums in
+/// single precision within blocks of 1024, accurate to ~1e-6: for choosing, not for deciding).
+pub fn mass_at_least(x: &[f32], t: [f32; 4]) -> ([f64; 4], [usize; 4]) {
+    let mut total = [0.0f64; 4];
+    let mut count = [0usize; 4];
+    for b in x.chunks(1024) {
+        let mut a = [[0.0f32; LANES]; 4];
+        let mut n = [[0.0f32; LANES]; 4];
+        let mut blocks = b.chunks_exact(LANES);
+        for q in &mut blocks {
+            for c in 0..4 {
+                for j in 0..LANES {
+                    let hit = q[j] >= t[c];
+                    a[c][j] += if hit { q[j] } else { 0.0 };
+                    n[c][j] += if hit { 1.0 } else { 0.0 };
+                }
+            }
+        }
+        for c in 0..4 {
+            total[c] += a[c].iter().map(|&v| v as f64).sum::<f64>();
+            count[c] += n[c].iter().sum::<f32>() as usize;
+            for &v in blocks.remainder() {
+                if v >= t[c] {
+                    total[c] += v as f64;
+                    count[c] += 1;
+                }
+            }
+        }
+    }
+    (total, count)
+}
+}
+
+dispatch! {
 /// `out[i] = exp((x_i − m)·k)` for the whole row; returns their sum as [`exp_sum`] computes it.
 pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
     let out = &mut out[..x.len()];
@@ -138,6 +184,13 @@ pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
         total += *o as f64;
     }
     total
+}
+}
+
+dispatch! {
+/// `x_i · s` where `x_i >= t`, else 0.
+pub fn scale_at_least(x: &mut [f32], t: f32, s: f32) {
+    x.iter_mut().for_each(|v| *v = if *v >= t { *v * s } else { 0.0 });
 }
 }
 
@@ -204,11 +257,13 @@ pub fn scan_above(x: &[f32], mut threshold: f32, mut visit: impl FnMut(u32, f32,
     let mut blocks = x.chunks_exact(BLOCK);
     let mut base = 0usize;
     for b in &mut blocks {
-        if any_above(b.try_into().unwrap(), threshold) {
-            for (j, &v) in b.iter().enumerate() {
-                if v > threshold {
-                    threshold = visit((base + j) as u32, v, threshold);
-                }
+        let mut hits = above(b.try_into().unwrap(), threshold);
+        while hits != 0 {
+            let j = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            // The threshold may have risen since the block's mask was taken.
+            if b[j] > threshold {
+                threshold = visit((base + j) as u32, b[j], threshold);
             }
         }
         base += BLOCK;
@@ -221,13 +276,30 @@ pub fn scan_above(x: &[f32], mut threshold: f32, mut visit: impl FnMut(u32, f32,
     threshold
 }
 
+/// Bit j set where `b[j] > t` (false for NaN).
 #[inline(always)]
-fn any_above(b: &[f32; BLOCK], t: f32) -> bool {
-    let mut hit = false;
-    for &v in b {
-        hit |= v > t;
+fn above(b: &[f32; BLOCK], t: f32) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unused_unsafe)]
+    // SAFETY: SSE2 is part of x86-64; every load reads four floats inside `b`.
+    unsafe {
+        use std::arch::x86_64::{_mm_cmpgt_ps, _mm_loadu_ps, _mm_movemask_ps, _mm_set1_ps};
+        let t = _mm_set1_ps(t);
+        let mut hits = 0u64;
+        for g in 0..BLOCK / 4 {
+            let v = _mm_loadu_ps(b.as_ptr().add(4 * g));
+            hits |= (_mm_movemask_ps(_mm_cmpgt_ps(v, t)) as u64) << (4 * g);
+        }
+        hits
     }
-    hit
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut hits = 0u64;
+        for (j, &v) in b.iter().enumerate() {
+            hits |= ((v > t) as u64) << j;
+        }
+        hits
+    }
 }
 
 /// Draw an index with probability proportional to `w` given a uniform `u` in [0, 1): the first
