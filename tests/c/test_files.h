@@ -1,0 +1,34 @@
+/* File helpers for the C test programs that keep their own checks (test_embedder.c); the others
+   get the same helpers from harness.h. */
+#ifndef SPECDEC_TEST_FILES_H
+#define SPECDEC_TEST_FILES_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (!f) return 0;
+    ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+/* The whole file (malloc'd; the caller frees it), or NULL with *n = 0. */
+static unsigned char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    long size;
+    *n = 0;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    buf = malloc(size > 0 ? (size_t)size : 1);
+    if (buf) *n = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    return buf;
+}
+
+#endif
