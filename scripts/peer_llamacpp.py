@@ -5,42 +5,56 @@ Needs scripts/setup-llamacpp.sh (llama.cpp tools and libllama.so in .cache/llama
 scripts/make_gguf.py (GGUF files in .cache/gguf/), scripts/make_builder_models.py (the
 onnxruntime-genai builder exports in .cache/builder-models/genai/, which specdec runs) and
 `make setup build` (target/release/specdec, libspecdec.so). Run with the builder venv (numpy,
-typing_extensions; tokenizers optional):
+typing_extensions; tokenizers optional), in the background (about 55 minutes on the shared
+2-core machine):
 
-    .venv-builder/bin/python scripts/peer_llamacpp.py [--quick] [--parts tok,plain,bench,spec,specdec,greedy]
+    .venv-builder/bin/python scripts/peer_llamacpp.py --quick            # smoke test, about 2 min
     nohup .venv-builder/bin/python scripts/peer_llamacpp.py > target/peer/llamacpp.log 2>&1 &
+    .venv-builder/bin/python scripts/peer_llamacpp.py --parts h2h --merge   # redo one part, keep the rest
 
-Parts (all by default):
-  tok      tokenization check: for every prompt of --prompts, specdec's tokenizer (libspecdec,
-           tokenizer.json of the checkpoint) against llama.cpp's (llama_tokenize through the
-           sdist's own ctypes binding llama_cpp/llama_cpp.py on build/bin/libllama.so, with the
-           flags the tools use: add_special and parse_special on), plus the converter's hashing
-           text and a few other strings; every timed llama.cpp run also prints its prompt ids
-           (--verbose-prompt) and they are checked against specdec's too.
-  plain    llama-completion, plain greedy decoding of --new-tokens tokens after every prompt
-           (--temp 0 --ignore-eos, prompt as text with --no-escape), on the Q4_0 demo target, the
-           Q4_0 cost-scaled target and the Q4_0 draft, at each --threads, --reps repetitions
-           interleaved; one process per run (as llama.cpp is used), warm-up on (its default).
-           tok/s = new tokens / (prompt eval + eval + sampling time), llama.cpp's own timers,
-           summed over the prompts of a repetition (prefill included, as peer_bench.py times
-           genai and specdec); decode-only tok/s = eval runs / eval time.
-  bench    llama-bench -p 0 -n N -r REPS -t THREADS on the same files (llama.cpp's standard tg figure:
-           no prompt, random tokens).
-  spec     llama-speculative-simple, target = cost-scaled Q4_0, draft = draft Q4_0, greedy, at every
-           --spec-n (--spec-draft-n-max; p-min 0, its default), -n N-1 (it generates exactly N;
-           checked), tok/s = generated / (encode + decode time as it prints them); speed-up over
-           plain decoding of the scaled target paired per repetition; acceptance; whether the
-           text equals plain decoding's.
-  specdec  specdec CLI (`specdec generate --json`, one process per run, like llama.cpp's tools)
-           on the builder int4 exports of the same checkpoints: target-only and speculative at
-           --specdec-gammas and the auto policy, with the same threads (--threads per model);
-           tok/s from its total_ms (prefill included). For reference beside llama.cpp.
-  greedy   greedy continuations, token ids: llama.cpp through the ctypes binding (argmax, EOS not
-           masked) on f32, Q4_0 and Q4_0-pure GGUFs against specdec on the builder fp32 and int4
-           exports; the length of agreement per prompt (they are different quantisations, so
-           differences are expected where the int4 and Q4_0 weights differ) and llama.cpp's
-           top-2 logit margin at the first difference. Also checks that the binding's greedy text
-           equals llama-completion's (the tool whose speed is measured).
+Parts (--parts, comma-separated; default tok,plain,cli,spin,bench,spec,h2h,greedy):
+  tok      tokenization: every prompt of --prompts with specdec's tokenizer (libspecdec on the
+           checkpoint's tokenizer.json) against llama.cpp's (llama_tokenize through the sdist's own
+           ctypes binding llama_cpp/llama_cpp.py on build/bin/libllama.so, add_special and
+           parse_special on as llama.cpp's tools call it), plus the converter's hashing text and a
+           few other strings. The cli parts also check the ids llama-completion prints.
+  plain    llama.cpp plain greedy decoding in-process (libllama through that binding; prompt fed
+           as token ids, one llama_decode for the prompt and one per new token, argmax), on the
+           Q4_0 demo target, Q4_0 cost-scaled target and Q4_0 draft, at each --threads, --reps
+           repetitions interleaved, after a warm-up run of each. tok/s = new tokens / llama.cpp's
+           own decode time (llama_perf_context: prompt eval + eval; prefill included, as
+           peer_bench.py times genai and specdec), summed over the prompts of a repetition; the
+           wall clock around the Python loop is reported too. In-process because llama.cpp's
+           logger writes from a worker thread that is not flushed at exit (common/log.cpp): on
+           this loaded machine one llama-completion run in ~4 lost the tail of its output,
+           timings included, which made the tools unfit as the main instrument.
+  cli      cross-check: llama-completion itself, one process per run, prompt as text
+           (--no-escape), --temp 0 --ignore-eos, --cli-reps repetitions; runs whose output was cut
+           are rerun (up to 10 times) and counted; text compared with the in-process greedy text.
+  spin     the same with OMP_WAIT_POLICY unset (llama.cpp's default: OpenMP threads spin), on
+           --spin-prompts prompts, --spin-new-tokens tokens, --spin-reps repetitions. Every other
+           llama.cpp run uses --omp-wait (default passive): with two spinning threads on a 2-core
+           machine shared with other jobs, the scaled target fell from ~80 to ~4 tok/s.
+  bench    llama-bench -p 0 -n N -r REPS -t THREADS (llama.cpp's standard tg figure: no prompt).
+  spec     llama-speculative-simple (--spec-type draft-simple, p-min 0), target = cost-scaled
+           Q4_0, draft = draft Q4_0, greedy: a sweep of --spec-n with --spec-sweep-reps
+           repetitions, then the best draft length per thread count with --reps repetitions, each
+           paired with a plain in-process run of the same target. -n N-1 gives N tokens (one run
+           in a few gives N+1; counted, its text compared over N). tok/s = generated / (encode +
+           decode seconds as it prints them); acceptance = n_accept / n_drafted.
+  specdec  specdec CLI (`specdec generate --json`, one process per run) on the builder int4
+           exports: target-only of both targets, scaled + draft at --specdec-gammas and the auto
+           policy, --specdec-threads, --specdec-reps; tok/s from its total_ms (prefill included).
+           (Superseded by h2h, which interleaves it with llama.cpp; not in the default parts.)
+  h2h      head to head, all in every repetition (order rotated): llama.cpp plain (in-process) of
+           both Q4_0 targets, llama.cpp speculative at the sweep's best length (or --h2h-spec-n),
+           specdec target-only of both int4 targets and scaled + draft int4 at --specdec-gammas
+           and auto; speed-ups over each engine's own scaled target-only and specdec/llama.cpp
+           ratios, paired per repetition.
+  greedy   greedy token ids, 1 thread: llama.cpp (binding, argmax, EOS not masked) on the f32, Q4_0
+           and Q4_0-pure GGUFs against specdec (--eos-ids "") on the builder fp32 and int4
+           exports: leading tokens in agreement per prompt (different quantisations: differences
+           expected) and llama.cpp's top-1 minus top-2 logit at the first difference.
 
 Writes --out (default benches/results/peer-llamacpp.json) and a markdown report beside it (.md).
 Measurements run un-niced; the JSON records the load average before and after.
@@ -135,7 +149,7 @@ def rel(p):
 def shell_cmd(cmd, env=None):
     out = [f"{k}={v}" for k, v in (env or {}).items()]
     for c in map(str, cmd):
-        c = rel(c) if c.startswith(str(ROOT)) else c
+        c = c.replace(str(ROOT) + "/", "")
         out.append(c if re.fullmatch(r"[\w@%+=:,./-]+", c) else json.dumps(c))
     return " ".join(out)
 
@@ -863,6 +877,9 @@ def markdown(res):
           f"llama.cpp {m['llama_cpp']} (llama-cpp-python {m['sdist']} sdist), CPU build. "
           f"{m['n_prompts']} prompts of {m['prompts']}, {m['new_tokens']} new tokens, {m['reps']} repetitions, "
           f"greedy. Medians (min–max over repetitions).", ""]
+    for r in m.get("merged_runs", []):
+        L += [f"Merged from a later run ({r['date']}, `{' '.join(r['argv'])}`, load average {r['loadavg_before']} "
+              f"before, {r['loadavg_after']} after): the parts it ran replace this run's.", ""]
     L += ["Files:", "", "| file | MB |", "|---|---|"]
     for k, v in m["files"].items():
         L.append(f"| {k} | {v / 1e6:.1f} |")
@@ -994,7 +1011,7 @@ def main():
     ap.add_argument("--specdec-reps", type=int, default=3)
     ap.add_argument("--specdec-threads", default="1,2")
     ap.add_argument("--specdec-gammas", default="3,5", help="specdec fixed gammas (plus the auto policy)")
-    ap.add_argument("--parts", default="tok,plain,cli,spin,bench,spec,specdec,greedy")
+    ap.add_argument("--parts", default="tok,plain,cli,spin,bench,spec,h2h,greedy")
     ap.add_argument("--cli-reps", type=int, default=2, help="part cli: repetitions of llama-completion runs")
     ap.add_argument("--h2h-spec-n", default="", help="part h2h: llama.cpp draft n-max per thread count, e.g. 1:7,2:3 "
                                                      "(default: the best of part spec in the same run)")
@@ -1084,7 +1101,7 @@ def main():
     if "greedy" in parts:
         part_greedy(lc, args, prompts, ours, res, res.get("plain", {}).get("rows", []))
     res["meta"]["loadavg_after"] = loadavg()
-    res["meta"]["seconds"] = round(time.time() - t_all, 1)
+    res["meta"]["seconds"] = seconds = round(time.time() - t_all, 1)
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.merge and out.exists():
@@ -1096,14 +1113,11 @@ def main():
         old["meta"]["merged_runs"] = runs
         old["commands"] = cmds
         res = old
-    seconds = res["meta"]["seconds"]
-    if args.merge and out.exists():
-        pass  # merged above
     out.write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
     out.with_suffix(".md").write_text(md)
     print(md)
-    log(f"done in {res['meta']['seconds']} s: {rel(out)} and {rel(out.with_suffix('.md'))}")
+    log(f"done in {seconds} s: {rel(out)} and {rel(out.with_suffix('.md'))}")
 
 
 if __name__ == "__main__":
