@@ -21,8 +21,23 @@ fn main() {
     let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("specdec_status.rs");
     std::fs::write(&out, status_code(&variants)).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
 
+    // AVX-512 target features are stable from Rust 1.89: src/sampling/kernels.rs compiles its
+    // AVX-512 variants only then (the crate's minimum is older).
+    println!("cargo::rustc-check-cfg=cfg(specdec_avx512)");
+    if rustc_minor().is_some_and(|minor| minor >= 89) {
+        println!("cargo:rustc-cfg=specdec_avx512");
+    }
+
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={STATUS_RS}");
+}
+
+/// The minor version of the compiler building the crate (`rustc 1.95.0 (...)` -> 95).
+fn rustc_minor() -> Option<u32> {
+    let rustc = std::env::var("RUSTC").ok()?;
+    let out = std::process::Command::new(rustc).arg("--version").output().ok()?;
+    let version = String::from_utf8(out.stdout).ok()?;
+    version.split_whitespace().nth(1)?.split('.').nth(1)?.parse().ok()
 }
 
 /// The (name, value) pairs of `pub enum specdec_status { ... }`, in order. Doc comments and

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use specdec::acceptance::overlap;
-use specdec::sampling::{distribution, History};
+use specdec::sampling::{distribution, DistBuf, History};
 use specdec::{DecoderState, GenerationConfig, Generator, Model, ModelOptions, SamplingConfig, Tokenizer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let (mut p_rows, mut q_rows) = (Vec::new(), Vec::new());
                 DecoderState::new(target.clone())?.forward(sequence, new_tokens, &mut p_rows)?;
                 DecoderState::new(draft.clone())?.forward(sequence, new_tokens, &mut q_rows)?;
-                let (mut p_buf, mut q_buf) = (Vec::new(), Vec::new());
+                let (mut p_buf, mut q_buf) = (DistBuf::new(), DistBuf::new());
                 for i in 0..new_tokens {
                     let (p_row, q_row) = (&p_rows[i * vocab..(i + 1) * vocab], &q_rows[i * vocab..(i + 1) * vocab]);
                     let p = distribution(p_row, &history, &[], &sampling, &mut p_buf);

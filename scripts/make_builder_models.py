@@ -31,6 +31,12 @@ Stages (`all` runs them in this order; each is resumable and skips outputs that 
              tokenizer at the root; onnx/model.onnx, onnx/model_fp16.onnx (fp16 I/O and KV cache),
              onnx/model_q4.onnx (MatMulNBits, block 32), onnx/model_quantized.onnx (dynamic int8)
              -> CACHE/onnx-community/demo-target
+  vocab32k   (not part of `all`; writes committed files) a random Llama with a 32,000-entry vocabulary
+             (hidden 32, 1 layer, tied embeddings; final norm weight scaled so that distributions are peaked)
+             and a draft of it (the same weights plus noise, so that acceptance is partial), with the
+             512-token tokenizer, exported fp32 by the builder -> models/builder/vocab32k-{target,draft}/;
+             genai greedy must equal transformers greedy; continuations -> models/builder/expectations.json;
+             acceptance under the sampling test's transforms -> CACHE/vocab32k.json; MANIFEST entries
   fixtures   (not part of `all`; writes committed files) models/fixtures/{llama,qwen2,draft} and the demo
              draft (fp32 and int4 each) and the demo target (int4) recovered and exported by the builder
              into models/builder/<name>-<precision>/, exactly as it emits them; genai greedy must equal
@@ -75,6 +81,17 @@ FIXTURES = [
     ("demo-target", DEMO["target"], ["int4"]),
 ]
 BUILDER_DIR = ROOT / "models" / "builder"
+# The large-vocabulary pair for tests/sampling_exactness.rs (stage vocab32k): the shape of
+# models/fixtures/draft with a real vocabulary size. With tied embeddings a random one-layer model mostly
+# predicts its input token again (the residual stream is that token's embedding): `mix` scales o_proj and
+# down_proj so that the layer's output outweighs it. `logit_std` sets the final norm weight so that the
+# logits' spread over the vocabulary is about that (a random init gives nearly flat distributions); `noise`
+# is the draft's perturbation, relative to each weight tensor's spread (acceptance ~2/3 under the test's
+# transforms, ~25 tokens kept per position).
+VOCAB32K = dict(vocab=32000, hidden=32, layers=1, heads=2, kv_heads=1, inter=86, ctx=512, seed=32000,
+                mix=10.0, logit_std=2.0, noise=0.2)
+# The transforms tests/sampling_exactness.rs samples the pair with (for the acceptance report).
+VOCAB32K_SAMPLING = dict(temperature=0.8, top_k=50, top_p=0.9)
 COMMUNITY_FIXTURE = ("llama", ROOT / "models" / "fixtures" / "llama", ROOT / "models" / "community" / "llama")
 
 
@@ -775,6 +792,128 @@ def qwen(cache):
 
 
 # ---------------------------------------------------------------------------------------------------
+# vocab32k (committed)
+
+
+def transformed_probs(logits, temperature, top_k, top_p):
+    """specdec's transforms on one logits row (float64): temperature, top-k, then top-p on the kept
+    probabilities (ties by lower id), renormalised."""
+    import numpy as np
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    order = np.lexsort((np.arange(len(p)), -p))
+    keep = order[:top_k]
+    cum = np.cumsum(p[keep]) / p[keep].sum()
+    keep = keep[:int(np.searchsorted(cum, top_p) + 1)]
+    out = np.zeros_like(p)
+    out[keep] = p[keep] / p[keep].sum()
+    return out
+
+
+def vocab32k(cache):
+    """models/builder/vocab32k-{target,draft}: see VOCAB32K and the module docstring."""
+    import numpy as np
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    s = VOCAB32K
+    tok = ROOT / "models" / "fixtures" / "draft" / "tokenizer.json"
+    hf = {name: cache / "hf" / f"vocab32k-{name}" for name in ["target", "draft"]}
+    if not all((h / "config.json").exists() for h in hf.values()):
+        torch.manual_seed(s["seed"])
+        cfg = LlamaConfig(vocab_size=s["vocab"], hidden_size=s["hidden"], num_hidden_layers=s["layers"],
+                          num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+                          head_dim=s["hidden"] // s["heads"], intermediate_size=s["inter"],
+                          max_position_embeddings=s["ctx"], tie_word_embeddings=True, bos_token_id=0,
+                          eos_token_id=0, rms_norm_eps=1e-6)
+        cfg.architectures = ["LlamaForCausalLM"]
+        target = LlamaForCausalLM(cfg).eval()
+        with torch.no_grad():
+            # Non-trivial norms, then the final norm scaled until the logits' spread is logit_std.
+            for n, p in target.named_parameters():
+                if n.endswith("norm.weight"):
+                    p.copy_(1.0 + 0.1 * torch.randn_like(p))
+                if n.endswith("o_proj.weight") or n.endswith("down_proj.weight"):
+                    p.mul_(s["mix"])
+            ids = encode(tok, PROMPTS[2])
+            for _ in range(3):
+                spread = float(target(torch.tensor([ids])).logits[0].std(dim=-1).mean())
+                target.model.norm.weight.mul_(s["logit_std"] / spread)
+            draft = LlamaForCausalLM(cfg).eval()
+            draft.load_state_dict(target.state_dict())
+            gen = torch.Generator().manual_seed(s["seed"] + 1)
+            for n, p in draft.named_parameters():
+                p.add_(s["noise"] * p.std() * torch.randn(p.shape, generator=gen) if p.numel() > 1 else 0)
+        for name, model in [("target", target), ("draft", draft)]:
+            tmp = hf[name].with_name(hf[name].name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            model.save_pretrained(tmp, safe_serialization=True)
+            GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
+            write_tokenizer_files(tmp, tok, s["ctx"])
+            shutil.rmtree(hf[name], ignore_errors=True)
+            tmp.rename(hf[name])
+        log(f"vocab32k: {sum(p.numel() for p in target.parameters()) / 1e6:.2f}M parameters each -> {hf['target'].parent}")
+    models = {name: load_hf(h) for name, h in hf.items()}
+    # Acceptance under the test's transforms along the target's own greedy continuation of each prompt.
+    alphas, sizes = [], []
+    for prompt in PROMPTS:
+        ids = encode(tok, prompt)
+        seq = ids + torch_greedy_no_eos(models["target"], ids, 8)
+        lp, lq = (torch_logits(m, seq)[len(ids) - 1:] for m in (models["target"], models["draft"]))
+        for a, b in zip(lp, lq):
+            p, q = (transformed_probs(x, **VOCAB32K_SAMPLING) for x in (a, b))
+            alphas.append(float(np.minimum(p, q).sum()))
+            sizes.append(int((p > 0).sum()))
+    info = {"spec": s, "sampling": VOCAB32K_SAMPLING, "mean_acceptance": float(np.mean(alphas)),
+            "kept_tokens_median": float(np.median(sizes)), "positions": len(alphas)}
+    log(f"vocab32k: acceptance {info['mean_acceptance']:.2f} under {VOCAB32K_SAMPLING}, "
+        f"median kept tokens {info['kept_tokens_median']:.0f}")
+    exp_path = BUILDER_DIR / "expectations.json"
+    expectations = json.loads(exp_path.read_text()) if exp_path.exists() else {}
+    failures, report = [], {}
+    for name in ["target", "draft"]:
+        folder_name = f"vocab32k-{name}"
+        folder = BUILDER_DIR / folder_name
+        run_builder(hf[name], folder, "fp32", cache, logf=cache / "fixture-logs" / f"{folder_name}.log")
+        rows = []
+        for prompt in PROMPTS:
+            ids = encode(folder / "tokenizer.json", prompt)
+            g, eos_at = genai_greedy_no_eos(folder, ids, GREEDY_NEW_TOKENS)
+            t = torch_greedy_no_eos(models[name], ids, GREEDY_NEW_TOKENS)
+            rows.append({"prompt": prompt, "prompt_ids": ids, "genai_ids": g, "genai_eos_at": eos_at})
+            log(f"vocab32k {folder_name}: {prompt!r}: genai == torch: {g == t}")
+            if g != t:
+                failures.append(folder_name)
+        expectations[folder_name] = rows
+        report[folder_name] = {"files": file_list(folder), "equal": folder_name not in failures}
+    exp_path.write_text(json.dumps(dict(sorted(expectations.items())), indent=1) + "\n")
+    info["folders"] = report
+    (cache / "vocab32k.json").write_text(json.dumps(info, indent=1) + "\n")
+    import onnxruntime_genai as og
+    manifest = ROOT / "models" / "MANIFEST.json"
+    entries = json.loads(manifest.read_text()) if manifest.exists() else {}
+    for name in ["target", "draft"]:
+        folder = f"vocab32k-{name}"
+        entries[f"builder/{folder}"] = {
+            "from": "random LlamaForCausalLM (seed %d)%s" % (s["seed"], "" if name == "target" else " plus noise"),
+            "made_by": "scripts/make_builder_models.py --stage vocab32k",
+            "builder": f"onnxruntime_genai.models.builder {og.__version__} -p fp32 -e cpu",
+            "architecture": "LlamaForCausalLM",
+            "parameters": sum(p.numel() for p in models[name].parameters()),
+            "bytes": sum(file_list(BUILDER_DIR / folder).values()),
+            "genai_greedy_equals_transformers": "%d/%d" % (0 if folder in failures else len(PROMPTS), len(PROMPTS)),
+            "acceptance_under_test_sampling": round(info["mean_acceptance"], 3),
+            "expectations": "builder/expectations.json"}
+    manifest.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+    mb = sum(sum(r["files"].values()) for r in report.values()) / 1e6
+    log(f"vocab32k: {mb:.2f} MB under models/builder")
+    if failures:
+        sys.exit(f"vocab32k: onnxruntime-genai greedy differs from transformers greedy for {sorted(set(failures))}")
+
+
+# ---------------------------------------------------------------------------------------------------
 # community
 
 
@@ -947,8 +1086,9 @@ def write_manifest(cache, report, community_out, community_layout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     stages = ["recover", "build", "check", "scaled", "qwen", "community"]
-    ap.add_argument("--stage", default="all", choices=["all", *stages, "fixtures"],
-                    help="all = the cache stages; fixtures (models/builder, models/community/llama) only when named")
+    ap.add_argument("--stage", default="all", choices=["all", *stages, "fixtures", "vocab32k"],
+                    help="all = the cache stages; fixtures (models/builder, models/community/llama) and vocab32k "
+                         "(models/builder/vocab32k-*) only when named")
     ap.add_argument("--cache", default=str(ROOT / ".cache" / "builder-models"), help="output folder (outside git)")
     args = ap.parse_args()
     cache = Path(args.cache).resolve()
@@ -958,7 +1098,7 @@ def main():
         (dot_cache / ".gitignore").write_text("*\n")
     t0 = time.time()
     fns = {"recover": recover, "build": build, "check": check, "scaled": scaled, "qwen": qwen,
-           "community": community, "fixtures": fixtures}
+           "community": community, "fixtures": fixtures, "vocab32k": vocab32k}
     for stage in stages if args.stage == "all" else [args.stage]:
         with Stage(stage):
             fns[stage](cache)

@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::sampling::{sample_index, Dist};
+use crate::sampling::{kernels, sample_index, Dist};
 
 /// Decide on draft token `x` proposed from `q` while the target says `p`.
 /// Returns `None` when `x` is accepted, or the token to emit instead, drawn from
@@ -17,37 +17,73 @@ pub fn verify(p: Dist<'_>, q: Dist<'_>, x: u32, rng: &mut impl Rng, scratch: &mu
 }
 
 /// The probability that a proposal drawn from `q` is accepted under `p`: Σ min(p, q), the paper's
-/// β at one position (its expectation is α).
+/// β at one position (its expectation is α). Over the kept tokens only where either side is sparse.
 pub fn overlap(p: Dist<'_>, q: Dist<'_>) -> f64 {
     match (p, q) {
         (Dist::Point(a), Dist::Point(b)) => (a == b) as u32 as f64,
-        (Dist::Point(t), Dist::Probs(d)) | (Dist::Probs(d), Dist::Point(t)) => d.get(t as usize).copied().unwrap_or(0.0) as f64,
-        (Dist::Probs(a), Dist::Probs(b)) => a.iter().zip(b).map(|(&x, &y)| x.min(y) as f64).sum(),
+        (Dist::Point(t), d) | (d, Dist::Point(t)) => d.prob(t) as f64,
+        (Dist::Probs(a), Dist::Probs(b)) => kernels::sum_min(a, b),
+        (Dist::Sparse { ids, probs }, other) | (other, Dist::Sparse { ids, probs }) => {
+            let mut sum = 0.0f64;
+            beside(ids, probs, other, |x, y| sum += x.min(y) as f64);
+            sum
+        }
     }
 }
 
-/// Sample from norm(max(0, p − q)); falls back to p where float rounding leaves no mass.
+/// Sample from norm(max(0, p − q)); falls back to p where float rounding leaves no mass. Where p
+/// is sparse, only its kept tokens are visited.
 pub fn residual(p: Dist<'_>, q: Dist<'_>, rng: &mut impl Rng, scratch: &mut Vec<f32>) -> u32 {
-    match (p, q) {
+    match p {
         // A point-mass target puts all residual mass on its own token.
-        (Dist::Point(a), _) => a,
-        (Dist::Probs(pp), q) => {
-            scratch.clear();
+        Dist::Point(a) => a,
+        Dist::Probs(pp) => {
             match q {
                 Dist::Point(y) => {
+                    scratch.clear();
                     scratch.extend_from_slice(pp);
                     if let Some(v) = scratch.get_mut(y as usize) {
                         *v = 0.0;
                     }
                 }
-                Dist::Probs(qq) => scratch.extend(pp.iter().zip(qq).map(|(&a, &b)| (a - b).max(0.0))),
+                Dist::Probs(qq) => {
+                    kernels::positive_difference(pp, qq, scratch);
+                }
+                Dist::Sparse { ids, probs } => {
+                    scratch.clear();
+                    scratch.extend_from_slice(pp);
+                    for (&t, &y) in ids.iter().zip(probs) {
+                        if let Some(v) = scratch.get_mut(t as usize) {
+                            *v = (*v - y).max(0.0);
+                        }
+                    }
+                }
             }
-            if scratch.iter().any(|&v| v > 0.0) {
-                sample_index(scratch, rng)
-            } else {
-                sample_index(pp, rng)
+            let w = if scratch.iter().any(|&v| v > 0.0) { &scratch[..] } else { pp };
+            sample_index(w, rng)
+        }
+        Dist::Sparse { ids, probs } => {
+            scratch.clear();
+            beside(ids, probs, q, |x, y| scratch.push((x - y).max(0.0)));
+            let w = if scratch.iter().any(|&v| v > 0.0) { &scratch[..] } else { probs };
+            ids.get(sample_index(w, rng) as usize).copied().unwrap_or(0)
+        }
+    }
+}
+
+/// Calls `f(p(t), q(t))` for each token t a sparse p keeps (`ids` increasing), in order.
+fn beside(ids: &[u32], probs: &[f32], q: Dist<'_>, mut f: impl FnMut(f32, f32)) {
+    match q {
+        Dist::Sparse { ids: qi, probs: qp } => {
+            let mut j = 0;
+            for (&t, &x) in ids.iter().zip(probs) {
+                while j < qi.len() && qi[j] < t {
+                    j += 1;
+                }
+                f(x, if j < qi.len() && qi[j] == t { qp[j] } else { 0.0 });
             }
         }
+        q => ids.iter().zip(probs).for_each(|(&t, &x)| f(x, q.prob(t))),
     }
 }
 
@@ -161,6 +197,40 @@ mod tests {
         let (got, acc) = emitted(Dist::Probs(&p), Dist::Probs(&q), 5);
         assert_eq!(acc, 0.0);
         assert_close(&got, &p);
+    }
+
+    /// The kept tokens of a dense row, as [`Dist::Sparse`] holds them.
+    fn sparse(p: &[f32]) -> (Vec<u32>, Vec<f32>) {
+        p.iter().enumerate().filter(|(_, &x)| x > 0.0).map(|(t, &x)| (t as u32, x)).unzip()
+    }
+
+    #[test]
+    fn sparse_and_dense_representations_verify_alike() {
+        let p = [0.0, 0.5, 0.3, 0.0, 0.2, 0.0];
+        let q = [0.1, 0.0, 0.25, 0.4, 0.25, 0.0];
+        let ((pi, pp), (qi, qp)) = (sparse(&p), sparse(&q));
+        let (ps, qs) = (Dist::Sparse { ids: &pi, probs: &pp }, Dist::Sparse { ids: &qi, probs: &qp });
+        let (pd, qd) = (Dist::Probs(&p), Dist::Probs(&q));
+        let want = alpha(&p, &q);
+        for (a, b) in [(ps, qs), (ps, qd), (pd, qs), (pd, qd)] {
+            assert!((overlap(a, b) - want).abs() < 1e-6);
+            let (got, acc) = emitted(a, b, 6);
+            assert_close(&got, &p);
+            assert!((acc - want).abs() < 0.01, "acceptance {acc}");
+        }
+        // A point-mass draft against a sparse target, and a sparse draft against a point target.
+        let (got, acc) = emitted(ps, Dist::Point(2), 6);
+        assert_close(&got, &p);
+        assert!((acc - 0.3).abs() < 0.01);
+        assert_eq!(overlap(Dist::Point(4), qs), 0.25);
+        let mut rng = StdRng::seed_from_u64(2);
+        assert_eq!(residual(Dist::Point(4), qs, &mut rng, &mut Vec::new()), 4);
+        // Same uniforms, same tokens: the sparse walk visits the dense one's positive entries.
+        for seed in 0..200 {
+            let (mut r1, mut r2) = (StdRng::seed_from_u64(seed), StdRng::seed_from_u64(seed));
+            assert_eq!(residual(ps, qs, &mut r1, &mut Vec::new()), residual(pd, qd, &mut r2, &mut Vec::new()));
+            assert_eq!(ps.sample(&mut r1), pd.sample(&mut r2));
+        }
     }
 
     #[test]

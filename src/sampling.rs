@@ -1,9 +1,46 @@
 //! Sampling transforms. They define the distributions the algorithm compares: the same transform,
 //! with the same token history, is applied to the target's p and the draft's q at every position.
+//!
+//! The transforms, in order: the repetition penalty on the logits, temperature, then top-k, top-p
+//! and min-p on the normalised probabilities (ties broken by the lower id), and renormalisation of
+//! what is left. [`distribution`] computes exactly that without touching most of a large
+//! vocabulary's row:
+//!
+//! - Greedy is an argmax (a vectorised max, then the first index holding it); with a repetition
+//!   penalty, the argmax of the unpenalised tokens (blocks under the best so far are skipped) beside
+//!   the penalised ones, the row never copied.
+//! - The penalty is a short list (token, penalised logit) read beside the row: nothing is copied.
+//! - Top-k selects the k best logits in one pass that skips every 64-entry block under the current
+//!   k-th best (a buffer of candidates, `select_nth_unstable` when it fills); exps only for them.
+//! - Top-p without top-k needs the normaliser: one vectorised exp pass writes the row's exps and
+//!   sums them; up to three vectorised passes, four thresholds each, bracket the exp at which the
+//!   top tokens reach top-p of the mass; only the tokens over the bracket's floor are gathered, and
+//!   the order is settled (selection on masses, not a sort) only among those inside it.
+//! - Min-p is a threshold on the logit (p ≥ min_p·p_max ⇔ l ≥ l_max + T·ln min_p): only tokens over
+//!   it are gathered.
+//! - Rows are scanned in 64-entry blocks: a block with nothing over the current threshold costs
+//!   one vectorised comparison, and only its entries over it are visited.
+//! - What truncation keeps is a [`Dist::Sparse`]: ids in increasing order and probabilities, in a
+//!   [`DistBuf`] reused from position to position. Without truncation (or when it keeps more than
+//!   an eighth of the vocabulary) the distribution is a dense row, [`Dist::Probs`].
+//!
+//! Floating point, against the straightforward implementation (a dense row, `f32::exp`, a full
+//! sort; kept in `sampling/reference.rs` as the tests' oracle): the exponential is a polynomial
+//! within ~1.5 ulp instead of libm's, the final probabilities are each kept one divided by their
+//! sum in f64 (one rounding instead of two normalisations), and top-k/top-p rank tokens by logit
+//! rather than by rounded probability (two distinct logits whose exps round to the same float
+//! used to tie and be ordered by id). Probabilities agree within 1e-6 relative and kept sets are
+//! identical except where a decision sits within rounding of its threshold; draws walk the same
+//! order (increasing id) but step over blocks by their sums, so a seed's tokens can differ where
+//! the uniform falls within rounding of a boundary. The distributions are the same.
 
 use rand::Rng;
 
 use crate::error::{Error, Result};
+
+pub(crate) mod kernels;
+#[cfg(test)]
+mod reference;
 
 /// Sampling settings. Temperature 0 means greedy; the other transforms are then irrelevant except
 /// the repetition penalty, which can change the argmax.
@@ -49,23 +86,30 @@ impl SamplingConfig {
     }
 }
 
-/// A next-token distribution: a point mass (greedy, or a deterministic proposal) or probabilities
-/// over the vocabulary.
+/// A next-token distribution: a point mass (greedy, or a deterministic proposal), probabilities
+/// over the whole vocabulary, or the tokens truncation kept with their probabilities.
 #[derive(Debug, Clone, Copy)]
 pub enum Dist<'a> {
     Point(u32),
+    /// A probability for every token id.
     Probs(&'a [f32]),
+    /// Token ids in increasing order and their probabilities (all positive); every other token has
+    /// probability 0.
+    Sparse {
+        ids: &'a [u32],
+        probs: &'a [f32],
+    },
 }
 
 impl Dist<'_> {
     /// The top probability: of the distribution itself, or for a greedy point mass, of the
     /// softmax of the `scores` it was taken from (how sure a draft was of its guess).
     pub fn confidence(&self, scores: &[f32]) -> f32 {
-        match self {
-            Dist::Probs(p) => p.iter().copied().fold(0.0, f32::max),
+        match *self {
+            Dist::Probs(p) | Dist::Sparse { probs: p, .. } => kernels::max(p).max(0.0),
             Dist::Point(_) => {
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                1.0 / scores.iter().map(|&s| (s - max).exp()).sum::<f32>()
+                let max = kernels::max(scores);
+                (1.0 / kernels::exp_sum(scores, max, 1.0)) as f32
             }
         }
     }
@@ -74,6 +118,7 @@ impl Dist<'_> {
         match *self {
             Dist::Point(t) => (t == x) as u32 as f32,
             Dist::Probs(p) => p.get(x as usize).copied().unwrap_or(0.0),
+            Dist::Sparse { ids, probs } => ids.binary_search(&x).map_or(0.0, |j| probs[j]),
         }
     }
 
@@ -81,7 +126,96 @@ impl Dist<'_> {
         match *self {
             Dist::Point(t) => t,
             Dist::Probs(p) => sample_index(p, rng),
+            Dist::Sparse { ids, probs } => ids.get(sample_index(probs, rng) as usize).copied().unwrap_or(0),
         }
+    }
+
+    /// Every token with positive probability, in increasing id order.
+    pub fn for_each(&self, mut f: impl FnMut(u32, f32)) {
+        match *self {
+            Dist::Point(t) => f(t, 1.0),
+            Dist::Probs(p) => p.iter().enumerate().filter(|(_, &x)| x > 0.0).for_each(|(t, &x)| f(t as u32, x)),
+            Dist::Sparse { ids, probs } => ids.iter().zip(probs).for_each(|(&t, &x)| f(t, x)),
+        }
+    }
+
+    /// The probabilities as a dense row of `vocab` entries.
+    pub fn to_dense(&self, vocab: usize) -> Vec<f32> {
+        let mut out = vec![0.0; vocab];
+        self.for_each(|t, x| {
+            if let Some(o) = out.get_mut(t as usize) {
+                *o = x;
+            }
+        });
+        out
+    }
+}
+
+/// Where [`distribution`] writes a distribution, and its working space; reused from position to
+/// position so that a warm position allocates nothing.
+#[derive(Debug, Default, Clone)]
+pub struct DistBuf {
+    held: Held,
+    ids: Vec<u32>,
+    probs: Vec<f32>,
+    cand: Vec<Cand>,
+    work: Vec<Cand>,
+    dense: Vec<f32>,
+    pen: Vec<(u32, f32)>,
+}
+
+/// Which distribution a [`DistBuf`] holds.
+#[derive(Debug, Default, Clone, Copy)]
+enum Held {
+    #[default]
+    Empty,
+    Point(u32),
+    Dense,
+    Sparse,
+}
+
+impl DistBuf {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The distribution last written here (no mass at all before the first).
+    pub fn dist(&self) -> Dist<'_> {
+        match self.held {
+            Held::Empty => Dist::Probs(&[]),
+            Held::Point(t) => Dist::Point(t),
+            Held::Dense => Dist::Probs(&self.probs),
+            Held::Sparse => Dist::Sparse { ids: &self.ids, probs: &self.probs },
+        }
+    }
+
+    /// Hold `probs`, a dense row (a host drafter's distribution).
+    pub fn set_probs(&mut self, probs: &[f32]) {
+        self.probs.clear();
+        self.probs.extend_from_slice(probs);
+        self.held = Held::Dense;
+    }
+}
+
+/// A candidate token: its (penalised) logit, its exp relative to the max, and a key whose
+/// ascending order is the transforms' order (logit descending, then id ascending).
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    key: u64,
+    v: f32,
+    e: f32,
+}
+
+impl Cand {
+    fn new(v: f32, id: u32) -> Self {
+        // +0.0 makes -0.0 and 0.0 one value, as they are to exp.
+        let b = (v + 0.0).to_bits();
+        let ascending = if b >> 31 == 1 { !b } else { b | 0x8000_0000 };
+        Cand { key: ((!ascending as u64) << 32) | id as u64, v, e: 0.0 }
+    }
+
+    fn id(&self) -> u32 {
+        self.key as u32
     }
 }
 
@@ -115,108 +249,307 @@ impl History {
             }
         }
     }
+
+    /// Whether `t` is among the tokens [`Self::for_each_unique`] visits.
+    fn contains(&self, t: u32, extra: &[u32]) -> bool {
+        match self.seen.get(t as usize) {
+            Some(&seen) => seen || extra.contains(&t),
+            None => false,
+        }
+    }
 }
 
-/// Turn one logits row into the distribution to sample from. `buf` receives the probabilities
-/// (sampling) or is left alone (greedy); the result borrows it.
+/// Turn one logits row into the distribution to sample from, written into `buf` (left alone for a
+/// point mass); the result borrows it.
 pub fn distribution<'b>(
     logits: &[f32],
     history: &History,
     extra: &[u32],
     cfg: &SamplingConfig,
-    buf: &'b mut Vec<f32>,
+    buf: &'b mut DistBuf,
 ) -> Dist<'b> {
-    let penalise = cfg.repetition_penalty != 1.0;
-    if cfg.is_greedy() && !penalise {
-        return Dist::Point(argmax(logits));
-    }
-    buf.clear();
-    buf.extend_from_slice(logits);
-    if penalise {
-        let r = cfg.repetition_penalty;
-        history.for_each_unique(extra, |t| {
-            let l = &mut buf[t as usize];
-            *l = if *l > 0.0 { *l / r } else { *l * r };
-        });
-    }
-    if cfg.is_greedy() {
-        return Dist::Point(argmax(buf));
-    }
-    let inv_t = 1.0 / cfg.temperature;
-    let max = buf.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
-    for l in buf.iter_mut() {
-        *l = ((*l - max) * inv_t).exp();
-        sum += *l as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    buf.iter_mut().for_each(|p| *p *= inv);
-    truncate(buf, cfg);
-    Dist::Probs(buf)
+    buf.held = buf.compute(logits, history, extra, cfg);
+    buf.dist()
 }
 
-/// Top-k, then top-p, then min-p, on normalised probabilities; renormalises what is left.
-fn truncate(p: &mut [f32], cfg: &SamplingConfig) {
-    let k_on = cfg.top_k > 0 && cfg.top_k < p.len();
-    let p_on = cfg.top_p < 1.0;
-    if k_on || p_on {
-        let mut order: Vec<u32> = (0..p.len() as u32).collect();
-        // Descending by probability, ties by lower id, so truncation is deterministic.
-        order.sort_unstable_by(|&a, &b| p[b as usize].total_cmp(&p[a as usize]).then(a.cmp(&b)));
-        let mut keep = if k_on { cfg.top_k } else { p.len() };
-        if p_on {
-            let mut cum = 0.0f64;
-            let kept_mass: f64 = order[..keep].iter().map(|&i| p[i as usize] as f64).sum();
-            for (n, &i) in order[..keep].iter().enumerate() {
-                cum += p[i as usize] as f64 / kept_mass;
-                if cum >= cfg.top_p as f64 {
-                    keep = n + 1;
-                    break;
+impl DistBuf {
+    fn compute(&mut self, logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Held {
+        let DistBuf { ids, probs, cand, work, dense, pen, .. } = self;
+        ids.clear();
+        pen.clear();
+        if cfg.repetition_penalty != 1.0 {
+            let r = cfg.repetition_penalty;
+            history.for_each_unique(extra, |t| {
+                if let Some(&l) = logits.get(t as usize) {
+                    pen.push((t, if l > 0.0 { l / r } else { l * r }));
+                }
+            });
+        }
+        let penalised = |i: u32| !pen.is_empty() && history.contains(i, extra);
+        let row = Row { logits, pen, penalised: &penalised };
+        if cfg.is_greedy() {
+            return Held::Point(if pen.is_empty() { argmax(logits) } else { row.best().map_or(0, |b| b.1) });
+        }
+        let m = if pen.is_empty() { kernels::max(logits) } else { row.best().map_or(f32::NEG_INFINITY, |b| b.0) };
+        let (t, inv_t) = (cfg.temperature, 1.0 / cfg.temperature);
+        let vocab = logits.len();
+        let k_on = cfg.top_k > 0 && cfg.top_k < vocab;
+        let p_on = cfg.top_p < 1.0;
+        if !k_on && !p_on && cfg.min_p <= 0.0 {
+            probs.resize(vocab, 0.0);
+            let mut z = kernels::exp_store(logits, m, inv_t, probs);
+            for &(i, v) in pen.iter() {
+                let e = kernels::exp((v - m) * inv_t);
+                z += e as f64 - std::mem::replace(&mut probs[i as usize], e) as f64;
+            }
+            kernels::scale(probs, (1.0 / z) as f32);
+            return Held::Dense;
+        }
+        // The logit under which no token passes min-p (p ≥ min_p·p_max ⇔ l ≥ l_max + T·ln min_p),
+        // loosened well past rounding: exact tests on the exps come later.
+        let min_p_floor = if cfg.min_p > 0.0 {
+            let d = t * cfg.min_p.ln();
+            m + d - 1e-4 * (1.0 + m.abs() + d.abs())
+        } else {
+            f32::NEG_INFINITY
+        };
+        let exps = |cand: &mut Vec<Cand>| -> f64 {
+            cand.iter_mut()
+                .map(|c| {
+                    c.e = kernels::exp((c.v - m) * inv_t);
+                    c.e as f64
+                })
+                .sum()
+        };
+        let target = |mass: f64| cfg.top_p as f64 * mass;
+        // Gathered in increasing id order (else sorted at the end).
+        let in_order;
+        if k_on {
+            row.top_k(cfg.top_k, if p_on { f32::NEG_INFINITY } else { min_p_floor }, cand);
+            let mass = exps(cand);
+            if p_on {
+                let n = prefix_reaching(cand, target(mass), 0.0);
+                cand.truncate(n);
+            }
+            in_order = false;
+        } else if p_on {
+            // The whole row's exps (top-p is relative to their sum), then thresholds on them.
+            dense.resize(vocab, 0.0);
+            let mut z = kernels::exp_store(logits, m, inv_t, dense);
+            for &(i, v) in pen.iter() {
+                let e = kernels::exp((v - m) * inv_t);
+                z += e as f64 - std::mem::replace(&mut dense[i as usize], e) as f64;
+            }
+            let target = target(z);
+            let (lo, hi) = nucleus_bracket(dense, target);
+            // Tokens at or over `hi` are all kept; the order matters only under it, down to `lo`.
+            kernels::scan_above(dense, just_under(lo.max(cfg.min_p)), |i, _, t| {
+                ids.push(i);
+                t
+            });
+            let mut above = 0.0f64;
+            work.clear();
+            for &i in ids.iter() {
+                let e = dense[i as usize];
+                if e >= hi {
+                    above += e as f64;
+                } else {
+                    work.push(Cand { e, ..Cand::new(row.value(i), i) });
                 }
             }
+            let n = prefix_reaching(work, target, above);
+            if n < work.len() {
+                let last = work[..n].iter().map(|c| c.key).max().unwrap_or(0);
+                ids.retain(|&i| dense[i as usize] >= hi || Cand::new(row.value(i), i).key <= last);
+            }
+            let inv = 1.0 / ids.iter().map(|&i| dense[i as usize] as f64).sum::<f64>();
+            if ids.len() > vocab / 8 {
+                kernels::scale_at_least(dense, hi.max(cfg.min_p), inv as f32);
+                for c in work.iter().filter(|c| ids.binary_search(&c.id()).is_ok()) {
+                    dense[c.id() as usize] = (c.e as f64 * inv) as f32;
+                }
+                std::mem::swap(probs, dense);
+                return Held::Dense;
+            }
+            probs.clear();
+            probs.extend(ids.iter().map(|&i| (dense[i as usize] as f64 * inv) as f32));
+            return Held::Sparse;
+        } else {
+            row.gather(min_p_floor, cand);
+            exps(cand);
+            in_order = pen.is_empty();
         }
-        for &i in &order[keep..] {
-            p[i as usize] = 0.0;
+        let min_p = cfg.min_p;
+        cand.retain(|c| c.e > 0.0 && c.e >= min_p);
+        let inv = 1.0 / cand.iter().map(|c| c.e as f64).sum::<f64>();
+        if cand.len() > vocab / 8 {
+            probs.clear();
+            probs.resize(vocab, 0.0);
+            cand.iter().for_each(|c| probs[c.id() as usize] = (c.e as f64 * inv) as f32);
+            return Held::Dense;
         }
-    }
-    if cfg.min_p > 0.0 {
-        let top = p.iter().copied().fold(0.0f32, f32::max);
-        let floor = cfg.min_p * top;
-        p.iter_mut().filter(|x| **x < floor).for_each(|x| *x = 0.0);
-    }
-    let sum: f64 = p.iter().map(|&x| x as f64).sum();
-    if sum > 0.0 {
-        let inv = (1.0 / sum) as f32;
-        p.iter_mut().for_each(|x| *x *= inv);
+        if !in_order {
+            cand.sort_unstable_by_key(|c| c.id());
+        }
+        ids.clear();
+        probs.clear();
+        ids.extend(cand.iter().map(|c| c.id()));
+        probs.extend(cand.iter().map(|c| (c.e as f64 * inv) as f32));
+        Held::Sparse
     }
 }
 
-/// First index of the largest value (matches torch.argmax on ties).
-pub fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
+/// Thresholds (lo, hi) on a row of exps such that the entries at or over lo hold at least
+/// `target` and those at or over hi less, narrowed (up to three vectorised passes, four
+/// thresholds each) until few entries lie between them.
+fn nucleus_bracket(e: &[f32], target: f64) -> (f32, f32) {
+    // In exponent units: an entry e is at or over the cut c when e >= exp(-c). Every e is at most 1
+    // (the top token's), so hi starts over it; exp(-104) is 0, which every entry is at or over.
+    let (mut c_hi, mut c_lo) = (-1e-3f32, 104.0f32);
+    let (mut n_hi, mut n_lo) = (0usize, e.len());
+    let mut cuts = [1.5f32, 4.0, 8.0, 16.0];
+    for _ in 0..3 {
+        let (mass, count) = kernels::mass_at_least(e, cuts.map(|c| kernels::exp(-c)));
+        for (j, &c) in cuts.iter().enumerate() {
+            if mass[j] >= target {
+                (c_lo, n_lo) = (c, count[j]);
+                break;
+            }
+            (c_hi, n_hi) = (c, count[j]);
+        }
+        if n_lo - n_hi.min(n_lo) <= 1024 {
+            break;
+        }
+        let step = (c_lo.min(c_hi + 32.0) - c_hi) / 5.0;
+        cuts = std::array::from_fn(|j| c_hi + step * (j + 1) as f32);
+    }
+    (kernels::exp(-c_lo), kernels::exp(-c_hi))
+}
+
+/// A logits row with the repetition penalty read beside it: `pen` holds each penalised token's
+/// penalised logit, `penalised` says whether a token is among them (its entry in `logits` is then
+/// not its value).
+struct Row<'a, F: Fn(u32) -> bool> {
+    logits: &'a [f32],
+    pen: &'a [(u32, f32)],
+    penalised: &'a F,
+}
+
+impl<F: Fn(u32) -> bool> Row<'_, F> {
+    /// The largest value and the first token holding it; `None` when every value is -inf (or NaN).
+    fn best(&self) -> Option<(f32, u32)> {
+        let mut best = None;
+        kernels::scan_above(self.logits, f32::NEG_INFINITY, |i, v, t| {
+            if (self.penalised)(i) {
+                t
+            } else {
+                best = Some((v, i));
+                v
+            }
+        });
+        for &(i, v) in self.pen {
+            if best.map_or(v > f32::NEG_INFINITY, |(bv, bi)| v > bv || (v == bv && i < bi)) {
+                best = Some((v, i));
+            }
+        }
+        best
+    }
+
+    /// Every token whose value is above `floor`.
+    fn gather(&self, floor: f32, out: &mut Vec<Cand>) {
+        out.clear();
+        kernels::scan_above(self.logits, floor, |i, v, t| {
+            if !(self.penalised)(i) {
+                out.push(Cand::new(v, i));
+            }
+            t
+        });
+        out.extend(self.pen.iter().filter(|&&(_, v)| v > floor).map(|&(i, v)| Cand::new(v, i)));
+    }
+
+    /// A token's value: its logit, penalised if it is among the penalised.
+    fn value(&self, i: u32) -> f32 {
+        if (self.penalised)(i) {
+            if let Some(&(_, v)) = self.pen.iter().find(|p| p.0 == i) {
+                return v;
+            }
+        }
+        self.logits[i as usize]
+    }
+
+    /// The `k` first tokens in the transforms' order among those above `floor`: one pass keeping a
+    /// buffer of candidates, cut back to the best k (whose last then sets the bar) when it fills.
+    fn top_k(&self, k: usize, floor: f32, out: &mut Vec<Cand>) {
+        out.clear();
+        let cap = 2 * k + 256;
+        let cut = |out: &mut Vec<Cand>| {
+            out.select_nth_unstable_by_key(k - 1, |c| c.key);
+            out.truncate(k);
+        };
+        let bar = kernels::scan_above(self.logits, floor, |i, v, t| {
+            if (self.penalised)(i) {
+                return t;
+            }
+            out.push(Cand::new(v, i));
+            if out.len() < cap {
+                return t;
+            }
+            cut(out);
+            // Later tokens have higher ids: one equal to the k-th ranks after it.
+            out[k - 1].v
+        });
+        // Penalised tokens come out of order: one equal to the bar may have a lower id.
+        out.extend(self.pen.iter().filter(|&&(_, v)| v >= bar).map(|&(i, v)| Cand::new(v, i)));
+        if out.len() > k {
+            cut(out);
         }
     }
-    best as u32
+}
+
+/// Reorder `cand` so that its first n entries are the n first in the transforms' order, for the
+/// smallest n whose exps, added to `start`, reach `target`; returns n (all of them if they never do). A
+/// selection on masses: each step partitions around a median and keeps the half holding the
+/// boundary, so the cost is linear instead of a sort's.
+fn prefix_reaching(cand: &mut [Cand], target: f64, start: f64) -> usize {
+    let (mut lo, mut hi, mut above) = (0, cand.len(), start);
+    while hi - lo > 32 {
+        let mid = lo + (hi - lo) / 2;
+        cand[lo..hi].select_nth_unstable_by_key(mid - lo, |c| c.key);
+        let left: f64 = cand[lo..=mid].iter().map(|c| c.e as f64).sum();
+        if above + left >= target {
+            hi = mid + 1;
+        } else {
+            above += left;
+            lo = mid + 1;
+        }
+    }
+    cand[lo..hi].sort_unstable_by_key(|c| c.key);
+    for (n, c) in cand[lo..hi].iter().enumerate() {
+        above += c.e as f64;
+        if above >= target {
+            return lo + n + 1;
+        }
+    }
+    hi
+}
+
+/// The largest float under `x` for a positive `x` (so `e > just_under(x)` is `e >= x`), else 0.
+fn just_under(x: f32) -> f32 {
+    if x > 0.0 {
+        f32::from_bits(x.to_bits() - 1)
+    } else {
+        0.0
+    }
+}
+
+/// First index of the largest value (matches torch.argmax on ties; NaN is ignored).
+pub fn argmax(x: &[f32]) -> u32 {
+    kernels::position(x, kernels::max(x)).unwrap_or(0) as u32
 }
 
 /// Draw an index with probability proportional to `w` (which need not sum to exactly 1).
 pub fn sample_index(w: &[f32], rng: &mut impl Rng) -> u32 {
-    let total: f64 = w.iter().map(|&x| x as f64).sum();
-    let mut r = rng.random::<f64>() * total;
-    let mut last = 0;
-    for (i, &x) in w.iter().enumerate() {
-        if x > 0.0 {
-            last = i;
-            r -= x as f64;
-            if r < 0.0 {
-                return i as u32;
-            }
-        }
-    }
-    last as u32
+    kernels::draw(w, rng.random::<f64>()) as u32
 }
 
 #[cfg(test)]
@@ -224,11 +557,8 @@ mod tests {
     use super::*;
 
     fn probs(logits: &[f32], cfg: &SamplingConfig) -> Vec<f32> {
-        let mut buf = Vec::new();
-        match distribution(logits, &History::new(logits.len()), &[], cfg, &mut buf) {
-            Dist::Probs(p) => p.to_vec(),
-            Dist::Point(t) => (0..logits.len()).map(|i| (i as u32 == t) as u32 as f32).collect(),
-        }
+        let mut buf = DistBuf::new();
+        distribution(logits, &History::new(logits.len()), &[], cfg, &mut buf).to_dense(logits.len())
     }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
@@ -258,7 +588,7 @@ mod tests {
         let mut h = History::new(3);
         h.push(2);
         h.push(2);
-        let mut buf = Vec::new();
+        let mut buf = DistBuf::new();
         // Penalised once, token 2 (2.2 -> 1.1) still wins; twice (0.55) it would lose to token 0,
         // also when the draft window repeats it.
         assert!(matches!(distribution(&[1.0, 0.5, 2.2], &h, &[], &cfg, &mut buf), Dist::Point(2)));
@@ -289,5 +619,188 @@ mod tests {
     #[test]
     fn argmax_takes_the_first_maximum() {
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+    }
+
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// A logits row like a language model's: a normal background, a few peaked tokens, some ties
+    /// and some -inf entries (masked tokens).
+    fn row(vocab: usize, sigma: f32, peaks: usize, rng: &mut StdRng) -> Vec<f32> {
+        let mut normal = || {
+            let (u, v): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random());
+            (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+        };
+        let mut x: Vec<f32> = (0..vocab).map(|_| sigma * normal()).collect();
+        let mut rng2 = StdRng::seed_from_u64(x.len() as u64 ^ sigma.to_bits() as u64 ^ peaks as u64);
+        for _ in 0..peaks {
+            let i = rng2.random_range(0..vocab);
+            x[i] += rng2.random_range(3.0..4.0 * sigma + 8.0);
+        }
+        // Ties: a token copying another's logit, and a run of equal logits.
+        for _ in 0..vocab / 64 {
+            let (a, b) = (rng2.random_range(0..vocab), rng2.random_range(0..vocab));
+            x[a] = x[b];
+        }
+        for i in 0..vocab / 256 {
+            x[i * 7 % vocab] = f32::NEG_INFINITY;
+        }
+        x
+    }
+
+    /// What the fast path must equal: the reference's distribution for the same penalised tokens.
+    fn reference_dense(logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Result<Vec<f32>, u32> {
+        let mut penalised = Vec::new();
+        history.for_each_unique(extra, |t| penalised.push(t));
+        let mut buf = Vec::new();
+        match reference::distribution(logits, &penalised, cfg, &mut buf) {
+            reference::Dist::Point(t) => Err(t),
+            reference::Dist::Probs(p) => Ok(p.to_vec()),
+        }
+    }
+
+    /// Identical kept sets and probabilities within 1e-6 relative; the number of kept tokens.
+    fn assert_same(got: Dist<'_>, want: &Result<Vec<f32>, u32>, vocab: usize, what: &str) -> usize {
+        match (got, want) {
+            (Dist::Point(a), Err(b)) => {
+                assert_eq!(a, *b, "{what}: argmax");
+                1
+            }
+            (Dist::Point(_), Ok(_)) | (_, Err(_)) => panic!("{what}: {got:?} against {want:?}"),
+            (got, Ok(want)) => {
+                let got = got.to_dense(vocab);
+                let mut kept = 0;
+                for (t, (&a, &b)) in got.iter().zip(want).enumerate() {
+                    assert_eq!(a > 0.0, b > 0.0, "{what}: token {t} kept differently ({a} against {b})");
+                    assert!((a - b).abs() <= 1e-6 * a.max(b), "{what}: token {t}: {a} against {b}");
+                    kept += (a > 0.0) as usize;
+                }
+                kept
+            }
+        }
+    }
+
+    fn configs() -> Vec<SamplingConfig> {
+        let mut out = Vec::new();
+        for temperature in [0.0, 0.5, 1.0, 1.7] {
+            for top_k in [0, 1, 7, 40, 1000] {
+                for top_p in [1.0, 0.3, 0.9, 0.99] {
+                    for min_p in [0.0, 0.01, 0.1] {
+                        for repetition_penalty in [1.0, 1.1, 0.8] {
+                            out.push(SamplingConfig { temperature, top_k, top_p, min_p, repetition_penalty });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The history of a row: `n` tokens (repeats included) and a draft window partly repeating it.
+    fn history(vocab: usize, n: usize, rng: &mut StdRng) -> (History, Vec<u32>) {
+        let mut h = History::new(vocab);
+        let tokens: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
+        tokens.iter().for_each(|&t| h.push(t));
+        let extra = vec![tokens[0], rng.random_range(0..vocab as u32), tokens[n / 2], rng.random_range(0..vocab as u32)];
+        (h, extra)
+    }
+
+    fn compare_on(vocab: usize, rows: usize, every: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut buf = DistBuf::new();
+        let (mut sparse, mut checked) = (0, 0);
+        for r in 0..rows {
+            let sigma = [1.0, 2.5, 4.0][r % 3];
+            let logits = row(vocab, sigma, 1 + r % 5, &mut rng);
+            let (h, extra) = history(vocab, if vocab > 1000 { 500 } else { 40 }, &mut rng);
+            // The penalised maximum itself, so that the penalty moves the argmax.
+            let mut logits = logits;
+            if r % 4 == 3 {
+                // Coarse logits: many exact ties, also at the top-k and top-p boundaries.
+                logits.iter_mut().for_each(|l| *l = (*l * 2.0).round() / 2.0);
+            }
+            let top = argmax(&logits) as usize;
+            logits.swap(top, h.list[3] as usize);
+            for (c, cfg) in configs().iter().enumerate().filter(|(c, _)| (c + r) % every == 0) {
+                let extra = &extra[..c % 5];
+                let want = reference_dense(&logits, &h, extra, cfg);
+                let got = distribution(&logits, &h, extra, cfg, &mut buf);
+                sparse += matches!(got, Dist::Sparse { .. }) as usize;
+                assert_same(got, &want, vocab, &format!("vocab {vocab} row {r} {cfg:?} extra {extra:?}"));
+                checked += 1;
+            }
+        }
+        println!("vocab {vocab}: {checked} rows × configs checked, {sparse} sparse");
+        assert!(sparse > checked / 4);
+    }
+
+    #[test]
+    fn fast_path_equals_the_reference_at_512() {
+        compare_on(512, 12, 1, 1);
+    }
+
+    #[test]
+    fn fast_path_equals_the_reference_at_151936() {
+        compare_on(151_936, 6, 9, 2);
+    }
+
+    #[test]
+    fn representations_follow_the_truncation() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let logits = row(151_936, 2.0, 3, &mut rng);
+        let h = History::new(logits.len());
+        let mut buf = DistBuf::new();
+        let cfg = |top_k, top_p| SamplingConfig { temperature: 1.0, top_k, top_p, ..Default::default() };
+        assert!(matches!(distribution(&logits, &h, &[], &cfg(0, 1.0), &mut buf), Dist::Probs(p) if p.len() == logits.len()));
+        distribution(&logits, &h, &[], &cfg(40, 1.0), &mut buf);
+        let d = buf.dist();
+        let Dist::Sparse { ids, probs } = d else { panic!("top-k 40") };
+        assert_eq!(ids.len(), 40);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]) && probs.iter().all(|&p| p > 0.0));
+        assert!((probs.iter().map(|&p| p as f64).sum::<f64>() - 1.0).abs() < 1e-6);
+        assert_eq!(d.prob(ids[7]), probs[7]);
+        assert_eq!(d.prob(ids[7] + 1) > 0.0, ids[8] == ids[7] + 1);
+        assert!(matches!(distribution(&logits, &h, &[], &SamplingConfig::default(), &mut buf), Dist::Point(_)));
+        assert!(matches!(buf.dist(), Dist::Point(_)));
+    }
+
+    #[test]
+    fn draws_and_verdicts_equal_the_reference() {
+        // Same seeds, same uniforms: the fast draw walks the same tokens in the same order, so it
+        // lands on the same one unless a uniform falls within rounding of a boundary.
+        let vocab = 151_936;
+        let mut rng = StdRng::seed_from_u64(11);
+        let (lp, lq) = (row(vocab, 2.0, 3, &mut rng), row(vocab, 2.0, 3, &mut rng));
+        let mut lq = lq;
+        // A draft that mostly agrees: q's logits are p's plus noise.
+        lq.iter_mut().zip(&lp).for_each(|(q, &p)| *q = 0.7 * p + 0.3 * *q);
+        let h = History::new(vocab);
+        let (mut bp, mut bq, mut rp, mut rq) = (DistBuf::new(), DistBuf::new(), Vec::new(), Vec::new());
+        let (mut scratch, mut ref_scratch) = (Vec::new(), Vec::new());
+        let (mut same, mut total) = (0, 0);
+        for cfg in [
+            SamplingConfig { temperature: 1.0, ..Default::default() },
+            SamplingConfig { temperature: 1.0, top_p: 0.9, ..Default::default() },
+            SamplingConfig { temperature: 0.8, top_k: 40, top_p: 0.9, ..Default::default() },
+            SamplingConfig { temperature: 1.0, min_p: 0.05, ..Default::default() },
+            SamplingConfig { temperature: 0.0, ..Default::default() },
+        ] {
+            let (p, q) = (distribution(&lp, &h, &[], &cfg, &mut bp), distribution(&lq, &h, &[], &cfg, &mut bq));
+            let (p0, q0) = (reference::distribution(&lp, &[], &cfg, &mut rp), reference::distribution(&lq, &[], &cfg, &mut rq));
+            let (a, b) = (crate::acceptance::overlap(p, q), reference::overlap(p0, q0));
+            assert!((a - b).abs() <= 1e-6 * b.max(1e-9), "{cfg:?}: overlap {a} against {b}");
+            for seed in 0..400 {
+                let (mut r1, mut r2) = (StdRng::seed_from_u64(seed), StdRng::seed_from_u64(seed));
+                let (x, x0) = (q.sample(&mut r1), q0.sample(&mut r2));
+                let v = crate::acceptance::verify(p, q, x, &mut r1, &mut scratch);
+                let v0 = reference::verify(p0, q0, x0, &mut r2, &mut ref_scratch);
+                // The bonus draw from p.
+                let (y, y0) = (p.sample(&mut r1), p0.sample(&mut r2));
+                same += (x == x0 && v == v0 && y == y0) as usize;
+                total += 1;
+            }
+        }
+        println!("{same} of {total} draws and verdicts identical");
+        assert!(same * 1000 >= total * 999, "{same} of {total}");
     }
 }

@@ -103,6 +103,7 @@ fn builder_pairs() -> Vec<(PathBuf, PathBuf)> {
         (builder("llama-int4"), builder("draft-int4")),
         (builder("demo-target-int4"), builder("demo-draft-int4")),
         (builder("demo-target-int4"), models_dir().join("demo").join("draft")),
+        (builder("vocab32k-target"), builder("vocab32k-draft")),
     ]
 }
 

@@ -67,16 +67,7 @@ impl LogprobRecords {
         let sum: f64 = row.iter().map(|&l| ((l - max) as f64).exp()).sum();
         let lse = max as f64 + sum.ln();
         let raw = |t: u32| (row[t as usize] as f64 - lse) as f32;
-        let logprob = |t: u32| match p {
-            Dist::Point(a) => {
-                if t == a {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            }
-            Dist::Probs(q) => q[t as usize].ln(),
-        };
+        let logprob = |t: u32| p.prob(t).ln();
         self.chosen.push(TokenLogprob { token, logprob: logprob(token), raw_logprob: raw(token) });
         let n = self.top_n;
         debug_assert!(n <= row.len(), "more alternatives than the vocabulary");
@@ -85,10 +76,7 @@ impl LogprobRecords {
         }
         // Most likely first in the sampled distribution, the raw logits breaking its ties (every
         // token but one under greedy, the cut tokens under truncation), then the lower id.
-        let key = |t: u32| match p {
-            Dist::Point(a) => (t == a) as u32 as f32,
-            Dist::Probs(q) => q[t as usize],
-        };
+        let key = |t: u32| p.prob(t);
         let cmp =
             |a: &u32, b: &u32| key(*b).total_cmp(&key(*a)).then(row[*b as usize].total_cmp(&row[*a as usize])).then(a.cmp(b));
         self.order.clear();

@@ -13,7 +13,7 @@ use crate::acceptance;
 use crate::drafter::{DraftContext, Guess};
 use crate::error::{Error, Result};
 use crate::policy::{AfterGuess, DraftCost, RoundReport};
-use crate::sampling::{self, Dist, History};
+use crate::sampling::{self, Dist, DistBuf, History};
 
 /// Buffers a round reuses, so that a warm round allocates nothing.
 #[derive(Default)]
@@ -21,9 +21,9 @@ pub(super) struct RoundScratch {
     /// The target's logits for every proposal and the bonus position.
     pub(super) logits: Vec<f32>,
     /// The draft's distribution for each proposal, or the proposal itself where q is a point mass.
-    q: Vec<Vec<f32>>,
+    q: Vec<DistBuf>,
     q_point: Vec<Option<u32>>,
-    p: Vec<f32>,
+    p: DistBuf,
     residual: Vec<f32>,
     drafts: Vec<u32>,
     emitted: Vec<u32>,
@@ -77,7 +77,7 @@ impl Generator {
         r.draft_cost = None;
         let Some(drafter) = self.drafter.as_mut().filter(|_| gamma > 0) else { return Ok(()) };
         if r.q.len() < gamma {
-            r.q.resize_with(gamma, Vec::new);
+            r.q.resize_with(gamma, DistBuf::new);
             r.q_point.resize(gamma, None);
         }
         let want_confidence = self.cfg.confidence_stop > 0.0 || self.policy.wants_confidence();
@@ -150,7 +150,7 @@ impl Generator {
             }
             let q = match r.q_point[i] {
                 Some(t) => Dist::Point(t),
-                None => Dist::Probs(&r.q[i]),
+                None => r.q[i].dist(),
             };
             if want_overlaps {
                 r.overlaps.push(acceptance::overlap(p, q));
@@ -245,7 +245,7 @@ struct Scoring<'a> {
 impl Scoring<'_> {
     /// The proposal for `guess`, its q written into `q` when it is a distribution; `None` when
     /// the drafter has nothing more or the draft is less sure than the confidence stop.
-    fn proposal(&self, guess: Guess<'_>, vocab: usize, rng: &mut StdRng, q: &mut Vec<f32>) -> Result<Option<Proposal>> {
+    fn proposal(&self, guess: Guess<'_>, vocab: usize, rng: &mut StdRng, q: &mut DistBuf) -> Result<Option<Proposal>> {
         let p = match guess {
             Guess::Stop => return Ok(None),
             Guess::Token(t) => Proposal { token: t, point: Some(t), confidence: None },
@@ -262,8 +262,7 @@ impl Scoring<'_> {
                 Proposal { token: dist.sample(rng), point, confidence }
             }
             Guess::Sampled { token, probs } => {
-                q.clear();
-                q.extend_from_slice(probs);
+                q.set_probs(probs);
                 Proposal { token, point: None, confidence: Some(Dist::Probs(probs).confidence(probs)) }
             }
         };

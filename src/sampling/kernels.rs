@@ -1,0 +1,398 @@
+//! Passes over a whole row, written so that the compiler vectorises them (fixed-width lanes, no
+//! early exits inside a lane block, no fused multiply-adds, so results do not depend on the
+//! instruction set), and the exponential they use.
+//!
+//! On x86-64 the row passes also come compiled for AVX2 and AVX-512 (the latter with Rust ≥ 1.89,
+//! see build.rs) and are chosen at run time; the arithmetic is the same operation for operation
+//! (Rust never fuses a multiply and an add on its own), so every variant gives bit-identical results.
+
+/// Lanes of the accumulators: wide enough for AVX-512, harmless on SSE2.
+const LANES: usize = 16;
+/// Entries per block of [`scan_above`]: a block whose entries are all at or under the threshold is
+/// skipped after one vectorised comparison.
+const BLOCK: usize = 64;
+
+macro_rules! dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                #[cfg(specdec_avx512)]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                        imp($($arg),*)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has AVX-512F (checked above).
+                        return unsafe { avx512($($arg),*) };
+                    }
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+/// e^x in single precision: Cody-Waite range reduction and Cephes' degree-6 polynomial, within
+/// about 1.5 ulp of the exact value for x in [-87, 88], subnormal results (down to x ≈ -103.9)
+/// included and rounded once; 0 below, +inf above 88.7, 0 for NaN. The same code runs in every
+/// pass, scalar or vectorised, so a probability does not depend on where it was computed.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Adding 1.5·2^23 rounds to an integer, which then sits in the low mantissa bits.
+    const SHIFT: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Clamping also maps NaN to the low end (`>=` is false for NaN).
+    let x = if x >= -104.0 { x } else { -104.0 };
+    let x = if x <= 88.7 { x } else { 88.7 };
+    let t = x * LOG2E + SHIFT;
+    let n = t - SHIFT;
+    let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // 2^k as two normal factors, so that a subnormal result is rounded only once.
+    let k1 = k >> 1;
+    let k2 = k - k1;
+    y * f32::from_bits(((k1 + 127) as u32) << 23) * f32::from_bits(((k2 + 127) as u32) << 23)
+}
+
+dispatch! {
+/// The largest value, NaN ignored; -inf for an empty or all-NaN row.
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut blocks = x.chunks_exact(LANES);
+    for b in &mut blocks {
+        for j in 0..LANES {
+            acc[j] = if b[j] > acc[j] { b[j] } else { acc[j] };
+        }
+    }
+    acc.iter().chain(blocks.remainder()).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+}
+
+dispatch! {
+/// Index of the first entry equal to `v`, if any.
+pub fn position(x: &[f32], v: f32) -> Option<usize> {
+    let mut blocks = x.chunks_exact(BLOCK);
+    let mut base = 0;
+    for b in &mut blocks {
+        let mut hit = false;
+        for &y in b {
+            hit |= y == v;
+        }
+        if hit {
+            return b.iter().position(|&y| y == v).map(|j| base + j);
+        }
+        base += BLOCK;
+    }
+    blocks.remainder().iter().position(|&y| y == v).map(|j| base + j)
+}
+}
+
+dispatch! {
+/// Σ exp((x_i − m)·k) in double precision (lane sums of 64 entries each in single precision).
+pub fn exp_sum(x: &[f32], m: f32, k: f32) -> f64 {
+    let mut total = 0.0f64;
+    let mut blocks = x.chunks_exact(LANES * 4);
+    for b in &mut blocks {
+        let mut acc = [0.0f32; LANES];
+        for q in b.chunks_exact(LANES) {
+            for j in 0..LANES {
+                acc[j] += exp((q[j] - m) * k);
+            }
+        }
+        total += acc.iter().map(|&a| a as f64).sum::<f64>();
+    }
+    total + blocks.remainder().iter().map(|&v| exp((v - m) * k) as f64).sum::<f64>()
+}
+}
+
+dispatch! {
+/// For each of four thresholds, the sum and the number of the entries at or above it (sums in
+/// single precision within blocks of 1024, accurate to ~1e-6: for choosing, not for deciding).
+pub fn mass_at_least(x: &[f32], t: [f32; 4]) -> ([f64; 4], [usize; 4]) {
+    let mut total = [0.0f64; 4];
+    let mut count = [0usize; 4];
+    for b in x.chunks(1024) {
+        let mut a = [[0.0f32; LANES]; 4];
+        let mut n = [[0.0f32; LANES]; 4];
+        let mut blocks = b.chunks_exact(LANES);
+        for q in &mut blocks {
+            for c in 0..4 {
+                for j in 0..LANES {
+                    let hit = q[j] >= t[c];
+                    a[c][j] += if hit { q[j] } else { 0.0 };
+                    n[c][j] += if hit { 1.0 } else { 0.0 };
+                }
+            }
+        }
+        for c in 0..4 {
+            total[c] += a[c].iter().map(|&v| v as f64).sum::<f64>();
+            count[c] += n[c].iter().sum::<f32>() as usize;
+            for &v in blocks.remainder() {
+                if v >= t[c] {
+                    total[c] += v as f64;
+                    count[c] += 1;
+                }
+            }
+        }
+    }
+    (total, count)
+}
+}
+
+dispatch! {
+/// `out[i] = exp((x_i − m)·k)` for the whole row; returns their sum as [`exp_sum`] computes it.
+pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
+    let out = &mut out[..x.len()];
+    let mut total = 0.0f64;
+    let mut blocks = x.chunks_exact(LANES * 4);
+    let mut outs = out.chunks_exact_mut(LANES * 4);
+    for (b, o) in (&mut blocks).zip(&mut outs) {
+        let mut acc = [0.0f32; LANES];
+        for (q, oq) in b.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
+            for j in 0..LANES {
+                let e = exp((q[j] - m) * k);
+                oq[j] = e;
+                acc[j] += e;
+            }
+        }
+        total += acc.iter().map(|&a| a as f64).sum::<f64>();
+    }
+    for (&v, o) in blocks.remainder().iter().zip(outs.into_remainder()) {
+        *o = exp((v - m) * k);
+        total += *o as f64;
+    }
+    total
+}
+}
+
+dispatch! {
+/// `x_i · s` where `x_i >= t`, else 0.
+pub fn scale_at_least(x: &mut [f32], t: f32, s: f32) {
+    x.iter_mut().for_each(|v| *v = if *v >= t { *v * s } else { 0.0 });
+}
+}
+
+dispatch! {
+/// Multiply every entry by `s`.
+pub fn scale(x: &mut [f32], s: f32) {
+    x.iter_mut().for_each(|v| *v *= s);
+}
+}
+
+dispatch! {
+/// Σ x_i in double precision.
+pub fn sum(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut blocks = x.chunks_exact(LANES);
+    for b in &mut blocks {
+        for j in 0..LANES {
+            acc[j] += b[j] as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + blocks.remainder().iter().map(|&v| v as f64).sum::<f64>()
+}
+}
+
+dispatch! {
+/// Σ min(a_i, b_i) in double precision, over the common length.
+pub fn sum_min(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; LANES];
+    let mut ab = a.chunks_exact(LANES);
+    let mut bb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ab).zip(&mut bb) {
+        for j in 0..LANES {
+            acc[j] += (if x[j] < y[j] { x[j] } else { y[j] }) as f64;
+        }
+    }
+    let tail: f64 = ab.remainder().iter().zip(bb.remainder()).map(|(&x, &y)| (if x < y { x } else { y }) as f64).sum();
+    acc.iter().sum::<f64>() + tail
+}
+}
+
+dispatch! {
+/// `out = max(0, a − b)` entry by entry (b read as 0 past its end); returns whether any is > 0.
+pub fn positive_difference(a: &[f32], b: &[f32], out: &mut Vec<f32>) -> bool {
+    out.clear();
+    let n = a.len().min(b.len());
+    out.extend(a[..n].iter().zip(&b[..n]).map(|(&x, &y)| if x - y > 0.0 { x - y } else { 0.0 }));
+    out.extend(a[n..].iter().map(|&x| if x > 0.0 { x } else { 0.0 }));
+    let mut any = false;
+    for &v in out.iter() {
+        any |= v > 0.0;
+    }
+    any
+}
+}
+
+/// Calls `visit(i, x_i, threshold)` for every entry above `threshold` (strictly), in increasing
+/// index order; `visit` returns the threshold for the entries after it (it may raise it). Blocks
+/// whose entries are all at or under the threshold cost one vectorised comparison. Returns the
+/// final threshold.
+#[inline]
+pub fn scan_above(x: &[f32], mut threshold: f32, mut visit: impl FnMut(u32, f32, f32) -> f32) -> f32 {
+    let mut blocks = x.chunks_exact(BLOCK);
+    let mut base = 0usize;
+    for b in &mut blocks {
+        let mut hits = above(b.try_into().unwrap(), threshold);
+        while hits != 0 {
+            let j = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            // The threshold may have risen since the block's mask was taken.
+            if b[j] > threshold {
+                threshold = visit((base + j) as u32, b[j], threshold);
+            }
+        }
+        base += BLOCK;
+    }
+    for (j, &v) in blocks.remainder().iter().enumerate() {
+        if v > threshold {
+            threshold = visit((base + j) as u32, v, threshold);
+        }
+    }
+    threshold
+}
+
+/// Bit j set where `b[j] > t` (false for NaN).
+#[inline(always)]
+fn above(b: &[f32; BLOCK], t: f32) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unused_unsafe)]
+    // SAFETY: SSE2 is part of x86-64; every load reads four floats inside `b`.
+    unsafe {
+        use std::arch::x86_64::{_mm_cmpgt_ps, _mm_loadu_ps, _mm_movemask_ps, _mm_set1_ps};
+        let t = _mm_set1_ps(t);
+        let mut hits = 0u64;
+        for g in 0..BLOCK / 4 {
+            let v = _mm_loadu_ps(b.as_ptr().add(4 * g));
+            hits |= (_mm_movemask_ps(_mm_cmpgt_ps(v, t)) as u64) << (4 * g);
+        }
+        hits
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut hits = 0u64;
+        for (j, &v) in b.iter().enumerate() {
+            hits |= ((v > t) as u64) << j;
+        }
+        hits
+    }
+}
+
+/// Draw an index with probability proportional to `w` given a uniform `u` in [0, 1): the first
+/// index where the running sum of the positive weights passes `u · Σw`; the last positive index
+/// where rounding leaves it short, 0 when none is positive. Whole blocks are stepped over by their
+/// sums (vectorised) instead of entry by entry.
+pub fn draw(w: &[f32], u: f64) -> usize {
+    const STEP: usize = 512;
+    let mut r = u * sum(w);
+    for (c, b) in w.chunks(STEP).enumerate() {
+        let s = sum(b);
+        if r >= s {
+            r -= s;
+            continue;
+        }
+        for (j, &x) in b.iter().enumerate() {
+            if x > 0.0 {
+                r -= x as f64;
+                if r < 0.0 {
+                    return c * STEP + j;
+                }
+            }
+        }
+    }
+    w.iter().rposition(|&x| x > 0.0).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -103.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            let got = exp(x) as f64;
+            if want > f32::MIN_POSITIVE as f64 {
+                worst = worst.max(((got - want) / want).abs());
+            } else {
+                // Subnormal: within one step of the exact value.
+                assert!((got - want).abs() <= 1.4013e-45, "{x}: {got} vs {want}");
+            }
+            x += 0.000_731;
+        }
+        println!("worst relative error {worst:e} ({:.2} ulp of 1)", worst / f32::EPSILON as f64);
+        assert!(worst < 2.0 * f32::EPSILON as f64, "worst relative error {worst:e}");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-200.0), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(f32::NAN), 0.0);
+    }
+
+    #[test]
+    fn passes_agree_with_plain_loops() {
+        let x: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1013) as f32 * 0.01 - 5.0).collect();
+        for n in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000] {
+            let x = &x[..n];
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max(x), m);
+            let want: f64 = x.iter().map(|&v| exp((v - m) * 0.7) as f64).sum();
+            assert!((exp_sum(x, m, 0.7) - want).abs() <= want * 1e-6);
+            let mut out = vec![0.0; n];
+            assert!((exp_store(x, m, 0.7, &mut out) - want).abs() <= want * 1e-6);
+            assert!(out.iter().zip(x).all(|(&o, &v)| o == exp((v - m) * 0.7)));
+            if n > 0 {
+                assert_eq!(position(x, x[n - 1]), x.iter().position(|&v| v == x[n - 1]));
+            }
+            let mut seen = Vec::new();
+            scan_above(x, 1.0, |i, v, t| {
+                seen.push(i);
+                assert!(v > t);
+                t
+            });
+            assert_eq!(seen, (0..n as u32).filter(|&i| x[i as usize] > 1.0).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn draw_walks_the_positive_weights() {
+        let w: Vec<f32> = (0..2000).map(|i| if i % 3 == 0 { 0.0 } else { (i % 7) as f32 }).collect();
+        let total: f64 = w.iter().map(|&x| x as f64).sum();
+        for u in [0.0, 0.1, 0.5, 0.77, 0.999_999] {
+            let mut r = u * total;
+            let want = w.iter().position(|&x| {
+                if x > 0.0 {
+                    r -= x as f64;
+                }
+                x > 0.0 && r < 0.0
+            });
+            assert_eq!(Some(draw(&w, u)), want);
+        }
+        assert_eq!(draw(&[0.0, 0.0], 0.5), 0);
+    }
+}
