@@ -109,9 +109,9 @@ fn main() {
                 let mut run_old = || -> (Times, Option<u32>, u32) {
                     let mut r = StdRng::seed_from_u64(seed);
                     let t0 = Instant::now();
-                    let p = reference::distribution(&lp, &penalised, &case.cfg, &mut rp);
+                    let p = reference::distribution(&lp, &penalised, &[], &case.cfg, &mut rp);
                     let t1 = Instant::now();
-                    let q = reference::distribution(&lq, &penalised, &case.cfg, &mut rq);
+                    let q = reference::distribution(&lq, &penalised, &[], &case.cfg, &mut rq);
                     let t2 = Instant::now();
                     let x = q.sample(&mut r);
                     let t3 = Instant::now();

@@ -56,11 +56,29 @@ pub struct SamplingConfig {
     pub min_p: f32,
     /// CTRL-style penalty on every token already in the sequence; 1 = off. Default 1.
     pub repetition_penalty: f32,
+    /// OpenAI-style: subtracted once from the logit of every token the current generation has
+    /// produced (prompt tokens do not count); 0 = off. Default 0.
+    pub presence_penalty: f32,
+    /// OpenAI-style: subtracted from a token's logit once per time the current generation has
+    /// produced it; 0 = off. Default 0.
+    pub frequency_penalty: f32,
+    /// Added to the logits of the listed tokens (after the penalties); each id at most once.
+    /// Default empty.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        SamplingConfig { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0 }
+        SamplingConfig {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+        }
     }
 }
 
@@ -78,11 +96,37 @@ impl SamplingConfig {
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return Err(Error::invalid(format!("repetition_penalty must be finite and > 0, got {}", self.repetition_penalty)));
         }
+        for (name, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+            if !v.is_finite() {
+                return Err(Error::invalid(format!("{name} must be finite, got {v}")));
+            }
+        }
+        for (i, &(t, b)) in self.logit_bias.iter().enumerate() {
+            if !b.is_finite() {
+                return Err(Error::invalid(format!("logit bias for token {t} must be finite, got {b}")));
+            }
+            if self.logit_bias[..i].iter().any(|&(u, _)| u == t) {
+                return Err(Error::invalid(format!("token {t} appears twice in the logit bias")));
+            }
+        }
         Ok(())
     }
 
     pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
+    }
+
+    /// Whether any transform changes individual logits (the penalties or a bias).
+    fn adjusts_logits(&self) -> bool {
+        self.repetition_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0
+            || !self.logit_bias.is_empty()
+    }
+
+    /// The first logit-bias id outside a vocabulary of `vocab` tokens.
+    pub fn bias_out_of_range(&self, vocab: usize) -> Option<u32> {
+        self.logit_bias.iter().map(|&(t, _)| t).find(|&t| t as usize >= vocab)
     }
 }
 
@@ -162,7 +206,12 @@ pub struct DistBuf {
     work: Vec<Cand>,
     dense: Vec<f32>,
     pen: Vec<(u32, f32)>,
+    /// For each token, its index in `pen` (`NOT_ADJUSTED` when its logit is its value); reset
+    /// through `pen` so that a position costs nothing per vocabulary entry.
+    slot: Vec<u32>,
 }
+
+const NOT_ADJUSTED: u32 = u32::MAX;
 
 /// Which distribution a [`DistBuf`] holds.
 #[derive(Debug, Default, Clone, Copy)]
@@ -225,18 +274,61 @@ impl Cand {
 pub struct History {
     seen: Vec<bool>,
     list: Vec<u32>,
+    /// How often the current generation produced each token (the presence and frequency
+    /// penalties), and each produced token once.
+    counts: Vec<u32>,
+    produced: Vec<u32>,
 }
 
 impl History {
     pub fn new(vocab: usize) -> Self {
-        History { seen: vec![false; vocab], list: Vec::new() }
+        History { seen: vec![false; vocab], list: Vec::new(), counts: Vec::new(), produced: Vec::new() }
     }
 
+    /// A token of the sequence that the current generation did not produce (the prompt).
     pub fn push(&mut self, t: u32) {
         if let Some(s) = self.seen.get_mut(t as usize) {
             if !*s {
                 *s = true;
                 self.list.push(t);
+            }
+        }
+    }
+
+    /// A token the current generation produced.
+    pub fn push_generated(&mut self, t: u32) {
+        self.push(t);
+        if (t as usize) < self.seen.len() {
+            if self.counts.is_empty() {
+                self.counts = vec![0; self.seen.len()];
+            }
+            let c = &mut self.counts[t as usize];
+            if *c == 0 {
+                self.produced.push(t);
+            }
+            *c += 1;
+        }
+    }
+
+    /// Start a new generation: no token has been produced yet.
+    pub fn new_generation(&mut self) {
+        for &t in &self.produced {
+            self.counts[t as usize] = 0;
+        }
+        self.produced.clear();
+    }
+
+    /// Every token produced so far with its count, counting `extra` (tokens drafted before the
+    /// current position) as produced.
+    fn for_each_produced(&self, extra: &[u32], mut f: impl FnMut(u32, u32)) {
+        let in_extra = |t: u32| extra.iter().filter(|&&x| x == t).count() as u32;
+        for &t in &self.produced {
+            f(t, self.counts[t as usize] + in_extra(t));
+        }
+        for (i, &t) in extra.iter().enumerate() {
+            let before = self.counts.get(t as usize).copied().unwrap_or(0);
+            if before == 0 && (t as usize) < self.seen.len() && !extra[..i].contains(&t) {
+                f(t, in_extra(t));
             }
         }
     }
@@ -247,14 +339,6 @@ impl History {
             if !self.seen.get(t as usize).copied().unwrap_or(true) && !extra[..i].contains(&t) {
                 f(t);
             }
-        }
-    }
-
-    /// Whether `t` is among the tokens [`Self::for_each_unique`] visits.
-    fn contains(&self, t: u32, extra: &[u32]) -> bool {
-        match self.seen.get(t as usize) {
-            Some(&seen) => seen || extra.contains(&t),
-            None => false,
         }
     }
 }
@@ -274,19 +358,16 @@ pub fn distribution<'b>(
 
 impl DistBuf {
     fn compute(&mut self, logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Held {
-        let DistBuf { ids, probs, cand, work, dense, pen, .. } = self;
+        let DistBuf { ids, probs, cand, work, dense, pen, slot, .. } = self;
         ids.clear();
-        pen.clear();
-        if cfg.repetition_penalty != 1.0 {
-            let r = cfg.repetition_penalty;
-            history.for_each_unique(extra, |t| {
-                if let Some(&l) = logits.get(t as usize) {
-                    pen.push((t, if l > 0.0 { l / r } else { l * r }));
-                }
-            });
+        for &(t, _) in pen.iter() {
+            slot[t as usize] = NOT_ADJUSTED;
         }
-        let penalised = |i: u32| !pen.is_empty() && history.contains(i, extra);
-        let row = Row { logits, pen, penalised: &penalised };
+        pen.clear();
+        if cfg.adjusts_logits() {
+            adjust(logits, history, extra, cfg, pen, slot);
+        }
+        let row = Row { logits, pen, slot };
         if cfg.is_greedy() {
             return Held::Point(if pen.is_empty() { argmax(logits) } else { row.best().map_or(0, |b| b.1) });
         }
@@ -426,21 +507,71 @@ fn nucleus_bracket(e: &[f32], target: f64) -> (f32, f32) {
     (kernels::exp(-c_lo), kernels::exp(-c_hi))
 }
 
-/// A logits row with the repetition penalty read beside it: `pen` holds each penalised token's
-/// penalised logit, `penalised` says whether a token is among them (its entry in `logits` is then
-/// not its value).
-struct Row<'a, F: Fn(u32) -> bool> {
-    logits: &'a [f32],
-    pen: &'a [(u32, f32)],
-    penalised: &'a F,
+/// The logits the penalties and the bias change, in `pen` (token, value) with `slot` indexing it:
+/// the repetition penalty first, then the presence and frequency penalties subtracted, then the
+/// bias added.
+fn adjust(
+    logits: &[f32],
+    history: &History,
+    extra: &[u32],
+    cfg: &SamplingConfig,
+    pen: &mut Vec<(u32, f32)>,
+    slot: &mut Vec<u32>,
+) {
+    if slot.len() != logits.len() {
+        slot.clear();
+        slot.resize(logits.len(), NOT_ADJUSTED);
+    }
+    // The token's current value, to be changed in place (None outside the vocabulary).
+    fn value<'p>(logits: &[f32], pen: &'p mut Vec<(u32, f32)>, slot: &mut [u32], t: u32) -> Option<&'p mut f32> {
+        let l = *logits.get(t as usize)?;
+        let s = &mut slot[t as usize];
+        if *s == NOT_ADJUSTED {
+            *s = pen.len() as u32;
+            pen.push((t, l));
+        }
+        Some(&mut pen[*s as usize].1)
+    }
+    if cfg.repetition_penalty != 1.0 {
+        let r = cfg.repetition_penalty;
+        history.for_each_unique(extra, |t| {
+            if let Some(l) = value(logits, pen, slot, t) {
+                *l = if *l > 0.0 { *l / r } else { *l * r };
+            }
+        });
+    }
+    if cfg.presence_penalty != 0.0 || cfg.frequency_penalty != 0.0 {
+        history.for_each_produced(extra, |t, c| {
+            if let Some(l) = value(logits, pen, slot, t) {
+                *l -= cfg.presence_penalty + cfg.frequency_penalty * c as f32;
+            }
+        });
+    }
+    for &(t, b) in &cfg.logit_bias {
+        if let Some(l) = value(logits, pen, slot, t) {
+            *l += b;
+        }
+    }
 }
 
-impl<F: Fn(u32) -> bool> Row<'_, F> {
+/// A logits row with the penalties and the bias read beside it: `pen` holds each adjusted token's
+/// value, `slot` its index there (its entry in `logits` is then not its value).
+struct Row<'a> {
+    logits: &'a [f32],
+    pen: &'a [(u32, f32)],
+    slot: &'a [u32],
+}
+
+impl Row<'_> {
+    fn penalised(&self, i: u32) -> bool {
+        !self.pen.is_empty() && self.slot[i as usize] != NOT_ADJUSTED
+    }
+
     /// The largest value and the first token holding it; `None` when every value is -inf (or NaN).
     fn best(&self) -> Option<(f32, u32)> {
         let mut best = None;
         kernels::scan_above(self.logits, f32::NEG_INFINITY, |i, v, t| {
-            if (self.penalised)(i) {
+            if self.penalised(i) {
                 t
             } else {
                 best = Some((v, i));
@@ -459,7 +590,7 @@ impl<F: Fn(u32) -> bool> Row<'_, F> {
     fn gather(&self, floor: f32, out: &mut Vec<Cand>) {
         out.clear();
         kernels::scan_above(self.logits, floor, |i, v, t| {
-            if !(self.penalised)(i) {
+            if !self.penalised(i) {
                 out.push(Cand::new(v, i));
             }
             t
@@ -469,10 +600,8 @@ impl<F: Fn(u32) -> bool> Row<'_, F> {
 
     /// A token's value: its logit, penalised if it is among the penalised.
     fn value(&self, i: u32) -> f32 {
-        if (self.penalised)(i) {
-            if let Some(&(_, v)) = self.pen.iter().find(|p| p.0 == i) {
-                return v;
-            }
+        if self.penalised(i) {
+            return self.pen[self.slot[i as usize] as usize].1;
         }
         self.logits[i as usize]
     }
@@ -487,7 +616,7 @@ impl<F: Fn(u32) -> bool> Row<'_, F> {
             out.truncate(k);
         };
         let bar = kernels::scan_above(self.logits, floor, |i, v, t| {
-            if (self.penalised)(i) {
+            if self.penalised(i) {
                 return t;
             }
             out.push(Cand::new(v, i));
@@ -602,6 +731,29 @@ mod tests {
     }
 
     #[test]
+    fn produced_counts_cover_the_generation_and_the_draft_window() {
+        let mut h = History::new(16);
+        [2, 5, 2].iter().for_each(|&t| h.push(t));
+        [5, 5, 7].iter().for_each(|&t| h.push_generated(t));
+        let mut got = Vec::new();
+        h.for_each_produced(&[7, 9, 5, 9], |t, c| got.push((t, c)));
+        got.sort();
+        // Prompt tokens never count; drafted tokens count as produced ones.
+        assert_eq!(got, [(5, 3), (7, 2), (9, 2)]);
+        h.new_generation();
+        got.clear();
+        h.for_each_produced(&[2], |t, c| got.push((t, c)));
+        assert_eq!(got, [(2, 1)]);
+        let cfg =
+            SamplingConfig { frequency_penalty: 1.0, presence_penalty: 0.5, logit_bias: vec![(1, 2.5)], ..Default::default() };
+        let logits = [0.0, 1.0, 3.2, 3.0];
+        let mut buf = DistBuf::new();
+        // Greedy: 2 loses 1.5 (produced once), 1 gains 2.5 and passes 3.
+        assert!(matches!(distribution(&logits, &h, &[2], &cfg, &mut buf), Dist::Point(1)));
+        assert!(matches!(distribution(&logits, &h, &[], &SamplingConfig::default(), &mut buf), Dist::Point(2)));
+    }
+
+    #[test]
     fn validation_rejects_out_of_range_values() {
         for bad in [
             SamplingConfig { temperature: -1.0, ..Default::default() },
@@ -610,6 +762,10 @@ mod tests {
             SamplingConfig { top_p: 1.5, ..Default::default() },
             SamplingConfig { min_p: -0.1, ..Default::default() },
             SamplingConfig { repetition_penalty: 0.0, ..Default::default() },
+            SamplingConfig { presence_penalty: f32::NAN, ..Default::default() },
+            SamplingConfig { frequency_penalty: f32::INFINITY, ..Default::default() },
+            SamplingConfig { logit_bias: vec![(1, f32::NEG_INFINITY)], ..Default::default() },
+            SamplingConfig { logit_bias: vec![(1, 1.0), (1, 2.0)], ..Default::default() },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
@@ -650,10 +806,11 @@ mod tests {
 
     /// What the fast path must equal: the reference's distribution for the same penalised tokens.
     fn reference_dense(logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Result<Vec<f32>, u32> {
-        let mut penalised = Vec::new();
+        let (mut penalised, mut produced) = (Vec::new(), Vec::new());
         history.for_each_unique(extra, |t| penalised.push(t));
+        history.for_each_produced(extra, |t, c| produced.push((t, c)));
         let mut buf = Vec::new();
-        match reference::distribution(logits, &penalised, cfg, &mut buf) {
+        match reference::distribution(logits, &penalised, &produced, cfg, &mut buf) {
             reference::Dist::Point(t) => Err(t),
             reference::Dist::Probs(p) => Ok(p.to_vec()),
         }
@@ -686,8 +843,27 @@ mod tests {
             for top_k in [0, 1, 7, 40, 1000] {
                 for top_p in [1.0, 0.3, 0.9, 0.99] {
                     for min_p in [0.0, 0.01, 0.1] {
-                        for repetition_penalty in [1.0, 1.1, 0.8] {
-                            out.push(SamplingConfig { temperature, top_k, top_p, min_p, repetition_penalty });
+                        // (repetition, presence, frequency, bias): the bias lifts one token over the
+                        // rest, bans one, and nudges one; its ids fit the smallest vocabulary.
+                        let bias = vec![(3, 25.0), (77, -100.0), (300, 0.7)];
+                        for (repetition_penalty, presence_penalty, frequency_penalty, logit_bias) in [
+                            (1.0, 0.0, 0.0, vec![]),
+                            (1.1, 0.0, 0.0, vec![]),
+                            (0.8, 0.0, 0.0, vec![]),
+                            (1.0, 0.6, 0.4, vec![]),
+                            (1.2, -0.3, 1.5, bias.clone()),
+                            (1.0, 0.0, 0.0, bias[1..].to_vec()),
+                        ] {
+                            out.push(SamplingConfig {
+                                temperature,
+                                top_k,
+                                top_p,
+                                min_p,
+                                repetition_penalty,
+                                presence_penalty,
+                                frequency_penalty,
+                                logit_bias,
+                            });
                         }
                     }
                 }
@@ -699,8 +875,20 @@ mod tests {
     /// The history of a row: `n` tokens (repeats included) and a draft window partly repeating it.
     fn history(vocab: usize, n: usize, rng: &mut StdRng) -> (History, Vec<u32>) {
         let mut h = History::new(vocab);
-        let tokens: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
-        tokens.iter().for_each(|&t| h.push(t));
+        let mut tokens: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
+        // The second half is the generation; it repeats some tokens, so counts exceed one.
+        for i in n / 2..n {
+            if i % 3 == 0 {
+                tokens[i] = tokens[i - 1 - i % 5];
+            }
+        }
+        for (i, &t) in tokens.iter().enumerate() {
+            if i < n / 2 {
+                h.push(t)
+            } else {
+                h.push_generated(t)
+            }
+        }
         let extra = vec![tokens[0], rng.random_range(0..vocab as u32), tokens[n / 2], rng.random_range(0..vocab as u32)];
         (h, extra)
     }
@@ -786,7 +974,8 @@ mod tests {
             SamplingConfig { temperature: 0.0, ..Default::default() },
         ] {
             let (p, q) = (distribution(&lp, &h, &[], &cfg, &mut bp), distribution(&lq, &h, &[], &cfg, &mut bq));
-            let (p0, q0) = (reference::distribution(&lp, &[], &cfg, &mut rp), reference::distribution(&lq, &[], &cfg, &mut rq));
+            let (p0, q0) =
+                (reference::distribution(&lp, &[], &[], &cfg, &mut rp), reference::distribution(&lq, &[], &[], &cfg, &mut rq));
             let (a, b) = (crate::acceptance::overlap(p, q), reference::overlap(p0, q0));
             assert!((a - b).abs() <= 1e-6 * b.max(1e-9), "{cfg:?}: overlap {a} against {b}");
             for seed in 0..400 {

@@ -21,22 +21,25 @@ const MIN_EXPECTED: f64 = 5.0;
 /// Exact probability of every (first, second) generated pair with positive probability.
 fn exact_pairs(target: &Arc<Model>, prompt: &[u32], sampling: &SamplingConfig) -> HashMap<(u32, u32), f64> {
     let vocab = target.info().vocab_size;
-    let probs = |seq: &[u32]| -> Vec<f32> {
+    // The next-token distribution after the prompt and the tokens `generated` after it.
+    let probs = |generated: &[u32]| -> Vec<f32> {
+        let seq = [prompt, generated].concat();
         let mut cache = DecoderState::new(target.clone()).unwrap();
         let mut row = Vec::new();
-        cache.forward(seq, 1, &mut row).unwrap();
+        cache.forward(&seq, 1, &mut row).unwrap();
         let mut history = History::new(vocab);
-        seq.iter().for_each(|&t| history.push(t));
+        prompt.iter().for_each(|&t| history.push(t));
+        generated.iter().for_each(|&t| history.push_generated(t));
         let mut buf = DistBuf::new();
         match distribution(&row, &history, &[], sampling, &mut buf) {
             Dist::Point(_) => panic!("sampling test needs temperature > 0"),
             d => d.to_dense(vocab),
         }
     };
-    let p1 = probs(prompt);
+    let p1 = probs(&[]);
     let mut out = HashMap::new();
     for (t1, &a) in p1.iter().enumerate().filter(|(_, &a)| a > 0.0) {
-        let p2 = probs(&[prompt, &[t1 as u32]].concat());
+        let p2 = probs(&[t1 as u32]);
         for (t2, &b) in p2.iter().enumerate().filter(|(_, &b)| b > 0.0) {
             out.insert((t1 as u32, t2 as u32), a as f64 * b as f64);
         }
@@ -245,6 +248,22 @@ fn top_k_and_top_p_match_the_target() {
 #[test]
 fn min_p_and_repetition_penalty_match_the_target() {
     let p = check(SamplingConfig { temperature: 1.2, min_p: 0.02, repetition_penalty: 1.2, ..Default::default() }, false);
+    assert!(p > 0.001, "p = {p}");
+}
+
+#[test]
+fn presence_and_frequency_penalties_and_logit_bias_match_the_target() {
+    // The bias lifts two tokens enough that the second token often repeats the first, where the
+    // penalties (counted over generated tokens, draft guesses included) change the distribution.
+    let sampling = SamplingConfig {
+        temperature: 1.0,
+        presence_penalty: 0.7,
+        frequency_penalty: 0.9,
+        repetition_penalty: 1.1,
+        logit_bias: vec![(10, 4.0), (20, 3.5), (30, -8.0)],
+        ..Default::default()
+    };
+    let p = check(sampling, false);
     assert!(p > 0.001, "p = {p}");
 }
 

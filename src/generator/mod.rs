@@ -268,6 +268,7 @@ impl Generator {
             return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
         }
         self.check_request(self.tokens.len(), tokens.len())?;
+        self.history.new_generation();
         for &t in tokens {
             self.history.push(t);
         }
@@ -353,8 +354,12 @@ impl Generator {
         // The caches never hold the last token: the next round feeds it.
         self.rewind_states(n.saturating_sub(1))?;
         self.history = History::new(self.target.model().info().vocab_size);
-        for &t in &self.tokens {
-            self.history.push(t);
+        for (i, &t) in self.tokens.iter().enumerate() {
+            if i < start {
+                self.history.push(t);
+            } else {
+                self.history.push_generated(t);
+            }
         }
         let generated = n.saturating_sub(start);
         self.start_generation(generated);
@@ -585,6 +590,9 @@ fn stop_rule_for(target: &Model, cfg: &GenerationConfig) -> Result<StopRule> {
     let vocab = target.info().vocab_size;
     let eos = cfg.eos_ids.clone().unwrap_or_else(|| target.info().eos_ids.clone());
     if let Some(&bad) = eos.iter().chain(cfg.stop_sequences.iter().flatten()).find(|&&e| e as usize >= vocab) {
+        return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
+    }
+    if let Some(bad) = cfg.sampling.bias_out_of_range(vocab) {
         return Err(Error::TokenOutOfRange { id: bad as i64, vocab_size: vocab });
     }
     Ok(StopRule::new(eos, cfg.stop_sequences.clone(), cfg.stop_texts.clone(), cfg.max_new_tokens))

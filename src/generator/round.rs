@@ -187,7 +187,7 @@ impl Generator {
         let (mut committed, mut outcome) = (0, Ok(()));
         for &t in &self.round.emitted {
             self.tokens.push(t);
-            self.history.push(t);
+            self.history.push_generated(t);
             self.generated += 1;
             self.stats.new_tokens += 1;
             committed += 1;

@@ -33,10 +33,18 @@ impl Dist<'_> {
 }
 
 /// One logits row to its distribution; `penalised` lists each token the repetition penalty
-/// touches once.
-pub fn distribution<'b>(logits: &[f32], penalised: &[u32], cfg: &SamplingConfig, buf: &'b mut Vec<f32>) -> Dist<'b> {
+/// touches once, `produced` each token the generation produced with its count (the presence and
+/// frequency penalties).
+pub fn distribution<'b>(
+    logits: &[f32],
+    penalised: &[u32],
+    produced: &[(u32, u32)],
+    cfg: &SamplingConfig,
+    buf: &'b mut Vec<f32>,
+) -> Dist<'b> {
     let penalise = cfg.repetition_penalty != 1.0;
-    if cfg.temperature == 0.0 && !penalise {
+    let counts = cfg.presence_penalty != 0.0 || cfg.frequency_penalty != 0.0;
+    if cfg.temperature == 0.0 && !penalise && !counts && cfg.logit_bias.is_empty() {
         return Dist::Point(argmax(logits));
     }
     buf.clear();
@@ -47,6 +55,14 @@ pub fn distribution<'b>(logits: &[f32], penalised: &[u32], cfg: &SamplingConfig,
             let l = &mut buf[t as usize];
             *l = if *l > 0.0 { *l / r } else { *l * r };
         }
+    }
+    if counts {
+        for &(t, c) in produced {
+            buf[t as usize] -= cfg.presence_penalty + cfg.frequency_penalty * c as f32;
+        }
+    }
+    for &(t, b) in &cfg.logit_bias {
+        buf[t as usize] += b;
     }
     if cfg.temperature == 0.0 {
         return Dist::Point(argmax(buf));
