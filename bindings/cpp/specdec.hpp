@@ -662,6 +662,31 @@ public:
         return set([&](auto c, auto e) { return specdec_gen_config_set_repetition_penalty(c, v, e); });
     }
     GenConfig&& repetition_penalty(float v) && { return std::move(repetition_penalty(v)); }
+    // OpenAI-style, finite; 0 is off (default): subtracted once from every token the current
+    // generation has produced.
+    GenConfig& presence_penalty(float v) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_presence_penalty(c, v, e); });
+    }
+    GenConfig&& presence_penalty(float v) && { return std::move(presence_penalty(v)); }
+    // OpenAI-style, finite; 0 is off (default): subtracted once per time a token was produced.
+    GenConfig& frequency_penalty(float v) & {
+        return set([&](auto c, auto e) { return specdec_gen_config_set_frequency_penalty(c, v, e); });
+    }
+    GenConfig&& frequency_penalty(float v) && { return std::move(frequency_penalty(v)); }
+    // Added to the listed tokens' logits after the penalties (replacing any bias set before; empty
+    // clears it). Biases finite, each id once; ids checked against the vocabulary by Generator.
+    GenConfig& logit_bias(const std::vector<std::pair<uint32_t, float>>& bias) & {
+        std::vector<uint32_t> ids;
+        std::vector<float> values;
+        for (const auto& [id, b] : bias) {
+            ids.push_back(id);
+            values.push_back(b);
+        }
+        return set([&](auto c, auto e) {
+            return specdec_gen_config_set_logit_bias(c, ids.data(), values.data(), ids.size(), e);
+        });
+    }
+    GenConfig&& logit_bias(const std::vector<std::pair<uint32_t, float>>& bias) && { return std::move(logit_bias(bias)); }
     GenConfig& seed(uint64_t v) & { return set([&](auto c, auto e) { return specdec_gen_config_set_seed(c, v, e); }); }
     GenConfig&& seed(uint64_t v) && { return std::move(seed(v)); }
     // Per prompt (default 128); 0 generates nothing.
@@ -743,6 +768,24 @@ public:
     float top_p() const noexcept { return specdec_gen_config_get_top_p(h_.get()); }
     float min_p() const noexcept { return specdec_gen_config_get_min_p(h_.get()); }
     float repetition_penalty() const noexcept { return specdec_gen_config_get_repetition_penalty(h_.get()); }
+    float presence_penalty() const noexcept { return specdec_gen_config_get_presence_penalty(h_.get()); }
+    float frequency_penalty() const noexcept { return specdec_gen_config_get_frequency_penalty(h_.get()); }
+    // The logit bias, in the order set.
+    std::vector<std::pair<uint32_t, float>> logit_bias() const {
+        if (!h_) detail::throw_moved_from("GenConfig");
+        size_t n = 0;
+        detail::call([&](specdec_error** e) { return specdec_gen_config_get_logit_bias(h_.get(), nullptr, nullptr, 0, &n, e); });
+        std::vector<uint32_t> ids(n);
+        std::vector<float> values(n);
+        if (n > 0) {
+            detail::call([&](specdec_error** e) {
+                return specdec_gen_config_get_logit_bias(h_.get(), ids.data(), values.data(), n, &n, e);
+            });
+        }
+        std::vector<std::pair<uint32_t, float>> out;
+        for (size_t i = 0; i < ids.size(); i++) out.emplace_back(ids[i], values[i]);
+        return out;
+    }
     uint64_t seed() const noexcept { return specdec_gen_config_get_seed(h_.get()); }
     uint32_t max_new_tokens() const noexcept { return specdec_gen_config_get_max_new_tokens(h_.get()); }
     DraftPolicy draft_policy() const noexcept { return static_cast<DraftPolicy>(specdec_gen_config_get_draft_policy(h_.get())); }

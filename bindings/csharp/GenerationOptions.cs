@@ -42,6 +42,26 @@ namespace Specdec
         /// <summary>Finite and > 0; 1 is off (default 1).</summary>
         public float? RepetitionPenalty { get; set; }
 
+        /// <summary>
+        /// OpenAI-style presence penalty, finite; 0 is off (default 0): subtracted once from the
+        /// logit of every token the current generation has produced.
+        /// </summary>
+        public float? PresencePenalty { get; set; }
+
+        /// <summary>
+        /// OpenAI-style frequency penalty, finite; 0 is off (default 0): subtracted from a token's
+        /// logit once per time the current generation has produced it.
+        /// </summary>
+        public float? FrequencyPenalty { get; set; }
+
+        /// <summary>
+        /// Added to the logits of the given token ids after the penalties (greedy included; -100
+        /// bans a token in practice). null (default) leaves the bias unset; an empty dictionary
+        /// clears it. Biases must be finite; ids are checked against the vocabulary when a
+        /// generator is created (Status.TokenOutOfRange).
+        /// </summary>
+        public IDictionary<uint, float> LogitBias { get; set; }
+
         /// <summary>Seed of the random stream (default 0): same seed, settings and models give the same output.</summary>
         public ulong? Seed { get; set; }
 
@@ -110,6 +130,8 @@ namespace Specdec
                 TopP = NativeMethods.specdec_gen_config_get_top_p(c),
                 MinP = NativeMethods.specdec_gen_config_get_min_p(c),
                 RepetitionPenalty = NativeMethods.specdec_gen_config_get_repetition_penalty(c),
+                PresencePenalty = NativeMethods.specdec_gen_config_get_presence_penalty(c),
+                FrequencyPenalty = NativeMethods.specdec_gen_config_get_frequency_penalty(c),
                 Seed = NativeMethods.specdec_gen_config_get_seed(c),
                 MaxNewTokens = NativeMethods.specdec_gen_config_get_max_new_tokens(c),
                 DraftPolicy = (Specdec.DraftPolicy)NativeMethods.specdec_gen_config_get_draft_policy(c),
@@ -125,6 +147,21 @@ namespace Specdec
             IntPtr err = IntPtr.Zero;
             Interop.Check(NativeMethods.specdec_gen_config_get_eos_ids(c, out ids, out n, out fromModel, ref err), err);
             o.EosIds = fromModel ? null : Interop.CopyTokens(ids, n);
+            err = IntPtr.Zero;
+            UIntPtr nBias;
+            Interop.Check(NativeMethods.specdec_gen_config_get_logit_bias(c, null, null, UIntPtr.Zero, out nBias, ref err), err);
+            uint[] biasIds = new uint[(int)nBias.ToUInt64()];
+            float[] biases = new float[biasIds.Length];
+            if (biasIds.Length > 0)
+            {
+                err = IntPtr.Zero;
+                Interop.Check(NativeMethods.specdec_gen_config_get_logit_bias(c, biasIds, biases, (UIntPtr)biasIds.Length, out nBias, ref err), err);
+            }
+            o.LogitBias = new Dictionary<uint, float>();
+            for (int i = 0; i < biasIds.Length; i++)
+            {
+                o.LogitBias[biasIds[i]] = biases[i];
+            }
             ulong stops = NativeMethods.specdec_gen_config_get_stop_token_count(c).ToUInt64();
             for (ulong i = 0; i < stops; i++)
             {
@@ -157,6 +194,19 @@ namespace Specdec
                 if (TopP.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_top_p(c, TopP.Value, ref err), err); err = IntPtr.Zero; }
                 if (MinP.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_min_p(c, MinP.Value, ref err), err); err = IntPtr.Zero; }
                 if (RepetitionPenalty.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_repetition_penalty(c, RepetitionPenalty.Value, ref err), err); err = IntPtr.Zero; }
+                if (PresencePenalty.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_presence_penalty(c, PresencePenalty.Value, ref err), err); err = IntPtr.Zero; }
+                if (FrequencyPenalty.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_frequency_penalty(c, FrequencyPenalty.Value, ref err), err); err = IntPtr.Zero; }
+                if (LogitBias != null)
+                {
+                    uint[] biasIds = new uint[LogitBias.Count];
+                    LogitBias.Keys.CopyTo(biasIds, 0);
+                    Array.Sort(biasIds);
+                    float[] biases = new float[biasIds.Length];
+                    for (int i = 0; i < biasIds.Length; i++) { biases[i] = LogitBias[biasIds[i]]; }
+                    Interop.Check(NativeMethods.specdec_gen_config_set_logit_bias(c, biasIds.Length == 0 ? null : biasIds,
+                        biasIds.Length == 0 ? null : biases, (UIntPtr)biasIds.Length, ref err), err);
+                    err = IntPtr.Zero;
+                }
                 if (Seed.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_seed(c, Seed.Value, ref err), err); err = IntPtr.Zero; }
                 if (MaxNewTokens.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_max_new_tokens(c, MaxNewTokens.Value, ref err), err); err = IntPtr.Zero; }
                 if (DraftPolicy.HasValue) { Interop.Check(NativeMethods.specdec_gen_config_set_draft_policy(c, (uint)DraftPolicy.Value, ref err), err); err = IntPtr.Zero; }

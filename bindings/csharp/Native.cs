@@ -252,6 +252,15 @@ namespace Specdec
         internal static extern Status specdec_gen_config_set_repetition_penalty(GenConfigHandle config, float penalty, ref IntPtr err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_presence_penalty(GenConfigHandle config, float penalty, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_frequency_penalty(GenConfigHandle config, float penalty, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_set_logit_bias(GenConfigHandle config, [In] uint[] ids, [In] float[] biases, UIntPtr n, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Status specdec_gen_config_set_seed(GenConfigHandle config, ulong seed, ref IntPtr err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -500,6 +509,15 @@ namespace Specdec
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern float specdec_gen_config_get_repetition_penalty(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern float specdec_gen_config_get_presence_penalty(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern float specdec_gen_config_get_frequency_penalty(GenConfigHandle config);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_gen_config_get_logit_bias(GenConfigHandle config, [Out] uint[] ids, [Out] float[] biases, UIntPtr capacity, out UIntPtr nTotal, ref IntPtr err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern ulong specdec_gen_config_get_seed(GenConfigHandle config);

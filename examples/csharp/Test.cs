@@ -10,6 +10,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -1826,6 +1827,43 @@ namespace Specdec.Examples
             }
         }
 
+        // A strong bias repeats one token under greedy decoding until the frequency penalty breaks
+        // the run; speculative output equals target-only; the settings read back.
+        private static void PenaltiesAndLogitBias()
+        {
+            Func<Model, GenerationOptions, uint[]> run = (d, o) =>
+            {
+                using (var g = new Generator(target, d, o))
+                {
+                    g.Append(prompt);
+                    g.Generate();
+                    return Generated(g, prompt.Length);
+                }
+            };
+            Func<GenerationOptions> opts = () => new GenerationOptions
+            {
+                MaxNewTokens = 24, EosIds = new uint[0],
+                LogitBias = new Dictionary<uint, float> { { 42, 30f } },
+            };
+            uint[] biased = run(null, opts());
+            foreach (uint t in biased) { Check(t == 42, "bias +30 repeats token 42"); }
+            GenerationOptions pen = opts(); pen.FrequencyPenalty = 4f; pen.PresencePenalty = 1f;
+            uint[] penalised = run(null, pen);
+            Check(penalised[0] == 42 && !penalised.SequenceEqual(biased), "the frequency penalty breaks the repetition");
+            CheckTokens(run(draft, pen), penalised, "speculative with penalties and bias");
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { PresencePenalty = float.NaN }),
+                Status.InvalidArgument, "presence penalty NaN");
+            CheckCode(() => new Generator(target, draft, new GenerationOptions { LogitBias = new Dictionary<uint, float> { { 512, 1f } } }),
+                Status.TokenOutOfRange, "bias on token 512");
+            using (var g = new Generator(target, draft, pen))
+            {
+                GenerationOptions back = g.GetConfig();
+                CheckEq(back.FrequencyPenalty, (float?)4f, "frequency penalty read back");
+                CheckEq(back.PresencePenalty, (float?)1f, "presence penalty read back");
+                Check(back.LogitBias.Count == 1 && back.LogitBias[42] == 30f, "logit bias read back");
+            }
+        }
+
         private static void EmbedderRewindAndSetConfig()
         {
             using (var g = NewGen(target, draft, NoEos(12)))
@@ -2010,6 +2048,7 @@ namespace Specdec.Examples
                 new KeyValuePair<string, Action>("embedder_logprobs_match_target_only", EmbedderLogprobsMatchTargetOnly),
                 new KeyValuePair<string, Action>("embedder_finish_length", EmbedderFinishLength),
                 new KeyValuePair<string, Action>("embedder_rewind_and_set_config", EmbedderRewindAndSetConfig),
+                new KeyValuePair<string, Action>("penalties_and_logit_bias", PenaltiesAndLogitBias),
                 new KeyValuePair<string, Action>("embedder_fork_after_prefill", EmbedderForkAfterPrefill),
                 new KeyValuePair<string, Action>("embedder_model_metadata", EmbedderModelMetadata),
                 new KeyValuePair<string, Action>("embedder_load_from_memory", EmbedderLoadFromMemory),

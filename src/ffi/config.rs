@@ -118,6 +118,58 @@ pub unsafe extern "C" fn specdec_gen_config_set_repetition_penalty(
     set(config, err, |c| c.sampling.repetition_penalty = penalty)
 }
 
+/// OpenAI-style presence penalty, finite (default 0: off): subtracted once from the logit of every
+/// token the current generation has produced (prompt tokens do not count). Applied identically to
+/// the target's and the draft's distributions, so speculative output still follows the target's.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_presence_penalty(
+    config: *mut specdec_gen_config,
+    penalty: f32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.sampling.presence_penalty = penalty)
+}
+
+/// OpenAI-style frequency penalty, finite (default 0: off): subtracted from a token's logit once
+/// per time the current generation has produced it.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_frequency_penalty(
+    config: *mut specdec_gen_config,
+    penalty: f32,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    set(config, err, |c| c.sampling.frequency_penalty = penalty)
+}
+
+/// Logit bias, replacing any set before: `biases[i]` (finite) is added to the logit of token
+/// `ids[i]` after the penalties, greedy decoding included (-100 in practice bans a token).
+/// `n` 0 clears it (the arrays may then be NULL). Ids are checked against the vocabulary when a
+/// generator or sequence is created (SPECDEC_STATUS_TOKEN_OUT_OF_RANGE).
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or an array NULL with n > 0),
+/// SPECDEC_STATUS_INVALID_ARGUMENT (a bias not finite, an id listed twice).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_set_logit_bias(
+    config: *mut specdec_gen_config,
+    ids: *const u32,
+    biases: *const f32,
+    n: usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let ids = slice_arg(ids, n, "ids")?;
+        let biases = slice_arg(biases, n, "biases")?;
+        let bias: Vec<(u32, f32)> = ids.iter().copied().zip(biases.iter().copied()).collect();
+        let c = handle_mut(config, "config")?;
+        let mut next = c.inner.clone();
+        next.sampling.logit_bias = bias;
+        next.validate()?;
+        c.inner = next;
+        Ok(())
+    })
+}
+
 /// Seed of the generator's random stream (default 0). The same seed, settings and models give
 /// the same output.
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
@@ -377,6 +429,46 @@ pub unsafe extern "C" fn specdec_gen_config_get_min_p(config: *const specdec_gen
 #[no_mangle]
 pub unsafe extern "C" fn specdec_gen_config_get_repetition_penalty(config: *const specdec_gen_config) -> f32 {
     get(config, 0.0, |c| c.sampling.repetition_penalty)
+}
+
+/// The presence penalty (0: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_presence_penalty(config: *const specdec_gen_config) -> f32 {
+    get(config, 0.0, |c| c.sampling.presence_penalty)
+}
+
+/// The frequency penalty (0: off); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_frequency_penalty(config: *const specdec_gen_config) -> f32 {
+    get(config, 0.0, |c| c.sampling.frequency_penalty)
+}
+
+/// The logit bias: copies up to `capacity` entries, in the order set, into `ids` and `biases`
+/// (both may be NULL when `capacity` is 0) and writes the number of entries to `*n_total`.
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, n_total, or an array NULL with capacity > 0).
+#[no_mangle]
+pub unsafe extern "C" fn specdec_gen_config_get_logit_bias(
+    config: *const specdec_gen_config,
+    ids: *mut u32,
+    biases: *mut f32,
+    capacity: usize,
+    n_total: *mut usize,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        let n_total = out_arg(n_total, "n_total")?;
+        let bias = &handle(config, "config")?.inner.sampling.logit_bias;
+        if capacity > 0 {
+            let ids = slice_out(ids, capacity, "ids")?;
+            let biases = slice_out(biases, capacity, "biases")?;
+            for (i, &(t, b)) in bias.iter().take(capacity).enumerate() {
+                ids[i] = t;
+                biases[i] = b;
+            }
+        }
+        *n_total = bias.len();
+        Ok(())
+    })
 }
 
 /// The seed; 0 for NULL.

@@ -108,6 +108,17 @@ pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, n: usize, name: &'static str)
     Ok(std::slice::from_raw_parts(p, n))
 }
 
+/// A (pointer, capacity) array the caller lends for output; NULL is allowed only when it is 0.
+pub(crate) unsafe fn slice_out<'a, T>(p: *mut T, n: usize, name: &'static str) -> FfiResult<&'a mut [T]> {
+    if n == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(FfiError::null(name));
+    }
+    Ok(std::slice::from_raw_parts_mut(p, n))
+}
+
 /// The constructors' contract in one place: `*out` is NULL unless `make` succeeds, and then
 /// receives the new handle.
 pub(crate) unsafe fn new_handle<T>(out: *mut *mut T, make: impl FnOnce() -> FfiResult<T>) -> FfiResult<()> {

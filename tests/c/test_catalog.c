@@ -522,6 +522,8 @@ static void catalog_settings(void) {
     ENTRY("top-p NaN", specdec_gen_config_set_top_p(c, NAN, &err_), IA, "top_p", "NaN");
     ENTRY("min-p above 1", specdec_gen_config_set_min_p(c, 2.0f, &err_), IA, "min_p", NULL);
     ENTRY("repetition penalty 0", specdec_gen_config_set_repetition_penalty(c, 0.0f, &err_), IA, "repetition_penalty", NULL);
+    ENTRY("presence penalty NaN", specdec_gen_config_set_presence_penalty(c, NAN, &err_), IA, "presence_penalty", "NaN");
+    ENTRY("frequency penalty infinite", specdec_gen_config_set_frequency_penalty(c, INFINITY, &err_), IA, "frequency_penalty", "inf");
     ENTRY("empty stop sequence", specdec_gen_config_add_stop_tokens(c, NULL, 0, &err_), IA, "empty", NULL);
     ENTRY("empty stop text", specdec_gen_config_add_stop_text(c, "", &err_), IA, "empty", NULL);
     ENTRY("stop text not UTF-8", specdec_gen_config_add_stop_text(c, "end\xff", &err_), SPECDEC_STATUS_INVALID_UTF8, "text", NULL);

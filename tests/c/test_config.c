@@ -101,6 +101,33 @@ static void test_config_setters(void) {
     CHECK_ERR(specdec_gen_config_set_repetition_penalty(c, -1.0f, &g_err), IA, "repetition_penalty");
     CHECK_ERR(specdec_gen_config_set_repetition_penalty(c, INFINITY, &g_err), IA, "repetition_penalty");
 
+    CHECK_OK(specdec_gen_config_set_presence_penalty(c, -1.5f, &g_err));
+    CHECK_OK(specdec_gen_config_set_frequency_penalty(c, 0.75f, &g_err));
+    CHECK_ERR(specdec_gen_config_set_presence_penalty(c, NAN, &g_err), IA, "presence_penalty");
+    CHECK_ERR(specdec_gen_config_set_frequency_penalty(c, INFINITY, &g_err), IA, "frequency_penalty");
+    CHECK(specdec_gen_config_get_presence_penalty(c) == -1.5f && specdec_gen_config_get_frequency_penalty(c) == 0.75f);
+    {
+        const uint32_t bias_ids[3] = {7, 3, 7};
+        const float biases[3] = {-100.0f, 2.5f, 1.0f};
+        const float bad_bias[1] = {NAN};
+        uint32_t got_ids[4] = {0};
+        float got[4] = {0};
+        size_t n = 99;
+        CHECK_OK(specdec_gen_config_set_logit_bias(c, bias_ids, biases, 2, &g_err));
+        CHECK_ERR(specdec_gen_config_set_logit_bias(c, bias_ids, biases, 3, &g_err), IA, "twice");
+        CHECK_ERR(specdec_gen_config_set_logit_bias(c, bias_ids, bad_bias, 1, &g_err), IA, "finite");
+        CHECK_ERR(specdec_gen_config_set_logit_bias(c, NULL, biases, 1, &g_err), SPECDEC_STATUS_NULL_PARAMETER, "ids");
+        CHECK_ERR(specdec_gen_config_get_logit_bias(c, got_ids, got, 4, NULL, &g_err), SPECDEC_STATUS_NULL_PARAMETER, "n_total");
+        /* Refused settings leave the bias as it was; a short buffer gets the first entries. */
+        CHECK_OK(specdec_gen_config_get_logit_bias(c, got_ids, got, 1, &n, &g_err));
+        CHECK(n == 2 && got_ids[0] == 7 && got[0] == -100.0f && got_ids[1] == 0);
+        CHECK_OK(specdec_gen_config_get_logit_bias(c, got_ids, got, 4, &n, &g_err));
+        CHECK(n == 2 && got_ids[1] == 3 && got[1] == 2.5f);
+        CHECK_OK(specdec_gen_config_set_logit_bias(c, NULL, NULL, 0, &g_err));
+        CHECK_OK(specdec_gen_config_get_logit_bias(c, NULL, NULL, 0, &n, &g_err));
+        CHECK(n == 0);
+    }
+
     CHECK_OK(specdec_gen_config_set_seed(c, 0, &g_err));
     CHECK_OK(specdec_gen_config_set_seed(c, UINT64_MAX, &g_err));
     CHECK_OK(specdec_gen_config_set_max_new_tokens(c, 0, &g_err));
@@ -158,6 +185,15 @@ static void test_config_setters(void) {
     g = (specdec_generator *)(void *)&st;
     CHECK_ERR(specdec_generator_new(g_target, g_draft, c, &g, &g_err), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE, "600");
     CHECK(g == NULL);
+    specdec_gen_config_free(c);
+
+    /* So are logit-bias ids. */
+    c = specdec_gen_config_new();
+    {
+        const float one = 1.0f;
+        CHECK_OK(specdec_gen_config_set_logit_bias(c, &eos_bad[1], &one, 1, &g_err));
+    }
+    CHECK_ERR(specdec_generator_new(g_target, g_draft, c, &g, &g_err), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE, "600");
     specdec_gen_config_free(c);
 
     /* Defaults (NULL config, no draft) work. */

@@ -245,6 +245,34 @@ TEST(speculative_equals_target_gamma_1_to_8) {
     }
 }
 
+TEST(penalties_and_logit_bias) {
+    // A strong bias repeats one token under greedy decoding until the frequency penalty breaks the
+    // run; speculative output equals target-only; settings read back; bad values are refused.
+    const auto& prompt = shared().prompt;
+    auto run = [&](const specdec::Model* draft, specdec::GenConfig cfg) {
+        specdec::Generator g(shared().target, draft, cfg);
+        g.append(prompt);
+        g.generate();
+        return generated_part(g, prompt.size());
+    };
+    std::vector<uint32_t> biased = run(nullptr, greedy().logit_bias({{42, 30.0f}}));
+    for (uint32_t t : biased) CHECK_EQ(t, 42u);
+    auto penalised_cfg = [] { return greedy().logit_bias({{42, 30.0f}}).frequency_penalty(4.0f).presence_penalty(1.0f); };
+    std::vector<uint32_t> penalised = run(nullptr, penalised_cfg());
+    CHECK_EQ(penalised[0], 42u);
+    CHECK(penalised != biased);
+    CHECK_EQ(run(&shared().draft, penalised_cfg()), penalised);
+    specdec::GenConfig cfg = penalised_cfg();
+    CHECK_EQ(cfg.frequency_penalty(), 4.0f);
+    CHECK_EQ(cfg.presence_penalty(), 1.0f);
+    CHECK(cfg.logit_bias() == (std::vector<std::pair<uint32_t, float>>{{42, 30.0f}}));
+    CHECK_CODE(cfg.presence_penalty(std::nanf("")), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_CODE(cfg.logit_bias({{1, 1.0f}, {1, 2.0f}}), SPECDEC_STATUS_INVALID_ARGUMENT);
+    CHECK_EQ(cfg.logit_bias().size(), 1u);
+    CHECK_CODE(specdec::Generator(shared().target, nullptr, greedy().logit_bias({{512, 1.0f}})),
+               SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+}
+
 TEST(step_equals_generate) {
     const auto& prompt = shared().prompt;
     for (const specdec::Model* draft : no_draft_and_draft()) {

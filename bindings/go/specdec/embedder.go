@@ -225,12 +225,16 @@ func WithFinishAtContextLimit(finish bool) GenerateOption {
 
 // GenerationConfig is a snapshot of a generator's settings (Generator.Config).
 type GenerationConfig struct {
-	Gamma                int
-	Temperature          float32
-	TopK                 int
-	TopP                 float32
-	MinP                 float32
-	RepetitionPenalty    float32
+	Gamma             int
+	Temperature       float32
+	TopK              int
+	TopP              float32
+	MinP              float32
+	RepetitionPenalty float32
+	PresencePenalty   float32
+	FrequencyPenalty  float32
+	// LogitBias is the bias set with WithLogitBias (nil when none).
+	LogitBias            map[uint32]float32
 	Seed                 uint64
 	MaxNewTokens         int
 	DraftPolicy          DraftPolicy
@@ -255,6 +259,8 @@ func readConfig(p *C.specdec_gen_config) (GenerationConfig, error) {
 		TopP:                 float32(C.specdec_gen_config_get_top_p(p)),
 		MinP:                 float32(C.specdec_gen_config_get_min_p(p)),
 		RepetitionPenalty:    float32(C.specdec_gen_config_get_repetition_penalty(p)),
+		PresencePenalty:      float32(C.specdec_gen_config_get_presence_penalty(p)),
+		FrequencyPenalty:     float32(C.specdec_gen_config_get_frequency_penalty(p)),
 		Seed:                 uint64(C.specdec_gen_config_get_seed(p)),
 		MaxNewTokens:         int(C.specdec_gen_config_get_max_new_tokens(p)),
 		DraftPolicy:          DraftPolicy(C.specdec_gen_config_get_draft_policy(p)),
@@ -272,6 +278,21 @@ func readConfig(p *C.specdec_gen_config) (GenerationConfig, error) {
 		return GenerationConfig{}, err
 	}
 	c.EOSIDs, c.EOSFromModel = copyIDs(ids, n), bool(fromModel)
+	var nBias C.size_t
+	if err := takeError(C.specdec_gen_config_get_logit_bias(p, nil, nil, 0, &nBias, &cerr), cerr); err != nil {
+		return GenerationConfig{}, err
+	}
+	if nBias > 0 {
+		biasIDs := make([]C.uint32_t, nBias)
+		biases := make([]C.float, nBias)
+		if err := takeError(C.specdec_gen_config_get_logit_bias(p, &biasIDs[0], &biases[0], nBias, &nBias, &cerr), cerr); err != nil {
+			return GenerationConfig{}, err
+		}
+		c.LogitBias = make(map[uint32]float32, len(biasIDs))
+		for i := range biasIDs {
+			c.LogitBias[uint32(biasIDs[i])] = float32(biases[i])
+		}
+	}
 	nStop := int(C.specdec_gen_config_get_stop_token_count(p))
 	c.StopTokens = make([][]uint32, 0, nStop)
 	for i := 0; i < nStop; i++ {

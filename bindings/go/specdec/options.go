@@ -9,6 +9,7 @@ import "C"
 import (
 	"fmt"
 	"math"
+	"sort"
 	"unsafe"
 )
 
@@ -107,6 +108,51 @@ func WithRepetitionPenalty(penalty float32) GenerateOption {
 	return func(c *genConfig) {
 		c.apply(func(e **C.specdec_error) C.specdec_status {
 			return C.specdec_gen_config_set_repetition_penalty(c.ptr, C.float(penalty), e)
+		})
+	}
+}
+
+// WithPresencePenalty sets the OpenAI-style presence penalty (finite; 0, the default, turns it off):
+// subtracted once from the logit of every token the current generation has produced.
+func WithPresencePenalty(penalty float32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_presence_penalty(c.ptr, C.float(penalty), e)
+		})
+	}
+}
+
+// WithFrequencyPenalty sets the OpenAI-style frequency penalty (finite; 0, the default, turns it
+// off): subtracted from a token's logit once per time the current generation has produced it.
+func WithFrequencyPenalty(penalty float32) GenerateOption {
+	return func(c *genConfig) {
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_frequency_penalty(c.ptr, C.float(penalty), e)
+		})
+	}
+}
+
+// WithLogitBias adds bias[id] to the logit of each listed token after the penalties (greedy
+// decoding included; -100 bans a token in practice), replacing any bias set before; an empty map
+// clears it. Biases must be finite; ids are checked against the vocabulary by NewGenerator
+// (ErrTokenOutOfRange).
+func WithLogitBias(bias map[uint32]float32) GenerateOption {
+	return func(c *genConfig) {
+		ids := make([]uint32, 0, len(bias))
+		for id := range bias {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		values := make([]C.float, len(ids))
+		for i, id := range ids {
+			values[i] = C.float(bias[id])
+		}
+		var vp *C.float
+		if len(values) > 0 {
+			vp = &values[0]
+		}
+		c.apply(func(e **C.specdec_error) C.specdec_status {
+			return C.specdec_gen_config_set_logit_bias(c.ptr, idsPtr(ids), vp, C.size_t(len(ids)), e)
 		})
 	}
 }

@@ -424,6 +424,33 @@ specdec_status specdec_gen_config_set_repetition_penalty(struct specdec_gen_conf
                                                          float penalty,
                                                          struct specdec_error **err);
 
+// OpenAI-style presence penalty, finite (default 0: off): subtracted once from the logit of every
+// token the current generation has produced (prompt tokens do not count). Applied identically to
+// the target's and the draft's distributions, so speculative output still follows the target's.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+specdec_status specdec_gen_config_set_presence_penalty(struct specdec_gen_config *config,
+                                                       float penalty,
+                                                       struct specdec_error **err);
+
+// OpenAI-style frequency penalty, finite (default 0: off): subtracted from a token's logit once
+// per time the current generation has produced it.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT.
+specdec_status specdec_gen_config_set_frequency_penalty(struct specdec_gen_config *config,
+                                                        float penalty,
+                                                        struct specdec_error **err);
+
+// Logit bias, replacing any set before: `biases[i]` (finite) is added to the logit of token
+// `ids[i]` after the penalties, greedy decoding included (-100 in practice bans a token).
+// `n` 0 clears it (the arrays may then be NULL). Ids are checked against the vocabulary when a
+// generator or sequence is created (SPECDEC_STATUS_TOKEN_OUT_OF_RANGE).
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, or an array NULL with n > 0),
+// SPECDEC_STATUS_INVALID_ARGUMENT (a bias not finite, an id listed twice).
+specdec_status specdec_gen_config_set_logit_bias(struct specdec_gen_config *config,
+                                                 const uint32_t *ids,
+                                                 const float *biases,
+                                                 size_t n,
+                                                 struct specdec_error **err);
+
 // Seed of the generator's random stream (default 0). The same seed, settings and models give
 // the same output.
 // Errors: SPECDEC_STATUS_NULL_PARAMETER.
@@ -534,6 +561,22 @@ float specdec_gen_config_get_min_p(const struct specdec_gen_config *config);
 
 // The repetition penalty (1: off); 0 for NULL.
 float specdec_gen_config_get_repetition_penalty(const struct specdec_gen_config *config);
+
+// The presence penalty (0: off); 0 for NULL.
+float specdec_gen_config_get_presence_penalty(const struct specdec_gen_config *config);
+
+// The frequency penalty (0: off); 0 for NULL.
+float specdec_gen_config_get_frequency_penalty(const struct specdec_gen_config *config);
+
+// The logit bias: copies up to `capacity` entries, in the order set, into `ids` and `biases`
+// (both may be NULL when `capacity` is 0) and writes the number of entries to `*n_total`.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER (config, n_total, or an array NULL with capacity > 0).
+specdec_status specdec_gen_config_get_logit_bias(const struct specdec_gen_config *config,
+                                                 uint32_t *ids,
+                                                 float *biases,
+                                                 size_t capacity,
+                                                 size_t *n_total,
+                                                 struct specdec_error **err);
 
 // The seed; 0 for NULL.
 uint64_t specdec_gen_config_get_seed(const struct specdec_gen_config *config);

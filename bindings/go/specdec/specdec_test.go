@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -216,6 +217,39 @@ func TestGreedyExactness(t *testing.T) {
 		if reason == FinishEOS && withEOS[len(withEOS)-1] != 0 {
 			t.Errorf("%s: finished by EOS but the last token is %d", arch, withEOS[len(withEOS)-1])
 		}
+	}
+}
+
+// Penalties and bias reach the engine: a strong bias makes greedy decoding repeat one token until
+// the frequency penalty pushes it under the next best; speculative output still equals target-only.
+func TestPenaltiesAndLogitBias(t *testing.T) {
+	target, draft, _, ids := setup(t)
+	opts := []GenerateOption{WithMaxNewTokens(24), WithNoEOS(), WithLogitBias(map[uint32]float32{42: 30})}
+	biased, _ := generate(t, target, nil, ids, opts...)
+	for _, tok := range biased {
+		if tok != 42 {
+			t.Fatalf("bias +30 on token 42: got %v", biased)
+		}
+	}
+	penalised, _ := generate(t, target, nil, ids, append(slices.Clone(opts), WithFrequencyPenalty(4), WithPresencePenalty(1))...)
+	if penalised[0] != 42 || slices.Equal(penalised, biased) {
+		t.Fatalf("frequency penalty 4 did not break the repetition: %v", penalised)
+	}
+	spec, _ := generate(t, target, draft, ids, append(slices.Clone(opts), WithFrequencyPenalty(4), WithPresencePenalty(1))...)
+	if !slices.Equal(spec, penalised) {
+		t.Fatalf("speculative %v != target-only %v", spec, penalised)
+	}
+	g, err := NewGenerator(target, draft, WithPresencePenalty(0.5), WithFrequencyPenalty(0.25), WithLogitBias(map[uint32]float32{7: -100, 3: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	c, err := g.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PresencePenalty != 0.5 || c.FrequencyPenalty != 0.25 || len(c.LogitBias) != 2 || c.LogitBias[7] != -100 || c.LogitBias[3] != 2 {
+		t.Fatalf("config round trip: %+v", c)
 	}
 }
 
@@ -593,6 +627,10 @@ func TestInvalidArguments(t *testing.T) {
 		{"empty stop", []GenerateOption{WithStopTokens()}, ErrInvalidArgument},
 		{"empty stop text", []GenerateOption{WithStopTexts("")}, ErrInvalidArgument},
 		{"EOS 512", []GenerateOption{WithEOSIDs([]uint32{3, 512})}, ErrTokenOutOfRange},
+		{"presence NaN", []GenerateOption{WithPresencePenalty(float32(math.NaN()))}, ErrInvalidArgument},
+		{"frequency Inf", []GenerateOption{WithFrequencyPenalty(float32(math.Inf(1)))}, ErrInvalidArgument},
+		{"bias NaN", []GenerateOption{WithLogitBias(map[uint32]float32{5: float32(math.NaN())})}, ErrInvalidArgument},
+		{"bias id 512", []GenerateOption{WithLogitBias(map[uint32]float32{512: 1})}, ErrTokenOutOfRange},
 	}
 	for _, c := range cases {
 		g, err := NewGenerator(target, draft, c.opts...)

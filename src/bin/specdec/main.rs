@@ -17,7 +17,8 @@ use specdec::{
 const USAGE: &str = "\
 usage:
   specdec generate --target PATH [--draft PATH] [--gamma N] [--temperature T] [--top-k K]
-                   [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S]
+                   [--top-p P] [--min-p P] [--repetition-penalty R] [--presence-penalty P]
+                   [--frequency-penalty F] [--logit-bias ID:BIAS,...] [--seed S]
                    [--max-new-tokens N] (--prompt TEXT | --prompt-ids 1,2,3)
                    [--stop TEXT]... [--stop-ids 1,2]... [--eos-ids 1,2]
                    [--samples N] [--json] [--threads N] [--draft-threads N] [--ort-lib PATH]
@@ -157,6 +158,9 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--top-p" => o.cfg.sampling.top_p = num(flag, &value(flag)?)?,
             "--min-p" => o.cfg.sampling.min_p = num(flag, &value(flag)?)?,
             "--repetition-penalty" => o.cfg.sampling.repetition_penalty = num(flag, &value(flag)?)?,
+            "--presence-penalty" => o.cfg.sampling.presence_penalty = num(flag, &value(flag)?)?,
+            "--frequency-penalty" => o.cfg.sampling.frequency_penalty = num(flag, &value(flag)?)?,
+            "--logit-bias" => o.cfg.sampling.logit_bias = logit_bias(&value(flag)?)?,
             "--seed" => o.cfg.seed = num(flag, &value(flag)?)?,
             "--max-new-tokens" => {
                 o.cfg.max_new_tokens = num(flag, &value(flag)?)?;
@@ -196,6 +200,18 @@ fn id_list(flag: &str, v: &str) -> Result<Vec<i64>, CliError> {
         return Ok(Vec::new());
     }
     v.split(',').map(|s| s.trim().parse::<i64>().map_err(|_| usage(format!("{flag}: `{s}` is not an integer")))).collect()
+}
+
+/// `--logit-bias 42:-100,7:2.5`: token id and bias pairs (validated with the other settings).
+fn logit_bias(v: &str) -> Result<Vec<(u32, f32)>, CliError> {
+    let bad = |s: &str| usage(format!("--logit-bias: `{s}` is not ID:BIAS (e.g. 42:-100)"));
+    v.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let (id, b) = s.split_once(':').ok_or_else(|| bad(s))?;
+            Ok((id.trim().parse().map_err(|_| bad(s))?, b.trim().parse().map_err(|_| bad(s))?))
+        })
+        .collect()
 }
 
 /// Token ids given on the command line, checked against the vocabulary.
