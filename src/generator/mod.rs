@@ -19,7 +19,7 @@ use crate::decoder::DecoderState;
 use crate::drafter::{DraftSource, Drafter, ModelDrafter};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::policy::{new_policy, DraftPolicy, LengthPolicy, PolicyMemory, MAX_GAMMA};
+use crate::policy::{new_policy, DraftPolicy, LengthPolicy, PolicyMemory, RoundTime, MAX_GAMMA};
 use crate::sampling::{History, SamplingConfig};
 use crate::tokenizer::Tokenizer;
 
@@ -555,9 +555,17 @@ impl Generator {
             return Err(e);
         }
         let emitted = self.tokens.len() - before;
-        if emitted > 0 && emitted == self.generated {
+        let first_round = emitted > 0 && emitted == self.generated;
+        if first_round {
             self.stats.time_to_first_token = ended - generation_start;
         }
+        let speculative = self.round.proposed() > 0;
+        self.policy.timed(&RoundTime {
+            speculative,
+            emitted,
+            elapsed: ended - started,
+            typical: !first_round && self.finished.is_none() && (!speculative || self.round.clean_draft()),
+        });
         self.rounds.push(RoundTiming {
             start: started - generation_start,
             end: ended - generation_start,

@@ -46,6 +46,12 @@ impl RoundScratch {
     pub(super) fn accepted(&self) -> usize {
         self.accepted
     }
+
+    /// Whether the last round's drafting was drafting only (no catching up on a prompt or on
+    /// rounds without drafting).
+    pub(super) fn clean_draft(&self) -> bool {
+        self.draft_cost.is_some()
+    }
 }
 
 impl Generator {

@@ -25,6 +25,7 @@
 
 use super::cost::{robust_mean, CostCurve};
 use super::estimate::{AcceptanceEstimate, Prober};
+use super::guard::{RateGuard, RoundTime};
 use super::memory::{Snapshot, BUCKETS, MEMORY_WEIGHT};
 use super::{expected_tokens, AfterGuess, DraftCost, LengthPolicy, RoundReport, AUTO_MAX_GAMMA};
 
@@ -39,6 +40,8 @@ const PROBE_FIRST: u32 = 8;
 const PROBE_MAX: u32 = 32;
 /// Positions' worth of the overall α̂ a bucket starts from (and is pulled towards).
 const BUCKET_PRIOR_WEIGHT: f64 = 3.0;
+/// Rounds' worth of measured round rates a new sequence inherits.
+const MEMORY_ROUNDS: f64 = 6.0;
 
 #[derive(Debug, Clone)]
 pub(super) struct Auto {
@@ -63,6 +66,11 @@ pub(super) struct Auto {
     /// Test hook: costs as (draft step, extra per verified token) in fractions of T(1), instead
     /// of measured.
     pinned_cost: Option<(f64, f64)>,
+    /// Measured round rates, speculative against plain (`guard`).
+    rates: RateGuard,
+    /// The last round was a full probe while the measured rates said "don't": speculate once
+    /// more, since a probe's own round also catches the draft up and is not measured.
+    follow_up: bool,
 }
 
 impl Auto {
@@ -80,6 +88,8 @@ impl Auto {
             rate: 0.0,
             round_costs: [0.0; AUTO_MAX_GAMMA + 2],
             pinned_cost: None,
+            rates: RateGuard::default(),
+            follow_up: false,
         }
     }
 
@@ -137,19 +147,37 @@ impl LengthPolicy for Auto {
         let Some(first) = self.first_step else { return self.gamma.min(AUTO_MAX_GAMMA) };
         let next = self.next_step.unwrap_or(first);
         let (best, rate) = best_gamma(self.alpha(), first, next, |k| self.target_time(target_cost, k));
-        if best > 0 {
-            self.probe.reset();
-            // The closed form's γ is the plan for a draft of average confidence; the round may
-            // run longer or shorter as the guesses show their confidence.
-            self.rate = rate;
-            for k in 1..self.round_costs.len() {
-                self.round_costs[k] = self.target_time(target_cost, k);
+        // The closed form's γ is the plan for a draft of average confidence; the round may run
+        // longer or shorter as the guesses show their confidence.
+        let speculate = |this: &mut Self| {
+            this.rate = rate;
+            for k in 1..this.round_costs.len() {
+                this.round_costs[k] = this.target_time(target_cost, k);
             }
-            return AUTO_MAX_GAMMA;
+            AUTO_MAX_GAMMA
+        };
+        let measured = self.pinned_cost.is_none();
+        if best > 0 && std::mem::take(&mut self.follow_up) {
+            return speculate(self);
         }
-        // Without proposals α cannot change: probe with one now and then, backing off while
-        // probes keep saying "don't".
-        usize::from(self.probe.idle_round())
+        if best > 0 && !(measured && self.rates.speculation_loses()) {
+            self.probe.reset();
+            if measured && self.rates.plain_round_due() {
+                return 0;
+            }
+            return speculate(self);
+        }
+        // Without proposals α cannot change: probe now and then, backing off while probes keep
+        // saying "don't". Where only the measured rates say so, the probe is a full round, so
+        // that its rate is measured as speculation would run.
+        match self.probe.idle_round() {
+            false => 0,
+            true if best > 0 => {
+                self.follow_up = true;
+                speculate(self)
+            }
+            true => 1,
+        }
     }
 
     fn after_guess(&mut self, drafted: usize, confidence: Option<f32>) -> AfterGuess {
@@ -205,6 +233,10 @@ impl LengthPolicy for Auto {
         }
     }
 
+    fn timed(&mut self, round: &RoundTime) {
+        self.rates.record(round);
+    }
+
     fn max_gamma(&self) -> usize {
         AUTO_MAX_GAMMA
     }
@@ -230,6 +262,7 @@ impl LengthPolicy for Auto {
             bucket_count: self.bucket_count.map(|x| x * w),
             first_step: self.first_step,
             next_step: self.next_step,
+            rates: self.rates.scaled(MEMORY_ROUNDS),
         })
     }
 
@@ -239,6 +272,7 @@ impl LengthPolicy for Auto {
         self.bucket_count = s.bucket_count;
         self.first_step = s.first_step;
         self.next_step = s.next_step;
+        self.rates = s.rates;
     }
 
     #[cfg(any(test, feature = "test-hooks"))]
@@ -268,6 +302,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::policy::RoundTime;
 
     #[test]
     fn auto_drafts_more_when_acceptance_is_high_and_drafts_are_cheap() {
@@ -344,6 +379,46 @@ mod tests {
         assert!(fresh.first_step.is_some(), "draft step costs carry over");
         // One that verified nothing leaves nothing.
         assert!(Auto::new(4).snapshot().is_none());
+    }
+
+    /// Plans of a taught policy over `rounds` rounds whose wall times follow `time` (speculative:
+    /// 2 tokens a round; plain: 1), a speculative round after a plain one catching the draft up.
+    fn plans_under(rounds: usize, spec_ms: f64, plain_ms: f64) -> Vec<usize> {
+        let curve = flat_curve();
+        let mut c = taught(&curve);
+        let mut last_spec = true;
+        (0..rounds)
+            .map(|_| {
+                let g = c.plan(&curve);
+                let spec = g > 0;
+                let ms = if spec { spec_ms } else { plain_ms };
+                c.timed(&RoundTime {
+                    speculative: spec,
+                    emitted: 1 + spec as usize,
+                    elapsed: Duration::from_secs_f64(ms * 1e-3),
+                    typical: !spec || last_spec,
+                });
+                last_spec = spec;
+                g
+            })
+            .collect()
+    }
+
+    #[test]
+    fn measured_round_rates_overrule_the_closed_form() {
+        // The closed form says speculate (cheap draft, flat curve); the clock says speculative
+        // rounds run at 2 tokens per 3 ms against 1 per ms: after a few rounds, plain, with
+        // full probes (each followed by one measured round) backing off to one per 32 rounds.
+        let picks = plans_under(300, 3.0, 1.0);
+        let late = &picks[100..];
+        let spec = late.iter().filter(|&&g| g > 0).count();
+        assert!((2..=16).contains(&spec), "{spec} speculative rounds of 200: {picks:?}");
+        assert!(late.iter().all(|&g| g == 0 || g == AUTO_MAX_GAMMA));
+        // Where speculation pays (2 tokens per 1.2 ms), it keeps speculating, with a plain round
+        // now and then to keep the comparison current.
+        let picks = plans_under(300, 1.2, 1.0);
+        let plain = picks[100..].iter().filter(|&&g| g == 0).count();
+        assert!((1..=8).contains(&plain), "{plain} plain rounds of 200: {picks:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::estimate::AcceptanceEstimate;
+use super::guard::RateGuard;
 
 /// Buckets of the draft's top probability, each with its own acceptance estimate (5, 10 and 20
 /// simulated within 2% of each other on the demo pair).
@@ -24,6 +25,7 @@ pub(crate) struct Snapshot {
     pub(super) bucket_count: [f64; BUCKETS],
     pub(super) first_step: Option<f64>,
     pub(super) next_step: Option<f64>,
+    pub(super) rates: RateGuard,
 }
 
 /// `auto`'s records from finished sequences, by a key the generator makes from the target
@@ -69,6 +71,7 @@ mod tests {
             bucket_count: [0.0; BUCKETS],
             first_step: None,
             next_step: None,
+            rates: RateGuard::default(),
         };
         let memory = PolicyMemory::default();
         for i in 0..MEMORY_ENTRIES + 1 {

@@ -11,6 +11,7 @@ mod auto;
 pub mod cost;
 pub(crate) mod estimate;
 mod fixed;
+mod guard;
 mod heuristic;
 pub(crate) mod memory;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 pub use cost::CostCurve;
+pub use guard::RoundTime;
 pub use memory::PolicyMemory;
 
 use memory::Snapshot;
@@ -116,6 +118,9 @@ pub(crate) trait LengthPolicy: Send {
 
     /// Learn from a verified round.
     fn observe(&mut self, report: &RoundReport<'_>);
+
+    /// Learn how long a whole round took on the wall clock (after [`LengthPolicy::observe`]).
+    fn timed(&mut self, _round: &RoundTime) {}
 
     /// The longest round this policy can ask for (what memory budgets reserve).
     fn max_gamma(&self) -> usize;
