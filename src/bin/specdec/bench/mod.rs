@@ -35,13 +35,14 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
     let t0 = costs.target_only;
     let verify = |k: usize| costs.target.get(k - 1).map_or(1.0 + 0.1 * (k as f64 - 1.0), |t| t.0 / t0);
 
-    let greedy_diff = run::run_all(&o, &instances, &mut vs, &groups, &prompts)?;
+    let checks = run::run_all(&o, &instances, &mut vs, &groups, &prompts)?;
 
     let report = report::Report {
         o: &o,
         vs: &vs,
         instances: &instances,
-        greedy_diff: &greedy_diff,
+        greedy_diff: &checks.greedy_diff,
+        near_ties: &checks.near_ties,
         costs: &costs,
         verify: &verify,
         prompts: prompts.len(),

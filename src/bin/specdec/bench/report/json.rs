@@ -40,6 +40,7 @@ impl Report<'_> {
             "draft_step_seconds": {"cold": self.costs.draft_cold, "warm": self.costs.draft_warm},
             "c": {"cold": self.c_cold(), "warm": self.c_warm()},
             "rows": rows,
+            "greedy_near_ties": self.near_ties,
             "session_options": self.options_json(),
         })
     }

@@ -51,6 +51,10 @@ impl Report<'_> {
                 100.0 * r.split.2,
             );
         }
+        if !self.near_ties.is_empty() {
+            s += "\nGreedy outputs agreed except at near-ties of the target's own logits (arithmetic of a k-token call differs from a 1-token step's):\n";
+            s += &self.near_tie_lines();
+        }
         s += &self.options_markdown();
         s
     }
@@ -99,5 +103,10 @@ impl Report<'_> {
             None => format!("\nChoice by this run: the run's own options (opt-level {}); no alternative was faster in every repetition of every setting.\n", own.optimization_level),
         };
         s
+    }
+
+    /// Greedy differences at near-ties, one line each (empty when there were none).
+    fn near_tie_lines(&self) -> String {
+        self.near_ties.iter().map(|t| format!("- Near-tie: {t}.\n")).collect()
     }
 }

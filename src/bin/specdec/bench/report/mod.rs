@@ -21,6 +21,8 @@ pub(super) struct Report<'a> {
     pub(super) instances: &'a [Instance],
     /// Per instance: prompts whose greedy output differs from instance 0's (None: no T = 0 runs).
     pub(super) greedy_diff: &'a [Option<usize>],
+    /// Greedy differences at near-ties of the target's logits, described (see bench/run.rs).
+    pub(super) near_ties: &'a [String],
     pub(super) costs: &'a Costs,
     pub(super) verify: &'a dyn Fn(usize) -> f64,
     pub(super) prompts: usize,
