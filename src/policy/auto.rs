@@ -40,6 +40,8 @@ const PROBE_FIRST: u32 = 8;
 const PROBE_MAX: u32 = 32;
 /// Positions' worth of the overall α̂ a bucket starts from (and is pulled towards).
 const BUCKET_PRIOR_WEIGHT: f64 = 3.0;
+/// The acceptance under which `auto` judges whether drafting could ever pay for its cost.
+const ALPHA_CEILING: f64 = 0.99;
 /// Rounds' worth of measured round rates a new sequence inherits.
 const MEMORY_ROUNDS: f64 = 6.0;
 
@@ -167,9 +169,16 @@ impl LengthPolicy for Auto {
             }
             return speculate(self);
         }
-        // Without proposals α cannot change: probe now and then, backing off while probes keep
-        // saying "don't". Where only the measured rates say so, the probe is a full round, so
-        // that its rate is measured as speculation would run.
+        // Where even a draft that is always right could not pay for its steps (a draft as dear as
+        // the target, a steep verify curve), α does not matter: no probes, whose catching the draft
+        // up on the skipped tokens costs about what drafting them would (a fifth of the time on a
+        // draft as large as its target).
+        if best == 0 && best_gamma(ALPHA_CEILING, first, next, |k| self.target_time(target_cost, k)).0 == 0 {
+            return 0;
+        }
+        // Otherwise α cannot change without proposals: probe now and then, backing off while
+        // probes keep saying "don't". Where only the measured rates say so, the probe is a full
+        // round, so that its rate is measured as speculation would run.
         match self.probe.idle_round() {
             false => 0,
             true if best > 0 => {
@@ -419,6 +428,19 @@ mod tests {
         let picks = plans_under(300, 1.2, 1.0);
         let plain = picks[100..].iter().filter(|&&g| g == 0).count();
         assert!((1..=8).contains(&plain), "{plain} plain rounds of 200: {picks:?}");
+    }
+
+    #[test]
+    fn a_draft_that_could_never_pay_is_not_probed() {
+        // Draft steps as dear as a target step: even an always-right draft loses, so after the
+        // costs are known `auto` stays target-only without probing (each probe would pay for
+        // catching the draft up on every skipped token).
+        let curve = flat_curve();
+        let mut c = Auto::new(4);
+        for _ in 0..4 {
+            c.observe(&RoundReport { proposed: 1, accepted: 1, overlaps: &[1.0], draft_cost: cost(1e-3, 1e-3, 1) });
+        }
+        assert!((0..500).all(|_| c.plan(&curve) == 0));
     }
 
     #[test]
