@@ -12,14 +12,19 @@ use super::{FinishReason, GenerationConfig, Generator};
 use crate::acceptance;
 use crate::drafter::{DraftContext, Guess};
 use crate::error::{Error, Result};
+use crate::model::Out;
 use crate::policy::{AfterGuess, DraftCost, RoundReport};
 use crate::sampling::{self, Dist, DistBuf, History};
 
 /// Buffers a round reuses, so that a warm round allocates nothing.
 #[derive(Default)]
 pub(super) struct RoundScratch {
-    /// The target's logits for every proposal and the bonus position.
+    /// The target's logits for every proposal and the bonus position: whole rows, or with
+    /// `best` the best of each row (`best` values per row, their ids in `ids`).
     pub(super) logits: Vec<f32>,
+    pub(super) ids: Vec<u32>,
+    /// How many of each row's best logits the last verification read (device reductions).
+    best: Option<usize>,
     /// The draft's distribution for each proposal, or the proposal itself where q is a point mass.
     q: Vec<DistBuf>,
     q_point: Vec<Option<u32>>,
@@ -87,15 +92,20 @@ impl Generator {
             r.q_point.resize(gamma, None);
         }
         let want_confidence = self.cfg.confidence_stop > 0.0 || self.policy.wants_confidence();
+        // A greedy guess's confidence is the softmax of its whole row.
+        let draft_best = sampling::best_needed(&self.cfg.sampling, self.target.model().info().vocab_size)
+            .filter(|_| !(want_confidence && self.cfg.sampling.is_greedy()));
         let (mut guesses, mut time, mut first) = (0u64, Duration::ZERO, Duration::ZERO);
         for i in 0..gamma {
             let started = Instant::now();
-            let guess = drafter.guess(&DraftContext { tokens: &self.tokens, drafts: &r.drafts, left: gamma - i });
+            let ctx = DraftContext { tokens: &self.tokens, drafts: &r.drafts, left: gamma - i, best: draft_best };
+            let guess = drafter.guess(&ctx);
             let took = started.elapsed();
             first = if i == 0 { took } else { first };
             time += took;
             guesses += 1;
-            let scoring = Scoring { history: &self.history, drafts: &r.drafts, cfg: &self.cfg, want_confidence };
+            let scoring =
+                Scoring { history: &self.history, drafts: &r.drafts, cfg: &self.cfg, want_confidence, best: draft_best };
             let Some(p) = scoring.proposal(guess?, self.target.model().info().vocab_size, &mut self.rng, &mut r.q[i])? else {
                 break;
             };
@@ -121,8 +131,16 @@ impl Generator {
 
     /// One target call scores every proposal and yields the bonus row.
     fn verify(&mut self) -> Result<()> {
+        let best = self.target_best();
         let r = &mut self.round;
-        let cost = self.target.sync(&self.tokens, &r.drafts, r.drafts.len() + 1, &mut r.logits)?;
+        r.best = best;
+        let rows = r.drafts.len() + 1;
+        let cost = match best {
+            Some(k) => {
+                self.target.sync_to(&self.tokens, &r.drafts, rows, &mut Out::Top { k, ids: &mut r.ids, values: &mut r.logits })?
+            }
+            None => self.target.sync(&self.tokens, &r.drafts, rows, &mut r.logits)?,
+        };
         self.stats.target_calls += cost.calls;
         self.stats.target_time += cost.time;
         self.stats.rounds += 1;
@@ -144,8 +162,16 @@ impl Generator {
             r.logprobs.reset(self.logprobs.view().top_n());
         }
         for i in 0..=proposed {
-            let row = &r.logits[i * vocab..(i + 1) * vocab];
-            let p = sampling::distribution(row, &self.history, &r.drafts[..i], &self.cfg.sampling, &mut r.p);
+            let (p, row) = match r.best {
+                Some(k) => {
+                    let (ids, values) = (&r.ids[i * k..(i + 1) * k], &r.logits[i * k..(i + 1) * k]);
+                    (sampling::distribution_top(ids, values, vocab, &self.cfg.sampling, &mut r.p), &[][..])
+                }
+                None => {
+                    let row = &r.logits[i * vocab..(i + 1) * vocab];
+                    (sampling::distribution(row, &self.history, &r.drafts[..i], &self.cfg.sampling, &mut r.p), row)
+                }
+            };
             if i == proposed {
                 let t = p.sample(&mut self.rng);
                 r.emitted.push(t);
@@ -246,6 +272,8 @@ struct Scoring<'a> {
     drafts: &'a [u32],
     cfg: &'a GenerationConfig,
     want_confidence: bool,
+    /// What the drafter was allowed to answer with [`Guess::Top`] (DraftContext::best).
+    best: Option<usize>,
 }
 
 impl Scoring<'_> {
@@ -261,6 +289,25 @@ impl Scoring<'_> {
                 }
                 let dist = sampling::distribution(row, self.history, self.drafts, &self.cfg.sampling, q);
                 let confidence = self.want_confidence.then(|| dist.confidence(row));
+                if confidence.is_some_and(|c| c < self.cfg.confidence_stop) {
+                    return Ok(None);
+                }
+                let point = if let Dist::Point(t) = dist { Some(t) } else { None };
+                Proposal { token: dist.sample(rng), point, confidence }
+            }
+            Guess::Top { ids, logits } => {
+                if ids.len() != logits.len() || self.best.is_none_or(|k| ids.len() < k) {
+                    return Err(Error::invalid(format!(
+                        "drafter gave {} best scores ({} ids) where the generator needs {}",
+                        logits.len(),
+                        ids.len(),
+                        self.best.map_or("whole rows".into(), |k| k.to_string())
+                    )));
+                }
+                let dist = sampling::distribution_top(ids, logits, vocab, &self.cfg.sampling, q);
+                // Only a distribution's own top probability: a greedy guess with a confidence to
+                // judge gets whole rows (DraftContext::best is None then).
+                let confidence = self.want_confidence.then(|| dist.confidence(&[]));
                 if confidence.is_some_and(|c| c < self.cfg.confidence_stop) {
                     return Ok(None);
                 }
