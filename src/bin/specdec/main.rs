@@ -36,6 +36,7 @@ usage:
                    [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
                    [--threads N] [--draft-threads N] [--opt-level 0-3] [--no-spin] [--out DIR]
                    [--options-gamma N] [--ort-lib PATH] [--device D] [--draft-device D] [--quick]
+                   [--cost-reps N]
 
 Greedy (temperature 0) is the default. Without --draft (or --drafter), generation is
 target-only. --drafter picks the draft source: model (the --draft model; the default when
@@ -58,7 +59,8 @@ bench variants (comma-separated; default target,gammas,auto): target, gammas (th
 at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram, and the
 session-option comparison: opt (both models again at each other graph optimization level of
 1..3) and iobinding (both models again on the CPU IoBinding path), each run target-only and at
-gamma --options-gamma (default 3) beside the run's own options, paired per repetition. It
+gamma --options-gamma (default 3) beside the run's own options, paired per repetition.
+--cost-reps N sets the timed rounds of the call-cost measurement (T(k)/T(1), c; default 40). It
 writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the tables.
 The demo defaults to gamma 3, 128 new tokens and 4 bundled code prompts.
 ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxruntime/
