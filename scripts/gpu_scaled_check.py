@@ -218,6 +218,8 @@ def main():
     step("memory", lambda: memory_over_generations(args.bin, dev, 5 if small else 100, 8 if small else 32, 400))
 
     md = [f"# GPU-scale pair on {dev}{' (small dry run: counts too small to quote)' if small else ''}", "",
+          *(["A dry run proves the script, not a speed: a few tokens per prompt on a shared CPU, with fp16 graphs made",
+             "for CUDA (which ONNX Runtime's CPU provider runs through inserted casts).", ""] if small else []),
           "Written by scripts/gpu_scaled_check.py (scripts/gpu-check.sh). The pair: the demo target padded into a",
           "Llama-3.2-1B body with a 151,936-entry vocabulary (1.6B parameters) and the demo draft padded to 0.13B,",
           "computing the demo pair's functions (benches/results/gpu-pair-build.json); builder fp16 exports.", ""]
