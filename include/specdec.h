@@ -1223,6 +1223,17 @@ specdec_status specdec_model_options_set_io_binding(struct specdec_model_options
                                                     bool enable,
                                                     struct specdec_error **err);
 
+// Reduce logits on the model's device where sampling needs only the best of each row: the argmax
+// (greedy) or the top-k candidates cross to the host instead of whole rows (see
+// `ModelOptions::device_reductions`). Not calling this keeps the default: on for CUDA, off on the
+// CPU (where reading rows in place is free); `true` on the CPU runs the reductions there, with
+// the same tokens, which is how they are tested without a GPU.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_model_options_set_device_reductions(struct specdec_model_options *options,
+                                                           bool enable,
+                                                           struct specdec_error **err);
+
 // The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA fallback)
 // or `model` is NULL. Thread-safe.
 int32_t specdec_model_cuda_device(const struct specdec_model *model);

@@ -11,9 +11,23 @@
 #      and every KV tensor found outside the device's memory at a call)
 #   4. `specdec generate` on CUDA (both on CUDA, then a CPU draft)
 #   5. `specdec bench --quick` on CPU, on CUDA, and with a CPU draft and a CUDA target
+#   6. the GPU-scale pair (scripts/gpu_scaled_check.py, about 3 minutes on an H200): the demo pair
+#      cost-scaled to a 1.6B target (Llama-3.2-1B body, 151,936-entry vocabulary) and a 0.13B
+#      draft, builder fp16 (scripts/make_builder_models.py --stage gpu-pair): greedy output equal
+#      to the demo pair's; target-only tokens/s of specdec with device reductions on and off and of
+#      onnxruntime-genai(-cuda) 0.18 on the same files; `specdec bench` at gamma 1..8, T = 0 and 1
+#      (alpha, c, T(k)/T(1), predicted and measured speed-up); GPU memory after the first and the
+#      100th of 100 generations; results under benches/results/gpu-scaled/. The pair's 3.3 GB of
+#      files are made on the host (.venv-builder: torch, transformers 5, the genai builder) or
+#      brought there into .cache/builder-models/genai/; GPU_CHECK_SCALED=0 leaves this step out.
+#      onnxruntime-genai runs from $SPECDEC_GENAI_PYTHON or .venv-genai-cuda (pip install
+#      onnxruntime-genai-cuda==0.18.0), else its row says it was skipped.
 # and prints a summary. Logs and the benchmark's JSON/markdown go to target/gpu-check/.
 #
 # Usage: scripts/gpu-check.sh [cuda:N]      (default cuda:0, or $SPECDEC_TEST_DEVICE)
+#        scripts/gpu-check.sh --cpu         a dry run of the parts that run anywhere, on the CPU with
+#                                           small counts: the release build, tests/device_reductions.rs
+#                                           and step 6 (results under benches/results/gpu-scaled-cpu-dryrun/)
 # Needs Rust (cargo with its crates, or network), Python 3 with pip, and network to PyPI unless
 # .deps/ is already set up or SPECDEC_GPU_WHEELS names a folder of the wheels.
 # GPU_CHECK_SECONDS changes the overall limit (default 480).
@@ -24,7 +38,13 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+cpu_only=0
+if [ "${1:-}" = "--cpu" ]; then
+  cpu_only=1
+  shift
+fi
 dev="${1:-${SPECDEC_TEST_DEVICE:-cuda:0}}"
+[ "$cpu_only" -eq 1 ] && dev=cpu
 out="target/gpu-check"
 mkdir -p "$out"
 started=$(date +%s)
@@ -87,9 +107,25 @@ summary() {
       cat "$out/$b/bench.md"
     fi
   done
+  if [ -f "$scaled_out/summary.md" ]; then
+    echo "--- GPU-scale pair ($scaled_out/summary.md) ---"
+    sed -n '/^- \*\*/p;/^| target-only/,/^$/p;/^Greedy output/p;/^Memory/p' "$scaled_out/summary.md"
+  fi
   if [ "$failed" -eq 0 ]; then echo "gpu-check: PASS"; else echo "gpu-check: FAIL"; fi
 }
+scaled_out=benches/results/gpu-scaled
+[ "$cpu_only" -eq 1 ] && scaled_out=benches/results/gpu-scaled-cpu-dryrun
 trap summary EXIT
+
+if [ "$cpu_only" -eq 1 ]; then
+  # The CPU dry run: what needs no GPU, with small counts.
+  export SPECDEC_BIN="${SPECDEC_BIN:-target/release/specdec}"
+  step build 420 bash -c 'cargo build --release --bin specdec && cargo test --release --test device_reductions --no-run' || exit 1
+  step device-reductions 300 cargo test --release --test device_reductions -- --nocapture --test-threads 1
+  step scaled-pair 600 python3 scripts/gpu_scaled_check.py --device cpu --small --out "$scaled_out"
+  [ "$failed" -eq 0 ]
+  exit
+fi
 
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi -L
@@ -130,5 +166,10 @@ fi
 step bench-cpu 90 "$specdec" bench --quick --device cpu --out "$out/bench-cpu"
 step bench-cuda 120 "$specdec" bench --quick --device "$dev" --out "$out/bench-cuda"
 step bench-cuda-cpu-draft 120 "$specdec" bench --quick --device "$dev" --draft-device cpu --out "$out/bench-cuda-cpu-draft"
+
+if [ "${GPU_CHECK_SCALED:-1}" != 0 ]; then
+  export SPECDEC_BIN="$specdec"
+  step scaled-pair 330 python3 scripts/gpu_scaled_check.py --device "$dev" --out "$scaled_out"
+fi
 
 [ "$failed" -eq 0 ]

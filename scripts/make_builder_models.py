@@ -37,6 +37,13 @@ Stages (`all` runs them in this order; each is resumable and skips outputs that 
              512-token tokenizer, exported fp32 by the builder -> models/builder/vocab32k-{target,draft}/;
              genai greedy must equal transformers greedy; continuations -> models/builder/expectations.json;
              acceptance under the sampling test's transforms -> CACHE/vocab32k.json; MANIFEST entries
+  gpu-pair   (not part of `all`) the demo target and the demo draft padded as in `scaled` to GPU scale: a
+             Llama-3.2-1B body (hidden 2048, 16 layers, 32/8 heads, MLP 8192) and a 0.13B draft (hidden 384,
+             8 layers), both with the vocabulary padded to 151,936 (padded logits forced ~50+ under every real
+             one, see scale_up_padded); fp32 logits checked against the originals (< 1e-3) -> CACHE/hf/demo-
+             {target,draft}-gpu (fp16), exported fp16 for CUDA by the builder -> CACHE/genai/demo-{target,draft}-
+             gpu-fp16; build record -> benches/results/gpu-pair-build.json. scripts/gpu_pair_check.py then
+             checks the exports against the demo pair through specdec (benches/results/gpu-pair-check.*)
   fixtures   (not part of `all`; writes committed files) models/fixtures/{llama,qwen2,draft} and the demo
              draft (fp32 and int4 each) and the demo target (int4) recovered and exported by the builder
              into models/builder/<name>-<precision>/, exactly as it emits them; genai greedy must equal
@@ -313,7 +320,7 @@ def recover(cache):
 # build
 
 
-def run_builder(hf_dir, out, precision, cache, extra=(), logf=None):
+def run_builder(hf_dir, out, precision, cache, extra=(), logf=None, ep="cpu"):
     if (out / "genai_config.json").exists():
         log(f"build: {out} exists, skipped")
         return None
@@ -321,7 +328,7 @@ def run_builder(hf_dir, out, precision, cache, extra=(), logf=None):
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(tmp),
-           "-p", precision, "-e", "cpu", "-c", str(cache / "builder-tmp"), *extra]
+           "-p", precision, "-e", ep, "-c", str(cache / "builder-tmp"), *extra]
     log("build: " + " ".join(cmd))
     t0 = time.time()
     logf = logf or out.with_name(out.name + ".log")
@@ -755,6 +762,167 @@ def scaled(cache):
 
 
 # ---------------------------------------------------------------------------------------------------
+# gpu-pair
+
+
+def scale_up_padded(model, spec, vocab, const):
+    """scale_up's construction at GPU scale, edited in place (a 1.6B-parameter model in fp32 fits once,
+    not twice), with the vocabulary padded to `vocab` entries whose logits are far below every real one.
+
+    The padded logits need a direction that is the same for every token: one extra residual coordinate
+    c (the first past the original width) holds `const` for every token (its embedding column; nothing
+    writes to it, as the output projections' extra rows are zero). Every RMSNorm then sees
+    (sum of the real x^2 + const^2) / H' + eps' = r (m + eps) with eps' = r eps - const^2 / H', which
+    needs const^2 < H eps; so the real coordinates come out exactly as in scale_up. After the final norm
+    c holds const / sqrt(r (m + eps)) > 0, and every padded lm_head row is -1 at c and 0 elsewhere, so
+    a padded logit is -const / sqrt(r (m + eps)): negative, the same for every padded token, and scaled
+    by the same 1/rms as the real logits; `pad_scale` (the padded rows' weight, set by the caller after
+    measuring) makes it far below them. Padded tokens' embeddings are zero apart from c (never fed).
+    Returns the model and the eps it was given."""
+    import math
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = model.config
+    H, L, nh, nkv, I = c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.intermediate_size
+    V = c.vocab_size
+    hd = c.head_dim
+    H2, L2, nh2, nkv2, I2 = spec["hidden"], spec["layers"], spec["heads"], spec["kv_heads"], spec["inter"]
+    g, g2 = nh // nkv, nh2 // nkv2
+    assert H2 > H and L2 >= L and nkv2 >= nkv and g2 >= g and I2 >= I and nh2 * hd == H2 and vocab >= V
+    assert const * const < H * c.rms_norm_eps, "const^2 must be under H * eps (eps' > 0)"
+    r = H / H2
+    eps2 = c.rms_norm_eps * r - const * const / H2
+    cfg = LlamaConfig(**{**c.to_dict(), "hidden_size": H2, "num_hidden_layers": L2, "num_attention_heads": nh2,
+                         "num_key_value_heads": nkv2, "intermediate_size": I2, "head_dim": hd,
+                         "rms_norm_eps": eps2, "vocab_size": vocab})
+    cfg.architectures = ["LlamaForCausalLM"]
+    torch.manual_seed(1234)
+    big = LlamaForCausalLM(cfg).eval()
+    old = {k: v.detach() for k, v in model.state_dict().items()}
+    new = dict(big.state_dict())
+    s = math.sqrt(r)
+    gen = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for v in new.values():
+            v.zero_()
+        new["model.embed_tokens.weight"][:V, :H] = old["model.embed_tokens.weight"]
+        new["model.embed_tokens.weight"][:, H] = const
+        new["lm_head.weight"][:V, :H] = old["lm_head.weight"]
+        new["lm_head.weight"][V:, H] = -1.0
+        new["model.norm.weight"][:H] = old["model.norm.weight"] * s
+        new["model.norm.weight"][H] = 1.0
+        qpos = [(j // g) * g2 + j % g for j in range(nh)]
+        for i in range(L2):
+            p = f"model.layers.{i}."
+            if i < L:
+                for n in ["input_layernorm", "post_attention_layernorm"]:
+                    new[p + n + ".weight"][:H] = old[p + n + ".weight"] * s
+                wq, wo = old[p + "self_attn.q_proj.weight"], old[p + "self_attn.o_proj.weight"]
+                for j, pos in enumerate(qpos):
+                    new[p + "self_attn.q_proj.weight"][pos * hd:(pos + 1) * hd, :H] = wq[j * hd:(j + 1) * hd]
+                    new[p + "self_attn.o_proj.weight"][:H, pos * hd:(pos + 1) * hd] = wo[:, j * hd:(j + 1) * hd]
+                for w in ["k_proj", "v_proj"]:
+                    new[p + f"self_attn.{w}.weight"][:nkv * hd, :H] = old[p + f"self_attn.{w}.weight"]
+                new[p + "mlp.gate_proj.weight"][:I, :H] = old[p + "mlp.gate_proj.weight"]
+                new[p + "mlp.up_proj.weight"][:I, :H] = old[p + "mlp.up_proj.weight"]
+                new[p + "mlp.down_proj.weight"][:H, :I] = old[p + "mlp.down_proj.weight"]
+            else:  # identity block: real work, zero output projections
+                new[p + "input_layernorm.weight"][:] = 1.0
+                new[p + "post_attention_layernorm.weight"][:] = 1.0
+                for w in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"]:
+                    t = new[p + w + ".weight"]
+                    t.copy_(torch.randn(*t.shape, generator=gen) * 0.02)
+    return big
+
+
+# The GPU-scale pair (stage gpu-pair, not part of `all`): the demo target and the demo draft padded into
+# a Llama-3.2-1B body (hidden 2048, 16 layers, 32 query / 8 kv heads of 64, MLP 8192: 0.97B parameters
+# outside the embeddings) and a 0.13B draft, both with Qwen2's vocabulary size (151,936, untied
+# embeddings: the lm_head is 0.31B of the target's 1.6B parameters and most of the draft), exported fp16
+# for CUDA by the builder. `const` is the padded logits' coordinate (see scale_up_padded).
+GPU_PAIR = {
+    "draft": dict(src="demo-draft", hidden=384, layers=8, heads=12, kv_heads=3, inter=1024, const=0.008),
+    "target": dict(src="demo-target", hidden=2048, layers=16, heads=32, kv_heads=8, inter=8192, const=0.008),
+}
+GPU_VOCAB = 151936
+# Padded logits are set this far (in logits) under the lowest real logit at the checked position where
+# they come closest, measured on the prompts plus their greedy continuations.
+GPU_PAD_MARGIN = 50.0
+
+
+def gpu_pair(cache):
+    """Build, check and export the GPU-scale pair -> CACHE/hf/demo-{target,draft}-gpu (fp16 checkpoints)
+    and CACHE/genai/demo-{target,draft}-gpu-fp16 (builder, -p fp16 -e cuda); the checks go to
+    CACHE/genai/gpu-pair.json and benches/results/gpu-pair-build.json."""
+    import numpy as np
+    import torch
+
+    report_path = ROOT / "benches" / "results" / "gpu-pair-build.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    for name, spec in GPU_PAIR.items():
+        src = cache / "hf" / spec["src"]
+        hf = cache / "hf" / f"{spec['src']}-gpu"
+        if not (src / "recover.json").exists():
+            sys.exit(f"gpu-pair: {src} missing (run --stage recover first)")
+        if not (hf / "scaled.json").exists():
+            t0 = time.time()
+            torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+            small = load_hf(src)
+            big = scale_up_padded(small, spec, GPU_VOCAB, spec["const"])
+            V = small.config.vocab_size
+            params = sum(p.numel() for p in big.parameters())
+            embed = 2 * GPU_VOCAB * spec["hidden"]
+            log(f"gpu-pair {name}: {params / 1e6:.1f}M parameters ({(params - embed) / 1e6:.1f}M outside embeddings)")
+            # Where the padded logits come out with weight -1, against the real logits, over the prompts
+            # and their greedy continuations (the original model's).
+            diffs, rows = [], []
+            for prompt in PROMPTS:
+                ids = encode(src / "tokenizer.json", prompt)
+                seq = ids + torch_greedy_no_eos(small, ids, GREEDY_NEW_TOKENS)
+                a, b = torch_logits(small, seq), torch_logits(big, seq)
+                diffs.append(float(np.abs(a - b[:, :V]).max()))
+                rows.append((b[:, :V].min(axis=1), b[:, V:].max(axis=1)))
+                log(f"gpu-pair {name}: {prompt!r}: max |scaled - original| over {len(seq)} positions = {diffs[-1]:.2e}")
+            if max(diffs) >= TOL:
+                sys.exit(f"gpu-pair {name}: logits differ by {max(diffs):.2e} >= {TOL}")
+            lo = np.concatenate([r[0] for r in rows])
+            unit = np.concatenate([r[1] for r in rows])  # negative: -const / sqrt(r (m + eps))
+            # pad * unit <= lo - margin at every position: pad >= (margin - lo) / -unit.
+            pad = float(np.max((GPU_PAD_MARGIN - lo) / -unit))
+            pad = float(np.float16(pad * 1.01))
+            with torch.no_grad():
+                big.lm_head.weight[V:, small.config.hidden_size] = -pad
+            check_rows = [torch_logits(big, encode(src / "tokenizer.json", p)) for p in PROMPTS]
+            gap = min(float(x[:, :V].min(axis=1).min() - x[:, V:].max()) for x in check_rows)
+            padded_range = [float(pad * unit.min()), float(pad * unit.max())]
+            log(f"gpu-pair {name}: padded rows' weight -{pad:.1f}: padded logits in {padded_range}, "
+                f"lowest real logit - highest padded logit >= {gap:.1f} on the prompts")
+            tmp = hf.with_name(hf.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            big.half().save_pretrained(tmp, safe_serialization=True)
+            for f in ["generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
+                shutil.copy(src / f, tmp / f)
+            info = {"from": spec["src"], "shape": {k: v for k, v in spec.items() if k != "src"}, "vocab": GPU_VOCAB,
+                    "parameters": params, "parameters_outside_embeddings": params - embed,
+                    "max_abs_logit_diff_fp32": max(diffs), "padded_row_weight": -pad,
+                    "padded_logits_range": padded_range, "min_real_minus_max_padded_on_prompts": gap,
+                    "rms_norm_eps": big.config.rms_norm_eps, "seconds": round(time.time() - t0, 1)}
+            (tmp / "scaled.json").write_text(json.dumps(info, indent=1) + "\n")
+            shutil.rmtree(hf, ignore_errors=True)
+            tmp.rename(hf)
+            del big, small
+        info = json.loads((hf / "scaled.json").read_text())
+        out_name = f"{spec['src']}-gpu-fp16"
+        seconds = run_builder(hf, cache / "genai" / out_name, "fp16", cache, ep="cuda")
+        if seconds is not None:
+            info["builder_seconds"] = seconds
+        report[name] = {**info, "export": f"CACHE/genai/{out_name} (builder -p fp16 -e cuda)"}
+        report_path.write_text(json.dumps(report, indent=1) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------
 # qwen
 
 
@@ -1086,7 +1254,7 @@ def write_manifest(cache, report, community_out, community_layout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     stages = ["recover", "build", "check", "scaled", "qwen", "community"]
-    ap.add_argument("--stage", default="all", choices=["all", *stages, "fixtures", "vocab32k"],
+    ap.add_argument("--stage", default="all", choices=["all", *stages, "fixtures", "vocab32k", "gpu-pair"],
                     help="all = the cache stages; fixtures (models/builder, models/community/llama) and vocab32k "
                          "(models/builder/vocab32k-*) only when named")
     ap.add_argument("--cache", default=str(ROOT / ".cache" / "builder-models"), help="output folder (outside git)")
@@ -1098,7 +1266,7 @@ def main():
         (dot_cache / ".gitignore").write_text("*\n")
     t0 = time.time()
     fns = {"recover": recover, "build": build, "check": check, "scaled": scaled, "qwen": qwen,
-           "community": community, "fixtures": fixtures, "vocab32k": vocab32k}
+           "community": community, "fixtures": fixtures, "vocab32k": vocab32k, "gpu-pair": gpu_pair}
     for stage in stages if args.stage == "all" else [args.stage]:
         with Stage(stage):
             fns[stage](cache)

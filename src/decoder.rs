@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::model::{CallCost, KvCache, Model};
+use crate::model::{CallCost, KvCache, Model, Out};
 
 pub struct DecoderState {
     model: Arc<Model>,
@@ -49,10 +49,16 @@ impl DecoderState {
     /// (the tail of `tokens` it has not seen, then the proposals it has not seen), and write the
     /// logits of the last `rows` positions into `out`. Returns the time spent in ONNX Runtime.
     pub(crate) fn sync(&mut self, tokens: &[u32], proposals: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<CallCost> {
+        self.sync_to(tokens, proposals, rows, &mut Out::Rows(out))
+    }
+
+    /// As [`DecoderState::sync`], handing back what `out` asks for of the last `rows` rows (the
+    /// rows, or their best entries reduced on the device).
+    pub(crate) fn sync_to(&mut self, tokens: &[u32], proposals: &[u32], rows: usize, out: &mut Out<'_>) -> Result<CallCost> {
         let mut cost = CallCost::default();
         let model = self.model.clone();
         let (cache, feed) = self.prepare(tokens, proposals);
-        model.forward(cache, feed, rows, out, &mut cost)?;
+        model.forward_to(cache, feed, rows, out, &mut cost)?;
         Ok(cost)
     }
 

@@ -117,7 +117,7 @@ impl SamplingConfig {
     }
 
     /// Whether any transform changes individual logits (the penalties or a bias).
-    fn adjusts_logits(&self) -> bool {
+    pub(crate) fn adjusts_logits(&self) -> bool {
         self.repetition_penalty != 1.0
             || self.presence_penalty != 0.0
             || self.frequency_penalty != 0.0
@@ -407,6 +407,9 @@ impl DistBuf {
         let in_order;
         if k_on {
             row.top_k(cfg.top_k, if p_on { f32::NEG_INFINITY } else { min_p_floor }, cand);
+            // In the transforms' order, as the device's top-k hands them over
+            // ([`distribution_top`]): the same sums in the same order, so the same probabilities.
+            cand.sort_unstable_by_key(|c| c.key);
             let mass = exps(cand);
             if p_on {
                 let n = prefix_reaching(cand, target(mass), 0.0);
@@ -460,24 +463,94 @@ impl DistBuf {
             exps(cand);
             in_order = pen.is_empty();
         }
-        let min_p = cfg.min_p;
-        cand.retain(|c| c.e > 0.0 && c.e >= min_p);
-        let inv = 1.0 / cand.iter().map(|c| c.e as f64).sum::<f64>();
-        if cand.len() > vocab / 8 {
-            probs.clear();
-            probs.resize(vocab, 0.0);
-            cand.iter().for_each(|c| probs[c.id() as usize] = (c.e as f64 * inv) as f32);
-            return Held::Dense;
-        }
-        if !in_order {
-            cand.sort_unstable_by_key(|c| c.id());
-        }
-        ids.clear();
-        probs.clear();
-        ids.extend(cand.iter().map(|c| c.id()));
-        probs.extend(cand.iter().map(|c| (c.e as f64 * inv) as f32));
-        Held::Sparse
+        finish(cand, in_order, cfg.min_p, vocab, ids, probs)
     }
+
+    /// [`DistBuf::compute`] from the `k` best logits of a row (value descending, lower id first
+    /// among equals: what a device's TopK hands back) instead of the row, for the transforms that
+    /// need no more: greedy, and top-k (then top-p, min-p) sampling, without penalties or bias.
+    fn compute_top(&mut self, ids_in: &[u32], values: &[f32], vocab: usize, cfg: &SamplingConfig) -> Held {
+        let DistBuf { ids, probs, cand, .. } = self;
+        ids.clear();
+        if cfg.is_greedy() {
+            return Held::Point(ids_in.first().copied().unwrap_or(0));
+        }
+        let m = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (t, inv_t) = (cfg.temperature, 1.0 / cfg.temperature);
+        let p_on = cfg.top_p < 1.0;
+        // As in compute: min-p's floor on the logits (only without top-p), strictly above it.
+        let floor = if cfg.min_p > 0.0 && !p_on {
+            let d = t * cfg.min_p.ln();
+            m + d - 1e-4 * (1.0 + m.abs() + d.abs())
+        } else {
+            f32::NEG_INFINITY
+        };
+        cand.clear();
+        cand.extend(ids_in.iter().zip(values).filter(|&(_, &v)| v > floor).map(|(&i, &v)| Cand::new(v, i)));
+        cand.sort_unstable_by_key(|c| c.key);
+        // Given more than top-k's k (allowed: "at least"), keep its k.
+        if cfg.top_k > 0 {
+            cand.truncate(cfg.top_k);
+        }
+        let mass: f64 = cand
+            .iter_mut()
+            .map(|c| {
+                c.e = kernels::exp((c.v - m) * inv_t);
+                c.e as f64
+            })
+            .sum();
+        if p_on {
+            let n = prefix_reaching(cand, cfg.top_p as f64 * mass, 0.0);
+            cand.truncate(n);
+        }
+        finish(cand, false, cfg.min_p, vocab, ids, probs)
+    }
+}
+
+/// The distribution over the candidates truncation kept (min-p's exact test still to apply):
+/// dense when they are more than an eighth of the vocabulary, else sparse in increasing id order.
+fn finish(cand: &mut Vec<Cand>, in_order: bool, min_p: f32, vocab: usize, ids: &mut Vec<u32>, probs: &mut Vec<f32>) -> Held {
+    cand.retain(|c| c.e > 0.0 && c.e >= min_p);
+    let inv = 1.0 / cand.iter().map(|c| c.e as f64).sum::<f64>();
+    if cand.len() > vocab / 8 {
+        probs.clear();
+        probs.resize(vocab, 0.0);
+        cand.iter().for_each(|c| probs[c.id() as usize] = (c.e as f64 * inv) as f32);
+        return Held::Dense;
+    }
+    if !in_order {
+        cand.sort_unstable_by_key(|c| c.id());
+    }
+    ids.clear();
+    probs.clear();
+    ids.extend(cand.iter().map(|c| c.id()));
+    probs.extend(cand.iter().map(|c| (c.e as f64 * inv) as f32));
+    Held::Sparse
+}
+
+/// How many of a row's best logits [`distribution_top`] needs under `cfg`, when that is all it
+/// needs: 1 for greedy, top-k's k for top-k sampling (top-p and min-p then act within those k);
+/// `None` when the transforms read the whole row (penalties and bias change which logits are
+/// best; top-p or min-p alone need the row's normaliser or every token over a floor).
+pub(crate) fn best_needed(cfg: &SamplingConfig, vocab: usize) -> Option<usize> {
+    if cfg.adjusts_logits() {
+        None
+    } else if cfg.is_greedy() {
+        Some(1)
+    } else if cfg.top_k > 0 && cfg.top_k < vocab {
+        Some(cfg.top_k)
+    } else {
+        None
+    }
+}
+
+/// [`distribution`] of a row of `vocab` logits given only its best: `ids` and `values`, at least
+/// [`best_needed`] of them, in the transforms' order (value descending, lower id first among
+/// equals). The same distribution as from the whole row, float for float, when `cfg` needs no
+/// more than those (`best_needed` is `Some`).
+pub fn distribution_top<'b>(ids: &[u32], values: &[f32], vocab: usize, cfg: &SamplingConfig, buf: &'b mut DistBuf) -> Dist<'b> {
+    buf.held = buf.compute_top(ids, values, vocab, cfg);
+    buf.dist()
 }
 
 /// Thresholds (lo, hi) on a row of exps such that the entries at or over lo hold at least
@@ -920,6 +993,77 @@ mod tests {
         }
         println!("vocab {vocab}: {checked} rows × configs checked, {sparse} sparse");
         assert!(sparse > checked / 4);
+    }
+
+    /// A row's k best as ONNX's TopK hands them back: value descending, lower id first.
+    fn onnx_top_k(logits: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        order.truncate(k);
+        let values = order.iter().map(|&i| logits[i as usize]).collect();
+        (order, values)
+    }
+
+    /// From only a row's best (what device reductions hand over), every config that needs no more
+    /// gives the whole row's distribution float for float, and the same draws for the same seed.
+    #[test]
+    fn the_best_of_a_row_gives_the_rows_distribution_exactly() {
+        let mut rng = StdRng::seed_from_u64(19);
+        let (mut full, mut top) = (DistBuf::new(), DistBuf::new());
+        let mut checked = 0;
+        for (vocab, rows) in [(512, 12), (151_936, 3)] {
+            for r in 0..rows {
+                let mut logits = row(vocab, [1.0, 2.5, 4.0][r % 3], 1 + r % 5, &mut rng);
+                if r % 4 == 3 {
+                    logits.iter_mut().for_each(|l| *l = (*l * 2.0).round() / 2.0);
+                }
+                let h = History::new(vocab);
+                for cfg in configs() {
+                    let Some(k) = best_needed(&cfg, vocab) else { continue };
+                    // Exactly k, or more than k (which the k best must not be confused by).
+                    let (ids, values) = onnx_top_k(&logits, if r % 2 == 0 { k } else { (k + 17).min(vocab) });
+                    let want = distribution(&logits, &h, &[], &cfg, &mut full);
+                    let got = distribution_top(&ids, &values, vocab, &cfg, &mut top);
+                    let what = format!("vocab {vocab} row {r} {cfg:?}");
+                    match (want, got) {
+                        (Dist::Point(a), Dist::Point(b)) => assert_eq!(a, b, "{what}"),
+                        (Dist::Sparse { ids: a, probs: p }, Dist::Sparse { ids: b, probs: q }) => {
+                            assert_eq!((a, p), (b, q), "{what}")
+                        }
+                        (Dist::Probs(p), Dist::Probs(q)) => assert_eq!(p, q, "{what}"),
+                        (a, b) => panic!("{what}: {a:?} against {b:?}"),
+                    }
+                    for seed in 0..3 {
+                        let (mut r1, mut r2) = (StdRng::seed_from_u64(seed), StdRng::seed_from_u64(seed));
+                        assert_eq!(want.sample(&mut r1), got.sample(&mut r2), "{what}: seed {seed}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        println!("{checked} rows × configs: the best of the row gave the row's distribution");
+        assert!(checked > 1000);
+    }
+
+    #[test]
+    fn best_needed_asks_for_whole_rows_where_the_transforms_read_them() {
+        let v = 1000;
+        let greedy = SamplingConfig::default();
+        assert_eq!(best_needed(&greedy, v), Some(1));
+        assert_eq!(
+            best_needed(&SamplingConfig { temperature: 1.0, top_k: 40, top_p: 0.9, min_p: 0.1, ..greedy.clone() }, v),
+            Some(40)
+        );
+        for cfg in [
+            SamplingConfig { temperature: 1.0, ..greedy.clone() },
+            SamplingConfig { temperature: 1.0, top_p: 0.9, ..greedy.clone() },
+            SamplingConfig { temperature: 1.0, top_k: v, ..greedy.clone() },
+            SamplingConfig { repetition_penalty: 1.2, ..greedy.clone() },
+            SamplingConfig { temperature: 1.0, top_k: 40, presence_penalty: 0.5, ..greedy.clone() },
+            SamplingConfig { logit_bias: vec![(1, 1.0)], ..greedy.clone() },
+        ] {
+            assert_eq!(best_needed(&cfg, v), None, "{cfg:?}");
+        }
     }
 
     #[test]

@@ -295,3 +295,67 @@ fn cuda_greedy_speculation_is_exact() {
     }
     println!("near-tie divergences reported: {} (margins {:?})", near_ties.len(), near_ties);
 }
+
+/// On CUDA device reductions are on by default: with them off (whole rows to the host) the same
+/// models give the same tokens, greedy and with top-k sampling at the same seeds, target-only and
+/// speculative; a large-vocabulary builder pair included.
+#[test]
+fn cuda_reductions_give_the_full_row_tokens() {
+    let Some(dev) = test_device() else { return };
+    let tok = tokenizer();
+    let load_r = |path: &std::path::Path, reductions: bool| {
+        let options = ModelOptions { intra_threads: 1, device: dev, device_reductions: Some(reductions), ..Default::default() };
+        Arc::new(Model::load(path, &options).unwrap_or_else(|e| panic!("{} on {dev}: {e}", path.display())))
+    };
+    let b = models_dir().join("builder");
+    let mut pairs = vec![(fixture("llama"), fixture("draft")), (b.join("vocab32k-target"), b.join("vocab32k-draft"))];
+    if models_dir().join("demo/target/model.onnx").exists() {
+        pairs.push((models_dir().join("demo/target"), models_dir().join("demo/draft")));
+    }
+    let samplings = [
+        specdec::SamplingConfig::default(),
+        specdec::SamplingConfig { temperature: 0.8, top_k: 50, top_p: 0.9, ..Default::default() },
+    ];
+    for (tp, dp) in pairs {
+        let (t_on, d_on) = (load_r(&tp, true), load_r(&dp, true));
+        let (t_off, d_off) = (load_r(&tp, false), load_r(&dp, false));
+        assert!(t_on.device_reductions() && !t_off.device_reductions());
+        assert!(load_on(&tp, dev, false).device_reductions(), "reductions are not on by default on {dev}");
+        for sampling in &samplings {
+            for text in PROMPTS {
+                let prompt = tok.encode(text).unwrap();
+                for (gamma, with_draft) in [(1, false), (3, true), (8, true)] {
+                    let run = |t: &Arc<Model>, d: &Arc<Model>| {
+                        let cfg = specdec::GenerationConfig {
+                            gamma,
+                            max_new_tokens: 48,
+                            eos_ids: Some(vec![]),
+                            seed: 5,
+                            sampling: sampling.clone(),
+                            ..Default::default()
+                        };
+                        let mut g = specdec::Generator::new(t.clone(), with_draft.then(|| d.clone()), cfg).unwrap();
+                        g.append_tokens(&prompt).unwrap();
+                        g.generate(|_| true).unwrap();
+                        g.tokens()[prompt.len()..].to_vec()
+                    };
+                    assert_eq!(
+                        run(&t_on, &d_on),
+                        run(&t_off, &d_off),
+                        "{} + {} on {dev}: gamma {gamma} (draft {with_draft}), {sampling:?}: reductions changed the tokens",
+                        tp.display(),
+                        dp.display()
+                    );
+                }
+            }
+        }
+        println!(
+            "{} + {} on {dev}: reductions on = off, greedy and top-k sampling; rows reduced target {} draft {}",
+            tp.display(),
+            dp.display(),
+            t_on.reduced_rows(),
+            d_on.reduced_rows()
+        );
+        assert!(t_on.reduced_rows() > 0 && d_on.reduced_rows() > 0);
+    }
+}

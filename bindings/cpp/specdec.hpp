@@ -254,6 +254,15 @@ public:
     }
     ModelOptions&& io_binding(bool enable) && { return std::move(io_binding(enable)); }
 
+    // Reduce logits on the model's device where sampling needs only the best of each row (the
+    // argmax, or the top-k candidates, cross to the host instead of whole rows). Default: on for
+    // CUDA, off on the CPU; on the CPU it gives the same tokens.
+    ModelOptions& device_reductions(bool enable) & {
+        detail::call([&](specdec_error** e) { return specdec_model_options_set_device_reductions(h_.get(), enable, e); });
+        return *this;
+    }
+    ModelOptions&& device_reductions(bool enable) && { return std::move(device_reductions(enable)); }
+
     // Whether idle ONNX Runtime worker threads spin before sleeping (default true).
     ModelOptions& spinning(bool spin) & {
         detail::call([&](specdec_error** e) { return specdec_model_options_set_spinning(h_.get(), spin, e); });

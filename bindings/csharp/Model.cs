@@ -231,6 +231,13 @@ namespace Specdec
         /// </summary>
         public bool? IoBinding { get; set; }
 
+        /// <summary>
+        /// Reduce logits on the model's device where sampling needs only the best of each row (the
+        /// argmax, or the top-k candidates, cross to the host instead of whole rows). Null (default):
+        /// on for CUDA, off on the CPU; on the CPU it gives the same tokens.
+        /// </summary>
+        public bool? DeviceReductions { get; set; }
+
         /// <summary>Whether idle ONNX Runtime worker threads spin before sleeping (default true).</summary>
         public bool? Spinning { get; set; }
 
@@ -259,6 +266,7 @@ namespace Specdec
                 if (Variant != null) { Interop.Check(NativeMethods.specdec_model_options_set_variant(o, Interop.Utf8Z(Variant, "variant"), ref err), err); err = IntPtr.Zero; }
                 if (CudaFallback.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_cuda_fallback(o, CudaFallback.Value, ref err), err); err = IntPtr.Zero; }
                 if (IoBinding.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_io_binding(o, IoBinding.Value, ref err), err); err = IntPtr.Zero; }
+                if (DeviceReductions.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_device_reductions(o, DeviceReductions.Value, ref err), err); err = IntPtr.Zero; }
                 if (Spinning.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_spinning(o, Spinning.Value, ref err), err); err = IntPtr.Zero; }
                 if (ContextLimit.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_context_limit(o, (UIntPtr)ContextLimit.Value, ref err), err); err = IntPtr.Zero; }
                 if (OptimizationLevel.HasValue) { Interop.Check(NativeMethods.specdec_model_options_set_optimization_level(o, OptimizationLevel.Value, ref err), err); err = IntPtr.Zero; }

@@ -388,6 +388,10 @@ namespace Specdec
             [MarshalAs(UnmanagedType.U1)] bool enable, ref IntPtr err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern Status specdec_model_options_set_device_reductions(ModelOptionsHandle options,
+            [MarshalAs(UnmanagedType.U1)] bool enable, ref IntPtr err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Status specdec_model_options_set_spinning(ModelOptionsHandle options,
             [MarshalAs(UnmanagedType.U1)] bool spinning, ref IntPtr err);
 

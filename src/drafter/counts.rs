@@ -214,7 +214,9 @@ mod tests {
     fn bigram_prefers_the_seen_successor() {
         let mut d = CountsDrafter::new(2, None, 8).unwrap();
         let tokens = [1, 2, 3, 1, 2, 3, 1];
-        let Guess::Logits(l) = d.guess(&DraftContext { tokens: &tokens, drafts: &[], left: 1 }).unwrap() else { panic!() };
+        let Guess::Logits(l) = d.guess(&DraftContext { tokens: &tokens, drafts: &[], left: 1, best: None }).unwrap() else {
+            panic!()
+        };
         assert_eq!(crate::sampling::argmax(l), 2);
     }
 

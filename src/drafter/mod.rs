@@ -28,6 +28,10 @@ pub struct DraftContext<'a> {
     pub drafts: &'a [u32],
     /// Proposals still allowed this round, this one included (at least 1).
     pub left: usize,
+    /// When the generator needs no more of a score-based guess than its `n` best scores (greedy:
+    /// 1; top-k sampling: k), `Some(n)`: a drafter may then answer [`Guess::Top`] (the model
+    /// drafter does when its model reduces logits on its device). `None`: whole rows.
+    pub best: Option<usize>,
 }
 
 /// One guess for the next position.
@@ -37,6 +41,10 @@ pub enum Guess<'a> {
     /// Scores over the vocabulary. The generator applies the sampling transforms to them, exactly
     /// as to the target's logits, and samples the proposal.
     Logits(&'a [f32]),
+    /// The best scores of such a row (of the vocabulary's size), as [`DraftContext::best`]
+    /// allowed: `ids` and `logits` in the transforms' order (score descending, lower id first
+    /// among equals). The same proposal and q as the whole row would give.
+    Top { ids: &'a [u32], logits: &'a [f32] },
     /// A proposal the drafter sampled from its own distribution `probs` (summing to 1); used as
     /// q as given.
     Sampled { token: u32, probs: &'a [f32] },

@@ -5,18 +5,20 @@ use std::sync::Arc;
 use super::{DraftContext, Drafter, Guess};
 use crate::decoder::DecoderState;
 use crate::error::{Error, Result};
-use crate::model::{BatchRow, Model};
+use crate::model::{BatchRow, Model, Out};
 
 pub struct ModelDrafter {
     model: Arc<Model>,
     state: DecoderState,
     logits: Vec<f32>,
+    /// The best ids of the last guess's row (device reductions).
+    ids: Vec<u32>,
 }
 
 impl ModelDrafter {
     pub fn new(model: Arc<Model>) -> Result<Self> {
         let state = DecoderState::new(model.clone())?;
-        Ok(ModelDrafter { model, state, logits: Vec::new() })
+        Ok(ModelDrafter { model, state, logits: Vec::new(), ids: Vec::new() })
     }
 }
 
@@ -64,8 +66,18 @@ impl Drafter for ModelDrafter {
     /// Each call feeds whatever the cache lacks (the last round's correction included) plus the
     /// newest proposal, so catching up costs no extra call.
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {
-        self.state.sync(ctx.tokens, ctx.drafts, 1, &mut self.logits)?;
-        Ok(Guess::Logits(&self.logits))
+        match ctx.best.filter(|_| self.model.device_reductions()) {
+            // Only the best scores cross from the device (see ModelOptions::device_reductions).
+            Some(k) => {
+                let out = &mut Out::Top { k, ids: &mut self.ids, values: &mut self.logits };
+                self.state.sync_to(ctx.tokens, ctx.drafts, 1, out)?;
+                Ok(Guess::Top { ids: &self.ids, logits: &self.logits })
+            }
+            None => {
+                self.state.sync(ctx.tokens, ctx.drafts, 1, &mut self.logits)?;
+                Ok(Guess::Logits(&self.logits))
+            }
+        }
     }
 
     fn batch_row(&mut self, ctx: &DraftContext<'_>) -> Option<BatchRow<'_>> {
@@ -89,10 +101,20 @@ impl Drafter for ModelDrafter {
         if self.state.len() >= tokens.len() {
             return Ok(0);
         }
-        Ok(self.state.sync(tokens, &[], 1, &mut self.logits)?.calls)
+        // The row is not used: with device reductions only its argmax crosses to the host.
+        let cost = match self.model.device_reductions() {
+            true => self.state.sync_to(tokens, &[], 1, &mut Out::Top { k: 1, ids: &mut self.ids, values: &mut self.logits })?,
+            false => self.state.sync(tokens, &[], 1, &mut self.logits)?,
+        };
+        Ok(cost.calls)
     }
 
     fn fork(&self, _tokens: &[u32], keep: usize) -> Result<Box<dyn Drafter>> {
-        Ok(Box::new(ModelDrafter { model: self.model.clone(), state: self.state.fork(keep)?, logits: Vec::new() }))
+        Ok(Box::new(ModelDrafter {
+            model: self.model.clone(),
+            state: self.state.fork(keep)?,
+            logits: Vec::new(),
+            ids: Vec::new(),
+        }))
     }
 }

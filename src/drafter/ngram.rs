@@ -137,7 +137,7 @@ mod tests {
         let seq = [1u32, 2, 1, 2, 1, 2, 1];
         let mut proposed = Vec::new();
         for _ in 0..60 {
-            let ctx = DraftContext { tokens: &seq, drafts: &[], left: 4 };
+            let ctx = DraftContext { tokens: &seq, drafts: &[], left: 4, best: None };
             let n = match d.guess(&ctx).unwrap() {
                 Guess::Token(_) => d.pending.len(),
                 _ => 0,

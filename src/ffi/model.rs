@@ -215,6 +215,25 @@ pub unsafe extern "C" fn specdec_model_options_set_io_binding(
     })
 }
 
+/// Reduce logits on the model's device where sampling needs only the best of each row: the argmax
+/// (greedy) or the top-k candidates cross to the host instead of whole rows (see
+/// `ModelOptions::device_reductions`). Not calling this keeps the default: on for CUDA, off on the
+/// CPU (where reading rows in place is free); `true` on the CPU runs the reductions there, with
+/// the same tokens, which is how they are tested without a GPU.
+///
+/// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+#[no_mangle]
+pub unsafe extern "C" fn specdec_model_options_set_device_reductions(
+    options: *mut specdec_model_options,
+    enable: bool,
+    err: *mut *mut specdec_error,
+) -> specdec_status {
+    guard(err, || {
+        handle_mut(options, "options")?.inner.device_reductions = Some(enable);
+        Ok(())
+    })
+}
+
 /// The CUDA device the model runs on, or -1 when it runs on the CPU (also after a CUDA fallback)
 /// or `model` is NULL. Thread-safe.
 #[no_mangle]

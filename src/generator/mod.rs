@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use crate::decoder::DecoderState;
 use crate::drafter::{DraftSource, Drafter, ModelDrafter};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, Out};
 use crate::policy::{new_policy, DraftPolicy, LengthPolicy, PolicyMemory, RoundTime, MAX_GAMMA};
 use crate::sampling::{History, SamplingConfig};
 use crate::tokenizer::Tokenizer;
@@ -425,9 +425,30 @@ impl Generator {
         result
     }
 
+    /// How many of each target row's best logits a round reads, when the target reduces rows on
+    /// its device ([`crate::ModelOptions::device_reductions`]) and the transforms need no more;
+    /// `None`: whole rows (always with log-probabilities, which read every logit).
+    fn target_best(&self) -> Option<usize> {
+        let model = self.target.model();
+        if !model.device_reductions() || self.cfg.logprobs > 0 {
+            return None;
+        }
+        crate::sampling::best_needed(&self.cfg.sampling, model.info().vocab_size)
+    }
+
     fn prefill_states(&mut self, keep: usize) -> Result<()> {
         if self.target.len() < keep {
-            let cost = self.target.sync(&self.tokens[..keep], &[], 1, &mut self.round.logits)?;
+            // The row is not used: with device reductions only its argmax crosses to the host.
+            let r = &mut self.round;
+            let cost = match self.target.model().device_reductions() {
+                true => self.target.sync_to(
+                    &self.tokens[..keep],
+                    &[],
+                    1,
+                    &mut Out::Top { k: 1, ids: &mut r.ids, values: &mut r.logits },
+                )?,
+                false => self.target.sync(&self.tokens[..keep], &[], 1, &mut r.logits)?,
+            };
             self.stats.target_calls += cost.calls;
             self.stats.target_time += cost.time;
         }

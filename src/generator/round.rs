@@ -12,15 +12,19 @@ use super::{FinishReason, GenerationConfig, Generator};
 use crate::acceptance;
 use crate::drafter::{DraftContext, Guess};
 use crate::error::{Error, Result};
-use crate::model::BatchRow;
+use crate::model::{BatchRow, Out};
 use crate::policy::{AfterGuess, DraftCost, LengthPolicy, RoundReport};
 use crate::sampling::{self, Dist, DistBuf, History};
 
 /// Buffers a round reuses, so that a warm round allocates nothing.
 #[derive(Default)]
 pub(super) struct RoundScratch {
-    /// The target's logits for every proposal and the bonus position.
+    /// The target's logits for every proposal and the bonus position: whole rows, or with
+    /// `best` the best of each row (`best` values per row, their ids in `ids`).
     pub(super) logits: Vec<f32>,
+    pub(super) ids: Vec<u32>,
+    /// How many of each row's best logits the last verification read (device reductions).
+    best: Option<usize>,
     /// The draft's distribution for each proposal, or the proposal itself where q is a point mass.
     q: Vec<DistBuf>,
     q_point: Vec<Option<u32>>,
@@ -37,6 +41,8 @@ pub(super) struct RoundScratch {
     gamma: usize,
     drafting: bool,
     want_confidence: bool,
+    /// How many best scores of a row a drafter may answer with this round (DraftContext::best).
+    draft_best: Option<usize>,
     /// Draft steps so far, their time, and the first one's (it may include catching up).
     guesses: u64,
     draft_time: Duration,
@@ -72,13 +78,15 @@ impl Generator {
         if let Some(drafter) = self.drafter.as_mut().filter(|_| gamma > 0) {
             for i in 0..gamma {
                 let started = Instant::now();
-                let guess = drafter.guess(&DraftContext { tokens: &self.tokens, drafts: &self.round.drafts, left: gamma - i });
+                let best = self.round.draft_best;
+                let ctx = DraftContext { tokens: &self.tokens, drafts: &self.round.drafts, left: gamma - i, best };
+                let guess = drafter.guess(&ctx);
                 let took = started.elapsed();
                 let more = take_guess(
                     &mut self.round,
                     &mut self.rng,
                     &mut *self.policy,
-                    Scoring { history: &self.history, drafts: &[], cfg: &self.cfg, want_confidence: false },
+                    Scoring { history: &self.history, drafts: &[], cfg: &self.cfg, want_confidence: false, best },
                     self.target.model().info().vocab_size,
                     guess?,
                     took,
@@ -107,6 +115,9 @@ impl Generator {
         r.drafting = gamma > 0;
         (r.guesses, r.draft_time, r.first_guess) = (0, Duration::ZERO, Duration::ZERO);
         r.want_confidence = self.cfg.confidence_stop > 0.0 || self.policy.wants_confidence();
+        // A greedy guess's confidence is the softmax of its whole row.
+        r.draft_best = sampling::best_needed(&self.cfg.sampling, self.target.model().info().vocab_size)
+            .filter(|_| !(r.want_confidence && self.cfg.sampling.is_greedy()));
         r.start_len = self.tokens.len();
         if r.q.len() < gamma {
             r.q.resize_with(gamma, DistBuf::new);
@@ -124,7 +135,8 @@ impl Generator {
     /// is not a model that can be batched).
     pub(crate) fn draft_row(&mut self) -> Option<BatchRow<'_>> {
         let r = &self.round;
-        let ctx = DraftContext { tokens: &self.tokens, drafts: &r.drafts, left: r.gamma - r.drafts.len() };
+        // Batched calls hand back whole rows.
+        let ctx = DraftContext { tokens: &self.tokens, drafts: &r.drafts, left: r.gamma - r.drafts.len(), best: None };
         self.drafter.as_mut()?.batch_row(&ctx)
     }
 
@@ -132,7 +144,7 @@ impl Generator {
     /// sequence's time.
     pub(crate) fn take_batched_guess(&mut self, took: Duration) -> Result<()> {
         let Some(drafter) = self.drafter.as_mut() else { return Err(Error::invalid("no drafter")) };
-        let scoring = Scoring { history: &self.history, drafts: &[], cfg: &self.cfg, want_confidence: false };
+        let scoring = Scoring { history: &self.history, drafts: &[], cfg: &self.cfg, want_confidence: false, best: None };
         let vocab = self.target.model().info().vocab_size;
         take_guess(&mut self.round, &mut self.rng, &mut *self.policy, scoring, vocab, drafter.batch_guess(), took)?;
         Ok(())
@@ -157,6 +169,8 @@ impl Generator {
     /// The target call that verifies this round's proposals, for a batched call.
     pub(crate) fn verify_row(&mut self) -> BatchRow<'_> {
         let r = &mut self.round;
+        // Batched calls hand back whole rows.
+        r.best = None;
         let rows = r.drafts.len() + 1;
         let (cache, feed) = self.target.prepare(&self.tokens, &r.drafts);
         BatchRow { cache, tokens: feed, rows, out: &mut r.logits }
@@ -181,7 +195,7 @@ impl Generator {
     /// to feed, or a drafter that is not a model).
     pub(crate) fn prefill_draft_row(&mut self) -> Option<BatchRow<'_>> {
         let keep = self.tokens.len().checked_sub(1).filter(|&k| k > 0)?;
-        let ctx = DraftContext { tokens: &self.tokens[..keep], drafts: &[], left: 1 };
+        let ctx = DraftContext { tokens: &self.tokens[..keep], drafts: &[], left: 1, best: None };
         self.drafter.as_mut()?.batch_row(&ctx).filter(|r| !r.tokens.is_empty())
     }
 
@@ -214,8 +228,16 @@ impl Generator {
 
     /// One target call scores every proposal and yields the bonus row.
     fn verify(&mut self) -> Result<()> {
+        let best = self.target_best();
         let r = &mut self.round;
-        let cost = self.target.sync(&self.tokens, &r.drafts, r.drafts.len() + 1, &mut r.logits)?;
+        r.best = best;
+        let rows = r.drafts.len() + 1;
+        let cost = match best {
+            Some(k) => {
+                self.target.sync_to(&self.tokens, &r.drafts, rows, &mut Out::Top { k, ids: &mut r.ids, values: &mut r.logits })?
+            }
+            None => self.target.sync(&self.tokens, &r.drafts, rows, &mut r.logits)?,
+        };
         self.stats.target_calls += cost.calls;
         self.stats.target_time += cost.time;
         self.stats.rounds += 1;
@@ -237,8 +259,16 @@ impl Generator {
             r.logprobs.reset(self.logprobs.view().top_n());
         }
         for i in 0..=proposed {
-            let row = &r.logits[i * vocab..(i + 1) * vocab];
-            let p = sampling::distribution(row, &self.history, &r.drafts[..i], &self.cfg.sampling, &mut r.p);
+            let (p, row) = match r.best {
+                Some(k) => {
+                    let (ids, values) = (&r.ids[i * k..(i + 1) * k], &r.logits[i * k..(i + 1) * k]);
+                    (sampling::distribution_top(ids, values, vocab, &self.cfg.sampling, &mut r.p), &[][..])
+                }
+                None => {
+                    let row = &r.logits[i * vocab..(i + 1) * vocab];
+                    (sampling::distribution(row, &self.history, &r.drafts[..i], &self.cfg.sampling, &mut r.p), row)
+                }
+            };
             if i == proposed {
                 let t = p.sample(&mut self.rng);
                 r.emitted.push(t);
@@ -367,6 +397,8 @@ struct Scoring<'a> {
     drafts: &'a [u32],
     cfg: &'a GenerationConfig,
     want_confidence: bool,
+    /// What the drafter was allowed to answer with [`Guess::Top`] (DraftContext::best).
+    best: Option<usize>,
 }
 
 impl Scoring<'_> {
@@ -382,6 +414,25 @@ impl Scoring<'_> {
                 }
                 let dist = sampling::distribution(row, self.history, self.drafts, &self.cfg.sampling, q);
                 let confidence = self.want_confidence.then(|| dist.confidence(row));
+                if confidence.is_some_and(|c| c < self.cfg.confidence_stop) {
+                    return Ok(None);
+                }
+                let point = if let Dist::Point(t) = dist { Some(t) } else { None };
+                Proposal { token: dist.sample(rng), point, confidence }
+            }
+            Guess::Top { ids, logits } => {
+                if ids.len() != logits.len() || self.best.is_none_or(|k| ids.len() < k) {
+                    return Err(Error::invalid(format!(
+                        "drafter gave {} best scores ({} ids) where the generator needs {}",
+                        logits.len(),
+                        ids.len(),
+                        self.best.map_or("whole rows".into(), |k| k.to_string())
+                    )));
+                }
+                let dist = sampling::distribution_top(ids, logits, vocab, &self.cfg.sampling, q);
+                // Only a distribution's own top probability: a greedy guess with a confidence to
+                // judge gets whole rows (DraftContext::best is None then).
+                let confidence = self.want_confidence.then(|| dist.confidence(&[]));
                 if confidence.is_some_and(|c| c < self.cfg.confidence_stop) {
                     return Ok(None);
                 }

@@ -1,8 +1,11 @@
 //! The IoBinding path: a model whose KV cache stays in its device's memory (CUDA, or the CPU when
-//! forced so that this path is tested without a GPU). Besides the bound forward call it holds two
+//! forced so that this path is tested without a GPU). Besides the bound forward call it holds
 //! helper sessions built with ONNX Runtime's model editor API: a Gather over the kept slots of
-//! every KV tensor (a device cache's compaction) and a Gather of the logits rows sampling reads.
+//! every KV tensor (a device cache's compaction), a Gather of the logits rows sampling reads and,
+//! with device reductions, a Gather then TopK of those rows, so that only the k best logits of a
+//! row (k = 1: the argmax) cross to the host instead of a whole vocabulary's.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
@@ -26,6 +29,13 @@ pub(super) struct Bound {
     /// Inputs `x0` (the logits) and `keep` (row indices), output `y0` = Gather(x0, keep, axis 1),
     /// bound to `host`.
     rows: Mutex<Session>,
+    /// With device reductions: inputs `x0` (the logits), `keep` (row indices) and `k` ([1] int64),
+    /// outputs `values` and `indices` = TopK(Gather(x0, keep, axis 1), k, last axis, largest,
+    /// sorted), bound to `host`. ONNX's TopK orders equal values by lower index first, which is
+    /// the sampling transforms' tie-break (and ArgMax's), so k = 1 is the greedy choice.
+    top: Option<Mutex<Session>>,
+    /// Logits rows reduced by `top` so far (what tests and the GPU check read to see it used).
+    reduced: AtomicU64,
     /// Whether the device is not the CPU (the empty first pasts are then allocated there).
     pub(super) off_host: bool,
 }
@@ -36,6 +46,7 @@ impl Bound {
         device: Device,
         layout: &Layout,
         logits_type: TensorElementType,
+        reductions: bool,
     ) -> Result<Bound> {
         let memory = match device {
             Device::Cpu => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?,
@@ -59,10 +70,16 @@ impl Bound {
         };
         let gather = open(gather_graph(n, kv_type, 4, 2).map_err(|e| unavailable(&e))?)?;
         let rows = open(gather_graph(1, logits_type, 3, 1).map_err(|e| unavailable(&e))?)?;
+        let top = match reductions {
+            true => Some(Mutex::new(open(top_graph(logits_type).map_err(|e| unavailable(&e))?)?)),
+            false => None,
+        };
         Ok(Bound {
             kv: Arc::new(DeviceKv::new(memory, gather, n)),
             host,
             rows: Mutex::new(rows),
+            top,
+            reduced: AtomicU64::new(0),
             off_host: device != Device::Cpu,
         })
     }
@@ -78,6 +95,54 @@ impl Bound {
         let mut outputs = session.run_binding(&binding)?;
         let picked = outputs.remove("y0").ok_or_else(|| Error::Inference("logits gather gave no output".into()))?;
         copy_last_rows(&picked, rows, rows, vocab, out)
+    }
+
+    /// Whether the top-k helper session exists (device reductions on).
+    pub(super) fn reduces(&self) -> bool {
+        self.top.is_some()
+    }
+
+    /// The `k` best logits of each of the last `rows` of `kk` logits rows, reduced where the logits
+    /// are: `ids` and `values` get rows × k entries, each row's in the transforms' order (value
+    /// descending, lower id first among equals).
+    pub(super) fn top_rows(
+        &self,
+        logits: &DynValue,
+        kk: usize,
+        rows: usize,
+        k: usize,
+        ids: &mut Vec<u32>,
+        values: &mut Vec<f32>,
+    ) -> Result<()> {
+        let top = self.top.as_ref().ok_or_else(|| Error::Inference("device reductions are off for this model".into()))?;
+        let keep = Tensor::from_array(([rows], ((kk - rows) as i64..kk as i64).collect::<Vec<_>>()))?;
+        let count = Tensor::from_array(([1usize], vec![k as i64]))?;
+        let mut session = top.lock().unwrap_or_else(|e| e.into_inner());
+        let mut binding = session.create_binding()?;
+        binding.bind_input("x0", logits)?;
+        binding.bind_input("keep", &keep)?;
+        binding.bind_input("k", &count)?;
+        binding.bind_output_to_device("values", &self.host)?;
+        binding.bind_output_to_device("indices", &self.host)?;
+        let mut outputs = session.run_binding(&binding)?;
+        let none = |name: &str| Error::Inference(format!("logits top-k gave no `{name}`"));
+        let picked = outputs.remove("values").ok_or_else(|| none("values"))?;
+        // [1, rows, k] values, read as rows of k like any logits rows.
+        copy_last_rows(&picked, rows, rows, k, values)?;
+        let indices = outputs.remove("indices").ok_or_else(|| none("indices"))?;
+        let (shape, data) = indices.try_extract_tensor::<i64>()?;
+        if data.len() != rows * k {
+            return Err(Error::Inference(format!("logits top-k indices shaped {shape:?}, expected [1, {rows}, {k}]")));
+        }
+        ids.clear();
+        ids.extend(data.iter().map(|&i| i as u32));
+        self.reduced.fetch_add(rows as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Logits rows reduced on the device so far.
+    pub(super) fn reduced_rows(&self) -> u64 {
+        self.reduced.load(Ordering::Relaxed)
     }
 
     /// One forward call through IoBinding: the pasts are bound where they are, the presents to the
@@ -164,6 +229,33 @@ fn gather_graph(n: usize, elem: TensorElementType, rank: usize, axis: i64) -> or
             attrs,
         )?)?;
     }
+    let mut model = ort::editor::Model::new([Opset::new(ONNX_DOMAIN, 18)?])?;
+    model.set_graph(graph)?;
+    Ok(model)
+}
+
+/// Gather the kept rows of [1, n, vocab] logits `x0` (`keep`, int64) and take the `k` best of
+/// each: outputs `values` (the logits' type) and `indices` (int64), [1, rows, k].
+fn top_graph(elem: TensorElementType) -> ort::Result<ort::editor::Model> {
+    use ort::editor::{Graph, Node, Opset, ONNX_DOMAIN};
+    use ort::operator::Attribute;
+    use ort::value::{Outlet, Shape, SymbolicDimensions};
+    let tensor = |name: &str, ty, rank: usize| {
+        Outlet::new(
+            name,
+            ValueType::Tensor { ty, shape: Shape::new(vec![-1i64; rank]), dimension_symbols: SymbolicDimensions::empty(rank) },
+        )
+    };
+    let mut graph = Graph::new()?;
+    graph.set_inputs([
+        tensor("x0", elem, 3),
+        tensor("keep", TensorElementType::Int64, 1),
+        tensor("k", TensorElementType::Int64, 1),
+    ])?;
+    graph.set_outputs([tensor("values", elem, 3), tensor("indices", TensorElementType::Int64, 3)])?;
+    graph.add_node(Node::new("Gather", ONNX_DOMAIN, "gather", ["x0", "keep"], ["rows"], [Attribute::new("axis", 1i64)?])?)?;
+    let attrs = [Attribute::new("axis", -1i64)?, Attribute::new("largest", 1i64)?, Attribute::new("sorted", 1i64)?];
+    graph.add_node(Node::new("TopK", ONNX_DOMAIN, "topk", ["rows", "k"], ["values", "indices"], attrs)?)?;
     let mut model = ort::editor::Model::new([Opset::new(ONNX_DOMAIN, 18)?])?;
     model.set_graph(graph)?;
     Ok(model)

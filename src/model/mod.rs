@@ -91,6 +91,17 @@ pub struct ModelOptions {
     /// the model's device and compacted there. Always on for CUDA; on CPU (default off) it runs the
     /// same code path as CUDA does, which is how that path is tested without a GPU.
     pub io_binding: bool,
+    /// Reduce logits on the model's device when sampling needs only the best of each row: a small
+    /// helper session (Gather then TopK, on the model's execution provider) turns the logits, left
+    /// where the model wrote them, into the argmax (greedy) or the k best logits (top-k sampling)
+    /// of each row, and only those cross to the host instead of a vocabulary's worth per row.
+    /// Rows are still read in full where the transforms need them (penalties, logit bias, top-p or
+    /// min-p without top-k, log-probabilities, a draft's confidence at temperature 0). `None` (the
+    /// default): on for a device other than the CPU, off on the CPU, where reading rows in place
+    /// costs nothing and a helper call would only add one; `Some(true)` turns it on for a CPU model
+    /// too (which then runs on the IoBinding path), which is how the reductions are tested without
+    /// a GPU. Tokens are the same either way (the same logits, the same tie-break).
+    pub device_reductions: Option<bool>,
     /// When CUDA was asked for but cannot be used, load the model on CPU instead of failing
     /// (default off: a CUDA request either runs on CUDA or fails with a message naming what is
     /// missing). [`Model::device`] and [`Model::device_fallback`] tell what happened.
@@ -114,6 +125,7 @@ impl Default for ModelOptions {
             optimization_level: 3,
             spinning: true,
             io_binding: false,
+            device_reductions: None,
             cuda_fallback_to_cpu: false,
             variant: None,
             context_limit: None,
@@ -181,6 +193,23 @@ fn check_options(options: &ModelOptions) -> Result<()> {
         return Err(Error::invalid("a context limit of 0 tokens"));
     }
     Ok(())
+}
+
+/// What a forward call hands back of the logits rows it asks for.
+pub(crate) enum Out<'a> {
+    /// The rows in full (rows × vocab, f32).
+    Rows(&'a mut Vec<f32>),
+    /// The `k` best logits of each row, reduced on the model's device: rows × k ids and values,
+    /// each row's in the sampling transforms' order (value descending, lower id first).
+    Top { k: usize, ids: &'a mut Vec<u32>, values: &'a mut Vec<f32> },
+}
+
+impl Out<'_> {
+    /// Whether a bound call should write its logits straight to host memory: every row is read
+    /// in full (else they stay on the device, to be gathered or reduced there).
+    fn all_rows(&self, rows: usize, k: usize) -> bool {
+        matches!(self, Out::Rows(_)) && rows == k
+    }
 }
 
 /// Longest chunk fed in one call; bounds the logits a long prompt produces at once.
@@ -281,8 +310,9 @@ impl Model {
         if let Some(why) = &fallback {
             crate::logging::warn(format!("{}: runs on the CPU instead of CUDA: {why}", onnx.display()));
         }
-        let bound = if device != Device::Cpu || options.io_binding || layout.shared_buffer {
-            Some(Bound::new(env, device, &layout, layout.logits_type.float_tensor_type())?)
+        let reductions = options.device_reductions.unwrap_or(device != Device::Cpu);
+        let bound = if device != Device::Cpu || options.io_binding || layout.shared_buffer || reductions {
+            Some(Bound::new(env, device, &layout, layout.logits_type.float_tensor_type(), reductions)?)
         } else {
             None
         };
@@ -323,6 +353,19 @@ impl Model {
     /// Whether calls go through IoBinding with a device-resident KV cache.
     pub fn uses_io_binding(&self) -> bool {
         self.bound.is_some()
+    }
+
+    /// Whether logits rows can be reduced on the device ([`ModelOptions::device_reductions`]):
+    /// what lets a generator ask for the best of each row instead of the whole row.
+    pub fn device_reductions(&self) -> bool {
+        self.bound.as_ref().is_some_and(Bound::reduces)
+    }
+
+    /// Logits rows this model has reduced on its device so far (each handing the host only its
+    /// best entries instead of the row): how tests and `scripts/gpu-check.sh` see the reductions
+    /// used rather than whole rows.
+    pub fn reduced_rows(&self) -> u64 {
+        self.bound.as_ref().map_or(0, Bound::reduced_rows)
     }
 
     /// Host copies and compactions of KV data over all caches of this model so far: how tests
@@ -415,6 +458,29 @@ impl Model {
         out: &mut Vec<f32>,
         cost: &mut CallCost,
     ) -> Result<()> {
+        self.forward_to(cache, tokens, rows, &mut Out::Rows(out), cost)
+    }
+
+    /// As [`Model::forward`], handing back what `out` asks for of the last `rows` rows: the rows
+    /// in full, or the k best logits of each, reduced on the device (which needs
+    /// [`Model::device_reductions`]).
+    pub(crate) fn forward_to(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        rows: usize,
+        out: &mut Out<'_>,
+        cost: &mut CallCost,
+    ) -> Result<()> {
+        if let Out::Top { k, .. } = out {
+            if !self.device_reductions() || *k == 0 || *k > self.info.vocab_size {
+                return Err(Error::invalid(format!(
+                    "the {k} best logits of a row asked of a model {} (vocabulary {})",
+                    if self.device_reductions() { "with device reductions" } else { "without device reductions" },
+                    self.info.vocab_size
+                )));
+            }
+        }
         if tokens.is_empty() || rows == 0 || rows > tokens.len() || rows > MAX_CHUNK {
             return Err(Error::invalid(format!("forward of {} tokens asking for {rows} logits rows", tokens.len())));
         }
@@ -436,7 +502,7 @@ impl Model {
     }
 
     /// One ONNX Runtime call, on the IoBinding path or the plain one.
-    fn run(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>, cost: &mut CallCost) -> Result<()> {
+    fn run(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Out<'_>, cost: &mut CallCost) -> Result<()> {
         let k = tokens.len();
         // A cache left in a batch row by a batched call gets tensors of its own again.
         cache.own()?;
@@ -458,7 +524,7 @@ impl Model {
     }
 
     /// A call with the pasts fed as they are and ONNX Runtime allocating the outputs.
-    fn run_plain(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<Vec<DynTensor>> {
+    fn run_plain(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Out<'_>) -> Result<Vec<DynTensor>> {
         let (pasts, valid, len, scratch) = cache.call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, Some(pasts));
         let feed = plain_feed(&inputs)?;
@@ -466,6 +532,9 @@ impl Model {
         let mut outputs = session.run(feed)?;
         let presents = take_presents(&self.layout, &mut outputs)?;
         if rows > 0 {
+            let Out::Rows(out) = out else {
+                return Err(Error::Inference("a plain call cannot reduce logits on the device".into()));
+            };
             copy_last_rows(&take_logits(&self.layout, &mut outputs)?, tokens.len(), rows, self.info.vocab_size, out)?;
         }
         Ok(presents)
@@ -475,7 +544,7 @@ impl Model {
     /// place and reads as many slots as the attention mask is long, so nothing is copied and a
     /// rollback is only a shorter mask next time. The buffers are allocated on the first call, as
     /// long as the context (or the memory budget's slot limit) allows.
-    fn run_shared(&self, b: &Bound, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn run_shared(&self, b: &Bound, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Out<'_>) -> Result<()> {
         let k = tokens.len();
         if cache.capacity() == 0 {
             let slots = self.info.context_limit.min(cache.slot_limit());
@@ -488,20 +557,19 @@ impl Model {
         let (buffers, valid, len, scratch) = cache.shared_call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, None);
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some(buffers), rows == k)?;
+        let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some(buffers), out.all_rows(rows, k))?;
         drop(session);
         self.read_rows(b, &logits, k, rows, out)
     }
 
     /// Copy the last `rows` of a bound call's `k` logits rows to `out` (gathered on the device
-    /// first when only some are wanted).
-    fn read_rows(&self, b: &Bound, logits: &ort::value::DynValue, k: usize, rows: usize, out: &mut Vec<f32>) -> Result<()> {
-        if rows == k {
-            copy_last_rows(logits, k, rows, self.info.vocab_size, out)
-        } else if rows > 0 {
-            b.gather_rows(logits, k, rows, self.info.vocab_size, out)
-        } else {
-            Ok(())
+    /// first when only some are wanted), or reduce them there to their best entries.
+    fn read_rows(&self, b: &Bound, logits: &ort::value::DynValue, k: usize, rows: usize, out: &mut Out<'_>) -> Result<()> {
+        match out {
+            _ if rows == 0 => Ok(()),
+            Out::Rows(out) if rows == k => copy_last_rows(logits, k, rows, self.info.vocab_size, out),
+            Out::Rows(out) => b.gather_rows(logits, k, rows, self.info.vocab_size, out),
+            Out::Top { k: best, ids, values } => b.top_rows(logits, k, rows, *best, ids, values),
         }
     }
 
@@ -513,7 +581,7 @@ impl Model {
         cache: &mut KvCache,
         tokens: &[u32],
         rows: usize,
-        out: &mut Vec<f32>,
+        out: &mut Out<'_>,
     ) -> Result<Vec<DynTensor>> {
         let k = tokens.len();
         // KV data elsewhere than the device would be copied there by ONNX Runtime: count it.
@@ -528,7 +596,7 @@ impl Model {
         let (pasts, valid, len, scratch) = cache.call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, Some(pasts));
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let (presents, logits) = b.call(&mut session, &self.layout, &inputs, None, rows == k)?;
+        let (presents, logits) = b.call(&mut session, &self.layout, &inputs, None, out.all_rows(rows, k))?;
         drop(session);
         let presents = presents.ok_or_else(|| Error::Inference("a bound call returned no presents".into()))?;
         self.read_rows(b, &logits, k, rows, out)?;

@@ -33,6 +33,7 @@ static void test_model_null_parameters(void) {
     CHECK_ERR(specdec_model_options_set_intra_threads(NULL, 1, &g_err), NP, "options");
     CHECK_ERR(specdec_model_options_set_cuda_fallback(NULL, true, &g_err), NP, "options");
     CHECK_ERR(specdec_model_options_set_io_binding(NULL, true, &g_err), NP, "options");
+    CHECK_ERR(specdec_model_options_set_device_reductions(NULL, true, &g_err), NP, "options");
     CHECK(specdec_model_cuda_device(NULL) == -1);
     m = (specdec_model *)(void *)buf; /* must be reset to NULL */
     CHECK_ERR(specdec_model_load(NULL, NULL, &m, &g_err), NP, "path");
@@ -129,6 +130,13 @@ static void test_load_failures(void) {
         specdec_generator *a = NULL, *b = NULL;
         const uint32_t prompt[3] = {100, 200, 300};
         CHECK_OK(specdec_model_options_set_io_binding(opt, false, &g_err));
+        /* Device reductions on the CPU too (only the argmax of each row reaches the host): the
+         * same greedy output as the plain model. */
+        CHECK_OK(specdec_model_options_set_device_reductions(opt, true, &g_err));
+        specdec_model_free(m);
+        m = NULL;
+        CHECK_OK(specdec_model_load(FIX "llama/model.onnx", opt, &m, &g_err));
+        CHECK_OK(specdec_model_options_set_device_reductions(opt, false, &g_err));
         CHECK_OK(specdec_model_load(FIX "llama", opt, &plain, &g_err));
         CHECK_OK(specdec_gen_config_set_max_new_tokens(gc, 24, &g_err));
         CHECK_OK(specdec_generator_new(m, NULL, gc, &a, &g_err));

@@ -1514,6 +1514,9 @@ TEST(model_session_options) {
     variants.push_back(ModelOptions().optimization_level(0));
     variants.push_back(ModelOptions().optimization_level(1).spinning(true).intra_threads(1));
     variants.push_back(ModelOptions().device("cpu").cuda_fallback(false).io_binding(true).optimization_level(3));
+    // Device reductions on the CPU: only each row's argmax reaches the host, the same output.
+    variants.push_back(ModelOptions().device_reductions(true));
+    variants.push_back(ModelOptions().device_reductions(false).io_binding(true));
     for (const ModelOptions& o : variants) {
         specdec::Model m = specdec::Model::load(fixture("llama"), o);
         CHECK_EQ(m.cuda_device(), -1);

@@ -535,6 +535,8 @@ func TestModelOptions(t *testing.T) {
 		{WithOptimizationLevel(0)},
 		{WithOptimizationLevel(1), WithSpinning(true), WithIntraThreads(1)},
 		{WithOptimizationLevel(3), WithIOBinding(true), WithDevice("cpu"), WithCUDAFallback(false)},
+		{WithDeviceReductions(true)},
+		{WithDeviceReductions(false), WithIOBinding(true)},
 	} {
 		m, err := LoadModel(fixture("llama"), opts...)
 		if err != nil {

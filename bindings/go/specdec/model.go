@@ -25,14 +25,15 @@ type Model struct {
 type ModelOption func(*modelOptions)
 
 type modelOptions struct {
-	device       *string
-	intraThreads *int
-	variant      *string
-	cudaFallback *bool
-	ioBinding    *bool
-	spinning     *bool
-	optLevel     *int
-	contextLimit *int
+	device           *string
+	intraThreads     *int
+	variant          *string
+	cudaFallback     *bool
+	ioBinding        *bool
+	deviceReductions *bool
+	spinning         *bool
+	optLevel         *int
+	contextLimit     *int
 }
 
 // WithDevice selects the execution provider: "cpu" (default), "cuda" or "cuda:N". CUDA where it
@@ -66,6 +67,13 @@ func WithCUDAFallback(allow bool) ModelOption {
 // and gives the same output).
 func WithIOBinding(enable bool) ModelOption {
 	return func(o *modelOptions) { o.ioBinding = &enable }
+}
+
+// WithDeviceReductions sets whether logits are reduced on the model's device where sampling needs
+// only the best of each row (the argmax, or the top-k candidates, cross to the host instead of
+// whole rows). Default: on for CUDA, off on the CPU; on the CPU it gives the same tokens.
+func WithDeviceReductions(enable bool) ModelOption {
+	return func(o *modelOptions) { o.deviceReductions = &enable }
 }
 
 // WithSpinning sets whether idle ONNX Runtime worker threads spin before sleeping (default true).
@@ -149,6 +157,11 @@ func (o *modelOptions) native() (*C.specdec_model_options, error) {
 		func() error {
 			return setBool(o.ioBinding, func(b C.bool, e **C.specdec_error) C.specdec_status {
 				return C.specdec_model_options_set_io_binding(copts, b, e)
+			})
+		},
+		func() error {
+			return setBool(o.deviceReductions, func(b C.bool, e **C.specdec_error) C.specdec_status {
+				return C.specdec_model_options_set_device_reductions(copts, b, e)
 			})
 		},
 		func() error {

@@ -26,6 +26,7 @@ usage:
                    [--draft-policy fixed|heuristic|auto] [--confidence-stop P]
                    [--kv-memory-limit BYTES] [--device cpu|cuda[:N]] [--draft-device D]
                    [--cuda-fallback] [--variant V] [--draft-variant V] [--logprobs N]
+                   [--device-reductions on|off]
   specdec demo     [--target PATH] [--draft PATH] [--gamma N] [--max-new-tokens N]
                    [--prompt TEXT] [--repeats N] [--threads N] [--ort-lib PATH]
                    [--device D] [--draft-device D] [--cuda-fallback]
@@ -35,6 +36,7 @@ usage:
                    [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
                    [--threads N] [--draft-threads N] [--opt-level 0-3] [--no-spin] [--out DIR]
                    [--options-gamma N] [--ort-lib PATH] [--device D] [--draft-device D] [--quick]
+                   [--cost-reps N]
 
 Greedy (temperature 0) is the default. Without --draft (or --drafter), generation is
 target-only. --drafter picks the draft source: model (the --draft model; the default when
@@ -44,6 +46,9 @@ unigram or bigram (counts from --counts FILE, else learnt from the sequence).
 --device puts the target (and, unless --draft-device says otherwise, the draft) on cpu (the
 default) or a CUDA GPU (cuda = cuda:0), with its KV cache kept on the GPU. CUDA that cannot run
 is an error naming what is missing; --cuda-fallback runs on the CPU instead, with a warning.
+--device-reductions on|off: reduce logits on the device where sampling needs only each row's
+best (greedy: the argmax; top-k: the k best), so that only those reach the host (default on for
+CUDA, off on the CPU; the tokens are the same either way).
 --target and --draft take a model folder (Optimum export, onnxruntime-genai builder export with
 genai_config.json, or onnx-community folder with graphs under onnx/) or an .onnx file. --variant
 (--draft-variant) chooses among a folder's graphs: q4 picks model_q4.onnx, default model.onnx.
@@ -54,7 +59,8 @@ bench variants (comma-separated; default target,gammas,auto): target, gammas (th
 at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, unigram, and the
 session-option comparison: opt (both models again at each other graph optimization level of
 1..3) and iobinding (both models again on the CPU IoBinding path), each run target-only and at
-gamma --options-gamma (default 3) beside the run's own options, paired per repetition. It
+gamma --options-gamma (default 3) beside the run's own options, paired per repetition.
+--cost-reps N sets the timed rounds of the call-cost measurement (T(k)/T(1), c; default 40). It
 writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the tables.
 The demo defaults to gamma 3, 128 new tokens and 4 bundled code prompts.
 ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxruntime/
@@ -120,6 +126,8 @@ struct Opts {
     device: Device,
     draft_device: Option<Device>,
     cuda_fallback: bool,
+    /// --device-reductions on|off (unset: the default, on for CUDA, off on the CPU).
+    device_reductions: Option<bool>,
     variant: Option<String>,
     draft_variant: Option<String>,
     drafter: Option<String>,
@@ -184,6 +192,13 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--device" => o.device = value(flag)?.parse()?,
             "--draft-device" => o.draft_device = Some(value(flag)?.parse()?),
             "--cuda-fallback" => o.cuda_fallback = true,
+            "--device-reductions" => {
+                o.device_reductions = Some(match value(flag)?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(usage(format!("--device-reductions takes on or off, not `{v}`"))),
+                })
+            }
             "--variant" => o.variant = Some(value(flag)?),
             "--draft-variant" => o.draft_variant = Some(value(flag)?),
             "--logprobs" => o.cfg.logprobs = num(flag, &value(flag)?)?,
@@ -257,6 +272,7 @@ fn load(o: &Opts, default_target: Option<&str>, default_draft: Option<&str>) -> 
         intra_threads: threads,
         device,
         cuda_fallback_to_cpu: o.cuda_fallback,
+        device_reductions: o.device_reductions,
         variant: variant.clone(),
         ..Default::default()
     };
@@ -372,6 +388,12 @@ fn generate(mut o: Opts) -> Result<(), CliError> {
             if o.cfg.logprobs > 0 {
                 line["logprobs"] = logprobs_json(&g, m.tokenizer.as_deref())?;
             }
+            // Logits rows reduced on the device so far (models are loaded once per run, so this
+            // counts every sample's rows): whether the reductions were used.
+            line["rows_reduced"] = serde_json::json!({
+                "target": m.target.reduced_rows(),
+                "draft": m.draft.as_ref().map_or(0, |d| d.reduced_rows()),
+            });
             writeln!(stdout.lock(), "{line}").ok();
         } else {
             let mut stream = StreamDecoder::new();

@@ -31,7 +31,7 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
     let mean_prompt = prompts.iter().map(Vec::len).sum::<usize>() / prompts.len();
     let prefix: Vec<u32> = prompts.concat().into_iter().cycle().take(mean_prompt + o.new_tokens / 2).collect();
     let prefix = &prefix;
-    let costs = costs::measure_costs(&target, &draft_model, prefix, 9, 40)?;
+    let costs = costs::measure_costs(&target, &draft_model, prefix, 9, o.cost_reps)?;
     let t0 = costs.target_only;
     let verify = |k: usize| costs.target.get(k - 1).map_or(1.0 + 0.1 * (k as f64 - 1.0), |t| t.0 / t0);
 

@@ -19,6 +19,8 @@ pub(super) struct BenchOpts {
     pub(super) variants: Vec<String>,
     /// The speculative setting of the session-option comparison (`opt`, `iobinding`).
     pub(super) options_gamma: usize,
+    /// Timed rounds of the call-cost measurement (T(k), c) after its warm-up; default 40.
+    pub(super) cost_reps: usize,
     pub(super) threads: usize,
     pub(super) draft_threads: usize,
     pub(super) opt_level: u8,
@@ -42,6 +44,7 @@ pub(super) fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
         temperatures: vec![0.0, 1.0],
         variants: vec!["target".into(), "gammas".into(), "auto".into()],
         options_gamma: 3,
+        cost_reps: 40,
         threads: 1,
         draft_threads: 1,
         opt_level: 3,
@@ -67,6 +70,7 @@ pub(super) fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             }
             "--variants" => o.variants = value(flag)?.split(',').map(|s| s.trim().to_string()).collect(),
             "--options-gamma" => o.options_gamma = num(flag, &value(flag)?)?,
+            "--cost-reps" => o.cost_reps = num(flag, &value(flag)?)?,
             "--threads" => o.threads = num(flag, &value(flag)?)?,
             "--draft-threads" => o.draft_threads = num(flag, &value(flag)?)?,
             "--opt-level" => o.opt_level = num(flag, &value(flag)?)?,
@@ -84,9 +88,15 @@ pub(super) fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             other => return Err(usage(format!("unknown option `{other}`"))),
         }
     }
-    if o.repeats == 0 || o.new_tokens < 2 || o.gammas.is_empty() || o.temperatures.is_empty() || o.options_gamma == 0 {
+    if o.repeats == 0
+        || o.new_tokens < 2
+        || o.gammas.is_empty()
+        || o.temperatures.is_empty()
+        || o.options_gamma == 0
+        || o.cost_reps == 0
+    {
         return Err(usage(
-            "bench needs --repeats >= 1, --max-new-tokens >= 2, --options-gamma >= 1, some gammas and temperatures",
+            "bench needs --repeats >= 1, --max-new-tokens >= 2, --options-gamma >= 1, --cost-reps >= 1, some gammas and temperatures",
         ));
     }
     Ok(o)
