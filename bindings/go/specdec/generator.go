@@ -354,6 +354,11 @@ func (g *Generator) Stats() Stats {
 	if takeError(C.specdec_generator_stats(g.ptr, &s, &cerr), cerr) != nil {
 		return Stats{}
 	}
+	return statsFromC(&s)
+}
+
+// statsFromC converts a filled specdec_stats.
+func statsFromC(s *C.specdec_stats) Stats {
 	secs := func(v C.double) time.Duration { return time.Duration(float64(v) * float64(time.Second)) }
 	return Stats{
 		TargetCalls:         uint64(s.target_calls),
