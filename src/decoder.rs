@@ -49,6 +49,15 @@ impl DecoderState {
     /// (the tail of `tokens` it has not seen, then the proposals it has not seen), and write the
     /// logits of the last `rows` positions into `out`. Returns the time spent in ONNX Runtime.
     pub(crate) fn sync(&mut self, tokens: &[u32], proposals: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<CallCost> {
+        let mut cost = CallCost::default();
+        let model = self.model.clone();
+        let (cache, feed) = self.prepare(tokens, proposals);
+        model.forward(cache, feed, rows, out, &mut cost)?;
+        Ok(cost)
+    }
+
+    /// What [`DecoderState::sync`] would feed, and the cache to feed it to (for a batched call).
+    pub(crate) fn prepare(&mut self, tokens: &[u32], proposals: &[u32]) -> (&mut KvCache, &[u32]) {
         let cached = self.cache.len();
         self.feed.clear();
         if cached <= tokens.len() {
@@ -57,9 +66,7 @@ impl DecoderState {
         } else {
             self.feed.extend_from_slice(&proposals[cached - tokens.len()..]);
         }
-        let mut cost = CallCost::default();
-        self.model.forward(&mut self.cache, &self.feed, rows, out, &mut cost)?;
-        Ok(cost)
+        (&mut self.cache, &self.feed)
     }
 
     /// Keep the first `n` tokens and forget the rest (rejected proposals, an edit).

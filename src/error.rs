@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong in specdec. Each variant maps to a stable [`Error::code`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A caller-supplied value is out of its documented range.

@@ -18,12 +18,14 @@
 // Modules in the order data flows through them: a model is loaded (`runtime`, `model`), one
 // sequence's state in it is a `decoder` state; each round a `drafter` proposes under a length
 // `policy`, the target verifies, `sampling` turns logits into distributions and `acceptance`
-// applies the paper's rule; the `generator` runs the rounds. `tokenizer` turns text into ids and
+// applies the paper's rule; the `generator` runs the rounds, the `engine` runs them for many
+// sequences at once in batched calls. `tokenizer` turns text into ids and
 // back; `ffi` is the C ABI over all of it.
 pub mod acceptance;
 pub mod cuda;
 pub mod decoder;
 pub mod drafter;
+pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod generator;
@@ -39,6 +41,7 @@ pub use model::layout;
 
 pub use decoder::DecoderState;
 pub use drafter::{DraftSource, Drafter, NGramConfig};
+pub use engine::{Admission, Engine, EngineOptions, EngineStats, Poll, SeqState};
 pub use error::{Error, Result};
 pub use generator::{FinishReason, GenerationConfig, Generator, Logprobs, RoundTiming, Stats, TokenLogprob};
 pub use model::{ContextLimitSource, Device, ElemType, KvCopyStats, Model, ModelInfo, ModelOptions};

@@ -16,7 +16,7 @@ pub use model::ModelDrafter;
 pub use ngram::{NGramConfig, NGramDrafter};
 
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::{BatchRow, Model};
 use crate::policy::RoundReport;
 
 /// What the generator knows when it asks for the next guess.
@@ -94,6 +94,20 @@ pub trait Drafter: Send {
     /// ([`crate::Generator::prefill`]); returns the calls it made.
     fn prefill(&mut self, _tokens: &[u32]) -> Result<u64> {
         Ok(0)
+    }
+
+    /// The model call that [`Drafter::guess`] would make for `ctx`, for the batch engine to run
+    /// together with other sequences' (then [`Drafter::batch_guess`] reads its outcome). `None`
+    /// (the default): this drafter is not a model and the engine cannot batch it.
+    #[doc(hidden)]
+    fn batch_row(&mut self, _ctx: &DraftContext<'_>) -> Option<BatchRow<'_>> {
+        None
+    }
+
+    /// The guess of the batched call made for [`Drafter::batch_row`].
+    #[doc(hidden)]
+    fn batch_guess(&mut self) -> Guess<'_> {
+        Guess::Stop
     }
 
     /// A drafter for a new sequence holding `tokens` (a prefix of this one's), keeping what this

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{DraftContext, Drafter, Guess};
 use crate::decoder::DecoderState;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{BatchRow, Model};
 
 pub struct ModelDrafter {
     model: Arc<Model>,
@@ -66,6 +66,15 @@ impl Drafter for ModelDrafter {
     fn guess(&mut self, ctx: &DraftContext<'_>) -> Result<Guess<'_>> {
         self.state.sync(ctx.tokens, ctx.drafts, 1, &mut self.logits)?;
         Ok(Guess::Logits(&self.logits))
+    }
+
+    fn batch_row(&mut self, ctx: &DraftContext<'_>) -> Option<BatchRow<'_>> {
+        let (cache, tokens) = self.state.prepare(ctx.tokens, ctx.drafts);
+        Some(BatchRow { cache, tokens, rows: 1, out: &mut self.logits })
+    }
+
+    fn batch_guess(&mut self) -> Guess<'_> {
+        Guess::Logits(&self.logits)
     }
 
     fn set_slot_limit(&mut self, slots: usize) {

@@ -56,9 +56,11 @@ pub enum specdec_finish_reason {
     /// specdec_gen_config_set_finish_at_context_limit (otherwise the next iteration fails with
     /// SPECDEC_STATUS_CONTEXT_LIMIT).
     Length = 5,
+    /// (Since 0.3) The sequence was cancelled with specdec_engine_cancel (batch engine only).
+    Cancelled = 6,
 }
 
-fn reason(r: Option<FinishReason>) -> specdec_finish_reason {
+pub(crate) fn reason(r: Option<FinishReason>) -> specdec_finish_reason {
     match r {
         None => specdec_finish_reason::None,
         Some(FinishReason::Eos) => specdec_finish_reason::Eos,
@@ -66,6 +68,7 @@ fn reason(r: Option<FinishReason>) -> specdec_finish_reason {
         Some(FinishReason::StopSequence) => specdec_finish_reason::StopSequence,
         Some(FinishReason::Stopped) => specdec_finish_reason::Stopped,
         Some(FinishReason::Length) => specdec_finish_reason::Length,
+        Some(FinishReason::Cancelled) => specdec_finish_reason::Cancelled,
     }
 }
 

@@ -120,10 +120,13 @@ pub enum FinishReason {
     Stopped,
     /// The sequence fills the context (with [`GenerationConfig::finish_at_context_limit`]).
     Length,
+    /// The batch engine's caller cancelled the sequence ([`crate::Engine::cancel`]).
+    Cancelled,
 }
 
 impl FinishReason {
-    /// A short name for reports ("eos", "max_new_tokens", "stop_sequence", "stopped", "length").
+    /// A short name for reports ("eos", "max_new_tokens", "stop_sequence", "stopped", "length",
+    /// "cancelled").
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Eos => "eos",
@@ -131,6 +134,7 @@ impl FinishReason {
             FinishReason::StopSequence => "stop_sequence",
             FinishReason::Stopped => "stopped",
             FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
         }
     }
 }
@@ -302,6 +306,20 @@ impl Generator {
             }
         }
         Ok(())
+    }
+
+    /// The most KV bytes (target and draft) the current generation can come to hold: the whole
+    /// sequence after `max_new_tokens` more plus a round's proposals, within the context.
+    pub(crate) fn kv_reservation(&self) -> usize {
+        let gamma = if self.drafter.is_some() { self.policy.max_gamma() } else { 0 };
+        let left = self.cfg.max_new_tokens.saturating_sub(self.generated);
+        (self.tokens.len() + left + gamma).min(self.context_limit) * self.kv_bytes_per_token
+    }
+
+    /// KV bytes (target and draft) the caches hold now.
+    pub(crate) fn kv_bytes_held(&self) -> usize {
+        let draft = self.drafter.as_ref().map_or(0, |d| d.kv_bytes_per_token() * self.target.len());
+        self.target.cache().physical_len() * self.target.model().kv_bytes_per_token() + draft
     }
 
     /// A generation starts (a prompt appended, the generator rewound or forked) with `generated`
@@ -511,8 +529,19 @@ impl Generator {
     /// Run one iteration: draft, verify in one target call, accept or resample, roll back.
     /// Returns the tokens it added (empty once finished).
     pub fn step(&mut self) -> Result<&[u32]> {
+        let Some(remaining) = self.step_ready()? else { return Ok(&[]) };
+        let start = self.step_start();
+        let result = self.iterate(remaining);
+        let before = start.before;
+        self.step_end(start, result)?;
+        Ok(&self.tokens[before..])
+    }
+
+    /// Whether a step may run, and how many tokens it may still generate (`None`: the generation
+    /// is over, now perhaps).
+    pub(crate) fn step_ready(&mut self) -> Result<Option<usize>> {
         if self.finished.is_some() {
-            return Ok(&[]);
+            return Ok(None);
         }
         if self.cancel.swap(false, Ordering::SeqCst) {
             return Err(Error::Cancelled);
@@ -527,20 +556,29 @@ impl Generator {
         let remaining = self.cfg.max_new_tokens.saturating_sub(self.generated);
         if remaining == 0 {
             self.finished = Some(FinishReason::MaxTokens);
-            return Ok(&[]);
+            return Ok(None);
         }
         if self.tokens.len() >= self.context_limit {
             if self.cfg.finish_at_context_limit {
                 self.finished = Some(FinishReason::Length);
-                return Ok(&[]);
+                return Ok(None);
             }
             return Err(Error::ContextLimit { needed: self.tokens.len() + 1, limit: self.context_limit });
         }
+        Ok(Some(remaining))
+    }
+
+    /// What the end of a step compares with.
+    pub(crate) fn step_start(&mut self) -> StepStart {
         let started = Instant::now();
         let generation_start = *self.started.get_or_insert(started);
-        let before = self.tokens.len();
-        let stats_before = self.stats;
-        let result = self.iterate(remaining);
+        StepStart { started, generation_start, before: self.tokens.len(), stats_before: self.stats }
+    }
+
+    /// Time and record a step that ran its round to `result`; a failed round is cut back to the
+    /// committed sequence.
+    pub(crate) fn step_end(&mut self, start: StepStart, result: Result<()>) -> Result<()> {
+        let StepStart { started, generation_start, before, stats_before } = start;
         let ended = Instant::now();
         self.stats.total_time += ended - started;
         if let Err(e) = result {
@@ -562,7 +600,7 @@ impl Generator {
             accepted: self.round.accepted(),
             emitted,
         });
-        Ok(&self.tokens[before..])
+        Ok(())
     }
 
     /// Generate until EOS, `max_new_tokens` or `on_tokens` returning false.
@@ -577,6 +615,15 @@ impl Generator {
             }
         }
     }
+}
+
+/// When a step started, and the sequence and stats it started from.
+#[derive(Clone, Copy)]
+pub(crate) struct StepStart {
+    started: Instant,
+    generation_start: Instant,
+    before: usize,
+    stats_before: Stats,
 }
 
 /// The stop rule of `cfg` over `target`: EOS ids (the model's unless given) and stop sequences,

@@ -12,7 +12,8 @@ use super::{FinishReason, GenerationConfig, Generator};
 use crate::acceptance;
 use crate::drafter::{DraftContext, Guess};
 use crate::error::{Error, Result};
-use crate::policy::{AfterGuess, DraftCost, RoundReport};
+use crate::model::BatchRow;
+use crate::policy::{AfterGuess, DraftCost, LengthPolicy, RoundReport};
 use crate::sampling::{self, Dist, DistBuf, History};
 
 /// Buffers a round reuses, so that a warm round allocates nothing.
@@ -32,6 +33,16 @@ pub(super) struct RoundScratch {
     /// Proposals the target accepted this round.
     accepted: usize,
     draft_cost: Option<DraftCost>,
+    /// The round's planned draft length, and whether drafting goes on.
+    gamma: usize,
+    drafting: bool,
+    want_confidence: bool,
+    /// Draft steps so far, their time, and the first one's (it may include catching up).
+    guesses: u64,
+    draft_time: Duration,
+    first_guess: Duration,
+    /// The sequence's length when the round started.
+    start_len: usize,
     /// Log-probabilities of the emitted tokens (when on).
     logprobs: LogprobRecords,
 }
@@ -51,15 +62,111 @@ impl RoundScratch {
 impl Generator {
     /// One round; `remaining` tokens may still be generated.
     pub(super) fn iterate(&mut self, remaining: usize) -> Result<()> {
-        let n = self.tokens.len();
-        let room = self.context_limit - n;
+        let gamma = self.plan(remaining);
+        if let Some(drafter) = self.drafter.as_mut().filter(|_| gamma > 0) {
+            for i in 0..gamma {
+                let started = Instant::now();
+                let guess = drafter.guess(&DraftContext { tokens: &self.tokens, drafts: &self.round.drafts, left: gamma - i });
+                let took = started.elapsed();
+                let more = take_guess(
+                    &mut self.round,
+                    &mut self.rng,
+                    &mut *self.policy,
+                    Scoring { history: &self.history, drafts: &[], cfg: &self.cfg, want_confidence: false },
+                    self.target.model().info().vocab_size,
+                    guess?,
+                    took,
+                )?;
+                if !more {
+                    break;
+                }
+            }
+        }
+        self.draft_done();
+        self.verify()?;
+        self.finish_round()
+    }
+
+    /// Start a round: the draft length for it (0 without a draft), and the draft scratch ready.
+    pub(crate) fn plan(&mut self, remaining: usize) -> usize {
+        let room = self.context_limit - self.tokens.len();
         let gamma = match &self.drafter {
             Some(_) => self.policy.plan(self.target.model().cost_curve()).min(remaining - 1).min(room - 1),
             None => 0,
         };
-        self.draft(gamma)?;
-        self.verify()?;
-        self.draft_level = gamma > 0;
+        let r = &mut self.round;
+        r.drafts.clear();
+        r.draft_cost = None;
+        r.gamma = gamma;
+        r.drafting = gamma > 0;
+        (r.guesses, r.draft_time, r.first_guess) = (0, Duration::ZERO, Duration::ZERO);
+        r.want_confidence = self.cfg.confidence_stop > 0.0 || self.policy.wants_confidence();
+        r.start_len = self.tokens.len();
+        if r.q.len() < gamma {
+            r.q.resize_with(gamma, DistBuf::new);
+            r.q_point.resize(gamma, None);
+        }
+        gamma
+    }
+
+    /// Whether this round's drafting goes on (the policy and the drafter have not ended it).
+    pub(crate) fn wants_draft(&self) -> bool {
+        self.round.drafting
+    }
+
+    /// The draft model call this round's next guess needs, for a batched call (None: the drafter
+    /// is not a model that can be batched).
+    pub(crate) fn draft_row(&mut self) -> Option<BatchRow<'_>> {
+        let r = &self.round;
+        let ctx = DraftContext { tokens: &self.tokens, drafts: &r.drafts, left: r.gamma - r.drafts.len() };
+        self.drafter.as_mut()?.batch_row(&ctx)
+    }
+
+    /// Take the guess a batched call made for [`Generator::draft_row`], which took `took` of this
+    /// sequence's time.
+    pub(crate) fn take_batched_guess(&mut self, took: Duration) -> Result<()> {
+        let Some(drafter) = self.drafter.as_mut() else { return Err(Error::invalid("no drafter")) };
+        let scoring = Scoring { history: &self.history, drafts: &[], cfg: &self.cfg, want_confidence: false };
+        let vocab = self.target.model().info().vocab_size;
+        take_guess(&mut self.round, &mut self.rng, &mut *self.policy, scoring, vocab, drafter.batch_guess(), took)?;
+        Ok(())
+    }
+
+    /// End the drafting of a round: count it and what its steps cost.
+    pub(crate) fn draft_done(&mut self) {
+        let r = &mut self.round;
+        r.drafting = false;
+        if r.guesses == 0 {
+            return;
+        }
+        self.stats.draft_calls += r.guesses;
+        self.stats.draft_time += r.draft_time;
+        self.stats.drafted += r.drafts.len() as u64;
+        // A first step that also catches up on a prompt or on undrafted rounds is no step cost.
+        if self.draft_level {
+            r.draft_cost = Some(DraftCost { first: r.first_guess, rest: r.draft_time - r.first_guess, more: r.guesses - 1 });
+        }
+    }
+
+    /// The target call that verifies this round's proposals, for a batched call.
+    pub(crate) fn verify_row(&mut self) -> BatchRow<'_> {
+        let r = &mut self.round;
+        let rows = r.drafts.len() + 1;
+        let (cache, feed) = self.target.prepare(&self.tokens, &r.drafts);
+        BatchRow { cache, tokens: feed, rows, out: &mut r.logits }
+    }
+
+    /// Count a batched verification that took `time` of this sequence's share.
+    pub(crate) fn verified(&mut self, time: Duration) {
+        self.stats.target_calls += 1;
+        self.stats.target_time += time;
+        self.stats.rounds += 1;
+    }
+
+    /// The rest of a round once the target's logits are in: accept, learn, commit, roll back.
+    pub(crate) fn finish_round(&mut self) -> Result<()> {
+        let n = self.round.start_len;
+        self.draft_level = self.round.gamma > 0;
         self.accept();
         self.learn();
         self.commit()?;
@@ -67,50 +174,6 @@ impl Generator {
         // neither may hold the sequence's last token (a stop inside the accepted proposals), which
         // the next round feeds.
         self.rewind_states((self.tokens.len() - 1).min(n + self.round.accepted))
-    }
-
-    /// Ask the drafter for up to `gamma` guesses, one at a time, each turned into a proposal and
-    /// its q; the policy may end the round after any guess.
-    fn draft(&mut self, gamma: usize) -> Result<()> {
-        let r = &mut self.round;
-        r.drafts.clear();
-        r.draft_cost = None;
-        let Some(drafter) = self.drafter.as_mut().filter(|_| gamma > 0) else { return Ok(()) };
-        if r.q.len() < gamma {
-            r.q.resize_with(gamma, DistBuf::new);
-            r.q_point.resize(gamma, None);
-        }
-        let want_confidence = self.cfg.confidence_stop > 0.0 || self.policy.wants_confidence();
-        let (mut guesses, mut time, mut first) = (0u64, Duration::ZERO, Duration::ZERO);
-        for i in 0..gamma {
-            let started = Instant::now();
-            let guess = drafter.guess(&DraftContext { tokens: &self.tokens, drafts: &r.drafts, left: gamma - i });
-            let took = started.elapsed();
-            first = if i == 0 { took } else { first };
-            time += took;
-            guesses += 1;
-            let scoring = Scoring { history: &self.history, drafts: &r.drafts, cfg: &self.cfg, want_confidence };
-            let Some(p) = scoring.proposal(guess?, self.target.model().info().vocab_size, &mut self.rng, &mut r.q[i])? else {
-                break;
-            };
-            let then = self.policy.after_guess(i + 1, p.confidence);
-            if then == AfterGuess::Drop {
-                break;
-            }
-            r.q_point[i] = p.point;
-            r.drafts.push(p.token);
-            if then == AfterGuess::Stop {
-                break;
-            }
-        }
-        self.stats.draft_calls += guesses;
-        self.stats.draft_time += time;
-        self.stats.drafted += r.drafts.len() as u64;
-        // A first step that also catches up on a prompt or on undrafted rounds is no step cost.
-        if self.draft_level {
-            r.draft_cost = Some(DraftCost { first, rest: time - first, more: guesses - 1 });
-        }
-        Ok(())
     }
 
     /// One target call scores every proposal and yields the bonus row.
@@ -223,6 +286,34 @@ impl Generator {
         }
         Ok(())
     }
+}
+
+/// Turn one guess into this round's next proposal (the policy may end drafting after it); false
+/// when drafting ends here.
+fn take_guess(
+    r: &mut RoundScratch,
+    rng: &mut StdRng,
+    policy: &mut dyn LengthPolicy,
+    scoring: Scoring<'_>,
+    vocab: usize,
+    guess: Guess<'_>,
+    took: Duration,
+) -> Result<bool> {
+    let i = r.drafts.len();
+    r.first_guess = if i == 0 { took } else { r.first_guess };
+    r.draft_time += took;
+    r.guesses += 1;
+    r.drafting = false;
+    let scoring = Scoring { drafts: &r.drafts, want_confidence: r.want_confidence, ..scoring };
+    let Some(p) = scoring.proposal(guess, vocab, rng, &mut r.q[i])? else { return Ok(false) };
+    let then = policy.after_guess(i + 1, p.confidence);
+    if then == AfterGuess::Drop {
+        return Ok(false);
+    }
+    r.q_point[i] = p.point;
+    r.drafts.push(p.token);
+    r.drafting = then != AfterGuess::Stop && r.drafts.len() < r.gamma;
+    Ok(r.drafting)
 }
 
 /// A proposal made from a guess: the token, the token again when q is a point mass at it (else q

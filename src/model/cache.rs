@@ -358,6 +358,92 @@ impl KvCache {
     }
 }
 
+/// Batched calls (host tensors only): a row's valid slots are gathered into one row of a padded
+/// batch of pasts, and its part of the batch's presents taken back into a tensor of its own.
+impl KvCache {
+    /// Copy this cache's valid slots into row `row` of `batch` (tensors [B, heads, slots, dim],
+    /// in the cache's order) at slots `0..len`; returns the bytes copied.
+    pub(super) fn copy_into_batch(&self, batch: &mut [DynTensor], row: usize) -> Result<usize> {
+        let runs = valid_runs(&self.valid);
+        let phys = self.valid.len();
+        let mut bytes = 0;
+        for (t, dst) in self.tensors.iter().zip(batch.iter_mut()) {
+            let (heads, slots, row_bytes) = host_dims(dst)?;
+            host_dims(t)?;
+            if self.len > slots {
+                return Err(Error::Inference(format!("a batch of {slots} slots for a row of {}", self.len)));
+            }
+            let (src, out) = (t.data_ptr() as *const u8, dst.data_ptr_mut() as *mut u8);
+            for h in 0..heads {
+                let mut at = 0usize;
+                for &(start, n) in &runs {
+                    // SAFETY: host tensors: the source [1, heads, phys, dim] (runs inside phys),
+                    // the batch [B, heads, slots, dim] with row < B and len <= slots.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.add((h * phys + start) * row_bytes),
+                            out.add(((row * heads + h) * slots + at) * row_bytes),
+                            n * row_bytes,
+                        )
+                    };
+                    at += n;
+                }
+            }
+            bytes += heads * self.len * row_bytes;
+        }
+        self.counters.host_copies.fetch_add(self.tensors.len() as u64, Ordering::Relaxed);
+        self.counters.host_copy_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Take this cache's part of a batch's `presents` ([B, heads, past + k, dim]): its `len`
+    /// slots from the front of row `row` and the `added` new ones from slot `past` on.
+    pub(super) fn take_from_batch(&mut self, presents: &[DynTensor], row: usize, past: usize, added: usize) -> Result<()> {
+        let len = self.len;
+        let mut fresh = Vec::with_capacity(presents.len());
+        for p in presents {
+            let (heads, slots, row_bytes) = host_dims(p)?;
+            if past + added > slots || len > past {
+                return Err(Error::Inference(format!("presents of {slots} slots for a row of {len} + {added} after {past}")));
+            }
+            let dims: Vec<i64> = p.shape().iter().copied().collect();
+            let n = len + added;
+            let mut t = DynTensor::new(&ort::memory::Allocator::default(), *p.data_type(), [1, dims[1], n as i64, dims[3]])?;
+            let (src, dst) = (p.data_ptr() as *const u8, t.data_ptr_mut() as *mut u8);
+            for h in 0..heads {
+                let base = (row * heads + h) * slots;
+                // SAFETY: host tensors: the batch [B, heads, slots, dim] with row < B and
+                // len <= past, past + added <= slots; the new one [1, heads, len + added, dim].
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.add(base * row_bytes), dst.add(h * n * row_bytes), len * row_bytes);
+                    std::ptr::copy_nonoverlapping(
+                        src.add((base + past) * row_bytes),
+                        dst.add((h * n + len) * row_bytes),
+                        added * row_bytes,
+                    );
+                }
+            }
+            fresh.push(t);
+        }
+        self.tensors = fresh;
+        self.len += added;
+        self.valid = vec![true; self.len];
+        Ok(())
+    }
+}
+
+/// Heads, slots and bytes per slot of a host KV tensor [B, heads, slots, dim].
+fn host_dims(t: &DynTensor) -> Result<(usize, usize, usize)> {
+    if t.memory_info().allocation_device() != ort::memory::AllocationDevice::CPU {
+        return Err(Error::Inference(format!("a batched copy of a KV tensor in {} memory", memory_name(t.memory_info()))));
+    }
+    let dims: Vec<i64> = t.shape().iter().copied().collect();
+    if dims.len() != 4 {
+        return Err(Error::Inference(format!("a KV tensor shaped {dims:?}")));
+    }
+    Ok((dims[1] as usize, dims[2] as usize, dims[3] as usize * ElemType::of(*t.data_type()).size()))
+}
+
 /// `Cpu:0`, `Cuda:1`: ONNX Runtime's name of the memory and the device ordinal.
 pub(super) fn memory_name(m: &MemoryInfo<'_>) -> String {
     format!("{}:{}", m.allocation_device().as_str(), m.device_id())

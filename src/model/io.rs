@@ -31,6 +31,8 @@ pub(super) struct Inputs<'a> {
     /// The cache's pasts, when they are fed as inputs here (a shared buffer is bound apart, as
     /// past and present at once).
     pasts: Option<&'a [DynTensor]>,
+    /// Rows of the batch: the integer inputs are [batch, len / batch].
+    batch: usize,
 }
 
 impl<'a> Inputs<'a> {
@@ -59,7 +61,26 @@ impl<'a> Inputs<'a> {
         }
         let (ids, rest) = scratch.split_at(k);
         let (mask, positions) = rest.split_at(mask_len);
-        Inputs { layout, ids, mask, positions, physical: valid.len(), pasts }
+        Inputs { layout, ids, mask, positions, physical: valid.len(), pasts, batch: 1 }
+    }
+
+    /// The inputs of a batched call of `batch` rows: `ids` and `positions` [batch, k], `mask`
+    /// [batch, past + k], laid out row by row by the caller, and the batch's `pasts`. Only for
+    /// layouts with a mask and positions and without `use_cache_branch`.
+    pub(super) fn batched(
+        layout: &'a Layout,
+        ids: &'a [i64],
+        mask: &'a [i64],
+        positions: &'a [i64],
+        batch: usize,
+        pasts: &'a [DynTensor],
+    ) -> Inputs<'a> {
+        Inputs { layout, ids, mask, positions, physical: 1, pasts: Some(pasts), batch }
+    }
+
+    /// Rows of the batch (1 but for a batched call).
+    pub(super) fn batch(&self) -> usize {
+        self.batch
     }
 
     /// Every input the graph takes, by name.
@@ -105,31 +126,47 @@ pub(super) fn take_logits(layout: &Layout, outputs: &mut SessionOutputs<'_>) -> 
 
 /// Copy the last `rows` rows of a [1, k, vocab] logits tensor in host memory as f32.
 pub(super) fn copy_last_rows(logits: &DynValue, k: usize, rows: usize, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
+    copy_batch_rows(logits, 1, k, 0, k - rows, rows, vocab, out)
+}
+
+/// Copy rows `start..start + n` of batch row `row` of a [batch, k, vocab] logits tensor in host
+/// memory as f32.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn copy_batch_rows(
+    logits: &DynValue,
+    batch: usize,
+    k: usize,
+    row: usize,
+    start: usize,
+    n: usize,
+    vocab: usize,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     out.clear();
-    let start = (k - rows) * vocab;
-    let n = rows * vocab;
+    let first = (row * k + start) * vocab;
+    let n = n * vocab;
     match logits.dtype() {
         ValueType::Tensor { ty: TensorElementType::Float32, .. } => {
             let (shape, data) = logits.try_extract_tensor::<f32>()?;
-            check_logits_shape(shape, k, vocab)?;
-            out.extend_from_slice(&data[start..start + n]);
+            check_logits_shape(shape, batch, k, vocab)?;
+            out.extend_from_slice(&data[first..first + n]);
         }
         ValueType::Tensor { ty: ty @ (TensorElementType::Float16 | TensorElementType::Bfloat16), shape, .. } => {
-            check_logits_shape(shape, k, vocab)?;
+            check_logits_shape(shape, batch, k, vocab)?;
             let tensor = logits.view().downcast::<ort::value::DynTensorValueType>()?;
-            // SAFETY: a CPU tensor of [1, k, vocab] 16-bit floats, checked above.
-            let bits = unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const u16, k * vocab) };
+            // SAFETY: a CPU tensor of [batch, k, vocab] 16-bit floats, checked above.
+            let bits = unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const u16, batch * k * vocab) };
             let conv = if *ty == TensorElementType::Float16 { f16_to_f32 } else { bf16_to_f32 };
-            out.extend(bits[start..start + n].iter().map(|&b| conv(b)));
+            out.extend(bits[first..first + n].iter().map(|&b| conv(b)));
         }
         other => return Err(Error::Inference(format!("logits of unsupported type {other:?}"))),
     }
     Ok(())
 }
 
-fn check_logits_shape(shape: &[i64], k: usize, vocab: usize) -> Result<()> {
-    if shape.len() != 3 || shape[0] != 1 || shape[1] as usize != k || shape[2] as usize != vocab {
-        return Err(Error::Inference(format!("logits shaped {shape:?}, expected [1, {k}, {vocab}]")));
+fn check_logits_shape(shape: &[i64], batch: usize, k: usize, vocab: usize) -> Result<()> {
+    if shape.len() != 3 || shape[0] as usize != batch || shape[1] as usize != k || shape[2] as usize != vocab {
+        return Err(Error::Inference(format!("logits shaped {shape:?}, expected [{batch}, {k}, {vocab}]")));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! (one call's inputs and outputs, the only place that names them), `bind` (the IoBinding path);
 //! `graph` reads a context length from the graph when config.json states none.
 
+mod batch;
 mod bind;
 mod cache;
 mod config;
@@ -23,6 +24,7 @@ use ort::memory::Allocator;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynTensor, Tensor, TensorRef};
 
+pub use batch::BatchRow;
 pub use cache::{KvCache, KvCopyStats};
 #[doc(hidden)]
 pub use config::info_from_metadata;
@@ -457,20 +459,7 @@ impl Model {
     fn run_plain(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>) -> Result<Vec<DynTensor>> {
         let (pasts, valid, len, scratch) = cache.call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, Some(pasts));
-        let mut feed: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(4 + pasts.len());
-        for (name, value) in inputs.named() {
-            feed.push((
-                name,
-                match value {
-                    InputValue::Ints(ElemType::I32, data) => {
-                        Tensor::from_array(([1usize, data.len()], data.iter().map(|&v| v as i32).collect::<Vec<_>>()))?.into()
-                    }
-                    InputValue::Ints(_, data) => TensorRef::from_array_view(([1usize, data.len()], data))?.into(),
-                    InputValue::Flag(b) => Tensor::from_array(([1usize], vec![b]))?.into(),
-                    InputValue::Past(t) => t.into(),
-                },
-            ));
-        }
+        let feed = plain_feed(&inputs)?;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let mut outputs = session.run(feed)?;
         let presents = take_presents(&self.layout, &mut outputs)?;
@@ -547,6 +536,26 @@ impl Model {
         misplaced.into_iter().for_each(|n| cache.count_host_copy(n));
         Ok(presents)
     }
+}
+
+/// A plain call's inputs, by name, as ONNX Runtime takes them.
+fn plain_feed<'a>(inputs: &'a Inputs<'a>) -> Result<Vec<(&'a str, SessionInputValue<'a>)>> {
+    let b = inputs.batch();
+    let mut feed: Vec<(&str, SessionInputValue<'_>)> = Vec::new();
+    for (name, value) in inputs.named() {
+        feed.push((
+            name,
+            match value {
+                InputValue::Ints(ElemType::I32, data) => {
+                    Tensor::from_array(([b, data.len() / b], data.iter().map(|&v| v as i32).collect::<Vec<_>>()))?.into()
+                }
+                InputValue::Ints(_, data) => TensorRef::from_array_view(([b, data.len() / b], data))?.into(),
+                InputValue::Flag(b) => Tensor::from_array(([1usize], vec![b]))?.into(),
+                InputValue::Past(t) => t.into(),
+            },
+        ));
+    }
+    Ok(feed)
 }
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! One round over every running sequence: each plans its draft length, the draft steps run as
+//! batched calls (a sequence whose policy or drafter stops drops out of the later ones), one
+//! batched target call verifies every sequence's proposals, and each sequence accepts, commits and
+//! rolls back through the generator's own code. Model time of a batched call is shared out evenly
+//! among its rows in the sequences' stats.
+
+use std::time::{Duration, Instant};
+
+use super::Seq;
+use crate::error::{Error, Result};
+use crate::generator::StepStart;
+use crate::model::{BatchRow, CallCost, Model};
+
+/// What a round did, for the engine's counters.
+#[derive(Default)]
+pub(super) struct RoundTimes {
+    pub(super) ran: bool,
+    pub(super) target: Duration,
+    pub(super) draft: Duration,
+    /// Sequences whose round failed, with the error.
+    pub(super) failed: Vec<(u64, Error)>,
+}
+
+/// A sequence taking part in this round.
+struct Live {
+    index: usize,
+    start: StepStart,
+    /// Set when one of its calls failed; it takes no further part.
+    error: Option<Error>,
+}
+
+pub(super) fn run(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> RoundTimes {
+    let mut times = RoundTimes::default();
+    let mut live = Vec::with_capacity(seqs.len());
+    for (index, seq) in seqs.iter_mut().enumerate() {
+        match seq.gen.step_ready() {
+            Ok(Some(remaining)) => {
+                let start = seq.gen.step_start();
+                seq.gen.plan(remaining);
+                live.push(Live { index, start, error: None });
+            }
+            Ok(None) => {}
+            Err(e) => times.failed.push((seq.id, e)),
+        }
+    }
+    if live.is_empty() {
+        return times;
+    }
+    times.ran = true;
+    if let Some(draft) = draft {
+        loop {
+            let drafting: Vec<usize> =
+                live.iter().filter(|l| l.error.is_none() && seqs[l.index].gen.wants_draft()).map(|l| l.index).collect();
+            if drafting.is_empty() {
+                break;
+            }
+            let (result, took) = call(draft, seqs, &drafting, |seq| seq.gen.draft_row());
+            times.draft += took;
+            let share = took / drafting.len() as u32;
+            for l in live.iter_mut().filter(|l| drafting.contains(&l.index)) {
+                let gen = &mut seqs[l.index].gen;
+                let outcome = match &result {
+                    Ok(()) => gen.take_batched_guess(share),
+                    Err(e) => Err(e.clone()),
+                };
+                if let Err(e) = outcome {
+                    gen.draft_done();
+                    l.error = Some(e);
+                }
+            }
+        }
+    }
+    let verifying: Vec<usize> = live.iter().filter(|l| l.error.is_none()).map(|l| l.index).collect();
+    for &i in &verifying {
+        seqs[i].gen.draft_done();
+    }
+    let (result, took) = call(target, seqs, &verifying, |seq| Some(seq.gen.verify_row()));
+    times.target += took;
+    let share = took / verifying.len().max(1) as u32;
+    for l in live {
+        let seq = &mut seqs[l.index];
+        let round = match (l.error, &result) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(e.clone()),
+            (None, Ok(())) => {
+                seq.gen.verified(share);
+                seq.gen.finish_round()
+            }
+        };
+        if let Err(e) = seq.gen.step_end(l.start, round) {
+            times.failed.push((seq.id, e));
+        }
+    }
+    times
+}
+
+/// One batched call of `model` over the sequences at `indices`, each giving its row with `row`;
+/// returns the outcome and the wall time.
+fn call<'a>(
+    model: &Model,
+    seqs: &'a mut [Seq],
+    indices: &[usize],
+    row: impl Fn(&'a mut Seq) -> Option<BatchRow<'a>>,
+) -> (Result<()>, Duration) {
+    let started = Instant::now();
+    let mut rows = Vec::with_capacity(indices.len());
+    for (i, seq) in seqs.iter_mut().enumerate() {
+        if indices.contains(&i) {
+            match row(seq) {
+                Some(r) => rows.push(r),
+                None => return (Err(Error::invalid("a drafter the batch engine cannot batch")), started.elapsed()),
+            }
+        }
+    }
+    let result = model.forward_batch(&mut rows, &mut CallCost::default());
+    (result, started.elapsed())
+}
