@@ -41,7 +41,8 @@ type backend interface {
 // engineBackend: every request is a sequence of one specdec.Engine; one goroutine runs Step in a
 // loop while request goroutines add and poll their sequences.
 type engineBackend struct {
-	eng *specdec.Engine
+	eng    *specdec.Engine
+	refuse bool // admission "refuse": a full engine's ErrMemoryBudget is a 429, not a 400
 
 	mu   sync.Mutex
 	tick chan struct{} // closed (and replaced) after every Step
@@ -63,7 +64,7 @@ func newEngineBackend(target, draft *specdec.Model, tok *specdec.Tokenizer, maxB
 	if err != nil {
 		return nil, err
 	}
-	b := &engineBackend{eng: eng, tick: make(chan struct{}), wake: make(chan struct{}, 1),
+	b := &engineBackend{eng: eng, refuse: refuse, tick: make(chan struct{}), wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go b.loop()
 	return b, nil
@@ -110,6 +111,14 @@ func (b *engineBackend) broadcast() {
 	b.mu.Unlock()
 }
 
+// kick makes the loop run a round even if it last found nothing to do.
+func (b *engineBackend) kick() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (b *engineBackend) currentTick() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -119,21 +128,20 @@ func (b *engineBackend) currentTick() <-chan struct{} {
 func (b *engineBackend) run(ctx context.Context, j *job, emit func([]uint32) error) (specdec.FinishReason, error) {
 	id, err := b.eng.Add(j.prompt, j.opts...)
 	if err != nil {
-		if errors.Is(err, specdec.ErrBusy) || errors.Is(err, specdec.ErrMemoryBudget) {
+		if errors.Is(err, specdec.ErrBusy) || (b.refuse && errors.Is(err, specdec.ErrMemoryBudget)) {
 			return specdec.FinishNone, errRefused
 		}
 		return specdec.FinishNone, err
 	}
-	// Remove frees the slot (cancelling a sequence that still runs).
+	// Remove frees the slot (cancelling a sequence that still runs, at the next round: kick the
+	// loop so that there is one).
 	defer func() {
 		if err := b.eng.Remove(id); err != nil {
 			log.Printf("engine remove %d: %v", id, err)
 		}
+		b.kick()
 	}()
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
+	b.kick()
 	for {
 		tick := b.currentTick() // before Poll: a Step ending after Poll closes this one
 		res, err := b.eng.Poll(id)
