@@ -31,10 +31,13 @@ export GOTOOLCHAIN=local CGO_ENABLED=1 GOFLAGS=-mod=mod GOPROXY=off
 
 out="target/server"
 mkdir -p "$out"
-echo "== go vet and build (examples/server, examples/server/loadtest; -tags specdec_checkout)"
+echo "== go vet, go test -race and build (examples/server, examples/server/loadtest; -tags specdec_checkout)"
 (
   cd examples/server
   go vet -tags specdec_checkout ./...
+  # The HTTP layer on the test fixtures: validation (400s), greedy = Generator, streaming, stop
+  # strings, a disconnecting client, in both modes.
+  go test -tags specdec_checkout -race -count=1 ./...
   go build -tags specdec_checkout -o "../../$out/server" .
   go build -tags specdec_checkout -o "../../$out/loadtest" ./loadtest
 )

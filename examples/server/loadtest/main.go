@@ -67,6 +67,7 @@ type options struct {
 	levelTime                     time.Duration
 	maxTokens                     int
 	cancelEvery, sampleEvery      int
+	badEvery                      int
 	maxBatch                      int
 	serverArgs                    string
 	out                           string
@@ -90,6 +91,7 @@ type result struct {
 type levelReport struct {
 	mode                                   string
 	clients, requests, ok, errs, cancelled int
+	bad                                    int // invalid requests answered 400
 	failures, mismatches                   int
 	tokens                                 int
 	wall                                   time.Duration
@@ -120,6 +122,7 @@ func main() {
 	flag.IntVar(&o.maxTokens, "max-tokens", 48, "max_tokens of each request")
 	flag.IntVar(&o.cancelEvery, "cancel-every", 5, "every Nth request streams and disconnects after two chunks (0: none)")
 	flag.IntVar(&o.sampleEvery, "sample-every", 4, "every Nth request samples (temperature 0.8, a seed) instead of greedy (0: none)")
+	flag.IntVar(&o.badEvery, "bad-every", 7, "every Nth request is invalid (bad JSON, an unknown field, no prompt, ...) and must get a 400 (0: none)")
 	flag.IntVar(&o.maxBatch, "max-batch", 16, "--max-batch of the server")
 	flag.StringVar(&o.serverArgs, "server-args", "", "more server flags, space-separated")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown report here")
@@ -337,8 +340,8 @@ func runMode(o options, mode string, ref map[string][]uint32) (modeReport, error
 		}
 		l := runLevel(o, client, url, rep.mode, c, n, ref, true)
 		rep.levels = append(rep.levels, l)
-		fmt.Fprintf(os.Stderr, "loadtest: %-9s %2d clients: %3d requests (%d ok, %d error responses, %d cancelled, %d failed, %d mismatches) %.0f tokens/s, p50 %v, p99 %v, slots freed: %v %s\n",
-			rep.mode, c, l.requests, l.ok, l.errs, l.cancelled, l.failures, l.mismatches, float64(l.tokens)/l.wall.Seconds(),
+		fmt.Fprintf(os.Stderr, "loadtest: %-9s %2d clients: %3d requests (%d ok, %d invalid answered 400, %d other error responses, %d cancelled, %d failed, %d mismatches) %.0f tokens/s, p50 %v, p99 %v, slots freed: %v %s\n",
+			rep.mode, c, l.requests, l.ok, l.bad, l.errs, l.cancelled, l.failures, l.mismatches, float64(l.tokens)/l.wall.Seconds(),
 			l.p50.Round(time.Millisecond), l.p99.Round(time.Millisecond), l.freed, l.freeNote)
 	}
 	rep.rssEnd = rssKB(pid)
@@ -377,14 +380,21 @@ func runLevel(o options, client *http.Client, url, mode string, clients, n int, 
 				next++
 				mu.Unlock()
 				kind := "greedy"
-				if withExtras && o.cancelEvery > 0 && i%o.cancelEvery == o.cancelEvery-1 {
+				if withExtras && o.badEvery > 0 && i%o.badEvery == o.badEvery-1 {
+					kind = "bad"
+				} else if withExtras && o.cancelEvery > 0 && i%o.cancelEvery == o.cancelEvery-1 {
 					kind = "cancel"
 				} else if withExtras && o.sampleEvery > 0 && i%o.sampleEvery == o.sampleEvery-1 {
 					kind = "sampled"
 				}
 				prompt := prompts[(i+c)%len(prompts)]
 				stream := rng.Intn(2) == 0 || kind == "cancel"
-				r := doRequest(client, url, prompt, kind, stream, o.maxTokens, uint64(i))
+				var r result
+				if kind == "bad" {
+					r = doBadRequest(client, url, i)
+				} else {
+					r = doRequest(client, url, prompt, kind, stream, o.maxTokens, uint64(i))
+				}
 				if kind == "greedy" && r.ok {
 					r.mismatch = compare(prompt, ref[prompt], r.ids)
 				} else if r.ok && r.tokens > o.maxTokens && kind == "sampled" {
@@ -402,6 +412,8 @@ func runLevel(o options, client *http.Client, url, mode string, clients, n int, 
 	for _, r := range results {
 		l.requests++
 		switch {
+		case r.kind == "bad" && r.errResp:
+			l.bad++
 		case r.cancelled:
 			l.cancelled++
 		case r.ok:
@@ -516,6 +528,40 @@ type respJSON struct {
 	Error *struct {
 		Message string `json:"message"`
 	} `json:"error"`
+}
+
+// Invalid bodies: each must get a 400 with an OpenAI-style error, and must not disturb the
+// sequences running meanwhile (their greedy outputs are still checked).
+var badBodies = []string{
+	`{"prompt": "def f():", "max_tokens": 8,`,
+	`{"prompt": "def f():", "max_tokens": 8, "frequency_penalty_typo": 1}`,
+	`{"max_tokens": 8}`,
+	`{"prompt": "def f():", "max_tokens": -3}`,
+	`{"prompt": "def f():", "temperature": -1}`,
+	`{"prompt": "def f():", "top_p": 0}`,
+	`{"prompt": "def f():", "stop": 42}`,
+	`{"prompt": ["a", "b"]}`,
+	`{"prompt": "def f():", "n": 2}`,
+}
+
+// doBadRequest sends the i-th invalid body; ok only as a 400 with an error body.
+func doBadRequest(client *http.Client, url string, i int) result {
+	r := result{kind: "bad"}
+	body := badBodies[i%len(badBodies)]
+	resp, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		r.failed = "transport: " + err.Error()
+		return r
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var e respJSON
+	if resp.StatusCode == http.StatusBadRequest && json.Unmarshal(data, &e) == nil && e.Error != nil && e.Error.Message != "" {
+		r.errResp = true
+		return r
+	}
+	r.failed = fmt.Sprintf("invalid body %s got HTTP %d %q, want a 400 with an error", body, resp.StatusCode, data)
+	return r
 }
 
 // doRequest sends one request and reads the whole answer (or, for kind "cancel", two chunks, then
@@ -634,12 +680,12 @@ func report(o options, reps []modeReport, took time.Duration) string {
 		draft = "none (target only)"
 	}
 	fmt.Fprintf(&b, "Load test, %s UTC, %d CPU cores: target `%s`, draft `%s`, server `--max-batch %d%s`, max_tokens %d; "+
-		"every %s request sampled (temperature 0.8), every %s streams and disconnects after two chunks, the others greedy and "+
+		"every %s request invalid (must get a 400), every %s sampled (temperature 0.8), every %s streams and disconnects after two chunks, the others greedy and "+
 		"checked token for token against batch-1 output; per level max(%d × clients, %d) requests or %v; whole run %.0f s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04"), numCPU(), o.target, draft, o.maxBatch, spaced(o.serverArgs), o.maxTokens,
-		ordinal(o.sampleEvery), ordinal(o.cancelEvery), o.requestsPerClient, o.minReqs, o.levelTime, took.Seconds())
-	b.WriteString("| clients | mode | requests | ok | error responses | cancelled | failed | mismatches | tokens/s | p50 latency | p99 latency | p50 first token (streams) | slots freed |\n")
-	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		ordinal(o.badEvery), ordinal(o.sampleEvery), ordinal(o.cancelEvery), o.requestsPerClient, o.minReqs, o.levelTime, took.Seconds())
+	b.WriteString("| clients | mode | requests | ok | invalid (400) | other error responses | cancelled | failed | mismatches | tokens/s | p50 latency | p99 latency | p50 first token (streams) | slots freed |\n")
+	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	var rows []levelReport
 	for _, r := range reps {
 		rows = append(rows, r.levels...)
@@ -654,7 +700,7 @@ func report(o options, reps []modeReport, took time.Duration) string {
 		if !l.freed {
 			freed = "**no** " + l.freeNote
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", clients, l.mode, l.requests, l.ok, l.errs,
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", clients, l.mode, l.requests, l.ok, l.bad, l.errs,
 			l.cancelled, l.failures, l.mismatches, float64(l.tokens)/l.wall.Seconds(), ms(l.p50), ms(l.p99), ms(l.ttft50), freed)
 	}
 	b.WriteString("\n| mode | server RSS after warm-up | server RSS at the end |\n|---|---:|---:|\n")
