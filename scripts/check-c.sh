@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build and run the C ABI checks: the C API test programs (tests/c/test_runtime.c, test_model.c,
-# test_config.c, test_tokenizer.c, test_generator.c, test_threads.c, test_chat.c: every function of the header
+# test_config.c, test_tokenizer.c, test_generator.c, test_threads.c, test_chat.c, test_engine.c: every function of the header
 # by handle, with each documented error) and examples/c/stream.c, all strict C99 against
 # target/release/libspecdec.so (build it first: cargo build --release), all again linked against
 # target/release/libspecdec.a, then all under valgrind (memcheck, leaks included).
@@ -39,7 +39,7 @@ flags=(-std=c99 -Wall -Wextra -Werror -pedantic -D_POSIX_C_SOURCE=200809L -O2 -g
 link=(-L target/release -lspecdec "-Wl,-rpath,$PWD/target/release" -lpthread)
 
 # The C API tests, one program per handle (see tests/c/fixtures.h).
-api_tests=(runtime model config tokenizer generator threads chat)
+api_tests=(runtime model config tokenizer generator threads chat engine)
 
 # Runs a test program, adds its "N passed, M failed" line to the totals; exits on failure.
 passed_total=0

@@ -63,13 +63,15 @@ pub enum SeqState {
 }
 
 /// What [`Engine::poll`] tells about a sequence.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Poll {
     pub state: SeqState,
     /// Set once finished.
     pub reason: Option<FinishReason>,
     /// Tokens produced since the last poll and not taken yet.
     pub pending: usize,
+    /// A failed sequence's error, once all its tokens have been taken.
+    pub error: Option<Error>,
 }
 
 /// Counters of an engine, over its life.
@@ -230,17 +232,15 @@ impl Engine {
     }
 
     /// Move up to `max` of sequence `id`'s tokens produced since the last poll into `out`
-    /// (appended), and say where it is. A failed sequence's error is returned once its tokens
-    /// have all been taken. Unknown id: [`Error::InvalidArgument`].
+    /// (appended), and say where it is; a failed sequence's error comes with the poll that
+    /// leaves no tokens behind (and every later one). Unknown id: [`Error::InvalidArgument`].
     pub fn poll(&self, id: u64, out: &mut Vec<u32>, max: usize) -> Result<Poll> {
         let mut shared = self.shared();
         let r = shared.records.get_mut(&id).ok_or_else(|| unknown(id))?;
         let n = max.min(r.out.len());
         out.extend(r.out.drain(..n));
-        if let (SeqState::Failed, true, Some(e)) = (r.state, r.out.is_empty(), &r.error) {
-            return Err(e.clone());
-        }
-        Ok(Poll { state: r.state, reason: r.reason, pending: r.out.len() })
+        let error = r.error.clone().filter(|_| r.out.is_empty());
+        Ok(Poll { state: r.state, reason: r.reason, pending: r.out.len(), error })
     }
 
     /// Forget sequence `id` (cancelling it first if it still runs or waits). Unknown id:

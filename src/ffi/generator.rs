@@ -338,30 +338,41 @@ pub unsafe extern "C" fn specdec_generator_stats(
             return Err(FfiError::invalid(format!("stats->struct_size is {size}, at least {SPECDEC_STATS_V1_SIZE} needed")));
         }
         let s: Stats = *g.lock()?.stats();
-        let full = std::mem::size_of::<specdec_stats>();
-        let filled = specdec_stats {
-            // Tells a caller built against a newer header how much of its struct was written.
-            struct_size: full.min(size),
-            target_calls: s.target_calls,
-            draft_calls: s.draft_calls,
-            rounds: s.rounds,
-            drafted: s.drafted,
-            accepted: s.accepted,
-            new_tokens: s.new_tokens,
-            acceptance_rate: s.acceptance_rate(),
-            tokens_per_target_call: s.tokens_per_target_call(),
-            draft_seconds: s.draft_time.as_secs_f64(),
-            target_seconds: s.target_time.as_secs_f64(),
-            other_seconds: s.other_time().as_secs_f64(),
-            total_seconds: s.total_time.as_secs_f64(),
-            rejected: s.rejected,
-            alpha: s.alpha(),
-            time_to_first_token_seconds: s.time_to_first_token.as_secs_f64(),
-        };
-        // An older caller's smaller struct gets its prefix; a newer caller's extra fields stay untouched.
-        std::ptr::copy_nonoverlapping(&filled as *const specdec_stats as *const u8, stats as *mut u8, full.min(size));
-        Ok(())
+        write_stats(&s, out)
     })
+}
+
+/// Fill the first `out.struct_size` bytes of `*out` (at least SPECDEC_STATS_V1_SIZE, checked
+/// by the caller) from `s`, and set `struct_size` to the bytes written.
+pub(crate) unsafe fn write_stats(s: &Stats, out: &mut specdec_stats) -> FfiResult<()> {
+    let size = out.struct_size;
+    let full = std::mem::size_of::<specdec_stats>();
+    let filled = specdec_stats {
+        // Tells a caller built against a newer header how much of its struct was written.
+        struct_size: full.min(size),
+        target_calls: s.target_calls,
+        draft_calls: s.draft_calls,
+        rounds: s.rounds,
+        drafted: s.drafted,
+        accepted: s.accepted,
+        new_tokens: s.new_tokens,
+        acceptance_rate: s.acceptance_rate(),
+        tokens_per_target_call: s.tokens_per_target_call(),
+        draft_seconds: s.draft_time.as_secs_f64(),
+        target_seconds: s.target_time.as_secs_f64(),
+        other_seconds: s.other_time().as_secs_f64(),
+        total_seconds: s.total_time.as_secs_f64(),
+        rejected: s.rejected,
+        alpha: s.alpha(),
+        time_to_first_token_seconds: s.time_to_first_token.as_secs_f64(),
+    };
+    // An older caller's smaller struct gets its prefix; a newer caller's extra fields stay untouched.
+    std::ptr::copy_nonoverlapping(
+        &filled as *const specdec_stats as *const u8,
+        out as *mut specdec_stats as *mut u8,
+        full.min(size),
+    );
+    Ok(())
 }
 
 /// The log-probabilities of one token at one position, from the target's distribution there

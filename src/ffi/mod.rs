@@ -11,6 +11,7 @@
 
 mod config;
 mod drafter;
+mod engine;
 mod error;
 mod generator;
 mod logging;
@@ -20,6 +21,7 @@ mod tokenizer;
 
 pub use config::*;
 pub use drafter::*;
+pub use engine::*;
 pub use error::*;
 pub use generator::*;
 pub use logging::*;

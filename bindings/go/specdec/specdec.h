@@ -46,6 +46,9 @@
 // Most alternatives specdec_gen_config_set_logprobs accepts per token.
 #define SPECDEC_MAX_LOGPROBS 256
 
+// Size of the first version of specdec_engine_stats; struct_size may not be smaller.
+#define SPECDEC_ENGINE_STATS_V1_SIZE 104
+
 // Size of the first version of specdec_stats; struct_size may not be smaller.
 #define SPECDEC_STATS_V1_SIZE 104
 
@@ -121,6 +124,48 @@ typedef uint32_t specdec_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What specdec_engine_add does with a sequence the KV memory budget has no room for now.
+enum specdec_admission
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Queue it: it is admitted, first in first out, once finished sequences free enough room.
+  SPECDEC_ADMISSION_WAIT = 0,
+  // Refuse it with SPECDEC_STATUS_MEMORY_BUDGET.
+  SPECDEC_ADMISSION_REFUSE = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum specdec_admission specdec_admission;
+#else
+typedef uint32_t specdec_admission;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Where a sequence of an engine is.
+enum specdec_seq_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Added, not yet admitted (the batch is full or the memory budget has no room yet).
+  SPECDEC_SEQ_STATE_WAITING = 0,
+  // Admitted: each specdec_engine_step runs a round for it.
+  SPECDEC_SEQ_STATE_RUNNING = 1,
+  // Ended; its finish reason says why (SPECDEC_FINISH_REASON_CANCELLED after a cancel).
+  SPECDEC_SEQ_STATE_FINISHED = 2,
+  // A model call failed for it; specdec_engine_poll reports the error once its tokens are taken.
+  SPECDEC_SEQ_STATE_FAILED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum specdec_seq_state specdec_seq_state;
+#else
+typedef uint32_t specdec_seq_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Why generation ended.
 enum specdec_finish_reason
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -141,6 +186,8 @@ enum specdec_finish_reason
   // specdec_gen_config_set_finish_at_context_limit (otherwise the next iteration fails with
   // SPECDEC_STATUS_CONTEXT_LIMIT).
   SPECDEC_FINISH_REASON_LENGTH = 5,
+  // (Since 0.3) The sequence was cancelled with specdec_engine_cancel (batch engine only).
+  SPECDEC_FINISH_REASON_CANCELLED = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -228,6 +275,18 @@ typedef uint32_t specdec_draft_policy;
 // callback. Immutable once made; safe to share between threads and generators.
 typedef struct specdec_drafter specdec_drafter;
 
+// Continuous batching of speculative decoding over one target (and draft) model. Every function
+// on it is thread-safe: specdec_engine_add, specdec_engine_cancel, specdec_engine_poll,
+// specdec_engine_remove, specdec_engine_set_tokenizer and the stats calls may be called from any
+// thread while another is inside specdec_engine_step, and never wait for the round to finish
+// (they take a small lock the round holds only between its phases). One thread at a time runs
+// rounds: a concurrent specdec_engine_step returns SPECDEC_STATUS_BUSY. Free it only when no
+// other call on it is running.
+typedef struct specdec_engine specdec_engine;
+
+// Settings of an engine (specdec_engine_new copies them). Not thread-safe.
+typedef struct specdec_engine_options specdec_engine_options;
+
 // An error: a status code and a message. Created by failing calls, freed by the caller with
 // specdec_error_free.
 typedef struct specdec_error specdec_error;
@@ -272,11 +331,6 @@ typedef int32_t (*specdec_draft_fn)(void *user_data,
                                     uint32_t *proposals,
                                     float *probs);
 
-// Callback of specdec_generator_generate: receives the tokens each iteration produced
-// (`tokens` valid only during the call). Return 0 to continue, non-zero to stop. It runs on the
-// calling thread and must not unwind (no C++ exceptions, no longjmp) through specdec.
-typedef int32_t (*specdec_token_callback)(void *user_data, const uint32_t *tokens, size_t n_tokens);
-
 // Counters and timings of a generator, cumulative over its prompts. ABI-stable: set
 // `struct_size` to sizeof(specdec_stats) before calling specdec_generator_stats; fields a
 // newer library adds are appended, and only the first `struct_size` bytes are written.
@@ -312,6 +366,36 @@ typedef struct specdec_stats {
   // produced its first token; 0 until then. Per-round times: specdec_generator_round.
   double time_to_first_token_seconds;
 } specdec_stats;
+
+// Counters of an engine over its life, filled by specdec_engine_get_stats (a C function cannot
+// share the type's name). ABI-stable: set `struct_size` to sizeof(specdec_engine_stats) first;
+// fields a newer library adds are appended, and only the first `struct_size` bytes are written.
+typedef struct specdec_engine_stats {
+  size_t struct_size;
+  // Rounds run (each: batched draft steps and one batched verification).
+  uint64_t rounds;
+  // Sequences running now, waiting for admission, and finished (or failed) and not removed.
+  uint64_t active;
+  uint64_t waiting;
+  uint64_t finished;
+  // Tokens generated, drafted and accepted, over all sequences.
+  uint64_t new_tokens;
+  uint64_t drafted;
+  uint64_t accepted;
+  // KV bytes the running sequences' caches hold now; the limit set with
+  // specdec_engine_options_set_kv_memory_limit (0: none).
+  uint64_t kv_bytes_used;
+  uint64_t kv_bytes_limit;
+  // Wall time in the target's and the draft's calls, and in specdec_engine_step in all.
+  double target_seconds;
+  double draft_seconds;
+  double total_seconds;
+} specdec_engine_stats;
+
+// Callback of specdec_generator_generate: receives the tokens each iteration produced
+// (`tokens` valid only during the call). Return 0 to continue, non-zero to stop. It runs on the
+// calling thread and must not unwind (no C++ exceptions, no longjmp) through specdec.
+typedef int32_t (*specdec_token_callback)(void *user_data, const uint32_t *tokens, size_t n_tokens);
 
 // The log-probabilities of one token at one position, from the target's distribution there
 // (what target-only decoding samples from). Layout fixed: a new field would come in a new struct.
@@ -638,6 +722,138 @@ specdec_status specdec_generator_new_with_drafter(const struct specdec_model *ta
                                                   const struct specdec_gen_config *config,
                                                   struct specdec_generator **out,
                                                   struct specdec_error **err);
+
+// New engine options with the defaults: 16 rows per round, no KV memory limit, admission
+// SPECDEC_ADMISSION_WAIT. Free with specdec_engine_options_free. Never NULL.
+struct specdec_engine_options *specdec_engine_options_new(void);
+
+// Free engine options. NULL is a no-op.
+void specdec_engine_options_free(struct specdec_engine_options *options);
+
+// Most sequences in one round (rows of the batched calls), default 16; more wait their turn.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (0).
+specdec_status specdec_engine_options_set_max_batch(struct specdec_engine_options *options,
+                                                    uint32_t max_rows,
+                                                    struct specdec_error **err);
+
+// Most bytes the KV caches (target and draft) of all admitted sequences may come to, each
+// counted at the most it can grow to (prompt, max_new_tokens and one round's proposals, within
+// the context); 0 (the default): unlimited. Each sequence's own limit is its config's
+// specdec_gen_config_set_kv_memory_limit.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_engine_options_set_kv_memory_limit(struct specdec_engine_options *options,
+                                                          uint64_t total_bytes,
+                                                          struct specdec_error **err);
+
+// What specdec_engine_add does when the KV memory limit has no room for a sequence now:
+// SPECDEC_ADMISSION_WAIT (the default) queues it, SPECDEC_ADMISSION_REFUSE refuses it with
+// SPECDEC_STATUS_MEMORY_BUDGET. A full batch (max_batch rows) always queues.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (not a
+// specdec_admission value).
+specdec_status specdec_engine_options_set_admission(struct specdec_engine_options *options,
+                                                    specdec_admission mode,
+                                                    struct specdec_error **err);
+
+// Create an engine over `target`, speculating with `draft` (NULL: target-only decoding), with
+// `options` (NULL: defaults; copied). The engine keeps both models alive.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_VOCAB_MISMATCH, SPECDEC_STATUS_INFERENCE.
+// Thread-safe.
+specdec_status specdec_engine_new(const struct specdec_model *target,
+                                  const struct specdec_model *draft,
+                                  const struct specdec_engine_options *options,
+                                  struct specdec_engine **out,
+                                  struct specdec_error **err);
+
+// Free an engine and every sequence in it. NULL is a no-op. No other call on it may be running.
+void specdec_engine_free(struct specdec_engine *engine);
+
+// Match text stop sequences (specdec_gen_config_add_stop_text) with `tokenizer` (kept alive by
+// the engine): for sequences added from now on, and for waiting and running ones from the next
+// round. Errors: SPECDEC_STATUS_NULL_PARAMETER.
+specdec_status specdec_engine_set_tokenizer(struct specdec_engine *engine,
+                                            const struct specdec_tokenizer *tokenizer,
+                                            struct specdec_error **err);
+
+// Queue a sequence generating after `prompt` with `config` (NULL: defaults; copied: its sampling
+// settings, seed, draft length and policy, stop conditions, max_new_tokens, per-sequence KV
+// limit); `*out_id` receives its id (ids are never reused). It is admitted by a later
+// specdec_engine_step.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (empty prompt; text
+// stop sequences without specdec_engine_set_tokenizer), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE,
+// SPECDEC_STATUS_CONTEXT_LIMIT (the prompt does not fit), SPECDEC_STATUS_MEMORY_BUDGET (more than
+// its own or the engine's limit could ever hold; with SPECDEC_ADMISSION_REFUSE, more than the
+// engine's limit has room for now).
+specdec_status specdec_engine_add(struct specdec_engine *engine,
+                                  const uint32_t *prompt,
+                                  size_t n_prompt,
+                                  const struct specdec_gen_config *config,
+                                  uint64_t *out_id,
+                                  struct specdec_error **err);
+
+// Ask sequence `id` to stop: before the next round it finishes with
+// SPECDEC_FINISH_REASON_CANCELLED and its KV caches are freed (tokens produced before stay
+// pollable). A sequence that has already ended is left as it is.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (unknown id).
+specdec_status specdec_engine_cancel(struct specdec_engine *engine,
+                                     uint64_t id,
+                                     struct specdec_error **err);
+
+// Run one round for every running sequence, admitting waiting ones first (each admitted one's
+// prompt is fed to both models then). `*n_active` (may be NULL) receives how many sequences are
+// still running or waiting afterwards: 0 when there is nothing left to do. A failure of one
+// sequence fails only that sequence (see specdec_engine_poll); this call still succeeds.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_BUSY (another thread is inside
+// specdec_engine_step on this engine).
+specdec_status specdec_engine_step(struct specdec_engine *engine,
+                                   size_t *n_active,
+                                   struct specdec_error **err);
+
+// Move up to `capacity` of sequence `id`'s tokens produced since the last poll into `tokens`
+// (`tokens` may be NULL when `capacity` is 0, to query only); `*n_tokens` receives how many were
+// copied. `*state` and `*reason` (each may be NULL) receive the sequence's state and, once it
+// has finished, its finish reason (SPECDEC_FINISH_REASON_NONE before). The sequence is done when
+// the state is FINISHED or FAILED and a poll copied fewer tokens than its capacity.
+//
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (unknown id); for a
+// FAILED sequence, once its tokens are all taken, the error that failed it (with the outputs
+// filled as for a success).
+specdec_status specdec_engine_poll(struct specdec_engine *engine,
+                                   uint64_t id,
+                                   uint32_t *tokens,
+                                   size_t capacity,
+                                   size_t *n_tokens,
+                                   specdec_seq_state *state,
+                                   specdec_finish_reason *reason,
+                                   struct specdec_error **err);
+
+// Forget sequence `id` and free its record (a running or waiting one is cancelled first; its
+// caches are freed by the next round). Its id is unknown afterwards.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (unknown id).
+specdec_status specdec_engine_remove(struct specdec_engine *engine,
+                                     uint64_t id,
+                                     struct specdec_error **err);
+
+// Fill `*stats` with sequence `id`'s counters and timings (as of the last round; model time of
+// a batched call is shared evenly among its rows). Set `stats->struct_size` first, as for
+// specdec_generator_stats.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (unknown id, or
+// struct_size smaller than SPECDEC_STATS_V1_SIZE).
+specdec_status specdec_engine_seq_stats(const struct specdec_engine *engine,
+                                        uint64_t id,
+                                        struct specdec_stats *stats,
+                                        struct specdec_error **err);
+
+// Fill `*stats` with the engine's counters. Set `stats->struct_size` first (to
+// sizeof(specdec_engine_stats)); at most that many bytes are written, and `struct_size` is set
+// to the number written.
+// Errors: SPECDEC_STATUS_NULL_PARAMETER, SPECDEC_STATUS_INVALID_ARGUMENT (struct_size smaller
+// than SPECDEC_ENGINE_STATS_V1_SIZE).
+specdec_status specdec_engine_get_stats(const struct specdec_engine *engine,
+                                        struct specdec_engine_stats *stats,
+                                        struct specdec_error **err);
 
 // The status code of `err` (SPECDEC_STATUS_NULL_PARAMETER for NULL).
 specdec_status specdec_error_code(const struct specdec_error *err);
