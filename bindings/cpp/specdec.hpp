@@ -1288,7 +1288,7 @@ private:
     std::unique_ptr<specdec_generator, detail::Deleter<specdec_generator, specdec_generator_free>> h_;
 };
 
-// "none", "eos", "max_tokens", "stop_sequence", "stopped", "length".
+// "none", "eos", "max_tokens", "stop_sequence", "stopped", "length", "cancelled".
 inline const char* finish_reason_name(FinishReason r) noexcept {
     switch (r) {
         case SPECDEC_FINISH_REASON_NONE: return "none";
@@ -1297,6 +1297,7 @@ inline const char* finish_reason_name(FinishReason r) noexcept {
         case SPECDEC_FINISH_REASON_STOP_SEQUENCE: return "stop_sequence";
         case SPECDEC_FINISH_REASON_STOPPED: return "stopped";
         case SPECDEC_FINISH_REASON_LENGTH: return "length";
+        case SPECDEC_FINISH_REASON_CANCELLED: return "cancelled";
     }
     return "unknown";
 }
@@ -1307,7 +1308,7 @@ inline const char* finish_reason_name(FinishReason r) noexcept {
 // A sequence's id in an Engine.
 using SeqId = uint64_t;
 // An engine's counters (the C struct, with struct_size already set by Engine::stats()).
-using EngineStats = struct specdec_engine_stats;
+using EngineStats = specdec_engine_stats;
 
 // A sequence's state in an Engine.
 enum class SeqState : uint32_t {
@@ -1476,7 +1477,7 @@ public:
     EngineStats stats() const {
         EngineStats s{};
         s.struct_size = sizeof(EngineStats);
-        detail::call([&](specdec_error** e) { return specdec_engine_stats(h_.get(), &s, e); });
+        detail::call([&](specdec_error** e) { return specdec_engine_get_stats(h_.get(), &s, e); });
         return s;
     }
 

@@ -267,7 +267,7 @@ namespace Specdec
         {
             var s = new EngineStats { StructSize = (UIntPtr)Marshal.SizeOf(typeof(EngineStats)) };
             IntPtr err = IntPtr.Zero;
-            Interop.Check(EngineNative.specdec_engine_stats(handle, ref s, ref err), err);
+            Interop.Check(EngineNative.specdec_engine_get_stats(handle, ref s, ref err), err);
             return s;
         }
 
@@ -348,6 +348,6 @@ namespace Specdec
         internal static extern Status specdec_engine_seq_stats(EngineHandle engine, ulong id, ref Stats stats, ref IntPtr err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern Status specdec_engine_stats(EngineHandle engine, ref EngineStats stats, ref IntPtr err);
+        internal static extern Status specdec_engine_get_stats(EngineHandle engine, ref EngineStats stats, ref IntPtr err);
     }
 }

@@ -1791,6 +1791,8 @@ TEST(engine_cancel_remove_and_threads) {
     engine.remove(b);
     auto got = drain(engine, {a, c});
     CHECK(got[0].state == specdec::SeqState::Finished);
+    CHECK(got[0].reason == SPECDEC_FINISH_REASON_CANCELLED);
+    CHECK(std::string(specdec::finish_reason_name(got[0].reason)) == "cancelled");
     CHECK(got[0].tokens.size() < 200);
     CHECK(got[1].state == specdec::SeqState::Finished);
     CHECK(!got[1].tokens.empty());

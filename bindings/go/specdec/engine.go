@@ -413,10 +413,10 @@ func (e *Engine) Stats() (EngineStats, error) {
 		return EngineStats{}, err
 	}
 	defer e.mu.RUnlock()
-	var s C.struct_specdec_engine_stats
-	s.struct_size = C.sizeof_struct_specdec_engine_stats
+	var s C.specdec_engine_stats
+	s.struct_size = C.sizeof_specdec_engine_stats
 	var cerr *C.specdec_error
-	if err := takeError(C.specdec_engine_stats(p, &s, &cerr), cerr); err != nil {
+	if err := takeError(C.specdec_engine_get_stats(p, &s, &cerr), cerr); err != nil {
 		return EngineStats{}, err
 	}
 	secs := func(v C.double) time.Duration { return time.Duration(float64(v) * float64(time.Second)) }

@@ -161,7 +161,7 @@ func TestEngineCancelAndRemove(t *testing.T) {
 		t.Fatalf("Remove: %v", err)
 	}
 	got, last := drain(t, e, []SeqID{a, c})
-	if last[a].State != SeqFinished || last[a].Reason == FinishMaxTokens || len(got[a]) >= 200 {
+	if last[a].State != SeqFinished || last[a].Reason != FinishCancelled || len(got[a]) >= 200 {
 		t.Errorf("cancelled sequence: %+v, %d tokens", last[a], len(got[a]))
 	}
 	if last[c].State != SeqFinished || len(got[c]) == 0 {

@@ -32,6 +32,8 @@ const (
 	// FinishLength: the sequence fills the context (only with WithFinishAtContextLimit;
 	// otherwise the next iteration fails with ErrContextLimit).
 	FinishLength FinishReason = C.SPECDEC_FINISH_REASON_LENGTH
+	// FinishCancelled: the sequence was cancelled with Engine.Cancel (batch engine only).
+	FinishCancelled FinishReason = C.SPECDEC_FINISH_REASON_CANCELLED
 )
 
 func (r FinishReason) String() string {
@@ -48,6 +50,8 @@ func (r FinishReason) String() string {
 		return "stopped"
 	case FinishLength:
 		return "length"
+	case FinishCancelled:
+		return "cancelled"
 	}
 	return fmt.Sprintf("FinishReason(%d)", uint32(r))
 }
