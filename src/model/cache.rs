@@ -47,6 +47,22 @@ pub struct KvCache {
     compactions: u64,
     /// The model's totals over all its caches.
     counters: Arc<KvCounters>,
+    /// Set after a batched call: the sequence lives in one row of that call's presents (and
+    /// `tensors` is empty), so that the next batched call over the same rows feeds them as they
+    /// are. Any other use copies the row out first ([`KvCache::own`]).
+    view: Option<BatchView>,
+}
+
+/// A batched call's presents, [batch, heads, slots, dim] each, shared by the caches of its rows.
+pub(super) struct BatchStore {
+    pub(super) tensors: Vec<DynTensor>,
+    pub(super) batch: usize,
+    pub(super) slots: usize,
+}
+
+struct BatchView {
+    store: Arc<BatchStore>,
+    row: usize,
 }
 
 /// Copies and compactions of KV data, summed over every cache of one model.
@@ -99,6 +115,7 @@ impl KvCache {
             host_copy_bytes: 0,
             compactions: 0,
             counters,
+            view: None,
         }
     }
 
@@ -125,7 +142,11 @@ impl KvCache {
 
     /// Where the tensors are, as ONNX Runtime names the memory: `Cpu:0`, `Cuda:0`, …
     pub fn location(&self) -> String {
-        self.tensors.first().map_or_else(|| "none".to_string(), |t| memory_name(t.memory_info()))
+        self.view
+            .as_ref()
+            .map_or(&self.tensors, |v| &v.store.tensors)
+            .first()
+            .map_or_else(|| "none".to_string(), |t| memory_name(t.memory_info()))
     }
 
     /// Cap the physical slots (a memory budget): holes are compacted away before a call would
@@ -231,6 +252,10 @@ impl KvCache {
             self.valid.truncate(n);
             return Ok(());
         }
+        if self.view.is_some() {
+            // The batch's next call masks them; a gathering call or `own` drops them.
+            return Ok(());
+        }
         // Trailing holes cost nothing to drop logically, but the tensors still hold them.
         let holes = self.holes();
         if !self.can_mask || holes >= MAX_HOLES || holes as f32 >= MAX_HOLE_FRACTION * self.valid.len() as f32 {
@@ -242,6 +267,9 @@ impl KvCache {
     /// Copy the valid slots into fresh tensors without holes: on the device with a Gather for a
     /// device-resident cache, else with host memory copies.
     pub fn compact(&mut self) -> Result<()> {
+        if self.view.is_some() {
+            return self.own();
+        }
         if self.holes() == 0 {
             return Ok(());
         }
@@ -301,6 +329,9 @@ impl KvCache {
     /// gathered on the device for a device-resident cache, copied through host memory (and
     /// counted) otherwise. This cache is not changed.
     pub(crate) fn copy_prefix(&self, n: usize) -> Result<KvCache> {
+        if self.view.is_some() {
+            return Err(Error::invalid("a cache in a batch row cannot be copied (the batch engine does not fork)"));
+        }
         if n == 0 || n > self.len {
             return Err(Error::invalid(format!("cannot copy {n} of a cache's {} tokens", self.len)));
         }
@@ -359,74 +390,102 @@ impl KvCache {
 }
 
 /// Batched calls (host tensors only): a row's valid slots are gathered into one row of a padded
-/// batch of pasts, and its part of the batch's presents taken back into a tensor of its own.
+/// batch of pasts; afterwards the cache is a view of its row of the call's presents.
 impl KvCache {
+    /// Whether the cache is row `row` of a batch of `batch` rows held in `store` (the same
+    /// store for every row of a call means its presents can be fed back as they are).
+    pub(super) fn batch_store(&self) -> Option<(&Arc<BatchStore>, usize)> {
+        self.view.as_ref().map(|v| (&v.store, v.row))
+    }
+
+    /// The slots' validity (for a view: over the batch's slots).
+    pub(super) fn valid(&self) -> &[bool] {
+        &self.valid
+    }
+
     /// Copy this cache's valid slots into row `row` of `batch` (tensors [B, heads, slots, dim],
-    /// in the cache's order) at slots `0..len`; returns the bytes copied.
+    /// in the cache's order) at slots `0..len`, zeroing the rest of the row; returns the bytes
+    /// copied.
     pub(super) fn copy_into_batch(&self, batch: &mut [DynTensor], row: usize) -> Result<usize> {
         let runs = valid_runs(&self.valid);
-        let phys = self.valid.len();
+        let (sources, src_row) = match &self.view {
+            Some(v) => (&v.store.tensors, v.row),
+            None => (&self.tensors, 0),
+        };
         let mut bytes = 0;
-        for (t, dst) in self.tensors.iter().zip(batch.iter_mut()) {
+        for (t, dst) in sources.iter().zip(batch.iter_mut()) {
             let (heads, slots, row_bytes) = host_dims(dst)?;
-            host_dims(t)?;
+            let (_, phys, _) = host_dims(t)?;
             if self.len > slots {
                 return Err(Error::Inference(format!("a batch of {slots} slots for a row of {}", self.len)));
             }
             let (src, out) = (t.data_ptr() as *const u8, dst.data_ptr_mut() as *mut u8);
             for h in 0..heads {
+                let (from, to) = ((src_row * heads + h) * phys, (row * heads + h) * slots);
                 let mut at = 0usize;
                 for &(start, n) in &runs {
-                    // SAFETY: host tensors: the source [1, heads, phys, dim] (runs inside phys),
+                    // SAFETY: host tensors: the source row [heads, phys, dim] (runs inside phys),
                     // the batch [B, heads, slots, dim] with row < B and len <= slots.
                     unsafe {
                         std::ptr::copy_nonoverlapping(
-                            src.add((h * phys + start) * row_bytes),
-                            out.add(((row * heads + h) * slots + at) * row_bytes),
+                            src.add((from + start) * row_bytes),
+                            out.add((to + at) * row_bytes),
                             n * row_bytes,
                         )
                     };
                     at += n;
                 }
+                // SAFETY: the rest of the same row. Zeroed: a padded slot gets no attention
+                // weight, but 0 × NaN would still be NaN.
+                unsafe { std::ptr::write_bytes(out.add((to + at) * row_bytes), 0, (slots - at) * row_bytes) };
             }
             bytes += heads * self.len * row_bytes;
         }
-        self.counters.host_copies.fetch_add(self.tensors.len() as u64, Ordering::Relaxed);
+        self.counters.host_copies.fetch_add(sources.len() as u64, Ordering::Relaxed);
         self.counters.host_copy_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(bytes)
     }
 
-    /// Take this cache's part of a batch's `presents` ([B, heads, past + k, dim]): its `len`
-    /// slots from the front of row `row` and the `added` new ones from slot `past` on.
-    pub(super) fn take_from_batch(&mut self, presents: &[DynTensor], row: usize, past: usize, added: usize) -> Result<()> {
-        let len = self.len;
-        let mut fresh = Vec::with_capacity(presents.len());
-        for p in presents {
-            let (heads, slots, row_bytes) = host_dims(p)?;
-            if past + added > slots || len > past {
-                return Err(Error::Inference(format!("presents of {slots} slots for a row of {len} + {added} after {past}")));
-            }
-            let dims: Vec<i64> = p.shape().iter().copied().collect();
-            let n = len + added;
-            let mut t = DynTensor::new(&ort::memory::Allocator::default(), *p.data_type(), [1, dims[1], n as i64, dims[3]])?;
-            let (src, dst) = (p.data_ptr() as *const u8, t.data_ptr_mut() as *mut u8);
+    /// After a batched call: the sequence is row `row` of `store`, with `added` more tokens, its
+    /// slots valid where `valid` says.
+    pub(super) fn set_view(&mut self, store: Arc<BatchStore>, row: usize, valid: Vec<bool>, added: usize) {
+        self.tensors = Vec::new();
+        self.view = Some(BatchView { store, row });
+        self.valid = valid;
+        self.len += added;
+    }
+
+    /// Copy a batch row's valid slots into tensors of the cache's own, without holes.
+    pub(super) fn own(&mut self) -> Result<()> {
+        let Some(view) = self.view.take() else { return Ok(()) };
+        let runs = valid_runs(&self.valid);
+        let mut fresh = Vec::with_capacity(view.store.tensors.len());
+        for t in &view.store.tensors {
+            let (heads, slots, row_bytes) = host_dims(t)?;
+            let dims: Vec<i64> = t.shape().iter().copied().collect();
+            let n = self.len;
+            let mut own = DynTensor::new(&ort::memory::Allocator::default(), *t.data_type(), [1, dims[1], n as i64, dims[3]])?;
+            let (src, dst) = (t.data_ptr() as *const u8, own.data_ptr_mut() as *mut u8);
             for h in 0..heads {
-                let base = (row * heads + h) * slots;
-                // SAFETY: host tensors: the batch [B, heads, slots, dim] with row < B and
-                // len <= past, past + added <= slots; the new one [1, heads, len + added, dim].
-                unsafe {
-                    std::ptr::copy_nonoverlapping(src.add(base * row_bytes), dst.add(h * n * row_bytes), len * row_bytes);
-                    std::ptr::copy_nonoverlapping(
-                        src.add((base + past) * row_bytes),
-                        dst.add((h * n + len) * row_bytes),
-                        added * row_bytes,
-                    );
+                let from = (view.row * heads + h) * slots;
+                let mut at = 0usize;
+                for &(start, len) in &runs {
+                    // SAFETY: host tensors: the batch row [heads, slots, dim] (runs inside slots,
+                    // adding up to n), the new one [1, heads, n, dim].
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.add((from + start) * row_bytes),
+                            dst.add((h * n + at) * row_bytes),
+                            len * row_bytes,
+                        )
+                    };
+                    at += len;
                 }
             }
-            fresh.push(t);
+            self.count_host_copy(heads * n * row_bytes);
+            fresh.push(own);
         }
         self.tensors = fresh;
-        self.len += added;
         self.valid = vec![true; self.len];
         Ok(())
     }

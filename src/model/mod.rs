@@ -438,6 +438,8 @@ impl Model {
     /// One ONNX Runtime call, on the IoBinding path or the plain one.
     fn run(&self, cache: &mut KvCache, tokens: &[u32], rows: usize, out: &mut Vec<f32>, cost: &mut CallCost) -> Result<()> {
         let k = tokens.len();
+        // A cache left in a batch row by a batched call gets tensors of its own again.
+        cache.own()?;
         if cache.needs_room(k, self.info.context_limit) {
             cache.compact()?;
         }
