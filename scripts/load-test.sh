@@ -5,7 +5,9 @@
 # (slots must be freed), the server's RSS after a warm-up and at the end; a Markdown table.
 #   scripts/load-test.sh          the short form (make load-test, part of make test; under 30 s):
 #                                 few requests per level, 24 new tokens each
-#   scripts/load-test.sh --full   the documented run (make load-test-full, a few minutes): writes
+#   scripts/load-test.sh --full   the documented run (make load-test-full, two minutes or so): 64 new
+#                                 tokens per request, more requests, the client counts twice (the RSS
+#                                 after each level shows whether memory plateaus); writes
 #                                 benches/results/load-test.md
 # Further arguments go to the load test (see examples/server/loadtest/main.go).
 # Needs target/release/libspecdec.so (make build) and Go 1.23 or newer.
@@ -46,7 +48,7 @@ models=(--target models/demo/target --draft models/demo/draft)
 if [ "$full" = 1 ]; then
   echo "== load test (full): engine vs generator, 1/4/16/64 clients"
   "$out/loadtest" --server "$out/server" "${models[@]}" --clients 1,4,16,64 --max-tokens 64 \
-    --requests-per-client 4 --min-requests 24 --level-time 90s --max-batch 64 \
+    --requests-per-client 4 --min-requests 24 --level-time 90s --max-batch 64 --passes 2 \
     --out benches/results/load-test.md "$@"
   echo "== wrote benches/results/load-test.md"
 else

@@ -73,6 +73,7 @@ type options struct {
 	out                           string
 	pid                           int
 	freeTimeout                   time.Duration
+	passes                        int
 }
 
 type result struct {
@@ -98,6 +99,8 @@ type levelReport struct {
 	p50, p99, ttft50                       time.Duration
 	freed                                  bool
 	freeNote                               string
+	rss                                    int64 // server VmRSS after the level, kB
+	pass                                   int
 }
 
 type modeReport struct {
@@ -126,6 +129,7 @@ func main() {
 	flag.IntVar(&o.maxBatch, "max-batch", 16, "--max-batch of the server")
 	flag.StringVar(&o.serverArgs, "server-args", "", "more server flags, space-separated")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown report here")
+	flag.IntVar(&o.passes, "passes", 1, "run the client counts this many times (RSS after each level shows whether memory plateaus)")
 	flag.DurationVar(&o.freeTimeout, "free-timeout", 15*time.Second, "how long slots may take to be freed after a level")
 	flag.Parse()
 	o.modes = strings.Split(modes, ",")
@@ -333,16 +337,20 @@ func runMode(o options, mode string, ref map[string][]uint32) (modeReport, error
 		rep.levels = append(rep.levels, warm)
 	}
 	rep.rssWarm = rssKB(pid)
-	for _, c := range o.clients {
-		n := c * o.requestsPerClient
-		if n < o.minReqs {
-			n = o.minReqs
+	for pass := 0; pass < o.passes; pass++ {
+		for _, c := range o.clients {
+			n := c * o.requestsPerClient
+			if n < o.minReqs {
+				n = o.minReqs
+			}
+			l := runLevel(o, client, url, rep.mode, c, n, ref, true)
+			l.rss = rssKB(pid)
+			l.pass = pass + 1
+			rep.levels = append(rep.levels, l)
+			fmt.Fprintf(os.Stderr, "loadtest: %-9s %2d clients: %3d requests (%d ok, %d invalid answered 400, %d other error responses, %d cancelled, %d failed, %d mismatches) %.0f tokens/s, p50 %v, p99 %v, slots freed: %v %s\n",
+				rep.mode, c, l.requests, l.ok, l.bad, l.errs, l.cancelled, l.failures, l.mismatches, float64(l.tokens)/l.wall.Seconds(),
+				l.p50.Round(time.Millisecond), l.p99.Round(time.Millisecond), l.freed, l.freeNote)
 		}
-		l := runLevel(o, client, url, rep.mode, c, n, ref, true)
-		rep.levels = append(rep.levels, l)
-		fmt.Fprintf(os.Stderr, "loadtest: %-9s %2d clients: %3d requests (%d ok, %d invalid answered 400, %d other error responses, %d cancelled, %d failed, %d mismatches) %.0f tokens/s, p50 %v, p99 %v, slots freed: %v %s\n",
-			rep.mode, c, l.requests, l.ok, l.bad, l.errs, l.cancelled, l.failures, l.mismatches, float64(l.tokens)/l.wall.Seconds(),
-			l.p50.Round(time.Millisecond), l.p99.Round(time.Millisecond), l.freed, l.freeNote)
 	}
 	rep.rssEnd = rssKB(pid)
 	return rep, nil
@@ -684,24 +692,32 @@ func report(o options, reps []modeReport, took time.Duration) string {
 		"checked token for token against batch-1 output; per level max(%d × clients, %d) requests or %v; whole run %.0f s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04"), numCPU(), o.target, draft, o.maxBatch, spaced(o.serverArgs), o.maxTokens,
 		ordinal(o.badEvery), ordinal(o.sampleEvery), ordinal(o.cancelEvery), o.requestsPerClient, o.minReqs, o.levelTime, took.Seconds())
-	b.WriteString("| clients | mode | requests | ok | invalid (400) | other error responses | cancelled | failed | mismatches | tokens/s | p50 latency | p99 latency | p50 first token (streams) | slots freed |\n")
-	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(&b, "Command: `make load-test-full` (`scripts/load-test.sh --full`), which runs `loadtest %s`.\n\n", strings.Join(os.Args[1:], " "))
+	b.WriteString("| clients | mode | requests | ok | invalid (400) | other error responses | cancelled | failed | mismatches | tokens/s | p50 latency | p99 latency | p50 first token (streams) | slots freed | server RSS after |\n")
+	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
 	var rows []levelReport
 	for _, r := range reps {
 		rows = append(rows, r.levels...)
 	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].clients < rows[j].clients })
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].pass != rows[j].pass {
+			return rows[i].pass < rows[j].pass
+		}
+		return rows[i].clients < rows[j].clients
+	})
 	for _, l := range rows {
 		clients := strconv.Itoa(l.clients)
 		if l.clients == 0 {
 			clients = "warm-up"
+		} else if o.passes > 1 {
+			clients = fmt.Sprintf("%d (pass %d)", l.clients, l.pass)
 		}
 		freed := "yes"
 		if !l.freed {
 			freed = "**no** " + l.freeNote
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", clients, l.mode, l.requests, l.ok, l.bad, l.errs,
-			l.cancelled, l.failures, l.mismatches, float64(l.tokens)/l.wall.Seconds(), ms(l.p50), ms(l.p99), ms(l.ttft50), freed)
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %.0f | %s | %s | %s | %s | %s |\n", clients, l.mode, l.requests, l.ok, l.bad, l.errs,
+			l.cancelled, l.failures, l.mismatches, float64(l.tokens)/l.wall.Seconds(), ms(l.p50), ms(l.p99), ms(l.ttft50), freed, mib(l.rss))
 	}
 	b.WriteString("\n| mode | server RSS after warm-up | server RSS at the end |\n|---|---:|---:|\n")
 	for _, r := range reps {
