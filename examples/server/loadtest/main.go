@@ -483,7 +483,8 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	return d[i]
 }
 
-// waitFreed polls /metrics until no sequence is active or waiting and no request is in flight.
+// waitFreed polls /metrics until no sequence is active or waiting, no request is in flight and no
+// KV cache bytes are held.
 func waitFreed(url string, timeout time.Duration) (bool, string) {
 	end := time.Now().Add(timeout)
 	var last map[string]float64
@@ -491,13 +492,15 @@ func waitFreed(url string, timeout time.Duration) (bool, string) {
 		m, err := metrics(url)
 		if err == nil {
 			last = m
-			if m["specdec_active_sequences"] == 0 && m["specdec_waiting_sequences"] == 0 && m["specdec_requests_in_flight"] == 0 {
+			if m["specdec_active_sequences"] == 0 && m["specdec_waiting_sequences"] == 0 && m["specdec_requests_in_flight"] == 0 &&
+				m["specdec_kv_bytes_used"] == 0 {
 				return true, ""
 			}
 		}
 		if time.Now().After(end) {
-			return false, fmt.Sprintf("(after %v: active %v, waiting %v, in flight %v)", timeout,
-				last["specdec_active_sequences"], last["specdec_waiting_sequences"], last["specdec_requests_in_flight"])
+			return false, fmt.Sprintf("(after %v: active %v, waiting %v, in flight %v, KV bytes %v)", timeout,
+				last["specdec_active_sequences"], last["specdec_waiting_sequences"], last["specdec_requests_in_flight"],
+				last["specdec_kv_bytes_used"])
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -692,7 +695,7 @@ func report(o options, reps []modeReport, took time.Duration) string {
 		"checked token for token against batch-1 output; per level max(%d × clients, %d) requests or %v; whole run %.0f s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04"), numCPU(), o.target, draft, o.maxBatch, spaced(o.serverArgs), o.maxTokens,
 		ordinal(o.badEvery), ordinal(o.sampleEvery), ordinal(o.cancelEvery), o.requestsPerClient, o.minReqs, o.levelTime, took.Seconds())
-	fmt.Fprintf(&b, "Command: `make load-test-full` (`scripts/load-test.sh --full`), which runs `loadtest %s`.\n\n", strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(&b, "Command: `loadtest %s`.\n\n", strings.Join(os.Args[1:], " "))
 	b.WriteString("| clients | mode | requests | ok | invalid (400) | other error responses | cancelled | failed | mismatches | tokens/s | p50 latency | p99 latency | p50 first token (streams) | slots freed | server RSS after |\n")
 	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
 	var rows []levelReport
