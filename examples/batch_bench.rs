@@ -7,6 +7,9 @@
 //! cargo run --release --example batch_bench [-- --repeats 3 --max-new-tokens 128 --gamma 3
 //!     --threads 2 --out benches/results/batch.md]
 //!
+//! BATCH_BENCH_VERBOSE=1 prints each engine run's split of time (target calls, draft calls,
+//! prefill, the rest) on stderr.
+//!
 //! Prompts: benches/prompts.jsonl, cycled; sequence i uses seed i; EOS off so that every
 //! sequence generates exactly max-new-tokens.
 
@@ -87,6 +90,17 @@ impl Setup<'_> {
                     }
                 }
                 let s = engine.stats();
+                if std::env::var_os("BATCH_BENCH_VERBOSE").is_some() {
+                    let other = s.total_time.saturating_sub(s.target_time + s.draft_time + s.prefill_time);
+                    eprintln!(
+                        "  n={n} rounds {} target {:.0} ms, draft {:.0} ms, prefill {:.0} ms, other {:.0} ms",
+                        s.rounds,
+                        s.target_time.as_secs_f64() * 1e3,
+                        s.draft_time.as_secs_f64() * 1e3,
+                        s.prefill_time.as_secs_f64() * 1e3,
+                        other.as_secs_f64() * 1e3
+                    );
+                }
                 (s.new_tokens, s.accepted, s.drafted)
             }
             Mode::Threads => {

@@ -522,3 +522,92 @@ fn host_callback_through_the_c_abi_matches_the_target() {
         assert!(p > 0.001, "with_probs {with_probs}: p = {p}");
     }
 }
+
+/// The batch engine's sampling: SAMPLES counted sequences (the G-test's prompt, seeds 0..,
+/// draft lengths 1..=6, 2..=8 new tokens) join a running engine a few per round beside other
+/// sequences (other prompts, temperatures, greedy) that join and leave too; counted sequences
+/// leave by finishing or by a cancellation once their first two tokens are in. Every row of
+/// every batched call then sits beside a changing set of others.
+#[test]
+fn batch_engine_sampling_with_joins_and_leaves_matches_the_target() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use specdec::{Engine, EngineOptions, SeqState};
+
+    let (target, draft) = (load(fixture("llama")), load(fixture("draft")));
+    let tok = tokenizer();
+    let prompt = tok.encode(PROMPTS[2]).unwrap();
+    let others: Vec<Vec<u32>> = [0, 1, 3].iter().map(|&i| tok.encode(PROMPTS[i]).unwrap()).collect();
+    let sampling = SamplingConfig { top_k: 50, ..t1() };
+    let exact = exact_pairs(&target, &prompt, &sampling);
+    let engine = Engine::new(target, Some(draft), EngineOptions { max_batch: 24, ..Default::default() }).unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    let cfg = |gamma, seed, max_new_tokens, sampling: SamplingConfig| GenerationConfig {
+        gamma,
+        seed,
+        max_new_tokens,
+        eos_ids: Some(vec![]),
+        sampling,
+        ..Default::default()
+    };
+    // Counted sequences by id: their tokens so far and whether their pair is recorded.
+    let mut counted: HashMap<u64, (Vec<u32>, bool)> = HashMap::new();
+    let mut distractors: Vec<u64> = Vec::new();
+    let (mut next_seed, mut recorded, mut counts) = (0u64, 0u64, HashMap::new());
+    let (mut rounds, mut max_rows, mut cancelled) = (0u64, 0u64, 0u64);
+    while recorded < SAMPLES {
+        for _ in 0..rng.random_range(0..=8) {
+            if next_seed < SAMPLES {
+                let c = cfg(rng.random_range(1..=6), next_seed, rng.random_range(2..=8), sampling.clone());
+                counted.insert(engine.add(&prompt, c).unwrap(), (Vec::new(), false));
+                next_seed += 1;
+            }
+        }
+        if rng.random_bool(0.3) {
+            let s = if rng.random_bool(0.5) { SamplingConfig::default() } else { SamplingConfig { temperature: 0.7, ..t1() } };
+            let c = cfg(rng.random_range(1..=6), rng.random(), rng.random_range(1..=20), s);
+            distractors.push(engine.add(&others[rng.random_range(0..others.len())], c).unwrap());
+        }
+        engine.step().unwrap();
+        rounds += 1;
+        max_rows = max_rows.max(engine.stats().active);
+        let mut gone = Vec::new();
+        for (&id, (tokens, done)) in counted.iter_mut() {
+            let poll = engine.poll(id, tokens, usize::MAX).unwrap();
+            assert!(poll.error.is_none() && poll.state != SeqState::Failed);
+            if !*done && tokens.len() >= 2 {
+                *counts.entry((tokens[0], tokens[1])).or_insert(0u64) += 1;
+                (*done, recorded) = (true, recorded + 1);
+                if poll.state == SeqState::Running && rng.random_bool(0.2) {
+                    engine.cancel(id).unwrap();
+                    cancelled += 1;
+                }
+            }
+            if poll.state == SeqState::Finished {
+                assert!(*done, "a counted sequence ended before its second token");
+                gone.push(id);
+            }
+        }
+        for id in gone {
+            counted.remove(&id);
+            engine.remove(id).unwrap();
+        }
+        distractors.retain(|&id| {
+            let poll = engine.poll(id, &mut Vec::new(), usize::MAX).unwrap();
+            if poll.state == SeqState::Finished || rng.random_bool(0.05) {
+                engine.remove(id).unwrap();
+                return false;
+            }
+            true
+        });
+    }
+    let s = engine.stats();
+    let (g, df, p) = g_test(&counts, &exact);
+    println!(
+        "batch engine {sampling:?}: {SAMPLES} samples in {rounds} rounds (up to {max_rows} rows, {cancelled} cancelled after their pair), acceptance {:.1}%, G = {g:.1}, df = {df}, p = {p:.4}",
+        100.0 * s.accepted as f64 / s.drafted as f64
+    );
+    assert!(s.accepted > 0 && s.accepted < s.drafted);
+    assert!(max_rows > 8, "the batches stayed small ({max_rows} rows)");
+    assert!(p > 0.001, "batched sampling differs from the target's distribution (p = {p})");
+}

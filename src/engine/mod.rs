@@ -89,9 +89,12 @@ pub struct EngineStats {
     pub kv_bytes_used: u64,
     pub kv_bytes_limit: u64,
     /// Time in the target's and the draft's calls, and in rounds (admission and prefill included).
+    /// Prefill calls count in `prefill_time` only.
     pub target_time: Duration,
     pub draft_time: Duration,
     pub total_time: Duration,
+    /// Time feeding admitted sequences' prompts to both models.
+    pub prefill_time: Duration,
 }
 
 /// One sequence's record on the shared side: what polls read and what the caller asked for.
@@ -280,7 +283,9 @@ impl Engine {
         };
         let started = Instant::now();
         self.intake(&mut core);
+        let admitting = Instant::now();
         self.admit(&mut core);
+        self.shared().stats.prefill_time += admitting.elapsed();
         let timing = if core.running.is_empty() {
             round::RoundTimes::default()
         } else {
@@ -321,29 +326,34 @@ impl Engine {
     }
 
     /// Admit waiting sequences, first come first served, while the batch and the budget have
-    /// room, and prefill them (a call per sequence: prompts differ too much in length to pad).
+    /// room, and feed their prompts to both models (one batched call each; a sequence whose
+    /// prompt fails fails alone).
     fn admit(&self, core: &mut Core) {
-        while core.running.len() < self.opts.max_batch {
-            let Some(seq) = core.waiting.front() else { break };
-            {
-                let mut shared = self.shared();
+        let mut admitted = Vec::new();
+        {
+            let mut shared = self.shared();
+            while core.running.len() + admitted.len() < self.opts.max_batch {
+                let Some(seq) = core.waiting.front() else { break };
                 let Some(r) = shared.records.get(&seq.id) else { break };
                 if r.reserved == 0 {
                     let need = seq.gen.kv_reservation();
-                    if let Some(limit) = self.opts.kv_memory_limit {
-                        if shared.reserved + need > limit {
-                            break;
-                        }
+                    if self.opts.kv_memory_limit.is_some_and(|limit| shared.reserved + need > limit) {
+                        break;
                     }
                     shared.reserved += need;
                     if let Some(r) = shared.records.get_mut(&seq.id) {
                         r.reserved = need;
                     }
                 }
+                admitted.extend(core.waiting.pop_front());
             }
-            let Some(mut seq) = core.waiting.pop_front() else { break };
-            let result = seq.gen.prefill();
-            let mut shared = self.shared();
+        }
+        if admitted.is_empty() {
+            return;
+        }
+        let results = round::prefill(&self.target, self.draft.as_deref(), &mut admitted);
+        let mut shared = self.shared();
+        for (seq, result) in admitted.into_iter().zip(results) {
             shared.stats.waiting -= 1;
             let Some(r) = shared.records.get_mut(&seq.id) else { continue };
             match result {

@@ -94,8 +94,34 @@ pub(super) fn run(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> Ro
     times
 }
 
-/// One batched call of `model` over the sequences at `indices`, each giving its row with `row`;
-/// returns the outcome and the wall time.
+/// Feed newly admitted sequences' prompts to both models, one batched call per model; when a
+/// batched call fails, each sequence retries alone so that only a failing one fails.
+pub(super) fn prefill(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> Vec<Result<()>> {
+    let all: Vec<usize> = (0..seqs.len()).collect();
+    let fed: Vec<bool> = seqs.iter_mut().map(|s| s.gen.prefill_target_row().is_some()).collect();
+    let (target_result, took) = call(target, seqs, &all, |seq| seq.gen.prefill_target_row());
+    let target_share = took / seqs.len().max(1) as u32;
+    let (mut draft_result, mut draft_share, mut drafted) = (Ok(()), Duration::ZERO, vec![false; seqs.len()]);
+    if let Some(draft) = draft {
+        drafted = seqs.iter_mut().map(|s| s.gen.prefill_draft_row().is_some()).collect();
+        let took;
+        (draft_result, took) = call(draft, seqs, &all, |seq| seq.gen.prefill_draft_row());
+        draft_share = took / seqs.len().max(1) as u32;
+    }
+    seqs.iter_mut()
+        .enumerate()
+        .map(|(i, seq)| {
+            if target_result.is_err() || draft_result.is_err() {
+                return seq.gen.prefill();
+            }
+            seq.gen.prefilled(fed[i].then_some(target_share), drafted[i].then_some(draft_share));
+            Ok(())
+        })
+        .collect()
+}
+
+/// One batched call of `model` over the sequences at `indices`, each giving its row with `row`
+/// (or none: nothing to feed); returns the outcome and the wall time.
 fn call<'a>(
     model: &Model,
     seqs: &'a mut [Seq],
@@ -106,11 +132,11 @@ fn call<'a>(
     let mut rows = Vec::with_capacity(indices.len());
     for (i, seq) in seqs.iter_mut().enumerate() {
         if indices.contains(&i) {
-            match row(seq) {
-                Some(r) => rows.push(r),
-                None => return (Err(Error::invalid("a drafter the batch engine cannot batch")), started.elapsed()),
-            }
+            rows.extend(row(seq));
         }
+    }
+    if rows.is_empty() {
+        return (Ok(()), started.elapsed());
     }
     let result = model.forward_batch(&mut rows, &mut CallCost::default());
     (result, started.elapsed())

@@ -163,6 +163,36 @@ impl Generator {
         self.stats.rounds += 1;
     }
 
+    /// The target call that [`Generator::prefill`] would make, for a batched call (None: nothing
+    /// to feed).
+    pub(crate) fn prefill_target_row(&mut self) -> Option<BatchRow<'_>> {
+        let keep = self.tokens.len().checked_sub(1).filter(|&k| k > self.target.len())?;
+        let (cache, feed) = self.target.prepare(&self.tokens[..keep], &[]);
+        Some(BatchRow { cache, tokens: feed, rows: 1, out: &mut self.round.logits })
+    }
+
+    /// The draft call that [`Generator::prefill`] would make, for a batched call (None: nothing
+    /// to feed, or a drafter that is not a model).
+    pub(crate) fn prefill_draft_row(&mut self) -> Option<BatchRow<'_>> {
+        let keep = self.tokens.len().checked_sub(1).filter(|&k| k > 0)?;
+        let ctx = DraftContext { tokens: &self.tokens[..keep], drafts: &[], left: 1 };
+        self.drafter.as_mut()?.batch_row(&ctx).filter(|r| !r.tokens.is_empty())
+    }
+
+    /// Count batched prefill calls that took `target` and `draft` of this sequence's share.
+    pub(crate) fn prefilled(&mut self, target: Option<Duration>, draft: Option<Duration>) {
+        if let Some(t) = target {
+            self.stats.target_calls += 1;
+            self.stats.target_time += t;
+            self.stats.total_time += t;
+        }
+        if let Some(t) = draft {
+            self.stats.draft_calls += 1;
+            self.stats.draft_time += t;
+            self.stats.total_time += t;
+        }
+    }
+
     /// The rest of a round once the target's logits are in: accept, learn, commit, roll back.
     pub(crate) fn finish_round(&mut self) -> Result<()> {
         let n = self.round.start_len;

@@ -20,8 +20,8 @@ use super::io::{copy_batch_rows, take_logits, take_presents, Inputs};
 use super::{plain_feed, CallCost, KvCache, Model};
 use crate::error::{Error, Result};
 
-/// A row feeding more tokens than this runs alone: it would pad every other row to its length.
-const MAX_BATCHED_FEED: usize = 16;
+/// A row feeding more tokens than this runs alone, in chunks ([`Model::forward`]).
+const MAX_BATCHED_FEED: usize = super::MAX_CHUNK;
 
 /// Slots of holes a batch's presents may carry beyond a quarter of the longest row before the
 /// next call gathers the rows afresh.
