@@ -1318,7 +1318,8 @@ enum class SeqState : uint32_t {
     Failed = SPECDEC_SEQ_STATE_FAILED,      // ended by an error
 };
 
-// What Engine::add does when the engine is full: queue (Wait, the default) or refuse (Refuse).
+// What Engine::add does when the KV memory limit has no room for a sequence now: queue (Wait, the
+// default) or refuse (Refuse: SPECDEC_STATUS_MEMORY_BUDGET). A full batch always queues.
 enum class Admission : uint32_t {
     Wait = SPECDEC_ADMISSION_WAIT,
     Refuse = SPECDEC_ADMISSION_REFUSE,
@@ -1403,7 +1404,8 @@ public:
 
     // Queue a sequence: `prompt`, then a generation with `config` (copied). Returns its id at once.
     // Throws SPECDEC_STATUS_TOKEN_OUT_OF_RANGE, SPECDEC_STATUS_CONTEXT_LIMIT,
-    // SPECDEC_STATUS_INVALID_ARGUMENT, and under Admission::Refuse the refusal of a full engine.
+    // SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_MEMORY_BUDGET (more than the KV limits could
+    // ever hold; under Admission::Refuse, more than the engine's limit has room for now).
     SeqId add(TokenSpan prompt, const GenConfig& config = GenConfig()) {
         if (!config) detail::throw_moved_from("GenConfig");
         uint64_t id = 0;
@@ -1413,7 +1415,8 @@ public:
         return id;
     }
 
-    // End a sequence (its tokens stay readable until remove()). Throws for an unknown id.
+    // End a sequence before the next round (SPECDEC_FINISH_REASON_CANCELLED; its KV caches are
+    // freed; its tokens stay readable until remove()). Throws for an unknown id.
     void cancel(SeqId id) {
         detail::call([&](specdec_error** e) { return specdec_engine_cancel(h_.get(), id, e); });
     }

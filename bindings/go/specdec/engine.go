@@ -48,14 +48,15 @@ func (s SeqState) String() string {
 // Done reports whether the sequence has ended (finished or failed).
 func (s SeqState) Done() bool { return s == SeqFinished || s == SeqFailed }
 
-// Admission says what Engine.Add does when the batch (or the KV budget) is full
+// Admission says what Engine.Add does when the KV memory limit has no room for a sequence now
 // (specdec_admission).
 type Admission uint32
 
 const (
 	// AdmissionWait: the sequence waits (SeqWaiting) until a slot frees. The default.
 	AdmissionWait Admission = C.SPECDEC_ADMISSION_WAIT
-	// AdmissionRefuse: Add fails (ErrBusy or ErrMemoryBudget) instead of queueing.
+	// AdmissionRefuse: Add fails with ErrMemoryBudget when the KV limit has no room now (a full
+	// batch still queues).
 	AdmissionRefuse Admission = C.SPECDEC_ADMISSION_REFUSE
 )
 
@@ -88,7 +89,7 @@ func (c *engineConfig) apply(set func(**C.specdec_error) C.specdec_status) {
 }
 
 // WithMaxBatch sets the most sequences running at once (the rows of one batched round); the others
-// wait (or are refused, see WithAdmission).
+// wait (a full batch always queues).
 func WithMaxBatch(rows int) EngineOption {
 	return func(c *engineConfig) {
 		v, err := toU32(rows, "max batch")
@@ -105,7 +106,8 @@ func WithMaxBatch(rows int) EngineOption {
 }
 
 // WithEngineKVMemoryLimit caps the bytes the KV caches of all the engine's sequences (target and
-// draft) may use together; 0 means no limit. A sequence that does not fit waits (or is refused).
+// draft) may use together, each sequence counted at the most it can grow to; 0 means no limit. A
+// sequence that does not fit now waits (or, with AdmissionRefuse, is refused).
 func WithEngineKVMemoryLimit(totalBytes uint64) EngineOption {
 	return func(c *engineConfig) {
 		c.apply(func(e **C.specdec_error) C.specdec_status {
@@ -268,9 +270,10 @@ func (e *Engine) SetTokenizer(tok *Tokenizer) error {
 
 // Add queues a sequence: prompt, then up to max_new_tokens (WithMaxNewTokens) generated with the
 // given settings (the GenerateOptions of NewGenerator; WithTokenizer is refused, use
-// SetTokenizer). It returns at once; the sequence runs in the following Steps. Errors:
-// ErrTokenOutOfRange, ErrContextLimit, ErrInvalidArgument, and under AdmissionRefuse the
-// library's refusal when the engine is full.
+// SetTokenizer). It returns at once; a later Step admits it. Errors: ErrInvalidArgument (empty
+// prompt, a bad setting, stop texts without a tokenizer), ErrTokenOutOfRange, ErrContextLimit (the
+// prompt does not fit), ErrMemoryBudget (more than its own or the engine's KV limit could ever
+// hold; under AdmissionRefuse, more than the engine's limit has room for now).
 func (e *Engine) Add(prompt []uint32, opts ...GenerateOption) (SeqID, error) {
 	cfg := genConfig{ptr: C.specdec_gen_config_new()}
 	defer C.specdec_gen_config_free(cfg.ptr)
@@ -300,9 +303,9 @@ func (e *Engine) Add(prompt []uint32, opts ...GenerateOption) (SeqID, error) {
 	return SeqID(id), nil
 }
 
-// Cancel ends a sequence: it finishes (SeqFinished, FinishStopped unless it had already ended)
-// and its slot and KV memory are freed by the next round at the latest. Its tokens stay readable
-// with Poll until Remove. Errors: ErrInvalidArgument (unknown id).
+// Cancel ends a sequence before the next round: it finishes with FinishCancelled (a sequence that
+// has already ended is left as it is) and its KV caches are freed. Its tokens stay readable with
+// Poll until Remove. Errors: ErrInvalidArgument (unknown id).
 func (e *Engine) Cancel(id SeqID) error {
 	p, err := e.acquire()
 	if err != nil {
