@@ -41,6 +41,8 @@ type server struct {
 	tok       *specdec.Tokenizer
 	ctxLimit  int
 	gamma     int
+	kvLimit   uint64 // --kv-limit (0: none)
+	kvPerTok  uint64 // KV bytes per token, target and draft together
 	be        backend
 
 	inflight atomic.Int64
@@ -112,7 +114,11 @@ func setup(targetPath, draftPath, mode string, maxBatch int, kvLimit uint64, ref
 		return nil, nil, fmt.Errorf("loading the tokenizer: %w", err)
 	}
 	s := &server{mode: mode, modelName: filepath.Base(filepath.Clean(targetPath)), tok: tok,
-		ctxLimit: target.ContextLimit(), gamma: gamma, rate: newRateMeter(10 * time.Second)}
+		ctxLimit: target.ContextLimit(), gamma: gamma, rate: newRateMeter(10 * time.Second),
+		kvLimit: kvLimit, kvPerTok: uint64(target.KVBytesPerToken())}
+	if draft != nil {
+		s.kvPerTok += uint64(draft.KVBytesPerToken())
+	}
 	if mode == "engine" {
 		if s.be, err = newEngineBackend(target, draft, tok, maxBatch, kvLimit, refuse); err != nil {
 			return nil, nil, fmt.Errorf("creating the engine: %w", err)
@@ -196,6 +202,19 @@ func (s *server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		s.count("bad_request")
 		writeError(w, badRequest("prompt", "the prompt has %d tokens; this model's context is %d tokens", len(prompt), s.ctxLimit))
 		return
+	}
+	// A request whose KV caches could outgrow --kv-limit on their own can never run: a 400 (the
+	// library would refuse it too, with the same status as "no room now" under --refuse).
+	if s.kvLimit > 0 {
+		most := len(prompt) + req.maxTokens + s.gamma + 1
+		if most > s.ctxLimit {
+			most = s.ctxLimit
+		}
+		if need := uint64(most) * s.kvPerTok; need > s.kvLimit {
+			s.count("bad_request")
+			writeError(w, badRequest("max_tokens", "this request could need %d bytes of KV cache, more than the server's limit of %d; lower max_tokens", need, s.kvLimit))
+			return
+		}
 	}
 	opts := []specdec.GenerateOption{
 		specdec.WithGamma(s.gamma),
