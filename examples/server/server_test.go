@@ -250,3 +250,30 @@ func mustJSON(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestServerKVLimit: a request that could never fit --kv-limit is a 400; one that fits runs.
+func TestServerKVLimit(t *testing.T) {
+	for _, mode := range []string{"engine", "generator"} {
+		t.Run(mode, func(t *testing.T) {
+			probe, cleanup, err := setup(fixtures("llama"), fixtures("draft"), mode, 2, 0, false, 3, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perTok := probe.kvPerTok
+			cleanup()
+			s, cleanup, err := setup(fixtures("llama"), fixtures("draft"), mode, 2, 100*perTok, true, 3, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cleanup()
+			ts := httptest.NewServer(s.routes())
+			defer ts.Close()
+			if code, out := post(t, ts.URL, `{"prompt": "Once upon a time", "max_tokens": 300}`); code != http.StatusBadRequest || out.Error == nil || *out.Error.Param != "max_tokens" {
+				t.Errorf("over the KV limit: HTTP %d %+v", code, out.Error)
+			}
+			if code, out := post(t, ts.URL, `{"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}`); code != http.StatusOK || out.Usage == nil || out.Usage.CompletionTokens == 0 {
+				t.Errorf("within the KV limit: HTTP %d %+v", code, out)
+			}
+		})
+	}
+}
