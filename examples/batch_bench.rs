@@ -4,8 +4,11 @@
 //! baseline the engine replaces). Configurations are interleaved within each repeat (paired
 //! runs on a shared machine); medians with min–max over the repeats.
 //!
-//! cargo run --release --example batch_bench [-- --repeats 3 --max-new-tokens 128 --gamma 3
-//!     --threads 2 --out benches/results/batch.md]
+//! cargo run --release --example batch_bench [-- --repeats 7 --max-new-tokens 128 --gamma 3
+//!     --threads 1 --sizes 1,2,4,8,16 --out benches/results/batch.md --readme README.md]
+//!
+//! `--readme` rewrites the block between `<!-- batch:begin -->` and `<!-- batch:end -->` in that
+//! file with the medians of this run (figures are recorded, never typed).
 //!
 //! BATCH_BENCH_VERBOSE=1 prints each engine run's split of time (target calls, draft calls,
 //! prefill, the rest) on stderr.
@@ -25,10 +28,12 @@ struct Args {
     threads: usize,
     sizes: Vec<usize>,
     out: Option<String>,
+    readme: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { repeats: 3, max_new_tokens: 128, gamma: 3, threads: 2, sizes: vec![1, 2, 4, 8, 16], out: None };
+    let mut a =
+        Args { repeats: 7, max_new_tokens: 128, gamma: 3, threads: 1, sizes: vec![1, 2, 4, 8, 16], out: None, readme: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -39,6 +44,7 @@ fn args() -> Args {
             "--threads" => a.threads = value().parse().expect("--threads N"),
             "--sizes" => a.sizes = value().split(',').map(|s| s.parse().expect("--sizes 1,2,4")).collect(),
             "--out" => a.out = Some(value()),
+            "--readme" => a.readme = Some(value()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -253,6 +259,38 @@ fn main() {
     print!("{md}");
     if let Some(out) = &a.out {
         std::fs::write(out, &md).unwrap();
+    }
+    if let Some(path) = &a.readme {
+        let mut block = format!(
+            "Aggregate tokens/s, medians of {} paired repeats (γ {}; {}):\n\n| sequences | T=0 speculative | T=0 target-only | T=1 speculative | T=1 target-only |\n|---:|---:|---:|---:|---:|\n",
+            a.repeats,
+            a.gamma,
+            a.out.as_deref().unwrap_or("not recorded")
+        );
+        for &n in &a.sizes {
+            let med = |t: f32, m: Mode| configs.iter().position(|&c| c == (t, n, m)).map_or(0.0, |i| summary(&rates[i]).0);
+            let (s, p) = (Mode::Engine { speculative: true }, Mode::Engine { speculative: false });
+            block.push_str(&format!(
+                "| {n} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+                med(0.0, s),
+                med(0.0, p),
+                med(1.0, s),
+                med(1.0, p)
+            ));
+        }
+        block.push_str(&format!(
+            "\nAt 8 sequences, paired per repeat: engine speculative / 8 threads each with its own `Generator` {} at T=0, {} at T=1; \
+             engine speculative / engine target-only {} at T=0, {} at T=1.",
+            r(&ratios[0]),
+            r(&ratios[2]),
+            r(&ratios[1]),
+            r(&ratios[3])
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        let (begin, end) = ("<!-- batch:begin -->\n", "<!-- batch:end -->");
+        let (Some(i), Some(j)) = (text.find(begin), text.find(end)) else { panic!("{path} has no batch block") };
+        let updated = format!("{}{block}\n{}", &text[..i + begin.len()], &text[j..]);
+        std::fs::write(path, updated).unwrap();
     }
 }
 
