@@ -29,6 +29,8 @@ struct Live {
     error: Option<Error>,
 }
 
+/// Run one round for `seqs` (speculating with `draft` when given); a sequence whose call fails
+/// is rolled back and reported in [`RoundTimes::failed`], the others go on.
 pub(super) fn run(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> RoundTimes {
     let mut times = RoundTimes::default();
     let mut live = Vec::with_capacity(seqs.len());
@@ -54,7 +56,7 @@ pub(super) fn run(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> Ro
             if drafting.is_empty() {
                 break;
             }
-            let (result, took) = call(draft, seqs, &drafting, |seq| seq.gen.draft_row());
+            let (result, took) = call(draft, seqs, &drafting, true, |seq| seq.gen.draft_row());
             times.draft += took;
             let share = took / drafting.len() as u32;
             for l in live.iter_mut().filter(|l| drafting.contains(&l.index)) {
@@ -74,7 +76,7 @@ pub(super) fn run(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> Ro
     for &i in &verifying {
         seqs[i].gen.draft_done();
     }
-    let (result, took) = call(target, seqs, &verifying, |seq| Some(seq.gen.verify_row()));
+    let (result, took) = call(target, seqs, &verifying, true, |seq| Some(seq.gen.verify_row()));
     times.target += took;
     let share = took / verifying.len().max(1) as u32;
     for l in live {
@@ -99,13 +101,13 @@ pub(super) fn run(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> Ro
 pub(super) fn prefill(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -> Vec<Result<()>> {
     let all: Vec<usize> = (0..seqs.len()).collect();
     let fed: Vec<bool> = seqs.iter_mut().map(|s| s.gen.prefill_target_row().is_some()).collect();
-    let (target_result, took) = call(target, seqs, &all, |seq| seq.gen.prefill_target_row());
+    let (target_result, took) = call(target, seqs, &all, false, |seq| seq.gen.prefill_target_row());
     let target_share = took / seqs.len().max(1) as u32;
     let (mut draft_result, mut draft_share, mut drafted) = (Ok(()), Duration::ZERO, vec![false; seqs.len()]);
     if let Some(draft) = draft {
         drafted = seqs.iter_mut().map(|s| s.gen.prefill_draft_row().is_some()).collect();
         let took;
-        (draft_result, took) = call(draft, seqs, &all, |seq| seq.gen.prefill_draft_row());
+        (draft_result, took) = call(draft, seqs, &all, false, |seq| seq.gen.prefill_draft_row());
         draft_share = took / seqs.len().max(1) as u32;
     }
     seqs.iter_mut()
@@ -121,18 +123,24 @@ pub(super) fn prefill(target: &Model, draft: Option<&Model>, seqs: &mut [Seq]) -
 }
 
 /// One batched call of `model` over the sequences at `indices`, each giving its row with `row`
-/// (or none: nothing to feed); returns the outcome and the wall time.
+/// (none: nothing to feed, an error when `required`: a drafter that is not a model, which the
+/// engine never makes); returns the outcome and the wall time.
 fn call<'a>(
     model: &Model,
     seqs: &'a mut [Seq],
     indices: &[usize],
+    required: bool,
     row: impl Fn(&'a mut Seq) -> Option<BatchRow<'a>>,
 ) -> (Result<()>, Duration) {
     let started = Instant::now();
     let mut rows = Vec::with_capacity(indices.len());
     for (i, seq) in seqs.iter_mut().enumerate() {
         if indices.contains(&i) {
-            rows.extend(row(seq));
+            match row(seq) {
+                Some(r) => rows.push(r),
+                None if required => return (Err(Error::invalid("a drafter the engine cannot batch")), started.elapsed()),
+                None => {}
+            }
         }
     }
     if rows.is_empty() {
