@@ -3,7 +3,8 @@
 // each request gets its own specdec.Generator over the shared models (--mode=generator, for
 // comparison).
 //
-//	go run . --target ../../models/demo/target --draft ../../models/demo/draft --addr 127.0.0.1:8080
+//	go build -tags specdec_checkout -o server .   # after make build; or pkg-config, see bindings/go
+//	./server --target ../../models/demo/target --draft ../../models/demo/draft --addr 127.0.0.1:8080
 //	curl -s localhost:8080/v1/completions -d '{"prompt":"def fib(n):","max_tokens":32,"temperature":0}'
 //	curl -sN localhost:8080/v1/completions -d '{"prompt":"import os","max_tokens":32,"stream":true}'
 //	curl -s localhost:8080/metrics

@@ -1,8 +1,9 @@
 // Command loadtest drives the example server (examples/server) with concurrent clients and checks
 // what comes back.
 //
-//	go build -o server .. && go run . --server ./server --target ../../../models/demo/target \
-//	    --draft ../../../models/demo/draft --clients 1,4,16,64 --out results.md
+//	make load-test            (the short form; make load-test-full: the recorded run)
+//	loadtest --server target/server/server --target models/demo/target --draft models/demo/draft \
+//	    --clients 1,4,16,64 --out results.md
 //
 // For each mode (engine, generator) it starts the server on a loopback port (or uses --url), then
 // for each client count runs that many clients, each sending requests one after the other until the
