@@ -87,7 +87,7 @@ pub const SPECDEC_ENGINE_STATS_V1_SIZE: usize = 104;
 const _: () = assert!(std::mem::size_of::<specdec_engine_stats>() == SPECDEC_ENGINE_STATS_V1_SIZE);
 
 /// New engine options with the defaults: 16 rows per round, no KV memory limit, admission
-/// SPECDEC_ADMISSION_WAIT. Free with specdec_engine_options_free. Never NULL.
+/// SPECDEC_ADMISSION_WAIT. Free with specdec_engine_options_free.
 #[no_mangle]
 pub extern "C" fn specdec_engine_options_new() -> *mut specdec_engine_options {
     guard_value(std::ptr::null_mut(), || Box::into_raw(Box::new(specdec_engine_options { inner: EngineOptions::default() })))

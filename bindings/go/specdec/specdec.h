@@ -724,7 +724,7 @@ specdec_status specdec_generator_new_with_drafter(const struct specdec_model *ta
                                                   struct specdec_error **err);
 
 // New engine options with the defaults: 16 rows per round, no KV memory limit, admission
-// SPECDEC_ADMISSION_WAIT. Free with specdec_engine_options_free. Never NULL.
+// SPECDEC_ADMISSION_WAIT. Free with specdec_engine_options_free.
 struct specdec_engine_options *specdec_engine_options_new(void);
 
 // Free engine options. NULL is a no-op.
