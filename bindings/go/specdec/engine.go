@@ -181,6 +181,9 @@ func NewEngine(target, draft *Model, opts ...EngineOption) (*Engine, error) {
 		return nil, &Error{Code: StatusNullParameter, Message: "target model is nil"}
 	}
 	cfg := engineConfig{ptr: C.specdec_engine_options_new()}
+	if cfg.ptr == nil {
+		return nil, &Error{Code: StatusPanic, Message: "specdec_engine_options_new failed"}
+	}
 	defer C.specdec_engine_options_free(cfg.ptr)
 	for _, opt := range opts {
 		if opt != nil {
