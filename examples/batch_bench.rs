@@ -5,7 +5,7 @@
 //! runs on a shared machine); medians with min–max over the repeats.
 //!
 //! cargo run --release --example batch_bench [-- --repeats 7 --max-new-tokens 128 --gamma 3
-//!     --threads 1 --sizes 1,2,4,8,16 --out benches/results/batch.md --readme README.md]
+//!     --threads 1 [--no-spin] --sizes 1,2,4,8,16 --out benches/results/batch.md --readme README.md]
 //!
 //! `--readme` rewrites the block between `<!-- batch:begin -->` and `<!-- batch:end -->` in that
 //! file with the medians of this run (figures are recorded, never typed).
@@ -29,11 +29,20 @@ struct Args {
     sizes: Vec<usize>,
     out: Option<String>,
     readme: Option<String>,
+    spin: bool,
 }
 
 fn args() -> Args {
-    let mut a =
-        Args { repeats: 7, max_new_tokens: 128, gamma: 3, threads: 1, sizes: vec![1, 2, 4, 8, 16], out: None, readme: None };
+    let mut a = Args {
+        repeats: 7,
+        max_new_tokens: 128,
+        gamma: 3,
+        threads: 1,
+        sizes: vec![1, 2, 4, 8, 16],
+        out: None,
+        readme: None,
+        spin: true,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -45,6 +54,7 @@ fn args() -> Args {
             "--sizes" => a.sizes = value().split(',').map(|s| s.parse().expect("--sizes 1,2,4")).collect(),
             "--out" => a.out = Some(value()),
             "--readme" => a.readme = Some(value()),
+            "--no-spin" => a.spin = false,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -150,7 +160,7 @@ fn main() {
     let a = args();
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     specdec::runtime::init(None).expect("ONNX Runtime (make setup, or set ORT_DYLIB_PATH)");
-    let options = ModelOptions { intra_threads: a.threads, ..Default::default() };
+    let options = ModelOptions { intra_threads: a.threads, spinning: a.spin, ..Default::default() };
     let target = Arc::new(Model::load(root.join("models/demo/target"), &options).unwrap());
     let draft = Arc::new(Model::load(root.join("models/demo/draft"), &options).unwrap());
     let tok = Tokenizer::load(root.join("models/demo/target")).unwrap();
@@ -206,7 +216,7 @@ fn main() {
 
     let mut md = String::new();
     md.push_str(&format!(
-        "# Batch engine throughput\n\nRecorded with `cargo run --release --example batch_bench -- --repeats {} --max-new-tokens {} --gamma {} --threads {}{}` \
+        "# Batch engine throughput\n\nRecorded with `cargo run --release --example batch_bench -- --repeats {} --max-new-tokens {} --gamma {} --threads {}{}{}` \
          on {} ({} cores), demo pair (models/demo, fp32 Optimum), {} intra-op thread(s) per model.\n\n\
          Aggregate tokens/s over all sequences (every sequence generates {} tokens, EOS off; prompts from benches/prompts.jsonl, \
          sequence i seeded i); median (min–max) of {} repeats, configurations interleaved within each repeat.\n\n",
@@ -214,6 +224,7 @@ fn main() {
         a.max_new_tokens,
         a.gamma,
         a.threads,
+        if a.spin { "" } else { " --no-spin" },
         a.out.as_ref().map(|o| format!(" --out {o}")).unwrap_or_default(),
         cpu_name(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),

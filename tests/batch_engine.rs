@@ -227,3 +227,33 @@ fn concurrent_steps_are_busy_and_polls_do_not_wait() {
     assert!(got.iter().all(|g| g.len() == 60));
     println!("{busy} concurrent steps were refused as busy");
 }
+
+/// A batch whose rows stay the same feeds each call's presents back as they are: no KV copy
+/// per call (target-only: none at all after the first gather; speculative: a gather only now
+/// and then, when rolled-back proposals and padding pile up).
+#[test]
+fn steady_batches_feed_their_presents_back_without_copies() {
+    let (target, draft) = (load(fixture("llama")), load(fixture("draft")));
+    let prompts = vec![prompts(1)[0].clone(); 4];
+    for speculative in [false, true] {
+        let engine = Engine::new(target.clone(), speculative.then(|| draft.clone()), EngineOptions::default()).unwrap();
+        for p in &prompts {
+            engine.add(p, config(3, 100, SamplingConfig::default(), 0)).unwrap();
+        }
+        engine.step().unwrap();
+        engine.step().unwrap();
+        let before = target.kv_copy_stats().host_copies;
+        let rounds = 20;
+        for _ in 0..rounds {
+            engine.step().unwrap();
+        }
+        // One gather copies each row's 2 x layers tensors.
+        let gathers = (target.kv_copy_stats().host_copies - before) / (4 * 2 * target.info().layers as u64);
+        println!("speculative {speculative}: {gathers} target gathers in {rounds} rounds");
+        if speculative {
+            assert!(gathers <= rounds / 4, "{gathers} gathers in {rounds} rounds");
+        } else {
+            assert_eq!(gathers, 0);
+        }
+    }
+}
