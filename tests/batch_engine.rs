@@ -257,3 +257,44 @@ fn steady_batches_feed_their_presents_back_without_copies() {
         }
     }
 }
+
+/// Adds, cancels and removals from another thread while one steps: the counters stay consistent
+/// (debug builds would trap an underflow) and every kept sequence ends.
+#[test]
+fn counters_stay_consistent_under_concurrent_adds_cancels_and_removals() {
+    let (target, draft) = (load(fixture("llama")), load(fixture("draft")));
+    let engine = Arc::new(Engine::new(target, Some(draft), EngineOptions { max_batch: 5, ..Default::default() }).unwrap());
+    let prompts = prompts(6);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stepper = {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = engine.step();
+            }
+        })
+    };
+    let mut kept = Vec::new();
+    for i in 0..60usize {
+        let id = engine.add(&prompts[i % prompts.len()], config(1 + i % 4, 5 + i % 17, sampled(), i as u64)).unwrap();
+        match i % 4 {
+            0 => engine.cancel(id).unwrap(),
+            1 => engine.remove(id).unwrap(),
+            _ => kept.push(id),
+        }
+        if i % 7 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    while engine.stats().active + engine.stats().waiting > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    stepper.join().unwrap();
+    let s = engine.stats();
+    assert_eq!(s.finished, 45, "{s:?}");
+    for id in kept {
+        let p = engine.poll(id, &mut Vec::new(), 0).unwrap();
+        assert_eq!(p.state, SeqState::Finished);
+    }
+}

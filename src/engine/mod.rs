@@ -334,7 +334,11 @@ impl Engine {
             let mut shared = self.shared();
             while core.running.len() + admitted.len() < self.opts.max_batch {
                 let Some(seq) = core.waiting.front() else { break };
-                let Some(r) = shared.records.get(&seq.id) else { break };
+                let Some(r) = shared.records.get(&seq.id) else {
+                    // Removed since the intake: nothing to admit, nothing to count.
+                    core.waiting.pop_front();
+                    continue;
+                };
                 if r.reserved == 0 {
                     let need = seq.gen.kv_reservation();
                     if self.opts.kv_memory_limit.is_some_and(|limit| shared.reserved + need > limit) {
@@ -354,6 +358,10 @@ impl Engine {
         let results = round::prefill(&self.target, self.draft.as_deref(), &mut admitted);
         let mut shared = self.shared();
         for (seq, result) in admitted.into_iter().zip(results) {
+            // A sequence removed meanwhile was uncounted by the removal.
+            if !shared.records.contains_key(&seq.id) {
+                continue;
+            }
             shared.stats.waiting -= 1;
             let Some(r) = shared.records.get_mut(&seq.id) else { continue };
             match result {
