@@ -36,12 +36,13 @@ peer-bench: build
 # Every test: formatting (crate and fuzz targets) and binding coverage first (seconds), Rust unit
 # and integration tests (exactness, bad input), doc tests, the header's freshness, the C test
 # programs (ABI by handle, bad-input catalog, concurrency; also under valgrind), the C++ wrapper,
-# the dist tarball, the Go and C# bindings, the fuzz targets briefly, and clippy last.
+# the dist tarball, the Go and C# bindings, the example server under load (short form), the fuzz
+# targets briefly, and clippy last.
 test: setup
 	$(MAKE) fmt-check check-bindings check-imports readme-figures
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
-	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test bench-smoke genai-parity
+	$(MAKE) check-header capi-test cpp-test dist-test go-test csharp-test load-test bench-smoke genai-parity
 	$(MAKE) fuzz-test
 	$(MAKE) lint
 
@@ -135,3 +136,14 @@ go-test: build
 
 csharp-test: build
 	bash scripts/check-csharp.sh
+
+# The example server (examples/server) under concurrent clients, engine mode beside generator mode:
+# every request completes or gets an error response, greedy outputs equal batch-1 output, cancelled
+# requests free their slots (scripts/load-test.sh). load-test is the short form (under 30 s, part of
+# make test); load-test-full the documented run (benches/results/load-test.md, a few minutes).
+.PHONY: load-test load-test-full
+load-test: build
+	bash scripts/load-test.sh
+
+load-test-full: build
+	bash scripts/load-test.sh --full

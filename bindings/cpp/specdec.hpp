@@ -16,7 +16,8 @@
 //   threads at once through const references (Tokenizer::set_chat_template, the one non-const
 //   member, needs exclusive use). GenConfig, ModelOptions, StreamDecoder and
 //   Generator need exclusive use, except Generator::cancel(), which any thread may call while
-//   the Generator object exists (do not move or destroy it concurrently).
+//   the Generator object exists (do not move or destroy it concurrently). Engine is thread-safe
+//   (one thread steps it while others add, poll, cancel and remove sequences).
 // - Errors: every failing C call throws specdec::Error (a std::runtime_error) whose code() is the
 //   specdec_status and whose what() is the library's message. The wrapper throws it itself, with
 //   the closest status, where the C call would go wrong silently: a moved-from argument
@@ -1339,7 +1340,7 @@ private:
     std::unique_ptr<specdec_generator, detail::Deleter<specdec_generator, specdec_generator_free>> h_;
 };
 
-// "none", "eos", "max_tokens", "stop_sequence", "stopped", "length".
+// "none", "eos", "max_tokens", "stop_sequence", "stopped", "length", "cancelled".
 inline const char* finish_reason_name(FinishReason r) noexcept {
     switch (r) {
         case SPECDEC_FINISH_REASON_NONE: return "none";
@@ -1348,6 +1349,206 @@ inline const char* finish_reason_name(FinishReason r) noexcept {
         case SPECDEC_FINISH_REASON_STOP_SEQUENCE: return "stop_sequence";
         case SPECDEC_FINISH_REASON_STOPPED: return "stopped";
         case SPECDEC_FINISH_REASON_LENGTH: return "length";
+        case SPECDEC_FINISH_REASON_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+// A sequence's id in an Engine.
+using SeqId = uint64_t;
+// An engine's counters (the C struct, with struct_size already set by Engine::stats()).
+using EngineStats = specdec_engine_stats;
+
+// A sequence's state in an Engine.
+enum class SeqState : uint32_t {
+    Waiting = SPECDEC_SEQ_STATE_WAITING,    // added, waiting for a slot
+    Running = SPECDEC_SEQ_STATE_RUNNING,    // in the running batch
+    Finished = SPECDEC_SEQ_STATE_FINISHED,  // ended (see the finish reason)
+    Failed = SPECDEC_SEQ_STATE_FAILED,      // ended by an error
+};
+
+// What Engine::add does when the KV memory limit has no room for a sequence now: queue (Wait, the
+// default) or refuse (Refuse: SPECDEC_STATUS_MEMORY_BUDGET). A full batch always queues.
+enum class Admission : uint32_t {
+    Wait = SPECDEC_ADMISSION_WAIT,
+    Refuse = SPECDEC_ADMISSION_REFUSE,
+};
+
+// An engine's settings, builder style:
+//   auto opts = specdec::EngineOptions().max_batch(8).kv_memory_limit(256 << 20);
+// The engine copies them when created. Not thread-safe while being modified.
+class EngineOptions {
+public:
+    EngineOptions() : h_(specdec_engine_options_new()) {
+        if (!h_) throw Error(SPECDEC_STATUS_PANIC, "specdec_engine_options_new failed");
+    }
+
+    // Most sequences running at once (the rows of one batched round).
+    EngineOptions& max_batch(uint32_t rows) & {
+        return set([&](auto o, auto e) { return specdec_engine_options_set_max_batch(o, rows, e); });
+    }
+    EngineOptions&& max_batch(uint32_t rows) && { return std::move(max_batch(rows)); }
+    // Bytes of KV cache all sequences may hold together (0: no limit).
+    EngineOptions& kv_memory_limit(uint64_t total_bytes) & {
+        return set([&](auto o, auto e) { return specdec_engine_options_set_kv_memory_limit(o, total_bytes, e); });
+    }
+    EngineOptions&& kv_memory_limit(uint64_t total_bytes) && { return std::move(kv_memory_limit(total_bytes)); }
+    // Queue or refuse sequences that do not fit.
+    EngineOptions& admission(Admission mode) & {
+        return set([&](auto o, auto e) {
+            return specdec_engine_options_set_admission(o, static_cast<specdec_admission>(mode), e);
+        });
+    }
+    EngineOptions&& admission(Admission mode) && { return std::move(admission(mode)); }
+
+    const specdec_engine_options* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    template <class F>
+    EngineOptions& set(F&& f) {
+        if (!h_) detail::throw_moved_from("EngineOptions");
+        detail::call([&](specdec_error** e) { return f(h_.get(), e); });
+        return *this;
+    }
+
+    std::unique_ptr<specdec_engine_options, detail::Deleter<specdec_engine_options, specdec_engine_options_free>> h_;
+};
+
+// What Engine::poll returns: the tokens since the previous poll, the state, the finish reason, and
+// for a failed sequence (once its tokens are drained) its error.
+struct PollResult {
+    std::vector<uint32_t> tokens;
+    SeqState state = SeqState::Waiting;
+    FinishReason reason = SPECDEC_FINISH_REASON_NONE;
+    std::optional<Error> error;
+
+    bool done() const noexcept { return state == SeqState::Finished || state == SeqState::Failed; }
+};
+
+// Many sequences over one pair of models, one batched round (step()) at a time. Move-only.
+// Thread-safe: one thread may call step() in a loop while others add(), poll(), cancel() and
+// remove() (which do not wait for a running step); a second concurrent step() throws
+// SPECDEC_STATUS_BUSY. Do not move or destroy it while another thread uses it.
+class Engine {
+public:
+    // `draft` may be nullptr (target-only decoding). Throws SPECDEC_STATUS_VOCAB_MISMATCH,
+    // SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_NULL_PARAMETER (a moved-from argument).
+    explicit Engine(const Model& target, const Model* draft = nullptr, const EngineOptions& options = EngineOptions()) {
+        if (!target) detail::throw_moved_from("Model (target)");
+        if (draft && !*draft) detail::throw_moved_from("Model (draft)");
+        if (!options) detail::throw_moved_from("EngineOptions");
+        specdec_engine* out = nullptr;
+        detail::call([&](specdec_error** e) {
+            return specdec_engine_new(target.get(), draft ? draft->get() : nullptr, options.get(), &out, e);
+        });
+        h_.reset(out);
+    }
+
+    // Match text stop sequences with `tokenizer` (kept alive by the engine).
+    void set_tokenizer(const Tokenizer& tokenizer) {
+        if (!tokenizer) detail::throw_moved_from("Tokenizer");
+        detail::call([&](specdec_error** e) { return specdec_engine_set_tokenizer(h_.get(), tokenizer.get(), e); });
+    }
+
+    // Queue a sequence: `prompt`, then a generation with `config` (copied). Returns its id at once.
+    // Throws SPECDEC_STATUS_TOKEN_OUT_OF_RANGE, SPECDEC_STATUS_CONTEXT_LIMIT,
+    // SPECDEC_STATUS_INVALID_ARGUMENT, SPECDEC_STATUS_MEMORY_BUDGET (more than the KV limits could
+    // ever hold; under Admission::Refuse, more than the engine's limit has room for now).
+    SeqId add(TokenSpan prompt, const GenConfig& config = GenConfig()) {
+        if (!config) detail::throw_moved_from("GenConfig");
+        uint64_t id = 0;
+        detail::call([&](specdec_error** e) {
+            return specdec_engine_add(h_.get(), prompt.data, prompt.size, config.get(), &id, e);
+        });
+        return id;
+    }
+
+    // End a sequence before the next round (SPECDEC_FINISH_REASON_CANCELLED; its KV caches are
+    // freed; its tokens stay readable until remove()). Throws for an unknown id.
+    void cancel(SeqId id) {
+        detail::call([&](specdec_error** e) { return specdec_engine_cancel(h_.get(), id, e); });
+    }
+
+    // One round over every running sequence; returns how many are still active.
+    size_t step() {
+        size_t n = 0;
+        detail::call([&](specdec_error** e) { return specdec_engine_step(h_.get(), &n, e); });
+        return n;
+    }
+
+    // The tokens since the previous poll, and the sequence's state. A failed sequence's error is
+    // in the result (not thrown) once its tokens are drained; an unknown id throws.
+    PollResult poll(SeqId id) {
+        PollResult out;
+        std::vector<uint32_t> buf(256);
+        for (;;) {
+            size_t n = 0;
+            specdec_seq_state state = SPECDEC_SEQ_STATE_WAITING;
+            FinishReason reason = SPECDEC_FINISH_REASON_NONE;
+            specdec_error* raw = nullptr;
+            specdec_status st =
+                specdec_engine_poll(h_.get(), id, buf.data(), buf.size(), &n, &state, &reason, &raw);
+            if (st == SPECDEC_STATUS_BUFFER_TOO_SMALL && n > buf.size()) {
+                specdec_error_free(raw);
+                buf.resize(n);
+                continue;
+            }
+            n = n < buf.size() ? n : buf.size();
+            out.tokens.insert(out.tokens.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+            out.state = static_cast<SeqState>(state);
+            out.reason = reason;
+            if (st != SPECDEC_STATUS_OK) {
+                if (out.state != SeqState::Failed) detail::check(st, raw);  // throws
+                try {
+                    detail::check(st, raw);
+                } catch (const Error& e) {
+                    out.error = e;
+                }
+                return out;
+            }
+            specdec_error_free(raw);
+            if (n < buf.size()) return out;
+        }
+    }
+
+    // Forget a sequence (cancelling it if it runs) and free what it holds.
+    void remove(SeqId id) {
+        detail::call([&](specdec_error** e) { return specdec_engine_remove(h_.get(), id, e); });
+    }
+
+    // One sequence's counters and timings.
+    Stats seq_stats(SeqId id) const {
+        Stats s{};
+        s.struct_size = sizeof(Stats);
+        detail::call([&](specdec_error** e) { return specdec_engine_seq_stats(h_.get(), id, &s, e); });
+        return s;
+    }
+
+    // The engine's counters.
+    EngineStats stats() const {
+        EngineStats s{};
+        s.struct_size = sizeof(EngineStats);
+        detail::call([&](specdec_error** e) { return specdec_engine_get_stats(h_.get(), &s, e); });
+        return s;
+    }
+
+    const specdec_engine* get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    std::unique_ptr<specdec_engine, detail::Deleter<specdec_engine, specdec_engine_free>> h_;
+};
+
+inline const char* seq_state_name(SeqState s) noexcept {
+    switch (s) {
+        case SeqState::Waiting: return "waiting";
+        case SeqState::Running: return "running";
+        case SeqState::Finished: return "finished";
+        case SeqState::Failed: return "failed";
     }
     return "unknown";
 }

@@ -72,6 +72,8 @@ namespace Specdec
         /// GenerationOptions.FinishAtContextLimit (otherwise the next iteration throws ContextLimit).
         /// </summary>
         Length = 5,
+        /// <summary>(Since 0.3) The sequence was cancelled with Engine.Cancel (batch engine only).</summary>
+        Cancelled = 6,
     }
 
     /// <summary>Severity of a log message, and the threshold of Logging.Level (specdec_log_level).</summary>

@@ -1991,6 +1991,170 @@ namespace Specdec.Examples
             }
         }
 
+        // ---------------------------------------------------------------------------------------
+        // Engine
+
+        // Step until every sequence in ids is done, polling each after every step.
+        private static PollResult[] Drain(Engine engine, ulong[] ids)
+        {
+            var toks = new List<uint>[ids.Length];
+            var last = new PollResult[ids.Length];
+            for (int i = 0; i < ids.Length; i++) toks[i] = new List<uint>();
+            for (int round = 0; round < 10000; round++)
+            {
+                int active = engine.Step();
+                bool all = true;
+                for (int i = 0; i < ids.Length; i++)
+                {
+                    if (last[i] != null && last[i].Done) continue;
+                    PollResult r = engine.Poll(ids[i]);
+                    toks[i].AddRange(r.Tokens);
+                    last[i] = r;
+                    all = all && r.Done;
+                }
+                if (active == 0 && all) break;
+            }
+            for (int i = 0; i < ids.Length; i++) last[i].Tokens = toks[i].ToArray();
+            return last;
+        }
+
+        private static uint[] GenerateAll(Model draftModel, uint[] ids, GenerationOptions options)
+        {
+            using (var g = new Generator(target, draftModel, options))
+            {
+                g.Append(ids);
+                g.Generate();
+                return Generated(g, ids.Length);
+            }
+        }
+
+        private static void EngineGreedyEqualsGenerator()
+        {
+            foreach (Model d in new[] { draft, null })
+            {
+                string what = d == null ? "target-only" : "speculative";
+                var options = new GenerationOptions { Gamma = 3, MaxNewTokens = 40 };
+                uint[] want = GenerateAll(d, prompt, options);
+                using (var engine = new Engine(target, d, new EngineOptions { MaxBatch = 4 }))
+                {
+                    engine.SetTokenizer(tokenizer);
+                    uint[] other = tokenizer.Encode("The cat");
+                    var otherOptions = new GenerationOptions { MaxNewTokens = 20 };
+                    var ids = new ulong[] { engine.Add(prompt, options), engine.Add(prompt, options), engine.Add(prompt, options), engine.Add(other, otherOptions) };
+                    PollResult[] got = Drain(engine, ids);
+                    for (int i = 0; i < 3; i++)
+                    {
+                        CheckTokens(got[i].Tokens, want, what + " sequence " + i);
+                        CheckEq(got[i].State, SeqState.Finished, what + " state");
+                        Check(got[i].Error == null, what + " no error");
+                    }
+                    CheckTokens(got[3].Tokens, GenerateAll(d, other, otherOptions), what + " other prompt");
+                    CheckEq(engine.SeqStats(ids[0]).NewTokens, (ulong)want.Length, what + " seq stats");
+                    EngineStats st = engine.Stats();
+                    Check(st.Rounds > 0, what + " rounds");
+                    Check(st.NewTokens >= (ulong)(3 * want.Length), what + " new tokens");
+                    CheckEq(st.Active, 0UL, what + " active");
+                    CheckEq(st.Waiting, 0UL, what + " waiting");
+                    if (d != null) Check(st.Drafted > 0 && st.AcceptanceRate > 0, what + " drafted");
+                    PollResult again = engine.Poll(ids[0]);
+                    CheckEq(again.Tokens.Length, 0, what + " second poll");
+                    foreach (ulong id in ids) engine.Remove(id);
+                    Check(Catch(() => engine.Poll(ids[0])) != null, what + " poll after remove");
+                }
+            }
+        }
+
+        private static void EngineCancelRemoveAndThreads()
+        {
+            using (var engine = new Engine(target, draft, new EngineOptions { MaxBatch = 2 }))
+            {
+                var longOptions = new GenerationOptions { MaxNewTokens = 200, EosIds = new uint[0] };
+                ulong a = engine.Add(prompt, longOptions);
+                ulong b = engine.Add(prompt, longOptions);
+                ulong c = engine.Add(prompt, new GenerationOptions { MaxNewTokens = 8 });
+                engine.Step();
+                CheckEq(engine.Poll(c).State, SeqState.Waiting, "third sequence waits");
+                engine.Cancel(a);
+                engine.Remove(b);
+                PollResult[] got = Drain(engine, new[] { a, c });
+                CheckEq(got[0].State, SeqState.Finished, "cancelled state");
+                CheckEq(got[0].Reason, FinishReason.Cancelled, "cancelled reason");
+                Check(got[0].Tokens.Length < 200, "cancelled early");
+                CheckEq(got[1].State, SeqState.Finished, "waiting one ran");
+                Check(got[1].Tokens.Length > 0, "waiting one generated");
+                Check(Catch(() => engine.Cancel(987654321)) != null, "cancel of an unknown id");
+                engine.Remove(a);
+                engine.Remove(c);
+
+                // One thread steps while four others add and poll their own sequences.
+                var options = new GenerationOptions { MaxNewTokens = 24 };
+                uint[] want = GenerateAll(draft, prompt, options);
+                bool stop = false;
+                var stepper = new Thread(() =>
+                {
+                    while (!Volatile.Read(ref stop))
+                    {
+                        try
+                        {
+                            if (engine.Step() == 0) Thread.Sleep(1);
+                        }
+                        catch (SpecdecException e)
+                        {
+                            if (e.Code != Status.Busy) throw;
+                        }
+                    }
+                });
+                stepper.Start();
+                int equal = 0;
+                var clients = new List<Thread>();
+                for (int t = 0; t < 4; t++)
+                {
+                    var th = new Thread(() =>
+                    {
+                        ulong id = engine.Add(prompt, options);
+                        var toks = new List<uint>();
+                        var watch = Stopwatch.StartNew();
+                        while (watch.Elapsed.TotalSeconds < 60)
+                        {
+                            PollResult r = engine.Poll(id);
+                            toks.AddRange(r.Tokens);
+                            if (r.Done) break;
+                            Thread.Sleep(1);
+                        }
+                        if (SameTokens(toks.ToArray(), want)) Interlocked.Increment(ref equal);
+                        engine.Remove(id);
+                    });
+                    th.Start();
+                    clients.Add(th);
+                }
+                foreach (Thread th in clients) th.Join();
+                Volatile.Write(ref stop, true);
+                stepper.Join();
+                CheckEq(equal, 4, "concurrent sequences equal the generator's");
+            }
+        }
+
+        private static void EngineErrors()
+        {
+            CheckCode(() => new Engine(target, null, new EngineOptions { MaxBatch = 0 }).Dispose(), Status.InvalidArgument, "max batch 0");
+            var engine = new Engine(target, null, new EngineOptions { Admission = Admission.Wait, KvMemoryLimit = 0 });
+            CheckCode(() => engine.Add(new uint[] { 1u << 30 }), Status.TokenOutOfRange, "token out of range");
+            Check(Catch(() => engine.Poll(424242)) != null, "poll of an unknown id");
+            Check(Catch(() => engine.SeqStats(424242)) != null, "seq stats of an unknown id");
+            engine.Dispose();
+            engine.Dispose();
+            bool disposed = false;
+            try
+            {
+                engine.Step();
+            }
+            catch (ObjectDisposedException)
+            {
+                disposed = true;
+            }
+            Check(disposed, "Step after Dispose throws ObjectDisposedException");
+        }
+
         public static int Main(string[] args)
         {
             if (args.Length > 0) fixtures = args[0];
@@ -2014,6 +2178,9 @@ namespace Specdec.Examples
             var tests = new List<KeyValuePair<string, Action>>
             {
                 new KeyValuePair<string, Action>("version_and_abi", VersionAndAbi),
+                new KeyValuePair<string, Action>("engine_greedy_equals_generator", EngineGreedyEqualsGenerator),
+                new KeyValuePair<string, Action>("engine_cancel_remove_and_threads", EngineCancelRemoveAndThreads),
+                new KeyValuePair<string, Action>("engine_errors", EngineErrors),
                 new KeyValuePair<string, Action>("load_models", LoadModels),
                 new KeyValuePair<string, Action>("greedy_exactness_gamma_1_to_8", GreedyExactnessGamma1To8),
                 new KeyValuePair<string, Action>("same_tokens_as_native", SameTokensAsNative),

@@ -1738,6 +1738,149 @@ TEST(embedder_log_callback) {
     CHECK(found);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+// Step until every sequence in `ids` is done, polling each after every step.
+std::vector<specdec::PollResult> drain(specdec::Engine& engine, const std::vector<specdec::SeqId>& ids) {
+    std::vector<specdec::PollResult> out(ids.size());
+    for (int round = 0; round < 10000; round++) {
+        size_t active = engine.step();
+        bool all = true;
+        for (size_t i = 0; i < ids.size(); i++) {
+            if (out[i].done()) continue;
+            specdec::PollResult r = engine.poll(ids[i]);
+            out[i].tokens.insert(out[i].tokens.end(), r.tokens.begin(), r.tokens.end());
+            out[i].state = r.state;
+            out[i].reason = r.reason;
+            out[i].error = r.error;
+            all = all && out[i].done();
+        }
+        if (active == 0 && all) return out;
+    }
+    CHECK(!"the engine did not finish within 10000 steps");
+    return out;
+}
+
+std::vector<uint32_t> generate_tokens(const specdec::Model* draft, const std::vector<uint32_t>& prompt,
+                                      const specdec::GenConfig& cfg) {
+    specdec::Generator g(shared().target, draft, cfg);
+    g.append(prompt);
+    std::vector<uint32_t> got;
+    g.generate([&](specdec::TokenSpan t) { got.insert(got.end(), t.begin(), t.end()); });
+    return got;
+}
+
+TEST(engine_greedy_equals_generator) {
+    Shared& s = shared();
+    for (const specdec::Model* draft : {static_cast<const specdec::Model*>(&s.draft), static_cast<const specdec::Model*>(nullptr)}) {
+        auto cfg = specdec::GenConfig().max_new_tokens(40).gamma(3);
+        std::vector<uint32_t> want = generate_tokens(draft, s.prompt, cfg);
+        specdec::Engine engine(s.target, draft, specdec::EngineOptions().max_batch(4));
+        engine.set_tokenizer(s.tokenizer);
+        std::vector<specdec::SeqId> ids;
+        for (int i = 0; i < 3; i++) ids.push_back(engine.add(s.prompt, cfg));
+        std::vector<uint32_t> other = s.tokenizer.encode("The cat");
+        auto other_cfg = specdec::GenConfig().max_new_tokens(20);
+        ids.push_back(engine.add(other, other_cfg));
+        auto got = drain(engine, ids);
+        for (int i = 0; i < 3; i++) {
+            CHECK(got[i].tokens == want);
+            CHECK(got[i].state == specdec::SeqState::Finished);
+            CHECK(!got[i].error);
+        }
+        CHECK(got[3].tokens == generate_tokens(draft, other, other_cfg));
+        specdec::Stats seq = engine.seq_stats(ids[0]);
+        CHECK_EQ(seq.new_tokens, static_cast<uint64_t>(want.size()));
+        specdec::EngineStats st = engine.stats();
+        CHECK(st.rounds > 0);
+        CHECK(st.new_tokens >= 3 * want.size());
+        CHECK_EQ(st.active, 0u);
+        CHECK_EQ(st.waiting, 0u);
+        if (draft) CHECK(st.drafted > 0);
+        // A finished sequence polls empty; removed, it is unknown.
+        specdec::PollResult again = engine.poll(ids[0]);
+        CHECK(again.tokens.empty());
+        CHECK(again.state == specdec::SeqState::Finished);
+        for (specdec::SeqId id : ids) engine.remove(id);
+        CHECK(code_of([&] { engine.poll(ids[0]); }) != SPECDEC_STATUS_OK);
+        CHECK(code_of([&] { engine.remove(ids[0]); }) != SPECDEC_STATUS_OK);
+    }
+}
+
+TEST(engine_cancel_remove_and_threads) {
+    Shared& s = shared();
+    specdec::Engine engine(s.target, &s.draft, specdec::EngineOptions().max_batch(2));
+    auto long_cfg = specdec::GenConfig().max_new_tokens(200).eos_ids({});
+    specdec::SeqId a = engine.add(s.prompt, long_cfg);
+    specdec::SeqId b = engine.add(s.prompt, long_cfg);
+    specdec::SeqId c = engine.add(s.prompt, specdec::GenConfig().max_new_tokens(8));
+    engine.step();
+    CHECK(engine.poll(c).state == specdec::SeqState::Waiting);
+    engine.cancel(a);
+    engine.remove(b);
+    auto got = drain(engine, {a, c});
+    CHECK(got[0].state == specdec::SeqState::Finished);
+    CHECK(got[0].reason == SPECDEC_FINISH_REASON_CANCELLED);
+    CHECK(std::string(specdec::finish_reason_name(got[0].reason)) == "cancelled");
+    CHECK(got[0].tokens.size() < 200);
+    CHECK(got[1].state == specdec::SeqState::Finished);
+    CHECK(!got[1].tokens.empty());
+    CHECK(code_of([&] { engine.cancel(987654321); }) != SPECDEC_STATUS_OK);
+    engine.remove(a);
+    engine.remove(c);
+
+    // One thread steps while four add and poll their own sequences.
+    auto cfg = specdec::GenConfig().max_new_tokens(24);
+    std::vector<uint32_t> want = generate_tokens(&s.draft, s.prompt, cfg);
+    std::atomic<bool> stop{false};
+    std::thread stepper([&] {
+        while (!stop) {
+            try {
+                if (engine.step() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            } catch (const specdec::Error& e) {
+                if (e.code() != SPECDEC_STATUS_BUSY) throw;
+            }
+        }
+    });
+    std::vector<std::thread> clients;
+    std::atomic<int> equal{0};
+    for (int i = 0; i < 4; i++) {
+        clients.emplace_back([&] {
+            specdec::SeqId id = engine.add(s.prompt, cfg);
+            std::vector<uint32_t> toks;
+            for (int spins = 0; spins < 600000; spins++) {
+                specdec::PollResult r = engine.poll(id);
+                toks.insert(toks.end(), r.tokens.begin(), r.tokens.end());
+                if (r.done()) break;
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+            }
+            if (toks == want) equal++;
+            engine.remove(id);
+        });
+    }
+    for (auto& t : clients) t.join();
+    stop = true;
+    stepper.join();
+    CHECK_EQ(equal.load(), 4);
+}
+
+TEST(engine_bad_input_and_moves) {
+    Shared& s = shared();
+    CHECK_CODE(specdec::EngineOptions().max_batch(0), SPECDEC_STATUS_INVALID_ARGUMENT);
+    specdec::Engine engine(s.target, nullptr, specdec::EngineOptions().admission(specdec::Admission::Wait).kv_memory_limit(0));
+    CHECK_CODE(engine.add({1u << 30}), SPECDEC_STATUS_TOKEN_OUT_OF_RANGE);
+    CHECK(code_of([&] { engine.poll(424242); }) != SPECDEC_STATUS_OK);
+    CHECK(code_of([&] { engine.seq_stats(424242); }) != SPECDEC_STATUS_OK);
+    specdec::Engine moved = std::move(engine);
+    CHECK(!engine);
+    CHECK(static_cast<bool>(moved));
+    CHECK_CODE(engine.step(), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK_CODE(engine.add(s.prompt), SPECDEC_STATUS_NULL_PARAMETER);
+    CHECK(std::string(specdec::seq_state_name(specdec::SeqState::Failed)) == "failed");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {

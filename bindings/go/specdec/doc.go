@@ -24,6 +24,15 @@
 // WithKVMemoryLimit tune a generation; WithVariant, WithIOBinding, WithCUDAFallback, WithSpinning
 // and WithOptimizationLevel tune a model's loading.
 //
+// # Batch engine
+//
+// NewEngine runs many sequences over one model pair, one batched round per Engine.Step: the
+// target verifies every running sequence's proposals in one call. Add queues a sequence (with the
+// same GenerateOptions as a Generator), Poll drains its new tokens, Cancel ends it, Remove frees
+// it; one goroutine steps while others add and poll (all its methods are safe for concurrent
+// use). Greedy output equals a Generator's on the same prompt. examples/server serves
+// OpenAI-style completions over it.
+//
 // # Errors
 //
 // Every failure of the library is returned as an *Error holding the library's status code and
@@ -42,7 +51,7 @@
 //
 // # Resources
 //
-// Model, Tokenizer, Generator and StreamDecoder hold native memory. Call Close when done (Close is
+// Model, Tokenizer, Generator, Engine and StreamDecoder hold native memory. Call Close when done (Close is
 // idempotent). A finalizer frees objects that were never closed, but only as a safety net: native
 // memory is invisible to the Go garbage collector, which may therefore run it late.
 //

@@ -32,6 +32,8 @@ const (
 	// FinishLength: the sequence fills the context (only with WithFinishAtContextLimit;
 	// otherwise the next iteration fails with ErrContextLimit).
 	FinishLength FinishReason = C.SPECDEC_FINISH_REASON_LENGTH
+	// FinishCancelled: the sequence was cancelled with Engine.Cancel (batch engine only).
+	FinishCancelled FinishReason = C.SPECDEC_FINISH_REASON_CANCELLED
 )
 
 func (r FinishReason) String() string {
@@ -48,6 +50,8 @@ func (r FinishReason) String() string {
 		return "stopped"
 	case FinishLength:
 		return "length"
+	case FinishCancelled:
+		return "cancelled"
 	}
 	return fmt.Sprintf("FinishReason(%d)", uint32(r))
 }
@@ -354,6 +358,11 @@ func (g *Generator) Stats() Stats {
 	if takeError(C.specdec_generator_stats(g.ptr, &s, &cerr), cerr) != nil {
 		return Stats{}
 	}
+	return statsFromC(&s)
+}
+
+// statsFromC converts a filled specdec_stats.
+func statsFromC(s *C.specdec_stats) Stats {
 	secs := func(v C.double) time.Duration { return time.Duration(float64(v) * float64(time.Second)) }
 	return Stats{
 		TargetCalls:         uint64(s.target_calls),
