@@ -12,16 +12,18 @@
 # each at T = 0 and 1: target-only, fixed gamma 1..4, auto. Then the thread comparison on the
 # cost-scaled pair: the shared pool (--threads 0, the library's default) against a pool of 1 and of
 # 2 threads per model. Pairs whose files are missing are skipped with a note (make them with
-# scripts/make_builder_models.py). Usage: scripts/bench-real.sh [--reps N] [--new-tokens N]
+# scripts/make_builder_models.py). Usage: scripts/bench-real.sh [--reps N] [--new-tokens N] [--only NAME,...]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 reps=3
 new=64
+only=
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps="$2"; shift 2 ;;
     --new-tokens) new="$2"; shift 2 ;;
+    --only) only=",$2,"; shift 2 ;;
     *) echo "bench-real: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -33,14 +35,19 @@ mkdir -p "$out"
 
 run() { # name target draft threads [variants]
   local name="$1" target="$2" draft="$3" threads="$4" variants="${5:-target,gammas,auto}"
+  if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then
+    return
+  fi
   if [ ! -e "$target" ] || [ ! -e "$draft" ]; then
     echo "bench-real: skipping $name: $target or $draft is missing (scripts/make_builder_models.py)"
     return
   fi
   echo "== $name (threads $threads)"
   "$bin" bench --target "$target" --draft "$draft" --repeats "$reps" --max-new-tokens "$new" \
-    --gammas 1-4 --temperatures 0,1 --variants "$variants" --threads "$threads" --out "$out/$name"
+    --gammas 1-4 --temperatures 0,1 --variants "$variants" --threads "$threads" --out "$out/$name" ||
+    { echo "bench-real: $name FAILED"; failed=1; }
 }
+failed=0
 
 run builder-fp32 "$cache/demo-target-fp32" "$cache/demo-draft-fp32" 0
 run builder-int4 models/builder/demo-target-int4 models/builder/demo-draft-int4 0
@@ -50,3 +57,4 @@ for t in 1 2; do
   run "scaled-int4-threads$t" "$cache/demo-target-scaled-int4" models/builder/demo-draft-int4 "$t" target,auto
 done
 echo "bench-real: results in $out/*/bench.md"
+exit "$failed"

@@ -60,8 +60,9 @@ pub(super) fn run_variant(
 
 /// Top-1 minus top-2 raw log-probability under which a greedy difference is a near-tie: int4
 /// `MatMulNBits` (accuracy level 4) computes a k-token verify call with other arithmetic than a
-/// 1-token step, which moved the top two of the builder int4 demo target by ~0.01 nats.
-const NEAR_TIE_NATS: f32 = 0.02;
+/// 1-token step, which moved the top two of the builder int4 demo target by 0.01-0.03 nats (flips
+/// seen at margins of 0.0008 and 0.029 nats). A bug in the algorithm shows at any margin.
+const NEAR_TIE_NATS: f32 = 0.05;
 
 /// What the runs found besides their timings.
 pub(super) struct Checks {
