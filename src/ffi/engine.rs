@@ -300,14 +300,10 @@ pub unsafe extern "C" fn specdec_engine_poll(
         let n_out = out_arg(n_tokens, "n_tokens")?;
         *n_out = 0;
         let e = handle(engine, "engine")?;
-        if capacity > 0 && tokens.is_null() {
-            return Err(FfiError::null("tokens"));
-        }
+        let out = slice_out(tokens, capacity, "tokens")?;
         let mut got = Vec::new();
         let poll = e.inner.poll(id, &mut got, capacity)?;
-        if !got.is_empty() {
-            std::ptr::copy_nonoverlapping(got.as_ptr(), tokens, got.len());
-        }
+        out[..got.len()].copy_from_slice(&got);
         *n_out = got.len();
         if let Some(s) = state.as_mut() {
             *s = poll.state.into();

@@ -172,29 +172,7 @@ HARNESS_FN void harness_remove_tmpdir(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
 }
 
-HARNESS_FN int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    int ok;
-    if (!f) return 0;
-    ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
-/* The whole file (malloc'd; the caller frees it), or NULL with *n = 0. */
-HARNESS_FN unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    long size;
-    *n = 0;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc(size > 0 ? (size_t)size : 1);
-    if (buf) *n = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    return buf;
-}
+/* write_file and read_file: test_files.h (shared with test_embedder.c, which keeps its own checks). */
+#include "test_files.h"
 
 #endif

@@ -1,12 +1,18 @@
-/* File helpers for the C test programs that keep their own checks (test_embedder.c); the others
-   get the same helpers from harness.h. */
+/* File helpers for every C test program: harness.h includes this file, and test_embedder.c, which
+   keeps its own checks, includes it alone. */
 #ifndef SPECDEC_TEST_FILES_H
 #define SPECDEC_TEST_FILES_H
 
 #include <stdio.h>
 #include <stdlib.h>
 
-static int write_file(const char *path, const void *data, size_t n) {
+#if defined(__GNUC__)
+#define TEST_FILES_FN static __attribute__((unused))
+#else
+#define TEST_FILES_FN static
+#endif
+
+TEST_FILES_FN int write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     int ok;
     if (!f) return 0;
@@ -15,7 +21,7 @@ static int write_file(const char *path, const void *data, size_t n) {
 }
 
 /* The whole file (malloc'd; the caller frees it), or NULL with *n = 0. */
-static unsigned char *read_file(const char *path, size_t *n) {
+TEST_FILES_FN unsigned char *read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     unsigned char *buf;
     long size;
