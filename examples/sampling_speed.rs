@@ -3,7 +3,7 @@
 //! the tests' oracle) against the library's, on the same rows with the same seeds, alternating
 //! which goes first from position to position.
 //!
-//! cargo run --release --example sampling_speed [-- --positions N] > table.md
+//! cargo run --release --example sampling_speed [-- --positions N] [--rows peaked|flat] [--vocab N] > table.md
 //!
 //! Each position draws a target row (a normal background, a few peaked tokens, as a language
 //! model's logits look) and a draft row (the target's plus noise, so acceptance is partial), then
@@ -30,8 +30,15 @@ fn normal(rng: &mut StdRng) -> f32 {
     (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
 }
 
-/// A target row and a draft row that mostly agrees with it.
-fn rows(vocab: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
+/// A target row and a draft row that mostly agrees with it. `flat` rows are what a randomly
+/// initialised model puts out (logits with σ ≈ 0.45, no peaks: top-p 0.9 keeps most of the
+/// vocabulary), the hard case for truncation.
+fn rows(vocab: usize, flat: bool, rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
+    if flat {
+        let p: Vec<f32> = (0..vocab).map(|_| 0.45 * normal(rng)).collect();
+        let q = p.iter().map(|&l| 0.7 * l + 0.2 * normal(rng)).collect();
+        return (p, q);
+    }
     let sigma = rng.random_range(1.5..3.0);
     let mut p: Vec<f32> = (0..vocab).map(|_| sigma * normal(rng)).collect();
     for _ in 0..rng.random_range(1..8) {
@@ -50,10 +57,14 @@ struct Case {
 
 fn main() {
     let mut positions = 240usize;
+    let mut flat = false;
+    let mut vocabs = vec![151_936usize, 32_000];
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--positions" => positions = args.next().and_then(|v| v.parse().ok()).expect("--positions N"),
+            "--rows" => flat = args.next().expect("--rows peaked|flat") == "flat",
+            "--vocab" => vocabs = vec![args.next().and_then(|v| v.parse().ok()).expect("--vocab N")],
             _ => panic!("unknown argument {flag}"),
         }
     }
@@ -74,7 +85,7 @@ fn main() {
     println!("| vocab | config | phase | old | new | old/new |");
     println!("|---|---|---|---|---|---|");
     let mut summary = Vec::new();
-    for vocab in [151_936usize, 32_000] {
+    for &vocab in &vocabs {
         for case in &cases {
             let mut rng = StdRng::seed_from_u64(vocab as u64);
             let (mut old, mut new) = (Vec::new(), Vec::new());
@@ -82,7 +93,7 @@ fn main() {
             let (mut bp, mut bq, mut scratch) = (DistBuf::new(), DistBuf::new(), Vec::new());
             let (mut rp, mut rq, mut rscratch) = (Vec::new(), Vec::new(), Vec::new());
             for pos in 0..positions {
-                let (lp, lq) = rows(vocab, &mut rng);
+                let (lp, lq) = rows(vocab, flat, &mut rng);
                 let mut history = History::new(vocab);
                 let mut seen = vec![false; vocab];
                 let mut penalised = Vec::new();

@@ -215,6 +215,9 @@ pub struct DistBuf {
 }
 
 const NOT_ADJUSTED: u32 = u32::MAX;
+/// Vocabularies from which min-p alone may take the dense path (under it, gathering candidates
+/// is cheap whatever it keeps).
+const DENSE_MIN_VOCAB: usize = 4096;
 
 /// Which distribution a [`DistBuf`] holds.
 #[derive(Debug, Default, Clone, Copy)]
@@ -353,39 +356,59 @@ impl DistBuf {
                 z += e as f64 - std::mem::replace(&mut dense[i as usize], e) as f64;
             }
             let target = target(z);
-            let (lo, hi) = nucleus_bracket(dense, target);
+            let (lo, mut hi) = nucleus_bracket(dense, target);
             // Tokens at or over `hi` are all kept; the order matters only under it, down to `lo`.
-            kernels::scan_above(dense, just_under(lo.max(cfg.min_p)), |i, _, t| {
-                ids.push(i);
-                t
-            });
-            let mut above = 0.0f64;
-            work.clear();
-            for &i in ids.iter() {
-                let e = dense[i as usize];
-                if e >= hi {
-                    above += e as f64;
-                } else {
-                    work.push(Cand { e, ..Cand::new(row.value(i), i) });
-                }
+            // The bracket was chosen on single-precision sums; exact ones decide, and where
+            // rounding misplaced a bound it moves out to the end of the row.
+            let (mut above, mut n_above) = kernels::sum_at_least(dense, hi);
+            if above >= target {
+                (hi, above, n_above) = (f32::INFINITY, 0.0, 0);
+            }
+            // Min-p drops what is under it whatever top-p keeps; zeros are never kept.
+            let mut floor = lo.max(cfg.min_p).max(f32::from_bits(1));
+            let gather = |floor: f32, work: &mut Vec<Cand>| {
+                work.clear();
+                kernels::scan_within(dense, floor, hi, |i, e| work.push(Cand { e, ..Cand::new(row.value(i), i) }));
+                work.iter().map(|c| c.e as f64).sum::<f64>()
+            };
+            if cfg.min_p >= hi {
+                // Top-p keeps everything min-p does.
+                (above, n_above) = kernels::sum_at_least(dense, cfg.min_p);
+                work.clear();
+            } else if above + gather(floor, work) < target && cfg.min_p < lo {
+                floor = cfg.min_p.max(f32::from_bits(1));
+                gather(floor, work);
             }
             let n = prefix_reaching(work, target, above);
-            if n < work.len() {
-                let last = work[..n].iter().map(|c| c.key).max().unwrap_or(0);
-                ids.retain(|&i| dense[i as usize] >= hi || Cand::new(row.value(i), i).key <= last);
+            let inv = 1.0 / (above + work[..n].iter().map(|c| c.e as f64).sum::<f64>());
+            // Out of the kept set: what the order cut off between the bounds.
+            for c in &work[n..] {
+                dense[c.id() as usize] = 0.0;
             }
-            let inv = 1.0 / ids.iter().map(|&i| dense[i as usize] as f64).sum::<f64>();
-            if ids.len() > vocab / 8 {
-                kernels::scale_at_least(dense, hi.max(cfg.min_p), inv as f32);
-                for c in work.iter().filter(|c| ids.binary_search(&c.id()).is_ok()) {
-                    dense[c.id() as usize] = (c.e as f64 * inv) as f32;
-                }
+            if n_above + n > vocab / 8 {
+                kernels::scale_at_least(dense, floor, inv as f32);
                 std::mem::swap(probs, dense);
                 return Held::Dense;
             }
             probs.clear();
-            probs.extend(ids.iter().map(|&i| (dense[i as usize] as f64 * inv) as f32));
+            kernels::scan_above(dense, just_under(floor), |i, e, t| {
+                ids.push(i);
+                probs.push((e as f64 * inv) as f32);
+                t
+            });
             return Held::Sparse;
+        } else if cfg.min_p > 0.0 && vocab >= DENSE_MIN_VOCAB && kernels::count_above(logits, min_p_floor) > vocab / 8 {
+            // Min-p keeping much of the row (a flat distribution): thresholds on the exps of the
+            // whole row rather than a candidate per kept token.
+            dense.resize(vocab, 0.0);
+            kernels::exp_store(logits, m, inv_t, dense);
+            for &(i, v) in pen.iter() {
+                dense[i as usize] = kernels::exp((v - m) * inv_t);
+            }
+            let (mass, _) = kernels::sum_at_least(dense, cfg.min_p);
+            kernels::scale_at_least(dense, cfg.min_p, (1.0 / mass) as f32);
+            std::mem::swap(probs, dense);
+            return Held::Dense;
         } else {
             row.gather(min_p_floor, cand);
             exps(cand);
@@ -482,28 +505,41 @@ pub fn distribution_top<'b>(ids: &[u32], values: &[f32], vocab: usize, cfg: &Sam
 }
 
 /// Thresholds (lo, hi) on a row of exps such that the entries at or over lo hold at least
-/// `target` and those at or over hi less, narrowed (up to three vectorised passes, four
-/// thresholds each) until few entries lie between them.
+/// `target` and those at or over hi less, narrowed (up to four vectorised passes, four thresholds
+/// each) until few entries lie between them.
 fn nucleus_bracket(e: &[f32], target: f64) -> (f32, f32) {
     // In exponent units: an entry e is at or over the cut c when e >= exp(-c). Every e is at most 1
     // (the top token's), so hi starts over it; exp(-104) is 0, which every entry is at or over.
     let (mut c_hi, mut c_lo) = (-1e-3f32, 104.0f32);
     let (mut n_hi, mut n_lo) = (0usize, e.len());
+    let (mut m_hi, mut m_lo) = (0.0f64, f64::INFINITY);
     let mut cuts = [1.5f32, 4.0, 8.0, 16.0];
-    for _ in 0..3 {
+    for _ in 0..4 {
         let (mass, count) = kernels::mass_at_least(e, cuts.map(|c| kernels::exp(-c)));
         for (j, &c) in cuts.iter().enumerate() {
             if mass[j] >= target {
-                (c_lo, n_lo) = (c, count[j]);
+                (c_lo, n_lo, m_lo) = (c, count[j], mass[j]);
                 break;
             }
-            (c_hi, n_hi) = (c, count[j]);
+            (c_hi, n_hi, m_hi) = (c, count[j], mass[j]);
         }
         if n_lo - n_hi.min(n_lo) <= 1024 {
             break;
         }
-        let step = (c_lo.min(c_hi + 32.0) - c_hi) / 5.0;
-        cuts = std::array::from_fn(|j| c_hi + step * (j + 1) as f32);
+        cuts = if m_lo.is_finite() {
+            // Where the mass reaches the target if it grows linearly between the bounds (a flat
+            // row's does, nearly): cuts close around that point, so the bracket shrinks by far
+            // more than the even split's factor of five.
+            let w = c_lo - c_hi;
+            let at = c_hi + w * ((target - m_hi) / (m_lo - m_hi)) as f32;
+            let d = w / 32.0;
+            let mut c = [c_hi + w / 3.0, c_hi + 2.0 * w / 3.0, at - d, at + d].map(|c| c.clamp(c_hi + d, c_lo - d));
+            c.sort_by(f32::total_cmp);
+            c
+        } else {
+            let step = (c_lo.min(c_hi + 32.0) - c_hi) / 5.0;
+            std::array::from_fn(|j| c_hi + step * (j + 1) as f32)
+        };
     }
     (kernels::exp(-c_lo), kernels::exp(-c_hi))
 }
@@ -899,7 +935,7 @@ mod tests {
         let mut buf = DistBuf::new();
         let (mut sparse, mut checked) = (0, 0);
         for r in 0..rows {
-            let sigma = [1.0, 2.5, 4.0][r % 3];
+            let sigma = [1.0, 2.5, 4.0, 0.3, 0.45][r % 5];
             let logits = row(vocab, sigma, 1 + r % 5, &mut rng);
             let (h, extra) = history(vocab, if vocab > 1000 { 500 } else { 40 }, &mut rng);
             // The penalised maximum itself, so that the penalty moves the argmax.

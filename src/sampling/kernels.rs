@@ -195,6 +195,46 @@ pub fn scale_at_least(x: &mut [f32], t: f32, s: f32) {
 }
 
 dispatch! {
+/// The sum (in double precision) and the number of the entries at or above `t`: exact, for
+/// deciding (where [`mass_at_least`] is for choosing).
+pub fn sum_at_least(x: &[f32], t: f32) -> (f64, usize) {
+    let mut acc = [0.0f64; LANES];
+    let mut n = [0u32; LANES];
+    let mut blocks = x.chunks_exact(LANES);
+    for b in &mut blocks {
+        for j in 0..LANES {
+            let hit = b[j] >= t;
+            acc[j] += if hit { b[j] as f64 } else { 0.0 };
+            n[j] += hit as u32;
+        }
+    }
+    let tail = blocks.remainder().iter().filter(|&&v| v >= t);
+    let (ts, tn) = tail.fold((0.0f64, 0usize), |(s, c), &v| (s + v as f64, c + 1));
+    (acc.iter().sum::<f64>() + ts, n.iter().map(|&c| c as usize).sum::<usize>() + tn)
+}
+}
+
+dispatch! {
+/// The number of entries above `t` (strictly; NaN never is).
+pub fn count_above(x: &[f32], t: f32) -> usize {
+    // Counted in floats within blocks (exact below 2^24), which vectorises where integer
+    // counters from comparisons did not.
+    let mut total = 0usize;
+    for c in x.chunks(4096) {
+        let mut n = [0.0f32; LANES];
+        let mut blocks = c.chunks_exact(LANES);
+        for b in &mut blocks {
+            for j in 0..LANES {
+                n[j] += if b[j] > t { 1.0 } else { 0.0 };
+            }
+        }
+        total += n.iter().sum::<f32>() as usize + blocks.remainder().iter().filter(|&&v| v > t).count();
+    }
+    total
+}
+}
+
+dispatch! {
 /// Multiply every entry by `s`.
 pub fn scale(x: &mut [f32], s: f32) {
     x.iter_mut().for_each(|v| *v *= s);
@@ -274,6 +314,35 @@ pub fn scan_above(x: &[f32], mut threshold: f32, mut visit: impl FnMut(u32, f32,
         }
     }
     threshold
+}
+
+/// Calls `visit(i, x_i)` for every entry with `lo <= x_i < hi`, in increasing index order. Blocks
+/// with none cost two vectorised comparisons.
+#[inline]
+pub fn scan_within(x: &[f32], lo: f32, hi: f32, mut visit: impl FnMut(u32, f32)) {
+    let mut blocks = x.chunks_exact(BLOCK);
+    let mut base = 0usize;
+    // Masks that hold at least the entries wanted (the exact test comes after): over the largest
+    // float under a positive lo, and not over the largest float under a positive hi.
+    let lo_under = if lo > 0.0 { f32::from_bits(lo.to_bits() - 1) } else { f32::NEG_INFINITY };
+    let hi_under = if hi > 0.0 { f32::from_bits(hi.to_bits() - 1) } else { hi };
+    for b in &mut blocks {
+        let b: &[f32; BLOCK] = b.try_into().unwrap();
+        let mut hits = above(b, lo_under) & !above(b, hi_under);
+        while hits != 0 {
+            let j = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            if b[j] >= lo && b[j] < hi {
+                visit((base + j) as u32, b[j]);
+            }
+        }
+        base += BLOCK;
+    }
+    for (j, &v) in blocks.remainder().iter().enumerate() {
+        if v >= lo && v < hi {
+            visit((base + j) as u32, v);
+        }
+    }
 }
 
 /// Bit j set where `b[j] > t` (false for NaN).
@@ -376,6 +445,28 @@ mod tests {
                 t
             });
             assert_eq!(seen, (0..n as u32).filter(|&i| x[i as usize] > 1.0).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn threshold_passes_agree_with_plain_loops() {
+        let x: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1013) as f32 * 0.001).collect();
+        for n in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000] {
+            let x = &x[..n];
+            for (lo, hi) in [(0.2f32, 0.7f32), (0.0, 1.0), (0.5, 0.5), (0.3, f32::INFINITY), (f32::MIN_POSITIVE, 0.011)] {
+                let want: Vec<u32> = (0..n as u32).filter(|&i| x[i as usize] >= lo && x[i as usize] < hi).collect();
+                let mut seen = Vec::new();
+                scan_within(x, lo, hi, |i, v| {
+                    assert_eq!(v, x[i as usize]);
+                    seen.push(i);
+                });
+                assert_eq!(seen, want, "scan_within {lo} {hi} n {n}");
+                let (s, c) = sum_at_least(x, lo);
+                let kept: Vec<f64> = x.iter().filter(|&&v| v >= lo).map(|&v| v as f64).collect();
+                assert_eq!(c, kept.len());
+                assert!((s - kept.iter().sum::<f64>()).abs() <= 1e-9);
+                assert_eq!(count_above(x, lo), x.iter().filter(|&&v| v > lo).count());
+            }
         }
     }
 
