@@ -26,7 +26,8 @@ Stages (`all` runs them in this order; each is resumable and skips outputs that 
              logits checked against the original (< 1e-3) -> CACHE/hf/demo-target-scaled, exported int4
              by the builder -> CACHE/genai/demo-target-scaled-int4
   qwen       a random Qwen2 (vocab 151936, hidden 256, 2 layers) with the 512-token tokenizer, builder
-             fp32 -> CACHE/genai/qwen2-random-fp32 (tokenizer smaller than the logits)
+             fp32 -> CACHE/genai/qwen2-random-fp32 (tokenizer smaller than the logits), and its draft
+             (64 wide, 1 layer) -> CACHE/genai/qwen2-random-draft-fp32
   community  an onnx-community-style folder of the Optimum demo target: config, generation config and
              tokenizer at the root; onnx/model.onnx, onnx/model_fp16.onnx (fp16 I/O and KV cache),
              onnx/model_q4.onnx (MatMulNBits, block 32), onnx/model_quantized.onnx (dynamic int8)
@@ -78,6 +79,10 @@ DEMO = {"target": ROOT / "models" / "demo" / "target", "draft": ROOT / "models" 
 # padded into this shape. About 272M parameters, the size DESIGN.md section 12 measured.
 SCALED = dict(hidden=1024, layers=24, heads=16, kv_heads=4, inter=2816)
 QWEN = dict(vocab=151936, hidden=256, layers=2, heads=4, kv_heads=2, inter=704, ctx=1024)
+# Its draft for the large-vocabulary pair (issue 16's time outside ONNX Runtime): the same vocabulary,
+# a quarter of the width, one layer (10M parameters, most of them the tied embedding). Both are
+# random, so their rows are nearly flat: top-p 0.9 keeps most of the vocabulary, sampling's worst case.
+QWEN_DRAFT = dict(vocab=151936, hidden=64, layers=1, heads=2, kv_heads=1, inter=176, ctx=1024)
 # Committed builder fixtures (stage fixtures): models/builder/<name>-<precision>/, exactly as the builder
 # emits them, from these Optimum folders; expectations in models/builder/expectations.json.
 FIXTURES = [
@@ -927,36 +932,41 @@ def gpu_pair(cache):
 
 
 def qwen(cache):
+    for hf_name, name, spec, seed in [("qwen2-random", "qwen2-random-fp32", QWEN, 1234),
+                                      ("qwen2-random-draft", "qwen2-random-draft-fp32", QWEN_DRAFT, 4321)]:
+        hf = cache / "hf" / hf_name
+        if not (hf / "config.json").exists():
+            make_random_qwen2(hf, spec, seed)
+        seconds = run_builder(hf, cache / "genai" / name, "fp32", cache)
+        record_layout(cache, name, seconds)
+        check(cache, [name], strict=(name,))
+
+
+def make_random_qwen2(hf, s, seed):
+    """A randomly initialised Qwen2 of shape `s` (the demo tokenizer, Qwen2's vocabulary size) -> hf."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    hf = cache / "hf" / "qwen2-random"
-    if not (hf / "config.json").exists():
-        torch.manual_seed(1234)
-        s = QWEN
-        cfg = Qwen2Config(vocab_size=s["vocab"], hidden_size=s["hidden"], num_hidden_layers=s["layers"],
-                          num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
-                          intermediate_size=s["inter"], max_position_embeddings=s["ctx"], tie_word_embeddings=True,
-                          bos_token_id=0, eos_token_id=0, rms_norm_eps=1e-6, rope_theta=1000000.0)
-        cfg.architectures = ["Qwen2ForCausalLM"]
-        model = Qwen2ForCausalLM(cfg).eval()
-        with torch.no_grad():  # non-zero biases, so that the q/k/v bias path is exercised
-            for n, p in model.named_parameters():
-                if n.endswith("bias"):
-                    p.normal_(0, 0.02)
-        tmp = hf.with_name(hf.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
-        write_tokenizer_files(tmp, DEMO["target"] / "tokenizer.json", s["ctx"])
-        shutil.rmtree(hf, ignore_errors=True)
-        tmp.rename(hf)
-        log(f"qwen: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters -> {hf}")
-    name = "qwen2-random-fp32"
-    seconds = run_builder(hf, cache / "genai" / name, "fp32", cache)
-    record_layout(cache, name, seconds)
-    check(cache, [name], strict=(name,))
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=s["vocab"], hidden_size=s["hidden"], num_hidden_layers=s["layers"],
+                      num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+                      intermediate_size=s["inter"], max_position_embeddings=s["ctx"], tie_word_embeddings=True,
+                      bos_token_id=0, eos_token_id=0, rms_norm_eps=1e-6, rope_theta=1000000.0)
+    cfg.architectures = ["Qwen2ForCausalLM"]
+    model = Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():  # non-zero biases, so that the q/k/v bias path is exercised
+        for n, p in model.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.02)
+    tmp = hf.with_name(hf.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
+    write_tokenizer_files(tmp, DEMO["target"] / "tokenizer.json", s["ctx"])
+    shutil.rmtree(hf, ignore_errors=True)
+    tmp.rename(hf)
+    log(f"qwen: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters -> {hf}")
 
 
 # ---------------------------------------------------------------------------------------------------

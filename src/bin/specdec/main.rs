@@ -33,7 +33,7 @@ usage:
 
   specdec counts   --target PATH --out FILE TEXT_FILE...   (unigram/bigram counts for --counts)
   specdec bench    [--target PATH] [--draft PATH] [--prompts FILE.jsonl] [--max-new-tokens N]
-                   [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--variants LIST]
+                   [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--top-k K] [--top-p P] [--min-p P] [--variants LIST]
                    [--threads N] [--draft-threads N] [--opt-level 0-3] [--no-spin] [--out DIR]
                    [--options-gamma N] [--ort-lib PATH] [--device D] [--draft-device D] [--quick]
                    [--cost-reps N]
@@ -60,6 +60,7 @@ at each fixed gamma), auto, heuristic, confidence, ngram, ngram-auto, bigram, un
 session-option comparison: opt (both models again at each other graph optimization level of
 1..3) and iobinding (both models again on the CPU IoBinding path), each run target-only and at
 gamma --options-gamma (default 3) beside the run's own options, paired per repetition.
+--top-k, --top-p and --min-p truncate the distribution at temperatures above 0 (default off).
 --cost-reps N sets the timed rounds of the call-cost measurement (T(k)/T(1), c; default 40). It
 writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the tables.
 The demo defaults to gamma 3, 128 new tokens and 4 bundled code prompts.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use specdec::Device;
+use specdec::{Device, SamplingConfig};
 
 use crate::{num, usage, CliError};
 
@@ -16,6 +16,8 @@ pub(super) struct BenchOpts {
     pub(super) repeats: usize,
     pub(super) gammas: Vec<usize>,
     pub(super) temperatures: Vec<f32>,
+    /// Truncation at temperatures above 0 (top-k, top-p, min-p); the rest of the config unused.
+    pub(super) truncation: SamplingConfig,
     pub(super) variants: Vec<String>,
     /// The speculative setting of the session-option comparison (`opt`, `iobinding`).
     pub(super) options_gamma: usize,
@@ -42,6 +44,7 @@ pub(super) fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
         repeats: 5,
         gammas: (1..=8).collect(),
         temperatures: vec![0.0, 1.0],
+        truncation: SamplingConfig::default(),
         variants: vec!["target".into(), "gammas".into(), "auto".into()],
         options_gamma: 3,
         cost_reps: 40,
@@ -68,6 +71,9 @@ pub(super) fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             "--temperatures" => {
                 o.temperatures = value(flag)?.split(',').map(|t| num(flag, t.trim())).collect::<Result<_, _>>()?
             }
+            "--top-k" => o.truncation.top_k = num(flag, &value(flag)?)?,
+            "--top-p" => o.truncation.top_p = num(flag, &value(flag)?)?,
+            "--min-p" => o.truncation.min_p = num(flag, &value(flag)?)?,
             "--variants" => o.variants = value(flag)?.split(',').map(|s| s.trim().to_string()).collect(),
             "--options-gamma" => o.options_gamma = num(flag, &value(flag)?)?,
             "--cost-reps" => o.cost_reps = num(flag, &value(flag)?)?,
@@ -99,6 +105,8 @@ pub(super) fn parse(args: &[String]) -> Result<BenchOpts, CliError> {
             "bench needs --repeats >= 1, --max-new-tokens >= 2, --options-gamma >= 1, --cost-reps >= 1, some gammas and temperatures",
         ));
     }
+    let t = SamplingConfig { temperature: 1.0, ..o.truncation.clone() };
+    t.validate().map_err(|e| usage(format!("bench: {e}")))?;
     Ok(o)
 }
 

@@ -35,6 +35,7 @@ pub(super) fn run_variant(
     prompts: &[Vec<u32>],
     new_tokens: usize,
     rep: usize,
+    truncation: &SamplingConfig,
 ) -> Result<(f64, Stats, Vec<Vec<u32>>), Error> {
     let mut total = Stats::default();
     let mut outputs = Vec::with_capacity(prompts.len());
@@ -46,7 +47,11 @@ pub(super) fn run_variant(
             max_new_tokens: new_tokens,
             eos_ids: Some(vec![]),
             seed: (rep * 1000 + i) as u64,
-            sampling: SamplingConfig { temperature: v.temperature, ..Default::default() },
+            sampling: if v.temperature > 0.0 {
+                SamplingConfig { temperature: v.temperature, ..truncation.clone() }
+            } else {
+                SamplingConfig::default()
+            },
             ..Default::default()
         };
         let mut g = Generator::from_source(target.clone(), v.source.as_ref(), cfg)?;
@@ -100,7 +105,7 @@ pub(super) fn run_all(
     // Warm-up: one short pass of every variant, of every instance (sessions plan and allocate on
     // first use).
     for v in vs.iter() {
-        run_variant(&instances[v.inst].target, v, &prompts[..1], o.new_tokens.min(16), 0)?;
+        run_variant(&instances[v.inst].target, v, &prompts[..1], o.new_tokens.min(16), 0, &o.truncation)?;
     }
     // Greedy output must not depend on the variant: every greedy run of an instance is checked
     // against the instance's first one. Across instances (other graph optimizations, another
@@ -110,7 +115,7 @@ pub(super) fn run_all(
     for rep in 0..o.repeats {
         for i in run_order(groups, rep) {
             let v = &mut vs[i];
-            let (tps, stats, outputs) = run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep)?;
+            let (tps, stats, outputs) = run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep, &o.truncation)?;
             if v.temperature == 0.0 {
                 match &reference[v.inst] {
                     None => reference[v.inst] = Some(outputs),

@@ -31,7 +31,7 @@ impl Report<'_> {
             "command": format!("specdec bench {}", self.o.args.join(" ")),
             "target": self.o.target, "draft": self.o.draft, "prompts_file": self.o.prompts, "prompts": self.prompts,
             "new_tokens_per_prompt": self.o.new_tokens, "repetitions": self.o.repeats,
-            "threads": {"target": self.o.threads, "draft": self.o.draft_threads}, "graph_optimization_level": self.o.opt_level, "spinning": self.o.spinning,
+            "threads": {"target": self.o.threads, "draft": self.o.draft_threads}, "graph_optimization_level": self.o.opt_level, "spinning": self.o.spinning, "truncation": {"top_k": self.o.truncation.top_k, "top_p": self.o.truncation.top_p, "min_p": self.o.truncation.min_p},
             "devices": {"target": self.o.device.to_string(), "draft": self.o.draft_device.unwrap_or(self.o.device).to_string()},
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "target_call_seconds": self.costs.target.iter().enumerate().map(|(i, t)| serde_json::json!({"k": i + 1, "median": t.0, "min": t.1, "max": t.2})).collect::<Vec<_>>(),

@@ -28,6 +28,10 @@ impl Report<'_> {
             self.o.device,
             self.o.draft_device.unwrap_or(self.o.device)
         );
+        let t = &self.o.truncation;
+        if t.top_k > 0 || t.top_p < 1.0 || t.min_p > 0.0 {
+            s += &format!("Sampling at T > 0 with top-k {} (0 = off), top-p {}, min-p {}\n\n", t.top_k, t.top_p, t.min_p);
+        }
         s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T₀)); in brackets the paper's form with one c (= c_cold) for every step.\n\n";
         s += "| T | variant | tokens/s | speed-up | α̂ | tokens/call | predicted | measured/predicted | draft / target / orchestration |\n";
         s += "|---|---|---|---|---|---|---|---|---|\n";
