@@ -10,13 +10,19 @@ repetition after a warm-up:
            target/release/libspecdec.so, with ctypes), plus `auto` rows when the library
            exports specdec_gen_config_set_gamma_policy
 
-at temperature 0 (greedy) and temperature 1 (full-distribution sampling, the same seed per
-repetition and prompt for every configuration of both engines). Every run feeds the prompt as
-token ids and generates exactly --new-tokens tokens (EOS off on both sides; see EOS below), so
-both engines do the same work; a list of lengths (--new-tokens 32,128) measures each of them in
-the same repetitions. Time per prompt runs from creating the generator to the last
-token (prefill included, tokenization and freeing excluded); tokens/s of a configuration in one
-repetition = all new tokens of all prompts / the sum of those times.
+at temperature 0 (greedy) and temperature 1 (the same seed per repetition and prompt for every
+configuration of both engines). Sampling at T > 0 draws from the full distribution by default;
+--top-p P (< 1) makes both engines sample from the nucleus instead: specdec with
+specdec_gen_config_set_top_p(P), genai with top_p P and top_k 0 (its nucleus-only path; see
+"Top-p" below). --target-only (or --ks none --gammas none) runs the target-only
+rows alone and loads no draft, e.g. for a big-vocabulary model, where sampling itself is much of
+the cost; a target folder may also be an onnxruntime-genai model builder export (genai_config.json
+and no config.json). Every run feeds the prompt as token ids and generates exactly --new-tokens
+tokens (EOS off on both sides; see EOS below), so both engines do the same work; a list of
+lengths (--new-tokens 32,128) measures each of them in the same repetitions. Time per prompt runs
+from creating the generator to the last token (prefill included, tokenization and freeing
+excluded); tokens/s of a configuration in one repetition = all new tokens of all prompts / the sum
+of those times.
 
 EOS: specdec takes an empty EOS list (specdec_gen_config_set_eos_ids with 0 ids). genai 0.18
 cannot switch EOS off: an empty `eos_token_id` array in genai_config.json is ignored (it still
@@ -24,6 +30,22 @@ stops on the model's EOS), and an id outside the vocabulary is refused. So genai
 search.min_length = max_length, which keeps it from stopping by masking the EOS logits until
 max_length. Under greedy decoding that changes nothing unless EOS is the argmax (the greedy
 check below would show it); under sampling genai draws from the distribution without EOS.
+
+Top-p: specdec sorts the tokens by logit (ties: lower id first) and keeps the smallest prefix
+whose probability reaches P. genai 0.18 (ComputeSampledCategorical / FindNucleus in
+src/sampling_distribution.h, used by its standard and its speculative path) partial-sorts by
+logit (ties in no set order) and stops at the first position where the prefix is at least P of
+prefix + an upper bound of the unsorted tail ((tokens left) × the current token's weight); for a
+vocabulary over 64 tokens that bound is all it checks, so its kept set is a superset of the exact
+nucleus (the same where the distribution is peaked, larger where it is flat), and the tokens are
+then drawn from that set renormalised. Measured on the demo target (512 tokens; one prompt, 400
+seeds, P = 0.9): the exact nucleus held 62 tokens (mass 0.902), genai's set 142 (mass 0.991);
+genai drew 35 of 400 tokens from outside the exact nucleus (39 expected without truncation),
+none outside its own set; specdec none outside the exact nucleus. On the random-weight builder
+export qwen2-random-fp32 (151,936 tokens, a nearly flat distribution; 200 seeds) the exact
+nucleus held 126,386 tokens, genai's set 129,294 (mass 0.913). So at P < 1 genai samples a
+wider distribution than specdec on the same logits (both engines apply the same truncation to
+the draft's distribution as to the target's). Its standard and speculative paths share the code.
 
 Greedy check: at temperature 0 every configuration's tokens are compared with specdec's
 target-only tokens for every prompt and repetition; where genai's target-only output differs,
@@ -94,7 +116,10 @@ def fmt_range(s: dict, digits: int = 1, suffix: str = "") -> str:
 
 
 def parse_int_list(text: str) -> list[int]:
+    """'1-8', '2,4' or 'none' (the empty list)."""
     out: list[int] = []
+    if text.strip().lower() in ("none", "-"):
+        return out
     for part in text.split(","):
         part = part.strip()
         if not part:
@@ -154,8 +179,27 @@ def model_io(onnx_path: Path) -> tuple[list[str], list[str]]:
     return [i.name for i in s.get_inputs()], [o.name for o in s.get_outputs()]
 
 
+def builder_config(model_dir: Path) -> dict | None:
+    """genai_config.json of an onnxruntime-genai model builder export (no config.json), if any."""
+    if (model_dir / "genai_config.json").exists() and not (model_dir / "config.json").exists():
+        return json.loads((model_dir / "genai_config.json").read_text())
+    return None
+
+
 def decoder_block(model_dir: Path, filename: str, threads: int) -> dict:
-    """genai's model.decoder description of an Optimum text-generation-with-past export."""
+    """genai's model.decoder description of an Optimum text-generation-with-past export, or of a
+    model builder export (its own genai_config.json's, with the file name and threads set)."""
+    built = builder_config(model_dir)
+    if built is not None:
+        block = json.loads(json.dumps(built["model"]["decoder"]))
+        block["filename"] = filename
+        so = block.setdefault("session_options", {})
+        so["log_id"] = f"peer-{model_dir.name}"
+        so.setdefault("provider_options", [])
+        so.pop("intra_op_num_threads", None)
+        if threads > 0:
+            so["intra_op_num_threads"] = threads
+        return block
     cfg = json.loads((model_dir / "config.json").read_text())
     heads = cfg["num_attention_heads"]
     head_size = cfg.get("head_dim") or cfg["hidden_size"] // heads
@@ -189,6 +233,13 @@ def decoder_block(model_dir: Path, filename: str, threads: int) -> dict:
 
 
 def model_fields(target_dir: Path) -> dict:
+    built = builder_config(target_dir)
+    if built is not None:
+        m = built["model"]
+        return {"vocab_size": m["vocab_size"], "context_length": m["context_length"],
+                "bos_token_id": m.get("bos_token_id", 0), "eos_token_id": m["eos_token_id"],
+                "pad_token_id": m.get("pad_token_id", m["eos_token_id"]),
+                "model_type": m.get("type", "llama")}
     cfg = json.loads((target_dir / "config.json").read_text())
     gen = {}
     if (target_dir / "generation_config.json").exists():
@@ -218,16 +269,17 @@ def link_model_files(src_dir: Path, dst_dir: Path) -> str:
         if not f.is_file():
             continue
         if f.suffix == ".json" and not f.name.startswith("tokenizer"):
-            continue  # config.json / generation_config.json are described in genai_config.json
+            continue  # config.json / generation_config.json / genai_config.json: written anew
         if link_or_copy(f, dst_dir / f.name) == "copy":
             how = "copy"
     return how
 
 
-def build_genai_folders(target_dir: Path, draft_dir: Path, out_dir: Path, k_default: int,
+def build_genai_folders(target_dir: Path, draft_dir: Path | None, out_dir: Path, k_default: int,
                         threads: int, draft_threads: int) -> dict:
     """target/peer/<pair>/{target,speculative}/ with genai_config.json; genai refuses model
-    files outside its folder, so the ONNX files are hard-linked (or copied) in."""
+    files outside its folder, so the ONNX files are hard-linked (or copied) in. Without a draft
+    (target-only runs) only target/."""
     fields = model_fields(target_dir)
     gtype = fields.pop("model_type")
     gtype = gtype if gtype in GENAI_DECODER_TYPES else "llama"
@@ -238,7 +290,14 @@ def build_genai_folders(target_dir: Path, draft_dir: Path, out_dir: Path, k_defa
         "model": {"type": gtype, **fields, "decoder": decoder_block(target_dir, "model.onnx", threads)},
         "search": {"max_length": fields["context_length"], "do_sample": False},
     }
+    built = builder_config(target_dir)
+    if built is not None and "past_present_share_buffer" in built.get("search", {}):
+        # a builder export's KV-cache layout choice (one buffer for past and present), kept
+        target_cfg["search"]["past_present_share_buffer"] = built["search"]["past_present_share_buffer"]
     (tdir / "genai_config.json").write_text(json.dumps(target_cfg, indent=2) + "\n")
+    if draft_dir is None:
+        return {"target": str(tdir), "speculative": None, "files": how,
+                "target_config": target_cfg, "speculative_config": None}
 
     sdir = out_dir / "speculative"
     link_model_files(target_dir, sdir / "target")
@@ -328,6 +387,7 @@ class Specdec:
             "specdec_gen_config_free": ([P], None),
             "specdec_gen_config_set_gamma": ([P, u32, E], u32),
             "specdec_gen_config_set_temperature": ([P, ctypes.c_float, E], u32),
+            "specdec_gen_config_set_top_p": ([P, ctypes.c_float, E], u32),
             "specdec_gen_config_set_seed": ([P, ctypes.c_uint64, E], u32),
             "specdec_gen_config_set_max_new_tokens": ([P, u32, E], u32),
             "specdec_gen_config_set_eos_ids": ([P, ctypes.POINTER(u32), sz, E], u32),
@@ -447,7 +507,7 @@ class Specdec:
 
     # -- one generation --
     def generate(self, target, draft, ids: list[int], new_tokens: int, temperature: float,
-                 seed: int, gamma: int | None, policy: str | None) -> dict:
+                 seed: int, gamma: int | None, policy: str | None, top_p: float = 1.0) -> dict:
         cfg = self.L.specdec_gen_config_new()
         gen = ctypes.c_void_p()
         try:
@@ -455,6 +515,8 @@ class Specdec:
             self.call("specdec_gen_config_set_eos_ids", cfg, None, 0)
             self.call("specdec_gen_config_set_temperature", cfg, ctypes.c_float(temperature))
             self.call("specdec_gen_config_set_seed", cfg, seed)
+            if temperature > 0 and top_p < 1.0:
+                self.call("specdec_gen_config_set_top_p", cfg, ctypes.c_float(top_p))
             if gamma:
                 self.call("specdec_gen_config_set_gamma", cfg, gamma)
             if policy:
@@ -492,13 +554,13 @@ GENAI_STAT_KEYS = ("rounds", "draft_tokens_proposed", "draft_tokens_evaluated",
 
 
 def genai_generate(model, ids: list[int], new_tokens: int, temperature: float, seed: int,
-                   k: int | None) -> dict:
+                   k: int | None, top_p: float = 1.0) -> dict:
     total = len(ids) + new_tokens
     opts = {"max_length": total, "min_length": total}
     if temperature > 0:
         # top_k 0 with top_p 1.0 is genai's full-distribution sampling (its defaults are
-        # top_k 50 and top_p 0).
-        opts.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
+        # top_k 50 and top_p 0); top_k 0 with top_p < 1 is nucleus sampling alone.
+        opts.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=float(top_p),
                     random_seed=int(seed))
     else:
         opts.update(do_sample=False)
@@ -542,8 +604,12 @@ def greedy_margin(model_dir: Path, ids: list[int]) -> dict:
             feeds[i.name] = np.arange(n, dtype=np.int64)[None, :]
         elif i.name.startswith("past_key_values"):
             shape = [1 if d == "batch_size" else (0 if not isinstance(d, int) else d) for d in i.shape]
-            feeds[i.name] = np.zeros(shape, dtype=np.float32)
-    logits = sess.run(["logits"], feeds)[0][0, -1]
+            built = builder_config(model_dir)
+            if built is not None:  # named dims there: (batch, kv heads, past length, head size)
+                dec = built["model"]["decoder"]
+                shape = [1, dec["num_key_value_heads"], 0, dec["head_size"]]
+            feeds[i.name] = np.zeros(shape, dtype=np.float16 if "float16" in i.type else np.float32)
+    logits = sess.run(["logits"], feeds)[0][0, -1].astype(np.float32)
     top = np.argsort(-logits)[:2]
     return {"top1": int(top[0]), "top2": int(top[1]),
             "margin": float(logits[top[0]] - logits[top[1]])}
@@ -557,7 +623,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", default="models/demo/target")
-    ap.add_argument("--draft", default="models/demo/draft")
+    ap.add_argument("--draft", default="models/demo/draft",
+                    help="draft model folder (not used, and not needed, with --target-only)")
     ap.add_argument("--name", help="pair name for target/peer/<name>/ (default: from the paths)")
     ap.add_argument("--prompts", default="benches/prompts.jsonl",
                     help="JSON lines, one prompt string per line")
@@ -568,9 +635,18 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1,
                     help="warm-up runs of each configuration on the first prompt")
-    ap.add_argument("--ks", default="1-8", help="genai max_draft_tokens values, e.g. 1-8 or 2,4")
-    ap.add_argument("--gammas", default="1-8", help="specdec gamma values")
+    ap.add_argument("--ks", default="1-8",
+                    help="genai max_draft_tokens values, e.g. 1-8 or 2,4; 'none' for no genai "
+                         "speculative rows")
+    ap.add_argument("--gammas", default="1-8", help="specdec gamma values ('none': no fixed-gamma rows)")
+    ap.add_argument("--target-only", action="store_true",
+                    help="target-only rows only (= --ks none --gammas none, which drops the policy "
+                         "rows too): no draft is loaded")
     ap.add_argument("--temperatures", default="0,1")
+    ap.add_argument("--top-p", type=float, default=1.0,
+                    help="at T > 0, nucleus sampling with this top-p in both engines (specdec "
+                         "set_top_p; genai top_p with top_k 0); 1 (default) samples the full "
+                         "distribution")
     ap.add_argument("--threads", type=int, default=1,
                     help="ONNX Runtime intra-op threads per model, both engines (0: ORT decides)")
     ap.add_argument("--genai-threads", type=int, default=None,
@@ -584,6 +660,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 rep, 2 prompts, 16 new tokens")
     args = ap.parse_args()
+    if not 0.0 < args.top_p <= 1.0:
+        sys.exit("peer_bench: --top-p must be in (0, 1]")
+    if args.target_only:
+        args.ks, args.gammas, args.no_policies = "none", "none", True
     if args.quick:
         args.reps, args.max_prompts, args.new_tokens = 1, 2, "16"
     ns = parse_int_list(args.new_tokens)
@@ -591,14 +671,21 @@ def main() -> int:
         sys.exit("peer_bench: --new-tokens needs positive lengths")
 
     os.chdir(ROOT)
-    target_dir, draft_dir = Path(args.target).resolve(), Path(args.draft).resolve()
+    ks, gammas = parse_int_list(args.ks), parse_int_list(args.gammas)
+    # No K and no γ: target-only comparisons, no policy rows and no draft at all.
+    speculative = bool(ks or gammas)
+    if not speculative:
+        args.no_policies = True
+    target_dir = Path(args.target).resolve()
+    draft_dir = Path(args.draft).resolve() if speculative else None
     if args.name:
         pair = args.name
+    elif draft_dir is None:
+        pair = f"{target_dir.name}-target-only"
     elif target_dir.parent == draft_dir.parent:
         pair = target_dir.parent.name
     else:
         pair = f"{target_dir.name}__{draft_dir.name}"
-    ks, gammas = parse_int_list(args.ks), parse_int_list(args.gammas)
     temps = [float(t) for t in args.temperatures.split(",") if t.strip()]
     genai_threads = args.threads if args.genai_threads is None else args.genai_threads
     draft_threads = args.draft_threads
@@ -615,7 +702,8 @@ def main() -> int:
     folders = build_genai_folders(target_dir, draft_dir, ROOT / "target" / "peer" / pair,
                                   max(ks) if ks else 4, genai_threads,
                                   genai_threads if draft_threads is None else draft_threads)
-    log(f"genai folders: {folders['target']} and {folders['speculative']} ({folders['files']})")
+    log(f"genai folders: {folders['target']}"
+        + (f" and {folders['speculative']}" if folders["speculative"] else "") + f" ({folders['files']})")
 
     prompt_ids = [sd.encode(target_dir / "tokenizer.json", p) for p in prompts]
     tokenizer_check = None
@@ -633,7 +721,9 @@ def main() -> int:
 
     t_load = time.perf_counter()
     sd_target = sd.load_model(target_dir, args.threads)
-    sd_draft = sd.load_model(draft_dir, args.threads if draft_threads is None else draft_threads)
+    sd_draft = None
+    if draft_dir is not None:
+        sd_draft = sd.load_model(draft_dir, args.threads if draft_threads is None else draft_threads)
     g_target = og.Model(folders["target"])
     g_spec = {}
     for k in ks:
@@ -642,7 +732,7 @@ def main() -> int:
         g_spec[k] = og.Model(c)
     log(f"models loaded in {time.perf_counter() - t_load:.1f} s")
 
-    policies = [] if args.no_policies else sd.policies()
+    policies = [] if args.no_policies or sd_draft is None else sd.policies()
     configs = [("genai", "target-only", None)] + [("genai", f"K={k}", k) for k in ks]
     sconfigs = ([("specdec", "target-only", None)] + [("specdec", f"γ={g}", g) for g in gammas]
                 + [("specdec", p, p) for p in policies])
@@ -651,11 +741,11 @@ def main() -> int:
         engine, label, x = cfg
         if engine == "genai":
             model = g_target if x is None else g_spec[x]
-            return genai_generate(model, ids, n, temperature, seed, x)
+            return genai_generate(model, ids, n, temperature, seed, x, args.top_p)
         gamma = x if isinstance(x, int) else None
         policy = x if isinstance(x, str) else None
         draft = None if x is None else sd_draft
-        return sd.generate(sd_target, draft, ids, n, temperature, seed, gamma, policy)
+        return sd.generate(sd_target, draft, ids, n, temperature, seed, gamma, policy, args.top_p)
 
     # Interleave the engines: genai tt, specdec tt, genai K1, specdec γ1, ...; each repetition
     # starts one place later so no configuration always runs first.
@@ -728,14 +818,18 @@ def main() -> int:
         # the common prefix is specdec's tokens up to the first difference
         ref = run(("specdec", "target-only", None), prompt_ids[m["prompt"]], 0.0, 0,
                   m["new_tokens"])["tokens"]
-        m["margin"] = greedy_margin(target_dir, prompt_ids[m["prompt"]] + ref[: m["first_diff"]])
+        try:
+            m["margin"] = greedy_margin(target_dir, prompt_ids[m["prompt"]] + ref[: m["first_diff"]])
+        except Exception as e:  # e.g. a builder export's inputs this plain run does not feed
+            m["margin"] = {"error": str(e)[:300]}
 
     report = analyse(args, results, temps, ns, configs, sconfigs)
     meta = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(),
                  "loadavg_at_end": os.getloadavg()},
-        "pair": pair, "target": str(target_dir), "draft": str(draft_dir),
+        "pair": pair, "target": str(target_dir),
+        "draft": str(draft_dir) if draft_dir is not None else None,
         "prompts": args.prompts, "n_prompts": len(prompts),
         "prompt_tokens": [len(i) for i in prompt_ids],
         "tokenizer_matches_hf_tokenizers": tokenizer_check,
@@ -747,8 +841,8 @@ def main() -> int:
                     "draft_intra_op": draft_threads},
         "eos": {"specdec": "specdec_gen_config_set_eos_ids(cfg, NULL, 0): no EOS",
                 "genai": "search.min_length = max_length = prompt + new_tokens (EOS masked)"},
-        "sampling": {"specdec": "temperature T, top-k/top-p/min-p off",
-                     "genai": "do_sample, temperature T, top_k 0, top_p 1.0, random_seed"},
+        "top_p": args.top_p,
+        "sampling": sampling_meta(args.top_p),
         "timing": "generator creation to the last token, prefill included; tok/s = all new "
                   "tokens / summed seconds over the prompts of one repetition",
         "versions": {"specdec": sd.version, "specdec_lib": sd.lib_path,
@@ -772,10 +866,35 @@ def main() -> int:
     return 0
 
 
+def sampling_meta(top_p: float) -> dict:
+    """What T > 0 means on each side (the JSON's "sampling" entry)."""
+    if top_p >= 1.0:
+        return {"top_p": 1.0, "summary": "full distribution (no top-k, no top-p)",
+                "specdec": "temperature T, top-k/top-p/min-p off",
+                "genai": "do_sample, temperature T, top_k 0, top_p 1.0, random_seed"}
+    return {"top_p": top_p, "summary": f"nucleus, top-p {top_p:g} (no top-k)",
+            "specdec": f"temperature T, top_p {top_p:g} (specdec_gen_config_set_top_p: sorted by "
+                       "logit, ties by lower id, the smallest prefix whose mass reaches p), "
+                       "top-k/min-p off",
+            "genai": f"do_sample, temperature T, top_k 0, top_p {top_p:g}, random_seed (0.18 "
+                     "FindNucleus: stops where a bound on the unsorted tail says p is reached, a "
+                     "superset of the exact nucleus for vocabularies over 64 tokens)"}
+
+
+def sampling_label(m: dict) -> str:
+    s = m.get("sampling", {})
+    p = s.get("top_p", m.get("top_p", 1.0)) if isinstance(s, dict) else 1.0
+    return "full distribution" if p is None or p >= 1.0 else f"top-p {p:g}, no top-k"
+
+
 def analyse(args, results, temps, ns, configs, sconfigs) -> dict:
     rows = []
     paired = []
+    tt_ratios = []
     for n, t in [(n, t) for n in ns for t in temps]:
+        sr, gr = results[("specdec", "target-only", t, n)], results[("genai", "target-only", t, n)]
+        tt_ratios.append({"temperature": t, "new_tokens": n,
+                          "ratio": summary([a["tps"] / b["tps"] for a, b in zip(sr, gr)])})
         by_engine = {}
         for engine, cfgs in (("genai", configs), ("specdec", sconfigs)):
             base = results[(engine, "target-only", t, n)]
@@ -808,7 +927,7 @@ def analyse(args, results, temps, ns, configs, sconfigs) -> dict:
                 pr = results[("specdec", pol[1], t, n)]
                 entry[f"ratio_{pol[1]}"] = summary([a["tps"] / b["tps"] for a, b in zip(pr, gr)])
             paired.append(entry)
-    return {"rows": rows, "paired": paired}
+    return {"rows": rows, "paired": paired, "target_only_ratios": tt_ratios}
 
 
 def engine_figures(engine, reps, base, cfg) -> dict:
@@ -910,9 +1029,12 @@ def markdown(out: dict) -> str:
     multi = len(lengths) > 1
     col = (lambda r: f"{r['new_tokens']} | ") if multi else (lambda r: "")
     head, rule = ("new | ", "---|") if multi else ("", "")
+    samp = sampling_label(m)
+    target_only = not out["paired"] and all(r["config"] == "target-only" for r in out["rows"])
     lines = [
         f"## Peer benchmark: specdec {m['versions']['specdec']} vs onnxruntime-genai "
-        f"{m['versions']['onnxruntime_genai']} ({m['pair']})",
+        f"{m['versions']['onnxruntime_genai']} ({m['pair']}; T > 0: {samp})"
+        + (", target-only" if target_only else ""),
         "",
         f"{m['n_prompts']} prompts from {m['prompts']}, {', '.join(map(str, lengths))} new tokens "
         f"each, {m['reps']} repetitions (median, min–max), {m['host']['cpus']} CPUs, intra-op "
@@ -920,6 +1042,13 @@ def markdown(out: dict) -> str:
         f"{m['threads']['genai_intra_op_per_session']}"
         + (f" (the draft {m['threads']['draft_intra_op']} in both)" if m['threads'].get('draft_intra_op') is not None else "")
         + f". {m['date']}.",
+        "",
+        "Sampling at T > 0: " + (m["sampling"]["summary"] + "; specdec: " + m["sampling"]["specdec"]
+                                 + "; genai: " + m["sampling"]["genai"]
+                                 if isinstance(m.get("sampling"), dict) and "summary" in m["sampling"]
+                                 else samp) + ".",
+        "",
+        f"Per configuration (T > 0: {samp}):",
         "",
         f"| {head}T | engine | config | tok/s | vs own target-only | acceptance | tokens/round | "
         "of measured limit |",
@@ -931,30 +1060,37 @@ def markdown(out: dict) -> str:
             f"{fmt_range(r['tps'])} | {fmt_range(r['speedup'], 2, 'x')} | "
             f"{fmt_range(r.get('acceptance'), 2)} | {fmt_range(r.get('tokens_per_round'), 2)} | "
             f"{fmt_range(r.get('fraction_of_measured_limit'), 2)} |")
-    lines += ["", f"| {head}T | specdec best | genai best | specdec / genai (paired per rep) | "
-              "specdec / paper ideal limit | specdec / measured limit | specdec / ORT-only limit |",
-              f"|{rule}---|---|---|---|---|---|---|"]
-    for p in out["paired"]:
-        lines.append(f"| {col(p)}{p['temperature']:g} | {p['specdec']} | {p['genai']} | "
-                     f"{fmt_range(p['ratio'], 2, 'x')} | "
-                     f"{fmt_range(p.get('specdec_fraction_of_paper_limit'), 2)} | "
-                     f"{fmt_range(p.get('specdec_fraction_of_measured_limit'), 2)} | "
-                     f"{fmt_range(p.get('specdec_fraction_of_ort_limit'), 2)} |")
-        for key, val in p.items():
-            if key.startswith("ratio_"):
-                lines.append(f"| {col(p)}{p['temperature']:g} | {key[6:]} | {p['genai']} | "
-                             f"{fmt_range(val, 2, 'x')} | | | |")
-    lines += ["", "Limits (specdec tok/s as a fraction of each): *paper ideal*: the paper's "
-              "bound with verification of γ + 1 tokens costing one target step, target-only "
-              "tok/s × tokens per round / (γc + 1); *measured*: the paper's formula with measured "
-              "figures, (1 − α^(γ+1)) / (1 − α) tokens per round (α = accepted / (accepted + "
-              "rejected)) over γ × (mean draft call) + (mean target call of the same run, each "
-              "verifying γ + 1 tokens); *ORT-only*: new tokens / time inside ONNX Runtime, i.e. "
-              "no orchestration. All costs come from the same run."]
+    lines += ["", f"specdec / genai target-only, paired per repetition (T > 0: {samp}):", "",
+              f"| {head}T | specdec / genai |", f"|{rule}---|---|"]
+    for r in out.get("target_only_ratios", []):
+        lines.append(f"| {col(r)}{r['temperature']:g} | {fmt_range(r['ratio'], 2, 'x')} |")
+    if not target_only:
+        lines += ["", "Best speculative configuration of each engine, paired per repetition "
+                  f"(T > 0: {samp}):", "",
+                  f"| {head}T | specdec best | genai best | specdec / genai (paired per rep) | "
+                  "specdec / paper ideal limit | specdec / measured limit | specdec / ORT-only limit |",
+                  f"|{rule}---|---|---|---|---|---|---|"]
+        for p in out["paired"]:
+            lines.append(f"| {col(p)}{p['temperature']:g} | {p['specdec']} | {p['genai']} | "
+                         f"{fmt_range(p['ratio'], 2, 'x')} | "
+                         f"{fmt_range(p.get('specdec_fraction_of_paper_limit'), 2)} | "
+                         f"{fmt_range(p.get('specdec_fraction_of_measured_limit'), 2)} | "
+                         f"{fmt_range(p.get('specdec_fraction_of_ort_limit'), 2)} |")
+            for key, val in p.items():
+                if key.startswith("ratio_"):
+                    lines.append(f"| {col(p)}{p['temperature']:g} | {key[6:]} | {p['genai']} | "
+                                 f"{fmt_range(val, 2, 'x')} | | | |")
+        lines += ["", "Limits (specdec tok/s as a fraction of each): *paper ideal*: the paper's "
+                  "bound with verification of γ + 1 tokens costing one target step, target-only "
+                  "tok/s × tokens per round / (γc + 1); *measured*: the paper's formula with measured "
+                  "figures, (1 − α^(γ+1)) / (1 − α) tokens per round (α = accepted / (accepted + "
+                  "rejected)) over γ × (mean draft call) + (mean target call of the same run, each "
+                  "verifying γ + 1 tokens); *ORT-only*: new tokens / time inside ONNX Runtime, i.e. "
+                  "no orchestration. All costs come from the same run."]
     g = out["greedy_check"]
     bad = {k: v for k, v in g.items() if v["mismatches"]}
     lines += ["", "Greedy check (T=0, every prompt and rep, against specdec target-only): " +
-              ("all identical." if not bad else
+              ("not run (no T=0)." if not g else "all identical." if not bad else
                "; ".join(f"{k}: {len(v['mismatches'])} of {v['runs']} differ" for k, v in bad.items()))]
     if out["length_errors"]:
         lines.append(f"Runs with the wrong number of new tokens: {len(out['length_errors'])}.")

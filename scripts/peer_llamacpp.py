@@ -50,7 +50,16 @@ Parts (--parts, comma-separated; default tok,plain,cli,spin,bench,spec,h2h,greed
            both Q4_0 targets, llama.cpp speculative at the sweep's best length (or --h2h-spec-n),
            specdec target-only of both int4 targets and scaled + draft int4 at --specdec-gammas
            and auto; speed-ups over each engine's own scaled target-only and specdec/llama.cpp
-           ratios, paired per repetition.
+           ratios, paired per repetition. specdec runs in-process (--h2h-specdec lib, default):
+           libspecdec through ctypes as scripts/peer_bench.py drives it, each model loaded once,
+           a generator per prompt, timed from creating the generator to the last token; at a
+           thread count that reaches the physical cores it uses the library's default threading
+           (intra-op threads 0: every model on the process's one shared ONNX Runtime pool, one
+           thread per core), below that a pool of that many threads per model; the in-process
+           configurations of both engines are warmed up once on the first prompt. --h2h-specdec
+           cli keeps the earlier protocol (the CLI, one process per prompt, cold each time, with
+           --threads/--draft-threads: a pool per model). Greedy check: every speculative run's
+           output against the same engine's scaled target-only output.
   greedy   greedy token ids, 1 thread: llama.cpp (binding, argmax, EOS not masked) on the f32, Q4_0
            and Q4_0-pure GGUFs against specdec (--eos-ids "") on the builder fp32 and int4
            exports: leading tokens in agreement per prompt (different quantisations: differences
@@ -203,6 +212,149 @@ class SpecdecTokenizer:
         if st:
             raise RuntimeError(f"specdec_tokenizer_encode: status {st}: {self._msg(err)}")
         return list(buf[: n.value])
+
+
+class SpecdecStats(ctypes.Structure):
+    """struct specdec_stats (include/specdec.h), as scripts/peer_bench.py reads it."""
+    _fields_ = [("struct_size", ctypes.c_size_t), ("target_calls", ctypes.c_uint64),
+                ("draft_calls", ctypes.c_uint64), ("rounds", ctypes.c_uint64),
+                ("drafted", ctypes.c_uint64), ("accepted", ctypes.c_uint64),
+                ("new_tokens", ctypes.c_uint64), ("acceptance_rate", ctypes.c_double),
+                ("tokens_per_target_call", ctypes.c_double), ("draft_seconds", ctypes.c_double),
+                ("target_seconds", ctypes.c_double), ("other_seconds", ctypes.c_double),
+                ("total_seconds", ctypes.c_double), ("rejected", ctypes.c_uint64),
+                ("alpha", ctypes.c_double)]
+
+
+def physical_cores():
+    """Distinct (package, core) pairs in sysfs: what ONNX Runtime sizes a default pool by."""
+    seen = set()
+    for d in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology"):
+        try:
+            seen.add(((d / "physical_package_id").read_text().strip(), (d / "core_id").read_text().strip()))
+        except OSError:
+            pass
+    return len(seen) or os.cpu_count()
+
+
+class SpecdecLib:
+    """specdec in this process through its C ABI (ctypes on a private copy of
+    target/release/libspecdec.so, so that a rebuild during the run cannot pull the file from under
+    it), the way scripts/peer_bench.py drives it: models loaded once and kept, then per prompt a
+    generator (config, generator, append the prompt ids, generate, read tokens and stats, free),
+    timed from creating the generator to the last token."""
+    DRAFT_POLICY = {"fixed": 0, "heuristic": 1, "auto": 2}  # enum specdec_draft_policy
+
+    def __init__(self, ort_path):
+        import hashlib
+        import shutil
+        digest = hashlib.sha256(LIBSPECDEC.read_bytes()).hexdigest()
+        work = ROOT / "target/peer/.lib"
+        work.mkdir(parents=True, exist_ok=True)
+        copy = work / f"libspecdec-{digest[:12]}.so"
+        if not copy.exists():
+            shutil.copy2(LIBSPECDEC, copy)
+        self.lib_sha256 = digest
+        L = self.L = ctypes.CDLL(str(copy))
+        P, E = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+        u32, sz, f32 = ctypes.c_uint32, ctypes.c_size_t, ctypes.c_float
+        for name, args, res in [
+            ("specdec_version", [], ctypes.c_char_p),
+            ("specdec_runtime_init", [ctypes.c_char_p, E], u32),
+            ("specdec_error_message", [P], ctypes.c_char_p),
+            ("specdec_error_free", [P], None),
+            ("specdec_status_name", [u32], ctypes.c_char_p),
+            ("specdec_model_options_new", [], P),
+            ("specdec_model_options_free", [P], None),
+            ("specdec_model_options_set_intra_threads", [P, u32, E], u32),
+            ("specdec_model_load", [ctypes.c_char_p, P, E, E], u32),
+            ("specdec_model_free", [P], None),
+            ("specdec_gen_config_new", [], P),
+            ("specdec_gen_config_free", [P], None),
+            ("specdec_gen_config_set_gamma", [P, u32, E], u32),
+            ("specdec_gen_config_set_temperature", [P, f32, E], u32),
+            ("specdec_gen_config_set_draft_policy", [P, u32, E], u32),
+            ("specdec_gen_config_set_max_new_tokens", [P, u32, E], u32),
+            ("specdec_gen_config_set_eos_ids", [P, ctypes.POINTER(u32), sz, E], u32),
+            ("specdec_generator_new", [P, P, P, E, E], u32),
+            ("specdec_generator_free", [P], None),
+            ("specdec_generator_append_tokens", [P, ctypes.POINTER(u32), sz, E], u32),
+            ("specdec_generator_generate", [P, P, P, ctypes.POINTER(u32), E], u32),
+            ("specdec_generator_tokens", [P, ctypes.POINTER(ctypes.POINTER(u32)), ctypes.POINTER(sz), E], u32),
+            ("specdec_generator_stats", [P, ctypes.POINTER(SpecdecStats), E], u32),
+        ]:
+            fn = getattr(L, name)
+            fn.argtypes, fn.restype = args, res
+        self.version = L.specdec_version().decode()
+        self.ort_path = ort_path
+        self.call("specdec_runtime_init", str(ort_path).encode() if ort_path else None)
+        self.models = {}
+
+    def check(self, status, err, what):
+        if status == 0:
+            return
+        msg = ""
+        if err.value:
+            msg = (self.L.specdec_error_message(err) or b"").decode(errors="replace")
+            self.L.specdec_error_free(err)
+        raise RuntimeError(f"{what}: {self.L.specdec_status_name(status).decode()}: {msg}")
+
+    def call(self, name, *args):
+        err = ctypes.c_void_p()
+        self.check(getattr(self.L, name)(*args, ctypes.byref(err)), err, name)
+
+    def model(self, path, threads):
+        """The model at `path` with `threads` intra-op threads (0: the library's default, the
+        process's shared pool), loaded on first use and kept (one handle per file and setting,
+        shared by every configuration that uses it, as one host process would)."""
+        key = (str(path), threads)
+        if key not in self.models:
+            opts = self.L.specdec_model_options_new()
+            try:
+                if threads:
+                    self.call("specdec_model_options_set_intra_threads", opts, threads)
+                out = ctypes.c_void_p()
+                self.call("specdec_model_load", str(path).encode(), opts, ctypes.byref(out))
+                self.models[key] = out
+            finally:
+                self.L.specdec_model_options_free(opts)
+        return self.models[key]
+
+    def generate(self, target, draft, ids, n, gamma=None, policy=None):
+        """Greedy, exactly n new tokens (no EOS), as `specdec generate --eos-ids ''` does."""
+        cfg = self.L.specdec_gen_config_new()
+        gen = ctypes.c_void_p()
+        try:
+            self.call("specdec_gen_config_set_max_new_tokens", cfg, n)
+            self.call("specdec_gen_config_set_eos_ids", cfg, None, 0)
+            self.call("specdec_gen_config_set_temperature", cfg, ctypes.c_float(0.0))
+            if gamma:
+                self.call("specdec_gen_config_set_gamma", cfg, gamma)
+            if policy:
+                self.call("specdec_gen_config_set_draft_policy", cfg, self.DRAFT_POLICY[policy])
+            arr = (ctypes.c_uint32 * len(ids))(*ids)
+            reason = ctypes.c_uint32()
+            t0 = time.perf_counter()
+            self.call("specdec_generator_new", target, draft, cfg, ctypes.byref(gen))
+            self.call("specdec_generator_append_tokens", gen, arr, len(ids))
+            self.call("specdec_generator_generate", gen, None, None, ctypes.byref(reason))
+            seconds = time.perf_counter() - t0
+            ptr, m = ctypes.POINTER(ctypes.c_uint32)(), ctypes.c_size_t()
+            self.call("specdec_generator_tokens", gen, ctypes.byref(ptr), ctypes.byref(m))
+            tokens = list(ptr[len(ids): m.value])
+            st = SpecdecStats()
+            st.struct_size = ctypes.sizeof(SpecdecStats)
+            self.call("specdec_generator_stats", gen, ctypes.byref(st))
+            return {"tokens": tokens, "seconds": seconds,
+                    "stats": {f: getattr(st, f) for f, _ in SpecdecStats._fields_ if f != "struct_size"}}
+        finally:
+            self.L.specdec_generator_free(gen)
+            self.L.specdec_gen_config_free(cfg)
+
+    def close(self):
+        for h in self.models.values():
+            self.L.specdec_model_free(h)
+        self.models.clear()
 
 
 def specdec_generate(target, prompt_ids, n, threads, draft=None, gamma=None, policy=None):
@@ -743,22 +895,57 @@ def part_specdec(args, ours, res):
 
 
 def specdec_pass(target, draft, ours, n, th, gamma=None, policy=None):
-    secs, toks, acc, dr = 0.0, 0, 0, 0
+    """One repetition of `specdec generate --json` (one process per prompt) over all prompts."""
+    secs, toks, acc, dr, ids_all = 0.0, 0, 0, 0, []
     for ids in ours:
         js, cmd = specdec_generate(target, ids, n, th, draft, gamma, policy)
         secs += js["stats"]["total_ms"] / 1000
         toks += js["stats"]["new_tokens"]
         acc += js["stats"].get("accepted", 0)
         dr += js["stats"].get("drafted", 0)
-    return {"tok_s": toks / secs, "accepted": acc, "drafted": dr}, cmd
+        ids_all.append(js.get("tokens"))
+    return {"tok_s": toks / secs, "accepted": acc, "drafted": dr, "ids": ids_all}, cmd
+
+
+def specdec_lib_threads(th, cores):
+    """intra-op threads for the in-process specdec at llama.cpp's thread count `th`: 0 (the
+    library's default: every model on the process's shared pool, which ONNX Runtime sizes to the
+    physical cores) where th reaches the core count, else a pool of th threads per model."""
+    return 0 if th >= cores else th
+
+
+def specdec_lib_pass(sd, target, draft, ours, n, th, cores, gamma=None, policy=None):
+    """One repetition of in-process specdec (SpecdecLib) over all prompts: models loaded once
+    (outside the timing), a generator per prompt, timed from its creation to the last token."""
+    threads = specdec_lib_threads(th, cores)
+    t = sd.model(target, threads)
+    d = sd.model(draft, threads) if draft else None
+    secs, toks, acc, dr, ids_all = 0.0, 0, 0, 0, []
+    for ids in ours:
+        r = sd.generate(t, d, ids, n, gamma, policy)
+        secs += r["seconds"]
+        toks += len(r["tokens"])
+        acc += r["stats"]["accepted"]
+        dr += r["stats"]["drafted"]
+        ids_all.append(r["tokens"])
+    what = (f"libspecdec in-process: target {os.path.relpath(target, ROOT)}"
+            + (f", draft {os.path.relpath(draft, ROOT)}" if draft else "")
+            + (f", gamma {gamma}" if gamma else "") + (f", draft policy {policy}" if policy else "")
+            + f", {n} new tokens, greedy, no EOS, intra-op threads {threads}"
+            + (" (the shared pool)" if threads == 0 else " per model"))
+    return {"tok_s": toks / secs, "accepted": acc, "drafted": dr, "ids": ids_all,
+            "intra_threads": threads}, what
 
 
 def part_h2h(args, prompts, ours, res, bound):
     """Head to head, interleaved in every repetition (the order rotated per repetition): llama.cpp
     plain decoding (in-process) of the Q4_0 demo target and scaled target, llama.cpp speculative
     decoding (scaled + draft Q4_0, the draft length found by part spec or --h2h-spec-n), and
-    specdec (CLI, one process per run) on the builder int4 exports: target-only of both targets,
-    scaled + draft at --specdec-gammas and the auto policy."""
+    specdec on the builder int4 exports: target-only of both targets, scaled + draft at
+    --specdec-gammas and the auto policy. specdec runs in this process through its C ABI
+    (--h2h-specdec lib, the default: models loaded once, a generator per prompt, the library's
+    default threading where the thread count reaches the core count) or as the CLI, one process
+    per prompt (--h2h-specdec cli, the earlier protocol, kept to reproduce its results)."""
     if args.h2h_spec_n:
         best = {int(a): int(b) for a, b in (x.split(":") for x in args.h2h_spec_n.split(","))}
     elif "speculative" in res:
@@ -771,18 +958,46 @@ def part_h2h(args, prompts, ours, res, bound):
     dft_q = GGUF / f"demo-draft-{args.quant}.gguf"
     s_tgt, s_dft, s_small = GENAI / "demo-target-scaled-int4", GENAI / "demo-draft-int4", GENAI / "demo-target-int4"
     n = args.new_tokens
+    lib = args.h2h_specdec == "lib"
+    cores = physical_cores()
+    sd = None
+    if lib:
+        ort = os.environ.get("ORT_DYLIB_PATH") or ROOT / ".deps/onnxruntime/libonnxruntime.so"
+        sd = SpecdecLib(ort if Path(ort).exists() else None)
+
+        def sp(target, draft, th, gamma=None, policy=None):
+            return specdec_lib_pass(sd, target, draft, ours, n, th, cores, gamma, policy)
+    else:
+        def sp(target, draft, th, gamma=None, policy=None):
+            return specdec_pass(target, draft, ours, n, th, gamma, policy)
     configs = []  # (engine, label, kind, fn(th))
     configs.append(("llama.cpp", "target Q4_0, plain", "target", lambda th: (plain_pass(bound["target"], ours, n, th), None)))
     configs.append(("llama.cpp", "scaled Q4_0, plain", "scaled", lambda th: (plain_pass(bound["scaled"], ours, n, th), None)))
     configs.append(("llama.cpp", "scaled + draft Q4_0, speculative", "spec",
                     lambda th: spec_pass(tgt_q, dft_q, prompts, n, th, best[th])))
-    configs.append(("specdec", "target int4, target-only", "target", lambda th: specdec_pass(s_small, None, ours, n, th)))
-    configs.append(("specdec", "scaled int4, target-only", "scaled", lambda th: specdec_pass(s_tgt, None, ours, n, th)))
+    configs.append(("specdec", "target int4, target-only", "target", lambda th: sp(s_small, None, th)))
+    configs.append(("specdec", "scaled int4, target-only", "scaled", lambda th: sp(s_tgt, None, th)))
     for g in args.specdec_gammas:
         configs.append(("specdec", f"scaled + draft int4, gamma {g}", "spec",
-                        lambda th, g=g: specdec_pass(s_tgt, s_dft, ours, n, th, g)))
+                        lambda th, g=g: sp(s_tgt, s_dft, th, g)))
     configs.append(("specdec", "scaled + draft int4, auto", "spec",
-                    lambda th: specdec_pass(s_tgt, s_dft, ours, n, th, None, "auto")))
+                    lambda th: sp(s_tgt, s_dft, th, None, "auto")))
+    if lib:
+        # In-process configurations (llama.cpp plain, specdec) run once on the first prompt before
+        # the repetitions: the first calls on a model pay one-off costs (and specdec loads its
+        # models then). llama-speculative-simple is a process per run and is not warmed.
+        t0 = time.time()
+        for th in args.threads:
+            for engine, label, kind, fn in configs:
+                if engine == "llama.cpp" and kind != "spec":
+                    plain_pass(bound[kind], ours[:1], n, th)
+                elif engine == "specdec":
+                    target = s_small if kind == "target" else s_tgt
+                    draft = s_dft if kind == "spec" else None
+                    gamma = int(label.rsplit(" ", 1)[1]) if "gamma" in label else None
+                    specdec_lib_pass(sd, target, draft, ours[:1], n, th, cores, gamma,
+                                     "auto" if label.endswith("auto") else None)
+        log(f"h2h warm-up (in-process configurations) in {time.time() - t0:.1f} s")
     runs = {}
     for rep in range(args.reps):
         t0 = time.time()
@@ -792,17 +1007,46 @@ def part_h2h(args, prompts, ours, res, bound):
                 r, cmd = fn(th)
                 runs.setdefault((engine, label, th), []).append(r)
                 if cmd is not None:
-                    res.setdefault("commands", {}).setdefault(f"h2h {engine} {label}",
-                                                              shell_cmd(cmd, omp_env() if engine == "llama.cpp" else None))
+                    res.setdefault("commands", {}).setdefault(
+                        f"h2h {engine} {label}" + (f" {th}t" if lib and engine == "specdec" else ""),
+                        cmd if isinstance(cmd, str) else shell_cmd(cmd, omp_env() if engine == "llama.cpp" else None))
         log(f"h2h rep {rep + 1}/{args.reps} in {time.time() - t0:.1f} s: " + ", ".join(
             f"{k[0]} {k[1]}/{k[2]}t {v[-1]['tok_s']:.0f}" for k, v in runs.items()))
     kinds = {(e, l): k for e, l, k, _ in configs}
+    # Greedy checks: every specdec speculative run's ids against specdec's scaled target-only ids
+    # of the same repetition (the output must be the target's own), and llama.cpp's speculative
+    # text against its plain scaled text (as part spec compares them; a run may give one token
+    # more, so "starts with").
+    checks = []
+    for th in args.threads:
+        for e, l, k, _ in configs:
+            if k != "spec":
+                continue
+            base = runs[(e, "scaled int4, target-only" if e == "specdec" else "scaled Q4_0, plain", th)]
+            same = total = 0
+            first = []
+            for r, b in zip(runs[(e, l, th)], base):
+                if e == "specdec":
+                    pairs = [(x, y) for x, y in zip(r["ids"], b["ids"]) if x is not None and y is not None]
+                    eq = [x == y for x, y in pairs]
+                    first += [first_diff(x, y) for x, y in pairs if x != y]
+                else:
+                    eq = [t.startswith(p) for t, p in zip(r["texts"], b["texts"])]
+                same += sum(eq)
+                total += len(eq)
+            checks.append({"threads": th, "engine": e, "config": l, "equal": same, "runs": total,
+                           "against": "scaled target-only ids" if e == "specdec" else "plain scaled text",
+                           "first_diffs": first[:10]})
+    bad = [c for c in checks if c["equal"] != c["runs"]]
+    log("h2h greedy check: " + ("all equal" if not bad else
+                                "; ".join(f"{c['engine']} {c['config']} {c['threads']}t {c['equal']}/{c['runs']}" for c in bad)))
     rows = []
     for (engine, label, th), rs in runs.items():
         base = runs[(engine, next(l for e, l, k, _ in configs if e == engine and k == "scaled"), th)]
         d = sum(r.get("drafted", 0) for r in rs)
         rows.append({"engine": engine, "config": label + (f" n-max {best[th]}" if engine == "llama.cpp" and kinds[(engine, label)] == "spec" else ""),
                      "kind": kinds[(engine, label)], "threads": th,
+                     "specdec_intra_threads": specdec_lib_threads(th, cores) if lib and engine == "specdec" else None,
                      "tok_s": summary([r["tok_s"] for r in rs]),
                      "speedup_vs_own_scaled_plain": summary([r["tok_s"] / b["tok_s"] for r, b in zip(rs, base)])
                      if kinds[(engine, label)] == "spec" else None,
@@ -818,14 +1062,31 @@ def part_h2h(args, prompts, ours, res, bound):
             (sl, sr), (ll, lr) = best_of("specdec"), best_of("llama.cpp")
             ratios.append({"threads": th, "kind": kind, "specdec": sl, "llama_cpp": ll,
                            "ratio": summary([a["tok_s"] / b["tok_s"] for a, b in zip(sr, lr)])})
+    if lib:
+        specdec_timing = ("specdec: in-process through the C ABI (ctypes on libspecdec.so), models loaded once "
+                          "and shared by the configurations that use them, a generator per prompt, timed from "
+                          "creating the generator to the last token (prefill included), as scripts/peer_bench.py "
+                          "times it; intra-op threads: the library's default (0: every model on the process's "
+                          f"shared pool, which ONNX Runtime sizes to the {cores} physical cores; ONNX Runtime "
+                          "spinning on, its default) where llama.cpp's thread count reaches the core count, else a "
+                          "pool of that many threads per model (target and draft take turns); in-process "
+                          "configurations of both engines warmed up once on the first prompt")
+    else:
+        specdec_timing = ("specdec: total_ms of `specdec generate --json`, one process per prompt, --threads and "
+                          "--draft-threads as llama.cpp's (prefill included, ONNX Runtime spinning on, its default)")
     res["h2h"] = {"rows": rows, "ratios": ratios, "reps": args.reps, "n_prompts": len(ours), "new_tokens": n,
                   "llama_spec_n": {str(k): v for k, v in best.items()}, "env_llama_cpp": omp_env(),
-                  "loadavg_after": loadavg(),
+                  "loadavg_after": loadavg(), "specdec_mode": args.h2h_specdec, "greedy_check": checks,
+                  "specdec_threading": {str(th): (specdec_lib_threads(th, cores) if lib else th) for th in args.threads},
+                  "physical_cores": cores,
+                  "specdec_lib": {"version": sd.version, "sha256": sd.lib_sha256, "onnxruntime": str(sd.ort_path)}
+                  if sd else None,
                   "timing": "llama.cpp plain: in-process, llama.cpp's decode timers (prefill included); llama.cpp "
-                            "speculative: llama-speculative-simple's encode + decode seconds; specdec: total_ms of "
-                            "`specdec generate --json` (prefill included, ONNX Runtime spinning on, its default); "
-                            "model loading excluded everywhere; all configurations in every repetition, the order "
+                            "speculative: llama-speculative-simple's encode + decode seconds; " + specdec_timing +
+                            "; model loading excluded everywhere; all configurations in every repetition, the order "
                             "rotated per repetition"}
+    if sd:
+        sd.close()
 
 
 def part_greedy(lc, args, prompts, ours, res, plain_rows):
@@ -962,8 +1223,20 @@ def markdown(res):
               f"{H['timing']}. {H['n_prompts']} prompts, {H['new_tokens']} new tokens, {H['reps']} repetitions; "
               f"llama.cpp draft n-max per threads {H['llama_spec_n']} (the sweep's best); llama.cpp "
               f"{', '.join(f'{k}={v}' for k, v in H['env_llama_cpp'].items()) or 'OMP_WAIT_POLICY unset'}; "
-              f"load average at the end {H['loadavg_after']}.", "",
-              "| threads | engine | config | tok/s | speed-up vs own scaled target-only | acceptance |", "|---|---|---|---|---|---|"]
+              f"load average at the end {H['loadavg_after']}.", ""]
+        mode = H.get("specdec_mode", "cli")
+        threading = ", ".join(f"{k} → {v or 'the shared pool'}" for k, v in H.get("specdec_threading", {}).items())
+        L += [f"specdec: --h2h-specdec {mode}, "
+              f"{'in-process through the C ABI' if mode == 'lib' else 'the CLI, one process per prompt'}"
+              + (f"; its intra-op threads per llama.cpp thread count: {threading}" if mode == "lib" else "")
+              + ".", ""]
+        if H.get("greedy_check") is not None:
+            bad = [c for c in H["greedy_check"] if c["equal"] != c["runs"]]
+            L += ["Greedy check (speculative output against the same engine's scaled target-only output, every "
+                  "prompt and repetition): " + ("all equal." if not bad else "; ".join(
+                      f"{c['engine']} {c['config']} at {c['threads']} threads: {c['equal']}/{c['runs']} equal"
+                      for c in bad) + "."), ""]
+        L += ["| threads | engine | config | tok/s | speed-up vs own scaled target-only | acceptance |", "|---|---|---|---|---|---|"]
         for r in sorted(H["rows"], key=lambda r: (r["threads"], r["engine"])):
             acc = f"{r['acceptance']:.3f}" if r["acceptance"] is not None else "–"
             sp = fmt(r["speedup_vs_own_scaled_plain"], 2, "x") if r["speedup_vs_own_scaled_plain"] else "–"
@@ -1015,6 +1288,11 @@ def main():
     ap.add_argument("--cli-reps", type=int, default=2, help="part cli: repetitions of llama-completion runs")
     ap.add_argument("--h2h-spec-n", default="", help="part h2h: llama.cpp draft n-max per thread count, e.g. 1:7,2:3 "
                                                      "(default: the best of part spec in the same run)")
+    ap.add_argument("--h2h-specdec", choices=("lib", "cli"), default="lib",
+                    help="part h2h: specdec in this process through the C ABI (lib, default: models loaded "
+                         "once, a generator per prompt, the library's shared thread pool where the thread "
+                         "count reaches the core count) or the CLI, one process per prompt (cli: the "
+                         "protocol of the earlier results)")
     ap.add_argument("--merge", action="store_true", help="update --out (JSON and markdown) with the parts run now, "
                                                           "keeping the others")
     ap.add_argument("--omp-wait", default="passive",
