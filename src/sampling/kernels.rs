@@ -161,6 +161,29 @@ pub fn mass_at_least(x: &[f32], t: [f32; 4]) -> ([f64; 4], [usize; 4]) {
 }
 }
 
+/// [`exp`] for x in [-87, 0], where its clamps do nothing and 2^k is one normal factor (the
+/// result is normal, so scaling by 2^k in one step or two rounds the same): the same value in
+/// fewer operations.
+#[inline(always)]
+fn exp_in_range(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const SHIFT: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let t = x * LOG2E + SHIFT;
+    let n = t - SHIFT;
+    let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((k + 127) as u32) << 23)
+}
+
 dispatch! {
 /// `out[i] = exp((x_i − m)·k)` for the whole row; returns their sum as [`exp_sum`] computes it.
 pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
@@ -170,11 +193,29 @@ pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
     let mut outs = out.chunks_exact_mut(LANES * 4);
     for (b, o) in (&mut blocks).zip(&mut outs) {
         let mut acc = [0.0f32; LANES];
-        for (q, oq) in b.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
-            for j in 0..LANES {
-                let e = exp((q[j] - m) * k);
-                oq[j] = e;
-                acc[j] += e;
+        // Arguments first; a block whose arguments are all in exp_in_range's range (NaN is not)
+        // takes the shorter exponential.
+        let mut a = [0.0f32; LANES * 4];
+        let mut in_range = true;
+        for (aj, &v) in a.iter_mut().zip(b) {
+            *aj = (v - m) * k;
+            in_range &= *aj >= -87.0 && *aj <= 0.0;
+        }
+        if in_range {
+            for (q, oq) in a.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
+                for j in 0..LANES {
+                    let e = exp_in_range(q[j]);
+                    oq[j] = e;
+                    acc[j] += e;
+                }
+            }
+        } else {
+            for (q, oq) in a.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
+                for j in 0..LANES {
+                    let e = exp(q[j]);
+                    oq[j] = e;
+                    acc[j] += e;
+                }
             }
         }
         total += acc.iter().map(|&a| a as f64).sum::<f64>();
@@ -445,6 +486,18 @@ mod tests {
                 t
             });
             assert_eq!(seen, (0..n as u32).filter(|&i| x[i as usize] > 1.0).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn the_in_range_exponential_is_the_exponential() {
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            assert_eq!(exp_in_range(x).to_bits(), exp(x).to_bits(), "{x}");
+            x += 0.000_37;
+        }
+        for x in [-87.0f32, -86.99999, -0.0, 0.0, -1e-30] {
+            assert_eq!(exp_in_range(x).to_bits(), exp(x).to_bits(), "{x}");
         }
     }
 
