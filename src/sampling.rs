@@ -212,6 +212,9 @@ pub struct DistBuf {
     /// For each token, its index in `pen` (`NOT_ADJUSTED` when its logit is its value); reset
     /// through `pen` so that a position costs nothing per vocabulary entry.
     slot: Vec<u32>,
+    /// Where the last top-p cut fell (in [`nucleus_bracket`]'s exponent units): the next row of a
+    /// sequence is much like the last, so its first thresholds go around it.
+    last_cut: Option<f32>,
 }
 
 const NOT_ADJUSTED: u32 = u32::MAX;
@@ -289,7 +292,7 @@ pub fn distribution<'b>(
 
 impl DistBuf {
     fn compute(&mut self, logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Held {
-        let DistBuf { ids, probs, cand, work, dense, pen, slot, .. } = self;
+        let DistBuf { ids, probs, cand, work, dense, pen, slot, last_cut, .. } = self;
         ids.clear();
         for &(t, _) in pen.iter() {
             slot[t as usize] = NOT_ADJUSTED;
@@ -356,7 +359,7 @@ impl DistBuf {
                 z += e as f64 - std::mem::replace(&mut dense[i as usize], e) as f64;
             }
             let target = target(z);
-            let (lo, mut hi) = nucleus_bracket(dense, target);
+            let (lo, mut hi) = nucleus_bracket(dense, target, z, last_cut);
             // Tokens at or over `hi` are all kept; the order matters only under it, down to `lo`.
             // The bracket was chosen on single-precision sums; exact ones decide, and where
             // rounding misplaced a bound it moves out to the end of the row.
@@ -505,16 +508,24 @@ pub fn distribution_top<'b>(ids: &[u32], values: &[f32], vocab: usize, cfg: &Sam
 }
 
 /// Thresholds (lo, hi) on a row of exps such that the entries at or over lo hold at least
-/// `target` and those at or over hi less, narrowed (up to four vectorised passes, four thresholds
-/// each) until few entries lie between them.
-fn nucleus_bracket(e: &[f32], target: f64) -> (f32, f32) {
+/// `target` and those at or over hi less, narrowed (up to five vectorised passes, four thresholds
+/// each) until few entries lie between them; `total` is the row's sum. `hint` is where the cut fell in an earlier row (the
+/// first thresholds go around it), updated to where it falls in this one.
+fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut Option<f32>) -> (f32, f32) {
     // In exponent units: an entry e is at or over the cut c when e >= exp(-c). Every e is at most 1
     // (the top token's), so hi starts over it; exp(-104) is 0, which every entry is at or over.
     let (mut c_hi, mut c_lo) = (-1e-3f32, 104.0f32);
     let (mut n_hi, mut n_lo) = (0usize, e.len());
-    let (mut m_hi, mut m_lo) = (0.0f64, f64::INFINITY);
-    let mut cuts = [1.5f32, 4.0, 8.0, 16.0];
-    for _ in 0..4 {
+    let (mut m_hi, mut m_lo) = (0.0f64, total);
+    // Close around the hint (a flat row's cut moves little), and wide of it in case it moved.
+    let hinted = matches!(*hint, Some(c) if c > 0.1);
+    let mut cuts = match *hint {
+        Some(c) if hinted => [0.6 * c, c - 0.04, c + 0.04, c + 1.5],
+        _ => [1.5f32, 4.0, 8.0, 16.0],
+    };
+    let mut passes = 0;
+    while passes < 5 {
+        passes += 1;
         let (mass, count) = kernels::mass_at_least(e, cuts.map(|c| kernels::exp(-c)));
         for (j, &c) in cuts.iter().enumerate() {
             if mass[j] >= target {
@@ -526,21 +537,24 @@ fn nucleus_bracket(e: &[f32], target: f64) -> (f32, f32) {
         if n_lo - n_hi.min(n_lo) <= 1024 {
             break;
         }
-        cuts = if m_lo.is_finite() {
+        cuts = if c_lo >= 104.0 {
+            // No threshold reached the target yet: steps growing away from the highest tried.
+            [0.1f32, 0.3, 1.0, 3.0].map(|d| c_hi.max(0.0) + d)
+        } else {
             // Where the mass reaches the target if it grows linearly between the bounds (a flat
-            // row's does, nearly): cuts close around that point, so the bracket shrinks by far
-            // more than the even split's factor of five.
+            // row's does, nearly), with two even splits in case it does not: the bracket shrinks
+            // by far more than an even split's factor of five.
             let w = c_lo - c_hi;
-            let at = c_hi + w * ((target - m_hi) / (m_lo - m_hi)) as f32;
+            let at = c_hi + w * ((target - m_hi) / (m_lo - m_hi).max(f64::MIN_POSITIVE)) as f32;
             let d = w / 32.0;
             let mut c = [c_hi + w / 3.0, c_hi + 2.0 * w / 3.0, at - d, at + d].map(|c| c.clamp(c_hi + d, c_lo - d));
             c.sort_by(f32::total_cmp);
             c
-        } else {
-            let step = (c_lo.min(c_hi + 32.0) - c_hi) / 5.0;
-            std::array::from_fn(|j| c_hi + step * (j + 1) as f32)
         };
     }
+    // Not from a row the fixed thresholds settled at once (a peaked one, whose cut moves too much
+    // from row to row for a hint to beat them).
+    *hint = ((passes > 1 || hinted) && c_hi > 0.0 && c_lo < 104.0).then_some(0.5 * (c_hi + c_lo));
     (kernels::exp(-c_lo), kernels::exp(-c_hi))
 }
 

@@ -61,7 +61,8 @@ session-option comparison: opt (both models again at each other graph optimizati
 1..3) and iobinding (both models again on the CPU IoBinding path), each run target-only and at
 gamma --options-gamma (default 3) beside the run's own options, paired per repetition.
 --top-k, --top-p and --min-p truncate the distribution at temperatures above 0 (default off).
---cost-reps N sets the timed rounds of the call-cost measurement (T(k)/T(1), c; default 40). It
+--cost-reps N sets the timed rounds of the call-cost measurement (T(k)/T(1), c; default 40), spread
+over the repetitions (a slice before each) so that the prediction and the runs share the same minutes. It
 writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the tables.
 The demo defaults to gamma 3, 128 new tokens and 4 bundled code prompts.
 ONNX Runtime is loaded from --ort-lib, else $ORT_DYLIB_PATH, else .deps/onnxruntime/

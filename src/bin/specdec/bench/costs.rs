@@ -23,51 +23,78 @@ pub(super) struct Costs {
     pub(super) draft_warm: f64,
 }
 
-pub(super) fn measure_costs(
-    target: &Arc<Model>,
-    draft: &Arc<Model>,
-    prefix: &[u32],
-    kmax: usize,
-    reps: usize,
-) -> Result<Costs, Error> {
-    let (mut tc, mut dc) = (DecoderState::new(target.clone())?, DecoderState::new(draft.clone())?);
-    let mut row = Vec::new();
-    tc.forward(prefix, 1, &mut row)?;
-    dc.forward(prefix, 1, &mut row)?;
-    let feed: Vec<u32> = prefix.iter().cycle().take(kmax).copied().collect();
-    // times[k - 1]: the target's calls on k tokens.
-    let mut times = vec![Vec::with_capacity(reps); kmax];
-    let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    let timed = |state: &mut DecoderState, k: usize, row: &mut Vec<f32>| -> Result<f64, Error> {
-        let started = Instant::now();
-        state.forward(&feed[..k], 1, row)?;
-        let t = started.elapsed().as_secs_f64();
-        state.rewind(prefix.len())?;
-        Ok(t)
-    };
-    for rep in 0..reps + 3 {
-        for (k, times_k) in (1..=kmax).zip(&mut times) {
-            let c = timed(&mut dc, 1, &mut row)?;
-            let w = timed(&mut dc, 1, &mut row)?;
-            let t = timed(&mut tc, k, &mut row)?;
-            if rep >= 3 {
-                cold.push(c);
-                warm.push(w);
-                times_k.push(t);
-            }
-        }
-        // Target-only decoding is a run of target calls: time the later calls of a run of six, by
-        // when a multi-threaded pool is spinning again and the draft's traces are gone.
-        for i in 0..6 {
-            let b = timed(&mut tc, 1, &mut row)?;
-            if rep >= 3 && i >= 2 {
-                base.push(b);
-            }
+/// The timed calls behind [`Costs`], gathered in slices between the repetitions of the runs, so
+/// that the costs describe the same minutes of the machine as the runs they predict.
+#[derive(Default)]
+pub(super) struct CostSamples {
+    target: Vec<Vec<f64>>,
+    target_only: Vec<f64>,
+    draft_cold: Vec<f64>,
+    draft_warm: Vec<f64>,
+}
+
+impl CostSamples {
+    /// Medians (with min and max per k) of everything measured so far.
+    pub(super) fn costs(&self) -> Costs {
+        let target = self
+            .target
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                (median(&mut t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max))
+            })
+            .collect();
+        let med = |v: &[f64]| median(&mut v.to_vec());
+        Costs {
+            target,
+            target_only: med(&self.target_only),
+            draft_cold: med(&self.draft_cold),
+            draft_warm: med(&self.draft_warm),
         }
     }
-    let target = times
-        .iter_mut()
-        .map(|t| (median(t), t.iter().copied().fold(f64::MAX, f64::min), t.iter().copied().fold(0.0, f64::max)))
-        .collect();
-    Ok(Costs { target, target_only: median(&mut base), draft_cold: median(&mut cold), draft_warm: median(&mut warm) })
+
+    /// `reps` more timed rounds (after three untimed ones) of every k = 1..=kmax.
+    pub(super) fn measure(
+        &mut self,
+        target: &Arc<Model>,
+        draft: &Arc<Model>,
+        prefix: &[u32],
+        kmax: usize,
+        reps: usize,
+    ) -> Result<(), Error> {
+        let (mut tc, mut dc) = (DecoderState::new(target.clone())?, DecoderState::new(draft.clone())?);
+        let mut row = Vec::new();
+        tc.forward(prefix, 1, &mut row)?;
+        dc.forward(prefix, 1, &mut row)?;
+        let feed: Vec<u32> = prefix.iter().cycle().take(kmax).copied().collect();
+        self.target.resize_with(kmax, Vec::new);
+        let timed = |state: &mut DecoderState, k: usize, row: &mut Vec<f32>| -> Result<f64, Error> {
+            let started = Instant::now();
+            state.forward(&feed[..k], 1, row)?;
+            let t = started.elapsed().as_secs_f64();
+            state.rewind(prefix.len())?;
+            Ok(t)
+        };
+        for rep in 0..reps + 3 {
+            for k in 1..=kmax {
+                let c = timed(&mut dc, 1, &mut row)?;
+                let w = timed(&mut dc, 1, &mut row)?;
+                let t = timed(&mut tc, k, &mut row)?;
+                if rep >= 3 {
+                    self.draft_cold.push(c);
+                    self.draft_warm.push(w);
+                    self.target[k - 1].push(t);
+                }
+            }
+            // Target-only decoding is a run of target calls: time the later calls of a run of six,
+            // by when a multi-threaded pool is spinning again and the draft's traces are gone.
+            for i in 0..6 {
+                let b = timed(&mut tc, 1, &mut row)?;
+                if rep >= 3 && i >= 2 {
+                    self.target_only.push(b);
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -26,16 +26,18 @@ pub fn bench(args: &[String]) -> Result<(), CliError> {
     let prompts = run::load_prompts(&o.prompts, &tok)?;
     let (mut vs, groups) = variants::variants(&o, &instances)?;
 
-    // Costs first: T_target(k) for k = 1..=9 and T_draft(1), after a prefix as long as the
-    // average context during the runs (attention cost grows with it).
+    // The call costs (T_target(k) for k = 1..=9, T_draft(1)) after a prefix as long as the average
+    // context during the runs (attention cost grows with it), measured in slices before each
+    // repetition: the prediction then rests on the same minutes of the machine as the runs.
     let mean_prompt = prompts.iter().map(Vec::len).sum::<usize>() / prompts.len();
     let prefix: Vec<u32> = prompts.concat().into_iter().cycle().take(mean_prompt + o.new_tokens / 2).collect();
-    let prefix = &prefix;
-    let costs = costs::measure_costs(&target, &draft_model, prefix, 9, o.cost_reps)?;
+    let mut samples = costs::CostSamples::default();
+    let slice = o.cost_reps.div_ceil(o.repeats).max(4);
+    let mut measure = || samples.measure(&target, &draft_model, &prefix, 9, slice);
+    let checks = run::run_all(&o, &instances, &mut vs, &groups, &prompts, &mut measure)?;
+    let costs = samples.costs();
     let t0 = costs.target_only;
     let verify = |k: usize| costs.target.get(k - 1).map_or(1.0 + 0.1 * (k as f64 - 1.0), |t| t.0 / t0);
-
-    let checks = run::run_all(&o, &instances, &mut vs, &groups, &prompts)?;
 
     let report = report::Report {
         o: &o,

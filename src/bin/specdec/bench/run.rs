@@ -100,6 +100,7 @@ pub(super) fn run_all(
     vs: &mut [Variant],
     groups: &[Vec<usize>],
     prompts: &[Vec<u32>],
+    before_each_rep: &mut dyn FnMut() -> Result<(), Error>,
 ) -> Result<Checks, CliError> {
     let mut near_ties = Vec::new();
     // Warm-up: one short pass of every variant, of every instance (sessions plan and allocate on
@@ -113,6 +114,7 @@ pub(super) fn run_all(
     let mut reference: Vec<Option<Vec<Vec<u32>>>> = vec![None; instances.len()];
     let started = Instant::now();
     for rep in 0..o.repeats {
+        before_each_rep()?;
         for i in run_order(groups, rep) {
             let v = &mut vs[i];
             let (tps, stats, outputs) = run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep, &o.truncation)?;

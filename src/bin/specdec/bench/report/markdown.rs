@@ -32,12 +32,12 @@ impl Report<'_> {
         if t.top_k > 0 || t.top_p < 1.0 || t.min_p > 0.0 {
             s += &format!("Sampling at T > 0 with top-k {} (0 = off), top-p {}, min-p {}\n\n", t.top_k, t.top_p, t.min_p);
         }
-        s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T₀)); in brackets the paper's form with one c (= c_cold) for every step.\n\n";
-        s += "| T | variant | tokens/s | speed-up | α̂ | tokens/call | predicted | measured/predicted | draft / target / orchestration |\n";
-        s += "|---|---|---|---|---|---|---|---|---|\n";
+        s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T₀)); in brackets the paper's form with one c (= c_cold) for every step. The formula describes decoding: measured/predicted compares it with the decode speed-up (tokens after each generation's first over the time after it, paired per repetition), which leaves out the prompt's prefill that both sides pay; speed-up is end to end.\n\n";
+        s += "| T | variant | tokens/s | speed-up | decode speed-up | α̂ | tokens/call | predicted | measured/predicted | draft / target / orchestration |\n";
+        s += "|---|---|---|---|---|---|---|---|---|---|\n";
         for r in self.rows() {
             s += &format!(
-                "| {} | {} | {:.1} ({:.1}–{:.1}) | {:.2}x ({:.2}–{:.2}) | {} | {:.2} | {} | {} | {:.1}% / {:.1}% / {:.1}% |\n",
+                "| {} | {} | {:.1} ({:.1}–{:.1}) | {:.2}x ({:.2}–{:.2}) | {:.2}x ({:.2}–{:.2}) | {} | {:.2} | {} | {} | {:.1}% / {:.1}% / {:.1}% |\n",
                 r.v.temperature,
                 r.v.name,
                 r.tps.med,
@@ -46,10 +46,13 @@ impl Report<'_> {
                 r.speedup.med,
                 r.speedup.min,
                 r.speedup.max,
+                r.decode_speedup.med,
+                r.decode_speedup.min,
+                r.decode_speedup.max,
                 if r.v.source.is_some() { format!("{:.3}", r.alpha) } else { "–".into() },
                 r.tokens_per_round,
                 r.predicted.map_or("–".into(), |p| format!("{p:.2}x ({:.2}x)", r.predicted_paper.unwrap_or(0.0))),
-                r.predicted.map_or("–".into(), |p| format!("{:.2}", r.speedup.med / p)),
+                r.predicted.map_or("–".into(), |p| format!("{:.2}", r.decode_speedup.med / p)),
                 100.0 * r.split.0,
                 100.0 * r.split.1,
                 100.0 * r.split.2,
