@@ -45,17 +45,24 @@ pub(crate) struct Prober {
     every: u32,
     first: u32,
     max: u32,
+    /// The least gap, whatever the schedule says (set from what a probe was seen to cost).
+    floor: u32,
 }
 
 impl Prober {
     pub(crate) fn new(first: u32, max: u32) -> Self {
-        Prober { idle: 0, every: first, first, max }
+        Prober { idle: 0, every: first, first, max, floor: 0 }
+    }
+
+    /// Keep at least `rounds` idle rounds between probes from now on.
+    pub(crate) fn set_floor(&mut self, rounds: u32) {
+        self.floor = rounds;
     }
 
     /// A round without proposals: whether to probe in it.
     pub(crate) fn idle_round(&mut self) -> bool {
         self.idle += 1;
-        if self.idle >= self.every {
+        if self.idle >= self.every.max(self.floor) {
             self.idle = 0;
             self.every = (self.every * 2).min(self.max);
             return true;

@@ -98,6 +98,11 @@ impl RateGuard {
         self.spec_since_plain >= every
     }
 
+    /// Seconds per token of plain rounds, once measured.
+    pub(crate) fn plain_seconds_per_token(&self) -> Option<f64> {
+        (self.plain.rounds >= MIN_PLAIN && self.plain.tokens > 0.0).then(|| self.plain.seconds / self.plain.tokens)
+    }
+
     /// Measured speculative rate over plain rate (None until both are measured).
     #[cfg(test)]
     pub(crate) fn measured_speedup(&self) -> Option<f64> {

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::estimate::AcceptanceEstimate;
+use super::estimate::{AcceptanceEstimate, Prober};
 use super::guard::RateGuard;
 
 /// Buckets of the draft's top probability, each with its own acceptance estimate (5, 10 and 20
@@ -26,6 +26,10 @@ pub(crate) struct Snapshot {
     pub(super) first_step: Option<f64>,
     pub(super) next_step: Option<f64>,
     pub(super) rates: RateGuard,
+    /// Where the probing schedules stand: a drafter that keeps failing its probes is probed less
+    /// often from sequence to sequence, not afresh at the start of each.
+    pub(super) probe: Prober,
+    pub(super) guard_probe: Prober,
 }
 
 /// `auto`'s records from finished sequences, by a key the generator makes from the target
@@ -72,6 +76,8 @@ mod tests {
             first_step: None,
             next_step: None,
             rates: RateGuard::default(),
+            probe: Prober::new(1, 1),
+            guard_probe: Prober::new(1, 1),
         };
         let memory = PolicyMemory::default();
         for i in 0..MEMORY_ENTRIES + 1 {
