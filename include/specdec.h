@@ -1147,7 +1147,9 @@ specdec_status specdec_model_options_set_device(struct specdec_model_options *op
                                                 const char *device,
                                                 struct specdec_error **err);
 
-// ONNX Runtime intra-op threads; 0 (default) lets ONNX Runtime choose.
+// ONNX Runtime intra-op threads of a pool of the model's own; 0 (the default) runs the model on
+// the process's shared pool (one thread per core), on which a target and its draft take turns
+// instead of two pools fighting over the cores.
 //
 // Errors: SPECDEC_STATUS_NULL_PARAMETER.
 specdec_status specdec_model_options_set_intra_threads(struct specdec_model_options *options,

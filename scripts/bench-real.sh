@@ -8,8 +8,12 @@
 #   cost-scaled int4 pair      .cache/builder-models/genai/demo-target-scaled-int4 + the int4 draft
 #                              (272M-parameter target computing the demo target's function)
 #   32k-vocabulary pair        models/builder/vocab32k-{target,draft}
+#   weak fp32 pair             models/builder/demo-draft-fp32 as the target (0.72M) with
+#                              models/builder/llama-fp32 (0.16M) drafting: acceptance ~0.4, c ~0.5
+#   152k-vocabulary pair       .cache/builder-models/genai/qwen2-random{,-draft}-fp32 (random
+#                              Qwen2 shapes, nearly flat rows), at T = 1 with top-p 0.9
 #
-# each at T = 0 and 1: target-only, fixed gamma 1..4, auto. Then the thread comparison on the
+# each at T = 0 and 1 (the 152k pair at T = 1, top-p 0.9): target-only, fixed gamma 1..4, auto. Then the thread comparison on the
 # cost-scaled pair: the shared pool (--threads 0, the library's default) against a pool of 1 and of
 # 2 threads per model. Pairs whose files are missing are skipped with a note (make them with
 # scripts/make_builder_models.py). Usage: scripts/bench-real.sh [--reps N] [--new-tokens N] [--only NAME,...]
@@ -33,8 +37,11 @@ cache=.cache/builder-models/genai
 out=benches/results/real
 mkdir -p "$out"
 
-run() { # name target draft threads [variants]
+run() { # name target draft threads [variants [extra bench flags...]]
   local name="$1" target="$2" draft="$3" threads="$4" variants="${5:-target,gammas,auto}"
+  shift 5 2>/dev/null || shift $#
+  local extra=("--temperatures" "0,1")
+  [ $# -gt 0 ] && extra=("$@")
   if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then
     return
   fi
@@ -44,7 +51,7 @@ run() { # name target draft threads [variants]
   fi
   echo "== $name (threads $threads)"
   "$bin" bench --target "$target" --draft "$draft" --repeats "$reps" --max-new-tokens "$new" \
-    --gammas 1-4 --temperatures 0,1 --variants "$variants" --threads "$threads" --out "$out/$name" ||
+    --gammas 1-4 "${extra[@]}" --variants "$variants" --threads "$threads" --out "$out/$name" ||
     { echo "bench-real: $name FAILED"; failed=1; }
 }
 failed=0
@@ -53,6 +60,9 @@ run builder-fp32 "$cache/demo-target-fp32" "$cache/demo-draft-fp32" 0
 run builder-int4 models/builder/demo-target-int4 models/builder/demo-draft-int4 0
 run scaled-int4 "$cache/demo-target-scaled-int4" models/builder/demo-draft-int4 0
 run vocab32k models/builder/vocab32k-target models/builder/vocab32k-draft 0
+run weak-fp32 models/builder/demo-draft-fp32 models/builder/llama-fp32 0
+run vocab152k-topp "$cache/qwen2-random-fp32" "$cache/qwen2-random-draft-fp32" 0 target,gammas,auto \
+  --temperatures 1 --top-p 0.9
 for t in 1 2; do
   run "scaled-int4-threads$t" "$cache/demo-target-scaled-int4" models/builder/demo-draft-int4 "$t" target,auto
 done

@@ -313,9 +313,13 @@ impl DistBuf {
         if !k_on && !p_on && cfg.min_p <= 0.0 {
             probs.resize(vocab, 0.0);
             let mut z = kernels::exp_store(logits, m, inv_t, probs);
-            for &(i, v) in pen.iter() {
-                let e = kernels::exp((v - m) * inv_t);
-                z += e as f64 - std::mem::replace(&mut probs[i as usize], e) as f64;
+            if !pen.is_empty() {
+                for &(i, v) in pen.iter() {
+                    probs[i as usize] = kernels::exp((v - m) * inv_t);
+                }
+                // Summed again rather than corrected: a penalised token's raw logit may lie far
+                // over m, and its exp would have swamped the single-precision lane sums.
+                z = kernels::sum(probs);
             }
             kernels::scale(probs, (1.0 / z) as f32);
             return Held::Dense;
@@ -354,9 +358,12 @@ impl DistBuf {
             // The whole row's exps (top-p is relative to their sum), then thresholds on them.
             dense.resize(vocab, 0.0);
             let mut z = kernels::exp_store(logits, m, inv_t, dense);
-            for &(i, v) in pen.iter() {
-                let e = kernels::exp((v - m) * inv_t);
-                z += e as f64 - std::mem::replace(&mut dense[i as usize], e) as f64;
+            if !pen.is_empty() {
+                for &(i, v) in pen.iter() {
+                    dense[i as usize] = kernels::exp((v - m) * inv_t);
+                }
+                // As above: summed again, not corrected.
+                z = kernels::sum(dense);
             }
             let target = target(z);
             let (lo, mut hi) = nucleus_bracket(dense, target, z, last_cut);
@@ -383,11 +390,14 @@ impl DistBuf {
                 gather(floor, work);
             }
             let n = prefix_reaching(work, target, above);
-            let inv = 1.0 / (above + work[..n].iter().map(|c| c.e as f64).sum::<f64>());
             // Out of the kept set: what the order cut off between the bounds.
             for c in &work[n..] {
                 dense[c.id() as usize] = 0.0;
             }
+            // The normaliser from one pass over what is kept, in the row's order, so that it
+            // depends on the kept set only and not on where the bounds fell (a hint from earlier
+            // rows moves them): the same row gives the same floats whatever came before.
+            let inv = 1.0 / kernels::sum_at_least(dense, floor).0;
             if n_above + n > vocab / 8 {
                 kernels::scale_at_least(dense, floor, inv as f32);
                 std::mem::swap(probs, dense);

@@ -220,7 +220,8 @@ public:
     }
     ModelOptions&& device(std::string_view name) && { return std::move(device(name)); }
 
-    // 0 (default) lets ONNX Runtime choose.
+    // Intra-op threads of a pool of the model's own; 0 (default) runs the model on the process's
+    // shared pool (one thread per core), which a target and its draft share.
     ModelOptions& intra_threads(uint32_t n) & {
         detail::call([&](specdec_error** e) { return specdec_model_options_set_intra_threads(h_.get(), n, e); });
         return *this;

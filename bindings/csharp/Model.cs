@@ -208,7 +208,7 @@ namespace Specdec
         /// <summary>"cpu" (default), "cuda" or "cuda:N".</summary>
         public string Device { get; set; }
 
-        /// <summary>ONNX Runtime intra-op threads; 0 (default) lets ONNX Runtime choose.</summary>
+        /// <summary>ONNX Runtime intra-op threads of a pool of the model's own; 0 (default) runs the model on the process's shared pool (one thread per core), which a target and its draft share.</summary>
         public uint? IntraThreads { get; set; }
 
         /// <summary>

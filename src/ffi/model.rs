@@ -66,7 +66,9 @@ pub unsafe extern "C" fn specdec_model_options_set_device(
     })
 }
 
-/// ONNX Runtime intra-op threads; 0 (default) lets ONNX Runtime choose.
+/// ONNX Runtime intra-op threads of a pool of the model's own; 0 (the default) runs the model on
+/// the process's shared pool (one thread per core), on which a target and its draft take turns
+/// instead of two pools fighting over the cores.
 ///
 /// Errors: SPECDEC_STATUS_NULL_PARAMETER.
 #[no_mangle]

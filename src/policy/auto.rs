@@ -43,7 +43,7 @@ const PROBE_MAX: u32 = 256;
 /// The share of the time probes may take, as measured (their gaps grow to keep to it), and the
 /// longest gap that sets.
 const PROBE_BUDGET: f64 = 0.01;
-const PROBE_GAP_MAX: u32 = 4096;
+const PROBE_GAP_MAX: u32 = 1024;
 /// The same where the measured round rates said "don't": the closed form keeps saying "do", so
 /// only time tells, and a probe there is a full round plus a follow-up, the draft catching up first.
 const GUARD_PROBE_FIRST: u32 = 16;
@@ -59,6 +59,8 @@ const MEMORY_ROUNDS: f64 = 6.0;
 /// rests on estimates: on the int4 demo pair at T = 1 it promised 1.01x where γ = 1 measured
 /// 0.97x, and `auto` speculating on such promises measured 0.96x.
 const MIN_GAIN: f64 = 0.04;
+/// Verified positions beyond the prior before [`MIN_GAIN`] applies.
+const MIN_GAIN_EVIDENCE: f64 = 16.0;
 
 #[derive(Debug, Clone)]
 pub(super) struct Auto {
@@ -169,7 +171,10 @@ impl LengthPolicy for Auto {
         }
         let Some(first) = self.first_step else { return self.gamma.min(AUTO_MAX_GAMMA) };
         let next = self.next_step.unwrap_or(first);
-        let (best, rate) = best_gamma(self.alpha(), first, next, |k| self.target_time(target_cost, k));
+        // The margin once α̂ rests on its own evidence: before, any predicted gain is worth the
+        // proposals that teach α̂ (a pessimistic prior must not keep a good drafter from showing it).
+        let margin = if self.alpha.weight() >= ALPHA_PRIOR_WEIGHT + MIN_GAIN_EVIDENCE { MIN_GAIN } else { 0.0 };
+        let (best, rate) = best_gamma(self.alpha(), first, next, margin, |k| self.target_time(target_cost, k));
         // The closed form's γ is the plan for a draft of average confidence; the round may run
         // longer or shorter as the guesses show their confidence.
         let speculate = |this: &mut Self| {
@@ -195,7 +200,7 @@ impl LengthPolicy for Auto {
         // the target, a steep verify curve), α does not matter: no probes, whose catching the draft
         // up on the skipped tokens costs about what drafting them would (a fifth of the time on a
         // draft as large as its target).
-        if best == 0 && best_gamma(ALPHA_CEILING, first, next, |k| self.target_time(target_cost, k)).0 == 0 {
+        if best == 0 && best_gamma(ALPHA_CEILING, first, next, margin, |k| self.target_time(target_cost, k)).0 == 0 {
             return 0;
         }
         // Otherwise α cannot change without proposals: probe now and then, backing off while
@@ -206,7 +211,6 @@ impl LengthPolicy for Auto {
                 return 0;
             }
             self.follow_up = true;
-            self.probing = true;
             return speculate(self);
         }
         self.probing = self.probe.idle_round();
@@ -267,15 +271,17 @@ impl LengthPolicy for Auto {
     }
 
     fn timed(&mut self, round: &RoundTime) {
-        if std::mem::take(&mut self.probing) {
+        if std::mem::take(&mut self.probing) && round.speculative {
             // What the probe cost beyond the plain rounds it stood in for (the draft catching up
-            // on what it skipped, mostly): keep probes of the acceptance to PROBE_BUDGET of the
-            // time. The guard's probes keep their schedule: a verdict of the wall clock that
-            // noise got wrong must be revisited within a few hundred rounds.
+            // on what it skipped, mostly): spaced so that probes of the acceptance take about
+            // PROBE_BUDGET of the time. Catching up grows with the gap, so the gap at most doubles
+            // per probe (up to PROBE_GAP_MAX) instead of chasing its own cost, and proposing that
+            // pays clears it (`Prober::reset`). The guard's probes keep their schedule: a verdict
+            // of the wall clock that noise got wrong must be revisited within a few hundred rounds.
             if let Some(per_token) = self.rates.plain_seconds_per_token() {
                 let extra = round.elapsed.as_secs_f64() - round.emitted as f64 * per_token;
-                let gap = (extra / (PROBE_BUDGET * per_token)).clamp(0.0, PROBE_GAP_MAX as f64) as u32;
-                self.probe.set_floor(gap);
+                let cap = (2 * self.probe.gap()).min(PROBE_GAP_MAX) as f64;
+                self.probe.set_floor((extra / (PROBE_BUDGET * per_token)).clamp(0.0, cap) as u32);
             }
         }
         self.rates.record(round);
@@ -339,15 +345,15 @@ fn draft_time(gamma: usize, first: f64, next: f64) -> f64 {
 }
 
 /// The γ in 0..=AUTO_MAX_GAMMA with the most expected tokens per second, and that rate; γ = 0
-/// unless drafting beats it by [`MIN_GAIN`].
-fn best_gamma(alpha: f64, first: f64, next: f64, target: impl Fn(usize) -> f64) -> (usize, f64) {
+/// unless drafting beats it by `margin` (a fraction).
+fn best_gamma(alpha: f64, first: f64, next: f64, margin: f64, target: impl Fn(usize) -> f64) -> (usize, f64) {
     let alpha = alpha.clamp(0.0, 0.999);
     let rate = |g: usize| expected_tokens(alpha, g) / (draft_time(g, first, next) + target(g + 1));
     let plain = rate(0);
     (1..=AUTO_MAX_GAMMA)
         .map(|g| (g, rate(g)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
-        .filter(|&(_, r)| r >= plain * (1.0 + MIN_GAIN))
+        .filter(|&(_, r)| r >= plain * (1.0 + margin))
         .unwrap_or((0, plain))
 }
 
@@ -361,7 +367,7 @@ mod tests {
     #[test]
     fn auto_drafts_more_when_acceptance_is_high_and_drafts_are_cheap() {
         let flat = |k: usize| 1.0 + 0.05 * (k as f64 - 1.0);
-        let gamma = |alpha, first, next, curve: &dyn Fn(usize) -> f64| best_gamma(alpha, first, next, curve).0;
+        let gamma = |alpha, first, next, curve: &dyn Fn(usize) -> f64| best_gamma(alpha, first, next, 0.0, curve).0;
         let high = gamma(0.9, 0.02, 0.02, &flat);
         let low = gamma(0.5, 0.02, 0.02, &flat);
         assert!(high > low && low > 0, "high {high} low {low}");
@@ -522,7 +528,7 @@ mod tests {
             c.observe(&RoundReport { proposed: 1, accepted: 0, overlaps: &[0.0], draft_cost: cost(5e-4, 0.0, 0) });
         }
         // Plain rounds of 1 ms a token; a probe that took 6 ms for its one token (5 ms of catching
-        // up): at 1% of the time, the next probe waits 500 rounds.
+        // up): at 1% of the time, the next probe would wait 500 rounds; the gap doubles up to it.
         let mut at = Vec::new();
         for i in 1..=1000 {
             let g = c.plan(&curve);
@@ -532,7 +538,10 @@ mod tests {
                 at.push(i);
             }
         }
-        assert_eq!(at[0], 8, "{at:?}");
-        assert!(at.windows(2).all(|w| w[1] - w[0] >= 499), "{at:?}");
+        let gaps: Vec<usize> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!((at[0], gaps), (8, vec![32, 64, 128, 256, 500]), "{at:?}");
+        // Proposing that pays again clears the floor.
+        c.probe.reset();
+        assert_eq!(c.probe.gap(), PROBE_FIRST);
     }
 }

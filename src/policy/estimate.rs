@@ -74,6 +74,12 @@ impl Prober {
     pub(crate) fn reset(&mut self) {
         self.idle = 0;
         self.every = self.first;
+        self.floor = 0;
+    }
+
+    /// The gap the schedule is at (the floor included).
+    pub(crate) fn gap(&self) -> u32 {
+        self.every.max(self.floor)
     }
 }
 

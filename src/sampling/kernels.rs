@@ -236,8 +236,8 @@ pub fn scale_at_least(x: &mut [f32], t: f32, s: f32) {
 }
 
 dispatch! {
-/// The sum (in double precision) and the number of the entries at or above `t`: exact, for
-/// deciding (where [`mass_at_least`] is for choosing).
+/// The sum (in double precision, in a fixed order) and the number of the entries at or above `t`:
+/// for deciding, where [`mass_at_least`]'s single-precision sums are for choosing.
 pub fn sum_at_least(x: &[f32], t: f32) -> (f64, usize) {
     let mut acc = [0.0f64; LANES];
     let mut n = [0u32; LANES];

@@ -43,7 +43,8 @@ func WithDevice(device string) ModelOption {
 	return func(o *modelOptions) { o.device = &device }
 }
 
-// WithIntraThreads sets the ONNX Runtime intra-op thread count; 0 (default) lets ONNX Runtime choose.
+// WithIntraThreads sets the ONNX Runtime intra-op thread count of a pool of the model's own; 0 (default)
+// runs the model on the process's shared pool (one thread per core), which a target and its draft share.
 func WithIntraThreads(n int) ModelOption {
 	return func(o *modelOptions) { o.intraThreads = &n }
 }

@@ -36,9 +36,12 @@ pub(super) fn run_variant(
     new_tokens: usize,
     rep: usize,
     truncation: &SamplingConfig,
-) -> Result<(f64, Stats, Vec<Vec<u32>>), Error> {
+) -> Result<(f64, Stats, Vec<Vec<u32>>, f64), Error> {
     let mut total = Stats::default();
     let mut outputs = Vec::with_capacity(prompts.len());
+    // Decoding after each generation's first step (the prompt's prefill, the draft's included, and
+    // the first round): tokens and seconds.
+    let (mut decode_tokens, mut decode_secs) = (0usize, 0.0f64);
     for (i, prompt) in prompts.iter().enumerate() {
         let cfg = GenerationConfig {
             gamma: v.gamma,
@@ -58,9 +61,13 @@ pub(super) fn run_variant(
         g.append_tokens(prompt)?;
         g.generate(|_| true)?;
         total += g.stats();
+        if let (Some(first), Some(last)) = (g.rounds().first(), g.rounds().last()) {
+            decode_tokens += g.rounds()[1..].iter().map(|r| r.emitted).sum::<usize>();
+            decode_secs += (last.end - first.end).as_secs_f64();
+        }
         outputs.push(g.tokens()[prompt.len()..].to_vec());
     }
-    Ok((total.tokens_per_second(), total, outputs))
+    Ok((total.tokens_per_second(), total, outputs, decode_tokens as f64 / decode_secs.max(1e-12)))
 }
 
 /// Top-1 minus top-2 raw log-probability under which a greedy difference is a near-tie: int4
@@ -117,7 +124,7 @@ pub(super) fn run_all(
         before_each_rep()?;
         for i in run_order(groups, rep) {
             let v = &mut vs[i];
-            let (tps, stats, outputs) = run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep, &o.truncation)?;
+            let (tps, stats, outputs, decode) = run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep, &o.truncation)?;
             if v.temperature == 0.0 {
                 match &reference[v.inst] {
                     None => reference[v.inst] = Some(outputs),
@@ -141,7 +148,7 @@ pub(super) fn run_all(
                     }
                 }
             }
-            v.runs.push((tps, stats));
+            v.runs.push((tps, stats, decode));
         }
         eprintln!("repetition {}/{} done ({:.0} s)", rep + 1, o.repeats, started.elapsed().as_secs_f64());
     }

@@ -19,7 +19,8 @@ pub(super) struct Variant {
     pub(super) gamma: usize,
     pub(super) confidence_stop: f32,
     /// Per repetition: tokens/s and the summed stats over all prompts.
-    pub(super) runs: Vec<(f64, Stats)>,
+    /// Per repetition: tokens/s, the stats, and tokens/s of decoding after each first step.
+    pub(super) runs: Vec<(f64, Stats, f64)>,
 }
 
 impl Variant {
@@ -38,7 +39,7 @@ impl Variant {
     /// Stats summed over every repetition.
     pub(super) fn total(&self) -> Stats {
         let mut s = Stats::default();
-        self.runs.iter().for_each(|(_, st)| s += st);
+        self.runs.iter().for_each(|(_, st, _)| s += st);
         s
     }
 

@@ -23,8 +23,8 @@ impl Report<'_> {
                     "predicted_speedup": r.predicted,
                     "predicted_speedup_one_draft_cost": r.predicted_paper,
                     "decode_speedup": {"median": r.decode_speedup.med, "min": r.decode_speedup.min, "max": r.decode_speedup.max},
-                    "measured_over_predicted": r.predicted.map(|p| r.decode_speedup.med / p),
-                    "end_to_end_over_predicted": r.predicted.map(|p| r.speedup.med / p),
+                    "measured_over_predicted": r.predicted.map(|p| r.speedup.med / p),
+                    "decode_over_predicted": r.predicted.map(|p| r.decode_speedup.med / p),
                     "per_repetition_tokens_per_second": r.v.runs.iter().map(|x| x.0).collect::<Vec<_>>(),
                 })
             })

@@ -32,8 +32,8 @@ impl Report<'_> {
         if t.top_k > 0 || t.top_p < 1.0 || t.min_p > 0.0 {
             s += &format!("Sampling at T > 0 with top-k {} (0 = off), top-p {}, min-p {}\n\n", t.top_k, t.top_p, t.min_p);
         }
-        s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T₀)); in brackets the paper's form with one c (= c_cold) for every step. The formula describes decoding: measured/predicted compares it with the decode speed-up (tokens after each generation's first over the time after it, paired per repetition), which leaves out the prompt's prefill that both sides pay; speed-up is end to end.\n\n";
-        s += "| T | variant | tokens/s | speed-up | decode speed-up | α̂ | tokens/call | predicted | measured/predicted | draft / target / orchestration |\n";
+        s += "Predicted: (1 − α̂^(γ+1)) / ((1 − α̂)(c_cold + (γ − 1)·c_warm + T(γ+1)/T₀)); in brackets the paper's form with one c (= c_cold) for every step. The formula describes decoding: decode / predicted compares it with the decode speed-up (tokens after each generation's first step over the time after it, paired per repetition), which leaves out the prompt's prefill (the target's, which both sides pay, and the draft's) and the first round; speed-up is end to end.\n\n";
+        s += "| T | variant | tokens/s | speed-up | decode speed-up | α̂ | tokens/call | predicted | decode / predicted | draft / target / orchestration |\n";
         s += "|---|---|---|---|---|---|---|---|---|---|\n";
         for r in self.rows() {
             s += &format!(
