@@ -40,10 +40,10 @@ const ALPHA_PRIOR_WEIGHT: f64 = 6.0;
 /// of tiny models, probes every 32 rounds cost 10% of the time), so the gaps grow long.
 const PROBE_FIRST: u32 = 8;
 const PROBE_MAX: u32 = 256;
-/// The share of the time probes may take, as measured (their gaps grow to keep to it), and the
-/// longest gap that sets.
-const PROBE_BUDGET: f64 = 0.01;
-const PROBE_GAP_MAX: u32 = 1024;
+/// The share of the time probes of the acceptance may take, as measured (their gaps grow to keep
+/// to it), and the longest gap that sets.
+const PROBE_BUDGET: f64 = 0.005;
+const PROBE_GAP_MAX: u32 = 4096;
 /// The same where the measured round rates said "don't": the closed form keeps saying "do", so
 /// only time tells, and a probe there is a full round plus a follow-up, the draft catching up first.
 const GUARD_PROBE_FIRST: u32 = 16;
@@ -528,9 +528,10 @@ mod tests {
             c.observe(&RoundReport { proposed: 1, accepted: 0, overlaps: &[0.0], draft_cost: cost(5e-4, 0.0, 0) });
         }
         // Plain rounds of 1 ms a token; a probe that took 6 ms for its one token (5 ms of catching
-        // up): at 1% of the time, the next probe would wait 500 rounds; the gap doubles up to it.
+        // up): at half a percent of the time, the next probe would wait 1000 rounds; the gap
+        // doubles up to it.
         let mut at = Vec::new();
-        for i in 1..=1000 {
+        for i in 1..=2000 {
             let g = c.plan(&curve);
             let ms = if g > 0 { 6.0 } else { 1.0 };
             c.timed(&RoundTime { speculative: g > 0, emitted: 1, elapsed: Duration::from_secs_f64(ms * 1e-3), typical: g == 0 });
@@ -539,7 +540,7 @@ mod tests {
             }
         }
         let gaps: Vec<usize> = at.windows(2).map(|w| w[1] - w[0]).collect();
-        assert_eq!((at[0], gaps), (8, vec![32, 64, 128, 256, 500]), "{at:?}");
+        assert_eq!((at[0], gaps), (8, vec![32, 64, 128, 256, 512, 1000]), "{at:?}");
         // Proposing that pays again clears the floor.
         c.probe.reset();
         assert_eq!(c.probe.gap(), PROBE_FIRST);
