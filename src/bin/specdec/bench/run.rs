@@ -124,7 +124,8 @@ pub(super) fn run_all(
         before_each_rep()?;
         for i in run_order(groups, rep) {
             let v = &mut vs[i];
-            let (tps, stats, outputs, decode) = run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep, &o.truncation)?;
+            let (tps, stats, outputs, decode) =
+                run_variant(&instances[v.inst].target, v, prompts, o.new_tokens, rep, &o.truncation)?;
             if v.temperature == 0.0 {
                 match &reference[v.inst] {
                     None => reference[v.inst] = Some(outputs),

@@ -79,9 +79,7 @@ impl Report<'_> {
                     v,
                     tps: summarise(v.runs.iter().map(|r| r.0).collect()),
                     speedup: summarise(v.runs.iter().zip(&base.runs).map(|(a, b)| a.0 / b.0).collect()),
-                    decode_speedup: summarise(
-                        v.runs.iter().zip(&base.runs).map(|(a, b)| a.2 / b.2).collect(),
-                    ),
+                    decode_speedup: summarise(v.runs.iter().zip(&base.runs).map(|(a, b)| a.2 / b.2).collect()),
                     alpha,
                     tokens_per_round: s.tokens_per_target_call(),
                     split: (draft, target, (1.0 - draft - target).max(0.0)),
