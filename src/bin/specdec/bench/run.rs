@@ -27,6 +27,10 @@ pub(super) fn load_prompts(path: &PathBuf, tok: &Tokenizer) -> Result<Vec<Vec<u3
     Ok(out)
 }
 
+/// One variant's pass over the prompts: tokens/s, the stats summed over the prompts, each
+/// prompt's new tokens, and tokens/s of decoding after each generation's first step.
+type VariantRun = (f64, Stats, Vec<Vec<u32>>, f64);
+
 /// Generate `new_tokens` after each prompt (EOS off, so every variant does the same work);
 /// tokens/s over the time spent in generation, and the stats summed over prompts.
 pub(super) fn run_variant(
@@ -36,7 +40,7 @@ pub(super) fn run_variant(
     new_tokens: usize,
     rep: usize,
     truncation: &SamplingConfig,
-) -> Result<(f64, Stats, Vec<Vec<u32>>, f64), Error> {
+) -> Result<VariantRun, Error> {
     let mut total = Stats::default();
     let mut outputs = Vec::with_capacity(prompts.len());
     // Decoding after each generation's first step (the prompt's prefill, the draft's included, and
