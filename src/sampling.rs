@@ -530,7 +530,7 @@ fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut Option<f32>) -
     // Close around the hint (a flat row's cut moves little), and wide of it in case it moved.
     let hinted = matches!(*hint, Some(c) if c > 0.1);
     let mut cuts = match *hint {
-        Some(c) if hinted => [0.6 * c, c - 0.04, c + 0.04, c + 1.5],
+        Some(c) if hinted => [c - 0.2, c - 0.05, c + 0.05, c + 0.2],
         _ => [1.5f32, 4.0, 8.0, 16.0],
     };
     let mut passes = 0;
@@ -556,8 +556,14 @@ fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut Option<f32>) -
             // by far more than an even split's factor of five.
             let w = c_lo - c_hi;
             let at = c_hi + w * ((target - m_hi) / (m_lo - m_hi).max(f64::MIN_POSITIVE)) as f32;
+            // A narrow bracket is near linear: all four cuts close around the estimate.
             let d = w / 32.0;
-            let mut c = [c_hi + w / 3.0, c_hi + 2.0 * w / 3.0, at - d, at + d].map(|c| c.clamp(c_hi + d, c_lo - d));
+            let cuts = if w <= 0.5 {
+                [at - 2.0 * d, at - d / 3.0, at + d / 3.0, at + 2.0 * d]
+            } else {
+                [c_hi + w / 3.0, c_hi + 2.0 * w / 3.0, at - d, at + d]
+            };
+            let mut c = cuts.map(|c| c.clamp(c_hi + w / 64.0, c_lo - w / 64.0));
             c.sort_by(f32::total_cmp);
             c
         };
