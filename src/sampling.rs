@@ -311,16 +311,7 @@ impl DistBuf {
         let k_on = cfg.top_k > 0 && cfg.top_k < vocab;
         let p_on = cfg.top_p < 1.0;
         if !k_on && !p_on && cfg.min_p <= 0.0 {
-            probs.resize(vocab, 0.0);
-            let mut z = kernels::exp_store(logits, m, inv_t, probs);
-            if !pen.is_empty() {
-                for &(i, v) in pen.iter() {
-                    probs[i as usize] = kernels::exp((v - m) * inv_t);
-                }
-                // Summed again rather than corrected: a penalised token's raw logit may lie far
-                // over m, and its exp would have swamped the single-precision lane sums.
-                z = kernels::sum(probs);
-            }
+            let z = row.exps(m, inv_t, probs);
             kernels::scale(probs, (1.0 / z) as f32);
             return Held::Dense;
         }
@@ -356,23 +347,15 @@ impl DistBuf {
             in_order = false;
         } else if p_on {
             // The whole row's exps (top-p is relative to their sum), then thresholds on them.
-            dense.resize(vocab, 0.0);
-            let mut z = kernels::exp_store(logits, m, inv_t, dense);
-            if !pen.is_empty() {
-                for &(i, v) in pen.iter() {
-                    dense[i as usize] = kernels::exp((v - m) * inv_t);
-                }
-                // As above: summed again, not corrected.
-                z = kernels::sum(dense);
-            }
+            let z = row.exps(m, inv_t, dense);
             let target = target(z);
             let (lo, mut hi) = nucleus_bracket(dense, target, z, last_cut);
             // Tokens at or over `hi` are all kept; the order matters only under it, down to `lo`.
             // The bracket was chosen on single-precision sums; exact ones decide, and where
             // rounding misplaced a bound it moves out to the end of the row.
-            let (mut above, mut n_above) = kernels::sum_at_least(dense, hi);
+            let mut above = kernels::sum_at_least(dense, hi).0;
             if above >= target {
-                (hi, above, n_above) = (f32::INFINITY, 0.0, 0);
+                (hi, above) = (f32::INFINITY, 0.0);
             }
             // Min-p drops what is under it whatever top-p keeps; zeros are never kept.
             let mut floor = lo.max(cfg.min_p).max(f32::from_bits(1));
@@ -383,7 +366,7 @@ impl DistBuf {
             };
             if cfg.min_p >= hi {
                 // Top-p keeps everything min-p does.
-                (above, n_above) = kernels::sum_at_least(dense, cfg.min_p);
+                above = kernels::sum_at_least(dense, cfg.min_p).0;
                 work.clear();
             } else if above + gather(floor, work) < target && cfg.min_p < lo {
                 floor = cfg.min_p.max(f32::from_bits(1));
@@ -397,8 +380,9 @@ impl DistBuf {
             // The normaliser from one pass over what is kept, in the row's order, so that it
             // depends on the kept set only and not on where the bounds fell (a hint from earlier
             // rows moves them): the same row gives the same floats whatever came before.
-            let inv = 1.0 / kernels::sum_at_least(dense, floor).0;
-            if n_above + n > vocab / 8 {
+            let (mass, kept) = kernels::sum_at_least(dense, floor);
+            let inv = 1.0 / mass;
+            if kept > vocab / 8 {
                 kernels::scale_at_least(dense, floor, inv as f32);
                 std::mem::swap(probs, dense);
                 return Held::Dense;
@@ -413,11 +397,7 @@ impl DistBuf {
         } else if cfg.min_p > 0.0 && vocab >= DENSE_MIN_VOCAB && kernels::count_above(logits, min_p_floor) > vocab / 8 {
             // Min-p keeping much of the row (a flat distribution): thresholds on the exps of the
             // whole row rather than a candidate per kept token.
-            dense.resize(vocab, 0.0);
-            kernels::exp_store(logits, m, inv_t, dense);
-            for &(i, v) in pen.iter() {
-                dense[i as usize] = kernels::exp((v - m) * inv_t);
-            }
+            row.exps(m, inv_t, dense);
             let (mass, _) = kernels::sum_at_least(dense, cfg.min_p);
             kernels::scale_at_least(dense, cfg.min_p, (1.0 / mass) as f32);
             std::mem::swap(probs, dense);
@@ -663,6 +643,21 @@ impl Row<'_> {
             t
         });
         out.extend(self.pen.iter().filter(|&&(_, v)| v > floor).map(|&(i, v)| Cand::new(v, i)));
+    }
+
+    /// `out` = every token's exp((value − m)·inv_t), penalised values included; returns their sum.
+    fn exps(&self, m: f32, inv_t: f32, out: &mut Vec<f32>) -> f64 {
+        out.resize(self.logits.len(), 0.0);
+        let z = kernels::exp_store(self.logits, m, inv_t, out);
+        if self.pen.is_empty() {
+            return z;
+        }
+        for &(i, v) in self.pen {
+            out[i as usize] = kernels::exp((v - m) * inv_t);
+        }
+        // Summed again rather than corrected: a penalised token's raw logit may lie far over m,
+        // and its exp would have swamped the single-precision lane sums.
+        kernels::sum(out)
     }
 
     /// A token's value: its logit, penalised if it is among the penalised.

@@ -51,14 +51,33 @@ macro_rules! dispatch {
 /// pass, scalar or vectorised, so a probability does not depend on where it was computed.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    // Clamping also maps NaN to the low end (`>=` is false for NaN).
+    let x = if x >= -104.0 { x } else { -104.0 };
+    let x = if x <= 88.7 { x } else { 88.7 };
+    let (y, k) = exp_parts(x);
+    // 2^k as two normal factors, so that a subnormal result is rounded only once.
+    let k1 = k >> 1;
+    let k2 = k - k1;
+    y * f32::from_bits(((k1 + 127) as u32) << 23) * f32::from_bits(((k2 + 127) as u32) << 23)
+}
+
+/// [`exp`] for x in [-87, 0], where its clamps do nothing and 2^k is one normal factor (the
+/// result is normal, so scaling by 2^k in one step or two rounds the same): the same value in
+/// fewer operations.
+#[inline(always)]
+fn exp_in_range(x: f32) -> f32 {
+    let (y, k) = exp_parts(x);
+    y * f32::from_bits(((k + 127) as u32) << 23)
+}
+
+/// e^x = y · 2^k for an x in [-104, 88.7]: the reduction and the polynomial both exponentials share.
+#[inline(always)]
+fn exp_parts(x: f32) -> (f32, i32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // Adding 1.5·2^23 rounds to an integer, which then sits in the low mantissa bits.
     const SHIFT: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Clamping also maps NaN to the low end (`>=` is false for NaN).
-    let x = if x >= -104.0 { x } else { -104.0 };
-    let x = if x <= 88.7 { x } else { 88.7 };
     let t = x * LOG2E + SHIFT;
     let n = t - SHIFT;
     let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
@@ -69,11 +88,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    // 2^k as two normal factors, so that a subnormal result is rounded only once.
-    let k1 = k >> 1;
-    let k2 = k - k1;
-    y * f32::from_bits(((k1 + 127) as u32) << 23) * f32::from_bits(((k2 + 127) as u32) << 23)
+    (p * r * r + r + 1.0, k)
 }
 
 dispatch! {
@@ -161,29 +176,6 @@ pub fn mass_at_least(x: &[f32], t: [f32; 4]) -> ([f64; 4], [usize; 4]) {
 }
 }
 
-/// [`exp`] for x in [-87, 0], where its clamps do nothing and 2^k is one normal factor (the
-/// result is normal, so scaling by 2^k in one step or two rounds the same): the same value in
-/// fewer operations.
-#[inline(always)]
-fn exp_in_range(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const SHIFT: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let t = x * LOG2E + SHIFT;
-    let n = t - SHIFT;
-    let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((k + 127) as u32) << 23)
-}
-
 dispatch! {
 /// `out[i] = exp((x_i − m)·k)` for the whole row; returns their sum as [`exp_sum`] computes it.
 pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
@@ -202,21 +194,9 @@ pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
             in_range &= *aj >= -87.0 && *aj <= 0.0;
         }
         if in_range {
-            for (q, oq) in a.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
-                for j in 0..LANES {
-                    let e = exp_in_range(q[j]);
-                    oq[j] = e;
-                    acc[j] += e;
-                }
-            }
+            exp_block(&a, o, &mut acc, exp_in_range);
         } else {
-            for (q, oq) in a.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
-                for j in 0..LANES {
-                    let e = exp(q[j]);
-                    oq[j] = e;
-                    acc[j] += e;
-                }
-            }
+            exp_block(&a, o, &mut acc, exp);
         }
         total += acc.iter().map(|&a| a as f64).sum::<f64>();
     }
@@ -226,6 +206,19 @@ pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
     }
     total
 }
+}
+
+/// `o = f(a)` lane by lane, each lane's sum added to `acc` (exp_store's block body, with the
+/// exponential it chose).
+#[inline(always)]
+fn exp_block(a: &[f32], o: &mut [f32], acc: &mut [f32; LANES], f: impl Fn(f32) -> f32) {
+    for (q, oq) in a.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
+        for j in 0..LANES {
+            let e = f(q[j]);
+            oq[j] = e;
+            acc[j] += e;
+        }
+    }
 }
 
 dispatch! {
