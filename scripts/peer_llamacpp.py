@@ -84,6 +84,8 @@ import time
 import types
 from pathlib import Path
 
+from specdec_ctypes import Specdec
+
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA = ROOT / ".cache/llama.cpp"
 BIN = LLAMA / "build/bin"
@@ -214,18 +216,6 @@ class SpecdecTokenizer:
         return list(buf[: n.value])
 
 
-class SpecdecStats(ctypes.Structure):
-    """struct specdec_stats (include/specdec.h), as scripts/peer_bench.py reads it."""
-    _fields_ = [("struct_size", ctypes.c_size_t), ("target_calls", ctypes.c_uint64),
-                ("draft_calls", ctypes.c_uint64), ("rounds", ctypes.c_uint64),
-                ("drafted", ctypes.c_uint64), ("accepted", ctypes.c_uint64),
-                ("new_tokens", ctypes.c_uint64), ("acceptance_rate", ctypes.c_double),
-                ("tokens_per_target_call", ctypes.c_double), ("draft_seconds", ctypes.c_double),
-                ("target_seconds", ctypes.c_double), ("other_seconds", ctypes.c_double),
-                ("total_seconds", ctypes.c_double), ("rejected", ctypes.c_uint64),
-                ("alpha", ctypes.c_double)]
-
-
 def physical_cores():
     """Distinct (package, core) pairs in sysfs: what ONNX Runtime sizes a default pool by."""
     seen = set()
@@ -237,71 +227,15 @@ def physical_cores():
     return len(seen) or os.cpu_count()
 
 
-class SpecdecLib:
-    """specdec in this process through its C ABI (ctypes on a private copy of
-    target/release/libspecdec.so, so that a rebuild during the run cannot pull the file from under
-    it), the way scripts/peer_bench.py drives it: models loaded once and kept, then per prompt a
-    generator (config, generator, append the prompt ids, generate, read tokens and stats, free),
-    timed from creating the generator to the last token."""
-    DRAFT_POLICY = {"fixed": 0, "heuristic": 1, "auto": 2}  # enum specdec_draft_policy
+class SpecdecLib(Specdec):
+    """specdec in this process through its C ABI (scripts/specdec_ctypes.py, as
+    scripts/peer_bench.py drives it, on a private copy of target/release/libspecdec.so so that a
+    rebuild during the run cannot pull the file from under it): models loaded once and kept, then
+    per prompt a generator, timed from creating the generator to the last token."""
 
     def __init__(self, ort_path):
-        import hashlib
-        import shutil
-        digest = hashlib.sha256(LIBSPECDEC.read_bytes()).hexdigest()
-        work = ROOT / "target/peer/.lib"
-        work.mkdir(parents=True, exist_ok=True)
-        copy = work / f"libspecdec-{digest[:12]}.so"
-        if not copy.exists():
-            shutil.copy2(LIBSPECDEC, copy)
-        self.lib_sha256 = digest
-        L = self.L = ctypes.CDLL(str(copy))
-        P, E = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
-        u32, sz, f32 = ctypes.c_uint32, ctypes.c_size_t, ctypes.c_float
-        for name, args, res in [
-            ("specdec_version", [], ctypes.c_char_p),
-            ("specdec_runtime_init", [ctypes.c_char_p, E], u32),
-            ("specdec_error_message", [P], ctypes.c_char_p),
-            ("specdec_error_free", [P], None),
-            ("specdec_status_name", [u32], ctypes.c_char_p),
-            ("specdec_model_options_new", [], P),
-            ("specdec_model_options_free", [P], None),
-            ("specdec_model_options_set_intra_threads", [P, u32, E], u32),
-            ("specdec_model_load", [ctypes.c_char_p, P, E, E], u32),
-            ("specdec_model_free", [P], None),
-            ("specdec_gen_config_new", [], P),
-            ("specdec_gen_config_free", [P], None),
-            ("specdec_gen_config_set_gamma", [P, u32, E], u32),
-            ("specdec_gen_config_set_temperature", [P, f32, E], u32),
-            ("specdec_gen_config_set_draft_policy", [P, u32, E], u32),
-            ("specdec_gen_config_set_max_new_tokens", [P, u32, E], u32),
-            ("specdec_gen_config_set_eos_ids", [P, ctypes.POINTER(u32), sz, E], u32),
-            ("specdec_generator_new", [P, P, P, E, E], u32),
-            ("specdec_generator_free", [P], None),
-            ("specdec_generator_append_tokens", [P, ctypes.POINTER(u32), sz, E], u32),
-            ("specdec_generator_generate", [P, P, P, ctypes.POINTER(u32), E], u32),
-            ("specdec_generator_tokens", [P, ctypes.POINTER(ctypes.POINTER(u32)), ctypes.POINTER(sz), E], u32),
-            ("specdec_generator_stats", [P, ctypes.POINTER(SpecdecStats), E], u32),
-        ]:
-            fn = getattr(L, name)
-            fn.argtypes, fn.restype = args, res
-        self.version = L.specdec_version().decode()
-        self.ort_path = ort_path
-        self.call("specdec_runtime_init", str(ort_path).encode() if ort_path else None)
+        super().__init__(LIBSPECDEC, str(ort_path) if ort_path else None, ROOT / "target/peer/.lib")
         self.models = {}
-
-    def check(self, status, err, what):
-        if status == 0:
-            return
-        msg = ""
-        if err.value:
-            msg = (self.L.specdec_error_message(err) or b"").decode(errors="replace")
-            self.L.specdec_error_free(err)
-        raise RuntimeError(f"{what}: {self.L.specdec_status_name(status).decode()}: {msg}")
-
-    def call(self, name, *args):
-        err = ctypes.c_void_p()
-        self.check(getattr(self.L, name)(*args, ctypes.byref(err)), err, name)
 
     def model(self, path, threads):
         """The model at `path` with `threads` intra-op threads (0: the library's default, the
@@ -309,47 +243,12 @@ class SpecdecLib:
         shared by every configuration that uses it, as one host process would)."""
         key = (str(path), threads)
         if key not in self.models:
-            opts = self.L.specdec_model_options_new()
-            try:
-                if threads:
-                    self.call("specdec_model_options_set_intra_threads", opts, threads)
-                out = ctypes.c_void_p()
-                self.call("specdec_model_load", str(path).encode(), opts, ctypes.byref(out))
-                self.models[key] = out
-            finally:
-                self.L.specdec_model_options_free(opts)
+            self.models[key] = self.load_model(path, threads)
         return self.models[key]
 
-    def generate(self, target, draft, ids, n, gamma=None, policy=None):
+    def greedy(self, target, draft, ids, n, gamma=None, policy=None):
         """Greedy, exactly n new tokens (no EOS), as `specdec generate --eos-ids ''` does."""
-        cfg = self.L.specdec_gen_config_new()
-        gen = ctypes.c_void_p()
-        try:
-            self.call("specdec_gen_config_set_max_new_tokens", cfg, n)
-            self.call("specdec_gen_config_set_eos_ids", cfg, None, 0)
-            self.call("specdec_gen_config_set_temperature", cfg, ctypes.c_float(0.0))
-            if gamma:
-                self.call("specdec_gen_config_set_gamma", cfg, gamma)
-            if policy:
-                self.call("specdec_gen_config_set_draft_policy", cfg, self.DRAFT_POLICY[policy])
-            arr = (ctypes.c_uint32 * len(ids))(*ids)
-            reason = ctypes.c_uint32()
-            t0 = time.perf_counter()
-            self.call("specdec_generator_new", target, draft, cfg, ctypes.byref(gen))
-            self.call("specdec_generator_append_tokens", gen, arr, len(ids))
-            self.call("specdec_generator_generate", gen, None, None, ctypes.byref(reason))
-            seconds = time.perf_counter() - t0
-            ptr, m = ctypes.POINTER(ctypes.c_uint32)(), ctypes.c_size_t()
-            self.call("specdec_generator_tokens", gen, ctypes.byref(ptr), ctypes.byref(m))
-            tokens = list(ptr[len(ids): m.value])
-            st = SpecdecStats()
-            st.struct_size = ctypes.sizeof(SpecdecStats)
-            self.call("specdec_generator_stats", gen, ctypes.byref(st))
-            return {"tokens": tokens, "seconds": seconds,
-                    "stats": {f: getattr(st, f) for f, _ in SpecdecStats._fields_ if f != "struct_size"}}
-        finally:
-            self.L.specdec_generator_free(gen)
-            self.L.specdec_gen_config_free(cfg)
+        return self.generate(target, draft, ids, n, 0.0, 0, gamma, policy)
 
     def close(self):
         for h in self.models.values():
@@ -922,7 +821,7 @@ def specdec_lib_pass(sd, target, draft, ours, n, th, cores, gamma=None, policy=N
     d = sd.model(draft, threads) if draft else None
     secs, toks, acc, dr, ids_all = 0.0, 0, 0, 0, []
     for ids in ours:
-        r = sd.generate(t, d, ids, n, gamma, policy)
+        r = sd.greedy(t, d, ids, n, gamma, policy)
         secs += r["seconds"]
         toks += len(r["tokens"])
         acc += r["stats"]["accepted"]
