@@ -1,10 +1,13 @@
 //! Passes over a whole row, written so that the compiler vectorises them (fixed-width lanes, no
-//! early exits inside a lane block, no fused multiply-adds, so results do not depend on the
-//! instruction set), and the exponential they use.
+//! early exits inside a lane block), and the exponential they use.
 //!
-//! On x86-64 the row passes also come compiled for AVX2 and AVX-512 (the latter with Rust ≥ 1.89,
-//! see build.rs) and are chosen at run time; the arithmetic is the same operation for operation
-//! (Rust never fuses a multiply and an add on its own), so every variant gives bit-identical results.
+//! On x86-64 the row passes also come compiled for AVX2 + FMA and AVX-512 (the latter with Rust ≥
+//! 1.89, see build.rs) and are chosen at run time. The arithmetic is the same operation for
+//! operation in every variant: Rust never fuses a multiply and an add on its own, and where the
+//! exponential fuses them it says so (`mul_add`, rounded once on every instruction set: an FMA
+//! instruction where the variant has one, libm's `fmaf` elsewhere), so every variant gives
+//! bit-identical results. Code that calls [`exp`] per entry belongs in a [`dispatch`]ed function,
+//! or the fused operations become library calls.
 
 /// Lanes of the accumulators: wide enough for AVX-512, harmless on SSE2.
 const LANES: usize = 16;
@@ -12,6 +15,8 @@ const LANES: usize = 16;
 /// skipped after one vectorised comparison.
 const BLOCK: usize = 64;
 
+/// Defines `$name` as the body compiled three ways (generic, AVX2 + FMA, AVX-512) and chosen at
+/// run time.
 macro_rules! dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
@@ -20,7 +25,7 @@ macro_rules! dispatch {
             fn imp($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     imp($($arg),*)
                 }
@@ -31,12 +36,12 @@ macro_rules! dispatch {
                         imp($($arg),*)
                     }
                     if std::arch::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: the CPU has AVX-512F (checked above).
+                        // SAFETY: the CPU has AVX-512F, which implies FMA (checked above).
                         return unsafe { avx512($($arg),*) };
                     }
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked above).
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
                     return unsafe { avx2($($arg),*) };
                 }
             }
@@ -44,11 +49,13 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
-/// e^x in single precision: Cody-Waite range reduction and Cephes' degree-6 polynomial, within
-/// about 1.5 ulp of the exact value for x in [-87, 88], subnormal results (down to x ≈ -103.9)
-/// included and rounded once; 0 below, +inf above 88.7, 0 for NaN. The same code runs in every
-/// pass, scalar or vectorised, so a probability does not depend on where it was computed.
+/// e^x in single precision: Cody-Waite range reduction and Cephes' degree-6 polynomial (in fused
+/// multiply-adds, a third fewer operations than separate ones), within about 1.5 ulp of the exact
+/// value for x in [-87, 88], subnormal results (down to x ≈ -103.9) included and rounded once; 0
+/// below, +inf above 88.7, 0 for NaN. The same code runs in every pass, scalar or vectorised, so
+/// a probability does not depend on where it was computed.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     // Clamping also maps NaN to the low end (`>=` is false for NaN).
@@ -78,17 +85,18 @@ fn exp_parts(x: f32) -> (f32, i32) {
     const SHIFT: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let t = x * LOG2E + SHIFT;
+    let t = x.mul_add(LOG2E, SHIFT);
     let n = t - SHIFT;
     let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    (p * r * r + r + 1.0, k)
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    ((p * r).mul_add(r, r) + 1.0, k)
 }
 
 dispatch! {
@@ -125,9 +133,10 @@ pub fn position(x: &[f32], v: f32) -> Option<usize> {
 }
 
 dispatch! {
-/// Σ exp((x_i − m)·k) in double precision (lane sums of 64 entries each in single precision).
+/// Σ exp((x_i − m)·k) in double precision: each lane of a block of 64 sums its 4 entries in single
+/// precision, then adds that to a double-precision lane total.
 pub fn exp_sum(x: &[f32], m: f32, k: f32) -> f64 {
-    let mut total = 0.0f64;
+    let mut lanes = [0.0f64; LANES];
     let mut blocks = x.chunks_exact(LANES * 4);
     for b in &mut blocks {
         let mut acc = [0.0f32; LANES];
@@ -136,51 +145,56 @@ pub fn exp_sum(x: &[f32], m: f32, k: f32) -> f64 {
                 acc[j] += exp((q[j] - m) * k);
             }
         }
-        total += acc.iter().map(|&a| a as f64).sum::<f64>();
+        add_lanes(&mut lanes, &acc);
     }
-    total + blocks.remainder().iter().map(|&v| exp((v - m) * k) as f64).sum::<f64>()
+    lanes.iter().sum::<f64>() + blocks.remainder().iter().map(|&v| exp((v - m) * k) as f64).sum::<f64>()
 }
 }
 
+/// Add single-precision lane sums to double-precision ones, lane by lane: vectorised, where adding
+/// each block's lanes up into one total would be a chain of sixteen dependent additions.
+#[inline(always)]
+fn add_lanes(lanes: &mut [f64; LANES], acc: &[f32; LANES]) {
+    for j in 0..LANES {
+        lanes[j] += acc[j] as f64;
+    }
+}
+
 dispatch! {
-/// For each of four thresholds, the sum and the number of the entries at or above it (sums in
-/// single precision within blocks of 1024, accurate to ~1e-6: for choosing, not for deciding).
-pub fn mass_at_least(x: &[f32], t: [f32; 4]) -> ([f64; 4], [usize; 4]) {
+/// For each of four thresholds, the sum of the entries at or above it (in single precision within
+/// blocks of 1024, accurate to ~1e-6: for choosing, not for deciding).
+pub fn mass_at_least(x: &[f32], t: [f32; 4]) -> [f64; 4] {
     let mut total = [0.0f64; 4];
-    let mut count = [0usize; 4];
     for b in x.chunks(1024) {
-        let mut a = [[0.0f32; LANES]; 4];
-        let mut n = [[0.0f32; LANES]; 4];
-        let mut blocks = b.chunks_exact(LANES);
-        for q in &mut blocks {
-            for c in 0..4 {
-                for j in 0..LANES {
-                    let hit = q[j] >= t[c];
-                    a[c][j] += if hit { q[j] } else { 0.0 };
-                    n[c][j] += if hit { 1.0 } else { 0.0 };
-                }
-            }
-        }
+        mass_chunk(b, t, &mut total);
+    }
+    total
+}
+}
+
+/// [`mass_at_least`] of up to 1024 entries, added to `total`.
+#[inline(always)]
+fn mass_chunk(b: &[f32], t: [f32; 4], total: &mut [f64; 4]) {
+    let mut a = [[0.0f32; LANES]; 4];
+    let mut blocks = b.chunks_exact(LANES);
+    for q in &mut blocks {
         for c in 0..4 {
-            total[c] += a[c].iter().map(|&v| v as f64).sum::<f64>();
-            count[c] += n[c].iter().sum::<f32>() as usize;
-            for &v in blocks.remainder() {
-                if v >= t[c] {
-                    total[c] += v as f64;
-                    count[c] += 1;
-                }
+            for j in 0..LANES {
+                a[c][j] += if q[j] >= t[c] { q[j] } else { 0.0 };
             }
         }
     }
-    (total, count)
-}
+    for c in 0..4 {
+        total[c] += a[c].iter().map(|&v| v as f64).sum::<f64>();
+        total[c] += blocks.remainder().iter().filter(|&&v| v >= t[c]).map(|&v| v as f64).sum::<f64>();
+    }
 }
 
 dispatch! {
 /// `out[i] = exp((x_i − m)·k)` for the whole row; returns their sum as [`exp_sum`] computes it.
 pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
     let out = &mut out[..x.len()];
-    let mut total = 0.0f64;
+    let mut lanes = [0.0f64; LANES];
     let mut blocks = x.chunks_exact(LANES * 4);
     let mut outs = out.chunks_exact_mut(LANES * 4);
     for (b, o) in (&mut blocks).zip(&mut outs) {
@@ -198,8 +212,9 @@ pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
         } else {
             exp_block(&a, o, &mut acc, exp);
         }
-        total += acc.iter().map(|&a| a as f64).sum::<f64>();
+        add_lanes(&mut lanes, &acc);
     }
+    let mut total = lanes.iter().sum::<f64>();
     for (&v, o) in blocks.remainder().iter().zip(outs.into_remainder()) {
         *o = exp((v - m) * k);
         total += *o as f64;
@@ -245,6 +260,56 @@ pub fn sum_at_least(x: &[f32], t: f32) -> (f64, usize) {
     let tail = blocks.remainder().iter().filter(|&&v| v >= t);
     let (ts, tn) = tail.fold((0.0f64, 0usize), |(s, c), &v| (s + v as f64, c + 1));
     (acc.iter().sum::<f64>() + ts, n.iter().map(|&c| c as usize).sum::<usize>() + tn)
+}
+}
+
+dispatch! {
+/// The ids of the entries with `lo <= x_i < hi`, in increasing order, into `ids`; returns the sum
+/// and the number of the entries at or above `hi` as [`sum_at_least`] computes them (the same
+/// additions in the same order). One pass where the two would take two: each chunk of 1024
+/// entries is summed, then scanned while it is in the first-level cache.
+pub fn gather_within(x: &[f32], lo: f32, hi: f32, ids: &mut Vec<u32>) -> (f64, usize) {
+    ids.clear();
+    let mut lanes = [0.0f64; LANES];
+    let mut n = [0u32; LANES];
+    let (mut tail, mut tail_n) = (0.0f64, 0usize);
+    let (lo_under, hi_under) = mask_bounds(lo, hi);
+    let mut base = 0u32;
+    for c in x.chunks(1024) {
+        let mut blocks = c.chunks_exact(LANES);
+        for q in &mut blocks {
+            for j in 0..LANES {
+                let hit = q[j] >= hi;
+                lanes[j] += if hit { q[j] as f64 } else { 0.0 };
+                n[j] += hit as u32;
+            }
+        }
+        for &v in blocks.remainder().iter().filter(|&&v| v >= hi) {
+            tail += v as f64;
+            tail_n += 1;
+        }
+        let mut blocks = c.chunks_exact(BLOCK);
+        for b in &mut blocks {
+            // A plain loop, which the compiler turns into mask registers where the instruction
+            // set has them ([`above`]'s fixed SSE comparisons do worse in a wide variant).
+            let mut hits = 0u64;
+            for (j, &v) in b.iter().enumerate() {
+                hits |= ((v > lo_under && v <= hi_under) as u64) << j;
+            }
+            while hits != 0 {
+                ids.push(base + hits.trailing_zeros());
+                hits &= hits - 1;
+            }
+            base += BLOCK as u32;
+        }
+        for _ in blocks.remainder() {
+            ids.push(base);
+            base += 1;
+        }
+    }
+    // The masks hold a superset: the exact test.
+    ids.retain(|&i| x[i as usize] >= lo && x[i as usize] < hi);
+    (lanes.iter().sum::<f64>() + tail, n.iter().map(|&c| c as usize).sum::<usize>() + tail_n)
 }
 }
 
@@ -350,33 +415,13 @@ pub fn scan_above(x: &[f32], mut threshold: f32, mut visit: impl FnMut(u32, f32,
     threshold
 }
 
-/// Calls `visit(i, x_i)` for every entry with `lo <= x_i < hi`, in increasing index order. Blocks
-/// with none cost two vectorised comparisons.
-#[inline]
-pub fn scan_within(x: &[f32], lo: f32, hi: f32, mut visit: impl FnMut(u32, f32)) {
-    let mut blocks = x.chunks_exact(BLOCK);
-    let mut base = 0usize;
-    // Masks that hold at least the entries wanted (the exact test comes after): over the largest
-    // float under a positive lo, and not over the largest float under a positive hi.
-    let lo_under = if lo > 0.0 { f32::from_bits(lo.to_bits() - 1) } else { f32::NEG_INFINITY };
-    let hi_under = if hi > 0.0 { f32::from_bits(hi.to_bits() - 1) } else { hi };
-    for b in &mut blocks {
-        let b: &[f32; BLOCK] = b.try_into().unwrap();
-        let mut hits = above(b, lo_under) & !above(b, hi_under);
-        while hits != 0 {
-            let j = hits.trailing_zeros() as usize;
-            hits &= hits - 1;
-            if b[j] >= lo && b[j] < hi {
-                visit((base + j) as u32, b[j]);
-            }
-        }
-        base += BLOCK;
-    }
-    for (j, &v) in blocks.remainder().iter().enumerate() {
-        if v >= lo && v < hi {
-            visit((base + j) as u32, v);
-        }
-    }
+/// Thresholds for masks of `x > t` that hold at least the entries with `lo <= x < hi` (the exact
+/// test comes after): over the largest float under a positive lo (else over -inf), and not over the
+/// largest float under a positive hi (else not over hi).
+#[inline(always)]
+fn mask_bounds(lo: f32, hi: f32) -> (f32, f32) {
+    let under = |t: f32| f32::from_bits(t.to_bits() - 1);
+    (if lo > 0.0 { under(lo) } else { f32::NEG_INFINITY }, if hi > 0.0 { under(hi) } else { hi })
 }
 
 /// Bit j set where `b[j] > t` (false for NaN).
@@ -496,22 +541,21 @@ mod tests {
 
     #[test]
     fn threshold_passes_agree_with_plain_loops() {
-        let x: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1013) as f32 * 0.001).collect();
-        for n in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000] {
+        let x: Vec<f32> = (0..2100).map(|i| ((i * 7919) % 1013) as f32 * 0.001).collect();
+        for n in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000, 1024, 1040, 2100] {
             let x = &x[..n];
             for (lo, hi) in [(0.2f32, 0.7f32), (0.0, 1.0), (0.5, 0.5), (0.3, f32::INFINITY), (f32::MIN_POSITIVE, 0.011)] {
                 let want: Vec<u32> = (0..n as u32).filter(|&i| x[i as usize] >= lo && x[i as usize] < hi).collect();
-                let mut seen = Vec::new();
-                scan_within(x, lo, hi, |i, v| {
-                    assert_eq!(v, x[i as usize]);
-                    seen.push(i);
-                });
-                assert_eq!(seen, want, "scan_within {lo} {hi} n {n}");
                 let (s, c) = sum_at_least(x, lo);
                 let kept: Vec<f64> = x.iter().filter(|&&v| v >= lo).map(|&v| v as f64).collect();
                 assert_eq!(c, kept.len());
                 assert!((s - kept.iter().sum::<f64>()).abs() <= 1e-9);
                 assert_eq!(count_above(x, lo), x.iter().filter(|&&v| v > lo).count());
+                let mut ids = Vec::new();
+                let above = gather_within(x, lo, hi, &mut ids);
+                assert_eq!(ids, want, "gather_within {lo} {hi} n {n}");
+                let at_hi = sum_at_least(x, hi);
+                assert_eq!((above.0.to_bits(), above.1), (at_hi.0.to_bits(), at_hi.1), "gather_within's sum {hi} n {n}");
             }
         }
     }
