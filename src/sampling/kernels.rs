@@ -452,13 +452,20 @@ fn above(b: &[f32; BLOCK], t: f32) -> u64 {
 
 /// Draw an index with probability proportional to `w` given a uniform `u` in [0, 1): the first
 /// index where the running sum of the positive weights passes `u · Σw`; the last positive index
-/// where rounding leaves it short, 0 when none is positive. Whole blocks are stepped over by their
-/// sums (vectorised) instead of entry by entry.
+/// where rounding leaves it short, 0 when none is positive. One vectorised pass sums blocks of at
+/// least 512 entries (at most 512 blocks, kept on the stack); the walk steps over whole blocks by
+/// those sums and goes entry by entry only in the block where the sum passes.
 pub fn draw(w: &[f32], u: f64) -> usize {
-    const STEP: usize = 512;
-    let mut r = u * sum(w);
-    for (c, b) in w.chunks(STEP).enumerate() {
-        let s = sum(b);
+    const BLOCKS: usize = 512;
+    let step = 512.max(w.len().div_ceil(BLOCKS));
+    let mut sums = [0.0f64; BLOCKS];
+    let mut total = 0.0;
+    for (s, b) in sums.iter_mut().zip(w.chunks(step)) {
+        *s = sum(b);
+        total += *s;
+    }
+    let mut r = u * total;
+    for (c, (b, &s)) in w.chunks(step).zip(&sums).enumerate() {
         if r >= s {
             r -= s;
             continue;
@@ -467,7 +474,7 @@ pub fn draw(w: &[f32], u: f64) -> usize {
             if x > 0.0 {
                 r -= x as f64;
                 if r < 0.0 {
-                    return c * STEP + j;
+                    return c * step + j;
                 }
             }
         }
@@ -562,17 +569,20 @@ mod tests {
 
     #[test]
     fn draw_walks_the_positive_weights() {
-        let w: Vec<f32> = (0..2000).map(|i| if i % 3 == 0 { 0.0 } else { (i % 7) as f32 }).collect();
-        let total: f64 = w.iter().map(|&x| x as f64).sum();
-        for u in [0.0, 0.1, 0.5, 0.77, 0.999_999] {
-            let mut r = u * total;
-            let want = w.iter().position(|&x| {
-                if x > 0.0 {
-                    r -= x as f64;
-                }
-                x > 0.0 && r < 0.0
-            });
-            assert_eq!(Some(draw(&w, u)), want);
+        // Longer than 512 blocks of 512: the blocks grow.
+        for n in [2000, 300_000] {
+            let w: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { 0.0 } else { (i % 7) as f32 }).collect();
+            let total: f64 = w.iter().map(|&x| x as f64).sum();
+            for u in [0.0, 0.1, 0.5, 0.77, 0.999_999] {
+                let mut r = u * total;
+                let want = w.iter().position(|&x| {
+                    if x > 0.0 {
+                        r -= x as f64;
+                    }
+                    x > 0.0 && r < 0.0
+                });
+                assert_eq!(Some(draw(&w, u)), want, "n {n} u {u}");
+            }
         }
         assert_eq!(draw(&[0.0, 0.0], 0.5), 0);
     }
