@@ -555,8 +555,9 @@ fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut CutHint, guess
         }
         None => [1.5f32, 4.0, 8.0, 16.0],
     };
-    // Every (cut, mass) measured, in increasing cut order: where the mass reaches the target is
-    // interpolated through those around it.
+    // Every (cut, mass) measured inside the bracket, in increasing cut order, those past the
+    // crossing included: where the mass reaches the target is interpolated through the two around
+    // it, and the next ones out say how far off that may be.
     let mut pts = [(0.0f32, 0.0f64); 22];
     pts[0] = (c_hi, m_hi);
     pts[1] = (c_lo, m_lo);
@@ -571,6 +572,8 @@ fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut CutHint, guess
                 pts[n_pts] = (c, mass[j]);
                 n_pts += 1;
             }
+        }
+        for (j, &c) in cuts.iter().enumerate() {
             if mass[j] >= target {
                 (c_lo, m_lo) = (c, mass[j]);
                 break;
