@@ -118,12 +118,17 @@ impl Auto {
         }
     }
 
-    /// T(k): measured, or as pinned.
-    fn target_time(&self, target_cost: &CostCurve, k: usize) -> f64 {
+    /// T(k) for every length a round may verify (index k): measured, or as pinned.
+    fn target_times(&self, target_cost: &CostCurve) -> [f64; AUTO_MAX_GAMMA + 2] {
+        let mut t = [0.0; AUTO_MAX_GAMMA + 2];
         match self.pinned_cost {
-            Some((_, slope)) => target_cost.estimate(1) * (1.0 + slope * (k as f64 - 1.0)),
-            None => target_cost.estimate(k),
+            Some((_, slope)) => {
+                let one = target_cost.estimate(1);
+                t.iter_mut().enumerate().for_each(|(k, t)| *t = one * (1.0 + slope * (k as f64 - 1.0)));
+            }
+            None => target_cost.estimates(&mut t),
         }
+        t
     }
 
     /// The acceptance estimate for a proposal in `bucket`: the bucket's own record, pulled
@@ -174,14 +179,13 @@ impl LengthPolicy for Auto {
         // The margin once α̂ rests on its own evidence: before, any predicted gain is worth the
         // proposals that teach α̂ (a pessimistic prior must not keep a good drafter from showing it).
         let margin = if self.alpha.weight() >= ALPHA_PRIOR_WEIGHT + MIN_GAIN_EVIDENCE { MIN_GAIN } else { 0.0 };
-        let (best, rate) = best_gamma(self.alpha(), first, next, margin, |k| self.target_time(target_cost, k));
+        let t = self.target_times(target_cost);
+        let (best, rate) = best_gamma(self.alpha(), first, next, margin, |k| t[k]);
         // The closed form's γ is the plan for a draft of average confidence; the round may run
         // longer or shorter as the guesses show their confidence.
         let speculate = |this: &mut Self| {
             this.rate = rate;
-            for k in 1..this.round_costs.len() {
-                this.round_costs[k] = this.target_time(target_cost, k);
-            }
+            this.round_costs[1..].copy_from_slice(&t[1..]);
             AUTO_MAX_GAMMA
         };
         let measured = self.pinned_cost.is_none();
@@ -200,7 +204,7 @@ impl LengthPolicy for Auto {
         // the target, a steep verify curve), α does not matter: no probes, whose catching the draft
         // up on the skipped tokens costs about what drafting them would (a fifth of the time on a
         // draft as large as its target).
-        if best == 0 && best_gamma(ALPHA_CEILING, first, next, margin, |k| self.target_time(target_cost, k)).0 == 0 {
+        if best == 0 && best_gamma(ALPHA_CEILING, first, next, margin, |k| t[k]).0 == 0 {
             return 0;
         }
         // Otherwise α cannot change without proposals: probe now and then, backing off while

@@ -40,17 +40,31 @@ impl CostCurve {
     /// extrapolated from the nearest with +10% per token (a typical slope on CPU).
     pub fn estimate(&self, k: usize) -> f64 {
         let s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
-        let k = k.clamp(1, COST_TRACKED);
-        if let Some(t) = s[k] {
-            return t;
+        estimate_in(&s, k)
+    }
+
+    /// [`CostCurve::estimate`] of k = 1..out.len() into out[k] (out[0] as k = 1), under one lock:
+    /// a policy that weighs every draft length reads the curve once a round, not once a length.
+    pub fn estimates(&self, out: &mut [f64]) {
+        let s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = estimate_in(&s, k);
         }
-        let below = (1..k).rev().find_map(|i| s[i].map(|t| (i, t)));
-        let above = (k + 1..=COST_TRACKED).find_map(|i| s[i].map(|t| (i, t)));
-        match (below, above) {
-            (Some((a, ta)), Some((b, tb))) => ta + (tb - ta) * (k - a) as f64 / (b - a) as f64,
-            (Some((i, t)), None) | (None, Some((i, t))) => t * (1.0 + 0.1 * (k as f64 - 1.0)) / (1.0 + 0.1 * (i as f64 - 1.0)),
-            (None, None) => 1e-3 * (1.0 + 0.1 * (k as f64 - 1.0)),
-        }
+    }
+}
+
+/// [`CostCurve::estimate`] on the curve's values.
+fn estimate_in(s: &[Option<f64>; COST_TRACKED + 1], k: usize) -> f64 {
+    let k = k.clamp(1, COST_TRACKED);
+    if let Some(t) = s[k] {
+        return t;
+    }
+    let below = (1..k).rev().find_map(|i| s[i].map(|t| (i, t)));
+    let above = (k + 1..=COST_TRACKED).find_map(|i| s[i].map(|t| (i, t)));
+    match (below, above) {
+        (Some((a, ta)), Some((b, tb))) => ta + (tb - ta) * (k - a) as f64 / (b - a) as f64,
+        (Some((i, t)), None) | (None, Some((i, t))) => t * (1.0 + 0.1 * (k as f64 - 1.0)) / (1.0 + 0.1 * (i as f64 - 1.0)),
+        (None, None) => 1e-3 * (1.0 + 0.1 * (k as f64 - 1.0)),
     }
 }
 
