@@ -247,20 +247,32 @@ dispatch! {
 /// The sum (in double precision, in a fixed order) and the number of the entries at or above `t`:
 /// for deciding, where [`mass_at_least`]'s single-precision sums are for choosing.
 pub fn sum_at_least(x: &[f32], t: f32) -> (f64, usize) {
-    let mut acc = [0.0f64; LANES];
-    let mut n = [0u32; LANES];
+    let (mut lanes, mut n) = ([0.0f64; LANES], [0u32; LANES]);
+    let tail = add_at_least(x, t, &mut lanes, &mut n);
+    at_least_total(&lanes, &n, tail)
+}
+}
+
+/// Adds [`sum_at_least`]'s sums of `x` to `lanes` and `n` (per lane of 16) and returns those of
+/// the entries past the last whole lane block: a row added in pieces whose lengths are multiples
+/// of 16 is added in the same order as in one piece.
+#[inline(always)]
+fn add_at_least(x: &[f32], t: f32, lanes: &mut [f64; LANES], n: &mut [u32; LANES]) -> (f64, usize) {
     let mut blocks = x.chunks_exact(LANES);
     for b in &mut blocks {
         for j in 0..LANES {
             let hit = b[j] >= t;
-            acc[j] += if hit { b[j] as f64 } else { 0.0 };
+            lanes[j] += if hit { b[j] as f64 } else { 0.0 };
             n[j] += hit as u32;
         }
     }
-    let tail = blocks.remainder().iter().filter(|&&v| v >= t);
-    let (ts, tn) = tail.fold((0.0f64, 0usize), |(s, c), &v| (s + v as f64, c + 1));
-    (acc.iter().sum::<f64>() + ts, n.iter().map(|&c| c as usize).sum::<usize>() + tn)
+    blocks.remainder().iter().filter(|&&v| v >= t).fold((0.0, 0), |(s, c), &v| (s + v as f64, c + 1))
 }
+
+/// [`add_at_least`]'s parts as one sum and count.
+#[inline(always)]
+fn at_least_total(lanes: &[f64; LANES], n: &[u32; LANES], tail: (f64, usize)) -> (f64, usize) {
+    (lanes.iter().sum::<f64>() + tail.0, n.iter().map(|&c| c as usize).sum::<usize>() + tail.1)
 }
 
 dispatch! {
@@ -270,24 +282,13 @@ dispatch! {
 /// entries is summed, then scanned while it is in the first-level cache.
 pub fn gather_within(x: &[f32], lo: f32, hi: f32, ids: &mut Vec<u32>) -> (f64, usize) {
     ids.clear();
-    let mut lanes = [0.0f64; LANES];
-    let mut n = [0u32; LANES];
-    let (mut tail, mut tail_n) = (0.0f64, 0usize);
+    let (mut lanes, mut n, mut tail) = ([0.0f64; LANES], [0u32; LANES], (0.0f64, 0usize));
     let (lo_under, hi_under) = mask_bounds(lo, hi);
     let mut base = 0u32;
     for c in x.chunks(1024) {
-        let mut blocks = c.chunks_exact(LANES);
-        for q in &mut blocks {
-            for j in 0..LANES {
-                let hit = q[j] >= hi;
-                lanes[j] += if hit { q[j] as f64 } else { 0.0 };
-                n[j] += hit as u32;
-            }
-        }
-        for &v in blocks.remainder().iter().filter(|&&v| v >= hi) {
-            tail += v as f64;
-            tail_n += 1;
-        }
+        // Only the last chunk has a tail (1024 is a multiple of 16).
+        let t = add_at_least(c, hi, &mut lanes, &mut n);
+        tail = (tail.0 + t.0, tail.1 + t.1);
         let mut blocks = c.chunks_exact(BLOCK);
         for b in &mut blocks {
             // A plain loop, which the compiler turns into mask registers where the instruction
@@ -309,7 +310,7 @@ pub fn gather_within(x: &[f32], lo: f32, hi: f32, ids: &mut Vec<u32>) -> (f64, u
     }
     // The masks hold a superset: the exact test.
     ids.retain(|&i| x[i as usize] >= lo && x[i as usize] < hi);
-    (lanes.iter().sum::<f64>() + tail, n.iter().map(|&c| c as usize).sum::<usize>() + tail_n)
+    at_least_total(&lanes, &n, tail)
 }
 }
 
@@ -457,7 +458,8 @@ fn above(b: &[f32; BLOCK], t: f32) -> u64 {
 /// those sums and goes entry by entry only in the block where the sum passes.
 pub fn draw(w: &[f32], u: f64) -> usize {
     const BLOCKS: usize = 512;
-    let step = 512.max(w.len().div_ceil(BLOCKS));
+    const MIN_STEP: usize = 512;
+    let step = MIN_STEP.max(w.len().div_ceil(BLOCKS));
     let mut sums = [0.0f64; BLOCKS];
     let mut total = 0.0;
     for (s, b) in sums.iter_mut().zip(w.chunks(step)) {
