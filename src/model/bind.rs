@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
-use ort::value::{DynTensor, DynValue, Tensor, TensorElementType, ValueType};
+use ort::value::{DynTensor, DynValue, Tensor, TensorElementType, TensorRefMut, ValueType};
 
 use super::dtype::ElemType;
 use super::io::{copy_last_rows, past_names, present_names, take_logits, take_presents, InputValue, Inputs};
@@ -147,17 +147,17 @@ impl Bound {
 
     /// One forward call through IoBinding: the pasts are bound where they are, the presents to the
     /// device's memory (they stay there and become the next pasts) or, with `shared` buffers, to
-    /// those same buffers (past and present at once, written in place by the graph); the logits to
-    /// host memory when `all_rows`, else to the device (for [`Bound::gather_rows`]). Returns the
-    /// new presents (none with shared buffers) and the logits.
+    /// those same buffers (past and present at once, written in place by the graph); the logits
+    /// where `logits` says. Returns the new presents (none with shared buffers) and the logits
+    /// (none when they went to the caller's buffer).
     pub(super) fn call(
         &self,
         session: &mut Session,
         layout: &Layout,
         inputs: &Inputs<'_>,
         shared: Option<&mut [DynTensor]>,
-        all_rows: bool,
-    ) -> Result<(Option<Vec<DynTensor>>, DynValue)> {
+        logits: LogitsTo<'_>,
+    ) -> Result<(Option<Vec<DynTensor>>, Option<DynValue>)> {
         // IoBinding keeps owned inputs without a copy; the pasts are bound as they are.
         let mut owned: Vec<(&str, DynTensor)> = Vec::new();
         let mut pasts: Vec<(&str, &DynTensor)> = Vec::new();
@@ -186,12 +186,32 @@ impl Bound {
                 }
             }
         }
-        binding.bind_output_to_device(&layout.names.logits, if all_rows { &self.host } else { &self.kv.memory })?;
+        let name = layout.names.logits.as_str();
+        let direct = match logits {
+            LogitsTo::Buffer(buf, k) => {
+                let shape = [1, k, buf.len() / k.max(1)];
+                binding.bind_output(name, TensorRefMut::from_array_view_mut((shape, buf))?)?;
+                true
+            }
+            LogitsTo::Host => binding.bind_output_to_device(name, &self.host).map(|()| false)?,
+            LogitsTo::Device => binding.bind_output_to_device(name, &self.kv.memory).map(|()| false)?,
+        };
         let mut outputs = session.run_binding(&binding)?;
         let presents = if fresh { Some(take_presents(layout, &mut outputs)?) } else { None };
-        let logits = take_logits(layout, &mut outputs)?;
+        let logits = if direct { None } else { Some(take_logits(layout, &mut outputs)?) };
         Ok((presents, logits))
     }
+}
+
+/// Where a bound call puts its logits.
+pub(super) enum LogitsTo<'a> {
+    /// Straight into the caller's row buffer (f32 logits, every one of the call's `k` rows read):
+    /// no copy afterwards, and memory that stays warm from call to call.
+    Buffer(&'a mut [f32], usize),
+    /// Host memory that ONNX Runtime allocates, to be copied from.
+    Host,
+    /// The device, to be gathered or reduced there ([`Bound::gather_rows`], [`Bound::top_rows`]).
+    Device,
 }
 
 /// An owned integer tensor [1, len] of the input's element type.

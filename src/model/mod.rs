@@ -31,7 +31,7 @@ pub use config::info_from_metadata;
 pub use config::DEFAULT_CONTEXT_LIMIT;
 pub use dtype::ElemType;
 
-use bind::Bound;
+use bind::{Bound, LogitsTo};
 use cache::{same_memory, KvCounters};
 use config::FolderConfig;
 use dtype::tensor_bytes;
@@ -205,10 +205,24 @@ pub(crate) enum Out<'a> {
 }
 
 impl Out<'_> {
-    /// Whether a bound call should write its logits straight to host memory: every row is read
-    /// in full (else they stay on the device, to be gathered or reduced there).
-    fn all_rows(&self, rows: usize, k: usize) -> bool {
-        matches!(self, Out::Rows(_)) && rows == k
+    /// Where a bound call on `k` tokens should put its logits: every row read in full goes to host
+    /// memory, straight into the rows buffer where the logits are f32 (else they stay on the
+    /// device, to be gathered or reduced there).
+    fn logits_to(&mut self, rows: usize, k: usize, vocab: usize, elem: ElemType) -> LogitsTo<'_> {
+        match self {
+            Out::Rows(out) if rows == k && elem == ElemType::F32 => {
+                // Growing writes zeros once; a buffer that keeps its size is written by the call only.
+                let n = k * vocab;
+                if out.len() < n {
+                    out.resize(n, 0.0);
+                } else {
+                    out.truncate(n);
+                }
+                LogitsTo::Buffer(&mut out[..], k)
+            }
+            Out::Rows(_) if rows == k => LogitsTo::Host,
+            _ => LogitsTo::Device,
+        }
     }
 }
 
@@ -557,9 +571,13 @@ impl Model {
         let (buffers, valid, len, scratch) = cache.shared_call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, None);
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some(buffers), out.all_rows(rows, k))?;
+        let to = out.logits_to(rows, k, self.info.vocab_size, self.layout.logits_type);
+        let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some(buffers), to)?;
         drop(session);
-        self.read_rows(b, &logits, k, rows, out)
+        match logits {
+            Some(logits) => self.read_rows(b, &logits, k, rows, out),
+            None => Ok(()),
+        }
     }
 
     /// Copy the last `rows` of a bound call's `k` logits rows to `out` (gathered on the device
@@ -596,10 +614,13 @@ impl Model {
         let (pasts, valid, len, scratch) = cache.call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, Some(pasts));
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let (presents, logits) = b.call(&mut session, &self.layout, &inputs, None, out.all_rows(rows, k))?;
+        let to = out.logits_to(rows, k, self.info.vocab_size, self.layout.logits_type);
+        let (presents, logits) = b.call(&mut session, &self.layout, &inputs, None, to)?;
         drop(session);
         let presents = presents.ok_or_else(|| Error::Inference("a bound call returned no presents".into()))?;
-        self.read_rows(b, &logits, k, rows, out)?;
+        if let Some(logits) = logits {
+            self.read_rows(b, &logits, k, rows, out)?;
+        }
         // ONNX Runtime binds an output to the CPU when the device has no provider: count that too.
         let misplaced: Vec<usize> =
             presents.iter().filter(|t| !same_memory(t.memory_info(), &b.kv.memory)).map(tensor_bytes).collect();
