@@ -217,6 +217,10 @@ pub struct DistBuf {
     /// Where the last top-p cut fell and how far it moves from row to row: the next row of a
     /// sequence is much like the last, so its first thresholds go around it.
     last_cut: CutHint,
+    /// A dense distribution's largest probability, where computing it told: the best token's exp
+    /// is exactly 1 (exp(0)), so its probability is the scale every exp was multiplied by, and no
+    /// pass over the row is needed to find it.
+    top: Option<f32>,
 }
 
 const NOT_ADJUSTED: u32 = u32::MAX;
@@ -260,6 +264,16 @@ impl DistBuf {
         self.probs.clear();
         self.probs.extend_from_slice(probs);
         self.held = Held::Dense;
+        self.top = None;
+    }
+
+    /// [`Dist::confidence`] of the distribution held, without a pass over a dense row when its
+    /// top probability is known.
+    pub fn confidence(&self, scores: &[f32]) -> f32 {
+        match (self.held, self.top) {
+            (Held::Dense, Some(top)) => top,
+            _ => self.dist().confidence(scores),
+        }
     }
 }
 
@@ -300,8 +314,9 @@ pub fn distribution<'b>(
 
 impl DistBuf {
     fn compute(&mut self, logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Held {
-        let DistBuf { ids, probs, cand, work, dense, pen, slot, last_cut, .. } = self;
+        let DistBuf { ids, probs, cand, work, dense, pen, slot, last_cut, top, .. } = self;
         ids.clear();
+        *top = None;
         for &(t, _) in pen.iter() {
             slot[t as usize] = NOT_ADJUSTED;
         }
@@ -320,7 +335,9 @@ impl DistBuf {
         let p_on = cfg.top_p < 1.0;
         if !k_on && !p_on && cfg.min_p <= 0.0 {
             let z = row.exps(m, inv_t, probs);
-            kernels::scale(probs, (1.0 / z) as f32);
+            let s = (1.0 / z) as f32;
+            kernels::scale(probs, s);
+            *top = Some(s);
             return Held::Dense;
         }
         // The logit under which no token passes min-p (p ≥ min_p·p_max ⇔ l ≥ l_max + T·ln min_p),
@@ -413,6 +430,7 @@ impl DistBuf {
             if kept > vocab / 8 {
                 kernels::scale_at_least(dense, floor, inv as f32);
                 std::mem::swap(probs, dense);
+                *top = Some(inv as f32);
                 return Held::Dense;
             }
             probs.clear();
@@ -427,8 +445,10 @@ impl DistBuf {
             // whole row rather than a candidate per kept token.
             row.exps(m, inv_t, dense);
             let (mass, _) = kernels::sum_at_least(dense, cfg.min_p);
-            kernels::scale_at_least(dense, cfg.min_p, (1.0 / mass) as f32);
+            let s = (1.0 / mass) as f32;
+            kernels::scale_at_least(dense, cfg.min_p, s);
             std::mem::swap(probs, dense);
+            *top = Some(s);
             return Held::Dense;
         } else {
             row.gather(min_p_floor, cand);
@@ -961,6 +981,8 @@ mod tests {
                 let got = distribution(&logits, &h, extra, cfg, &mut buf);
                 sparse += matches!(got, Dist::Sparse { .. }) as usize;
                 assert_same(got, &want, vocab, &format!("vocab {vocab} row {r} {cfg:?} extra {extra:?}"));
+                // The top probability the computation kept is the one a pass over the row finds.
+                assert_eq!(buf.confidence(&logits).to_bits(), buf.dist().confidence(&logits).to_bits(), "row {r} {cfg:?}");
                 checked += 1;
             }
         }

@@ -412,11 +412,12 @@ impl Scoring<'_> {
                 if row.len() != vocab {
                     return Err(Error::invalid(format!("drafter gave {} scores for a vocabulary of {vocab}", row.len())));
                 }
-                let dist = sampling::distribution(row, self.history, self.drafts, &self.cfg.sampling, q);
-                let confidence = self.want_confidence.then(|| dist.confidence(row));
+                sampling::distribution(row, self.history, self.drafts, &self.cfg.sampling, q);
+                let confidence = self.want_confidence.then(|| q.confidence(row));
                 if confidence.is_some_and(|c| c < self.cfg.confidence_stop) {
                     return Ok(None);
                 }
+                let dist = q.dist();
                 let point = if let Dist::Point(t) = dist { Some(t) } else { None };
                 Proposal { token: dist.sample(rng), point, confidence }
             }
