@@ -191,14 +191,19 @@ impl Bound {
             LogitsTo::Buffer(buf, k) => {
                 let shape = [1, k, buf.len() / k.max(1)];
                 binding.bind_output(name, TensorRefMut::from_array_view_mut((shape, buf))?)?;
-                true
+                Some(shape)
             }
-            LogitsTo::Host => binding.bind_output_to_device(name, &self.host).map(|()| false)?,
-            LogitsTo::Device => binding.bind_output_to_device(name, &self.kv.memory).map(|()| false)?,
+            LogitsTo::Host => binding.bind_output_to_device(name, &self.host).map(|()| None)?,
+            LogitsTo::Device => binding.bind_output_to_device(name, &self.kv.memory).map(|()| None)?,
         };
-        let mut outputs = session.run_binding(&binding)?;
+        // A graph whose logits are not [1, k, vocab] fails here rather than in the shape check
+        // a copy would have made: say what was bound.
+        let mut outputs = session.run_binding(&binding).map_err(|e| match direct {
+            Some(shape) => Error::Inference(format!("{e} (`{name}` bound as f32 {shape:?}: [batch, tokens fed, vocabulary])")),
+            None => e.into(),
+        })?;
         let presents = if fresh { Some(take_presents(layout, &mut outputs)?) } else { None };
-        let logits = if direct { None } else { Some(take_logits(layout, &mut outputs)?) };
+        let logits = if direct.is_some() { None } else { Some(take_logits(layout, &mut outputs)?) };
         Ok((presents, logits))
     }
 }

@@ -206,11 +206,12 @@ pub(crate) enum Out<'a> {
 
 impl Out<'_> {
     /// Where a bound call on `k` tokens should put its logits: every row read in full goes to host
-    /// memory, straight into the rows buffer where the logits are f32 (else they stay on the
-    /// device, to be gathered or reduced there).
-    fn logits_to(&mut self, rows: usize, k: usize, vocab: usize, elem: ElemType) -> LogitsTo<'_> {
+    /// memory, straight into the rows buffer where the logits are f32 and the model runs on the
+    /// CPU (else they stay on the device, to be gathered or reduced there).
+    fn logits_to(&mut self, rows: usize, k: usize, vocab: usize, elem: ElemType, on_cpu: bool) -> LogitsTo<'_> {
         match self {
-            Out::Rows(out) if rows == k && elem == ElemType::F32 => {
+            // Not yet on a GPU: binding a pageable host buffer there is unmeasured.
+            Out::Rows(out) if rows == k && elem == ElemType::F32 && on_cpu => {
                 // Growing writes zeros once; a buffer that keeps its size is written by the call only.
                 let n = k * vocab;
                 if out.len() < n {
@@ -571,7 +572,7 @@ impl Model {
         let (buffers, valid, len, scratch) = cache.shared_call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, None);
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let to = out.logits_to(rows, k, self.info.vocab_size, self.layout.logits_type);
+        let to = out.logits_to(rows, k, self.info.vocab_size, self.layout.logits_type, !b.off_host);
         let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some(buffers), to)?;
         drop(session);
         match logits {
@@ -614,7 +615,7 @@ impl Model {
         let (pasts, valid, len, scratch) = cache.call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, Some(pasts));
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let to = out.logits_to(rows, k, self.info.vocab_size, self.layout.logits_type);
+        let to = out.logits_to(rows, k, self.info.vocab_size, self.layout.logits_type, !b.off_host);
         let (presents, logits) = b.call(&mut session, &self.layout, &inputs, None, to)?;
         drop(session);
         let presents = presents.ok_or_else(|| Error::Inference("a bound call returned no presents".into()))?;
