@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::Session;
+use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, DynValue, Tensor, TensorElementType, TensorRefMut, ValueType};
 
 use super::dtype::ElemType;
@@ -155,7 +155,7 @@ impl Bound {
         session: &mut Session,
         layout: &Layout,
         inputs: &Inputs<'_>,
-        shared: Option<&mut [DynTensor]>,
+        shared: Option<(&mut [DynTensor], &mut Option<KeptBinding>)>,
         logits: LogitsTo<'_>,
     ) -> Result<(Option<Vec<DynTensor>>, Option<DynValue>)> {
         // IoBinding keeps owned inputs without a copy; the pasts are bound as they are.
@@ -168,23 +168,20 @@ impl Bound {
                 InputValue::Past(t) => pasts.push((name, t)),
             }
         }
-        let mut binding = session.create_binding()?;
+        let fresh = shared.is_none();
+        let mut local;
+        let binding = match shared {
+            Some((buffers, kept)) => KeptBinding::for_buffers(kept, session, layout, buffers)?,
+            None => {
+                local = session.create_binding()?;
+                for name in present_names(layout) {
+                    local.bind_output_to_device(name, &self.kv.memory)?;
+                }
+                &mut local
+            }
+        };
         for (name, t) in owned.iter().map(|(n, t)| (*n, t)).chain(pasts) {
             binding.bind_input(name, t)?;
-        }
-        let fresh = shared.is_none();
-        match shared {
-            Some(buffers) => {
-                for ((past, present), buffer) in past_names(layout).zip(present_names(layout)).zip(buffers) {
-                    binding.bind_input(past, buffer)?;
-                    binding.bind_output(present, buffer)?;
-                }
-            }
-            None => {
-                for name in present_names(layout) {
-                    binding.bind_output_to_device(name, &self.kv.memory)?;
-                }
-            }
         }
         let name = layout.names.logits.as_str();
         let direct = match logits {
@@ -198,13 +195,50 @@ impl Bound {
         };
         // A graph whose logits are not [1, k, vocab] fails here rather than in the shape check
         // a copy would have made: say what was bound.
-        let mut outputs = session.run_binding(&binding).map_err(|e| match direct {
+        let mut outputs = session.run_binding(binding).map_err(|e| match direct {
             Some(shape) => Error::Inference(format!("{e} (`{name}` bound as f32 {shape:?}: [batch, tokens fed, vocabulary])")),
             None => e.into(),
         })?;
         let presents = if fresh { Some(take_presents(layout, &mut outputs)?) } else { None };
         let logits = if direct.is_some() { None } else { Some(take_logits(layout, &mut outputs)?) };
         Ok((presents, logits))
+    }
+}
+
+/// A shared-buffer cache's IoBinding, kept from call to call: its buffers stay bound as past and
+/// present, so that a call binds only its small inputs and the logits (on a model of a few
+/// megabytes, binding every layer's buffers twice a call was a fifth of a draft step).
+pub(crate) struct KeptBinding {
+    binding: IoBinding,
+    /// The bound buffers' data, to notice buffers replaced since (their addresses, not borrowed).
+    buffers: Vec<usize>,
+}
+
+impl KeptBinding {
+    /// The binding of `buffers`, made (or made again, when the buffers changed) in `kept`.
+    fn for_buffers<'k>(
+        kept: &'k mut Option<KeptBinding>,
+        session: &mut Session,
+        layout: &Layout,
+        buffers: &mut [DynTensor],
+    ) -> Result<&'k mut IoBinding> {
+        let addresses: Vec<usize> = buffers.iter().map(|t| t.data_ptr() as usize).collect();
+        if kept.as_ref().is_none_or(|k| k.buffers != addresses) {
+            *kept = None;
+            let mut binding = session.create_binding()?;
+            for ((past, present), buffer) in past_names(layout).zip(present_names(layout)).zip(buffers) {
+                binding.bind_input(past, buffer)?;
+                binding.bind_output(present, buffer)?;
+            }
+            *kept = Some(KeptBinding { binding, buffers: addresses });
+        }
+        kept.as_mut().map(|k| &mut k.binding).ok_or_else(|| Error::Inference("no binding for the shared buffers".into()))
+    }
+}
+
+impl std::fmt::Debug for KeptBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptBinding").field("buffers", &self.buffers.len()).finish()
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use ort::memory::MemoryInfo;
 use ort::value::DynTensor;
 
-use super::bind::DeviceKv;
+use super::bind::{DeviceKv, KeptBinding};
 use super::dtype::ElemType;
 use crate::error::{Error, Result};
 
@@ -47,11 +47,17 @@ pub struct KvCache {
     compactions: u64,
     /// The model's totals over all its caches.
     counters: Arc<KvCounters>,
+    /// A shared buffer's IoBinding, kept from call to call (made again when the buffers change).
+    binding: Option<KeptBinding>,
     /// Set after a batched call: the sequence lives in one row of that call's presents (and
     /// `tensors` is empty), so that the next batched call over the same rows feeds them as they
     /// are. Any other use copies the row out first ([`KvCache::own`]).
     view: Option<BatchView>,
 }
+
+/// What a shared-buffer call reads and binds: the buffers, their kept binding, the slots'
+/// validity, the sequence length, and the small inputs' scratch.
+pub(super) type SharedParts<'a> = (&'a mut [DynTensor], &'a mut Option<KeptBinding>, &'a [bool], usize, &'a mut Vec<i64>);
 
 /// A batched call's presents, [batch, heads, slots, dim] each, shared by the caches of its rows.
 pub(super) struct BatchStore {
@@ -115,6 +121,7 @@ impl KvCache {
             host_copy_bytes: 0,
             compactions: 0,
             counters,
+            binding: None,
             view: None,
         }
     }
@@ -167,9 +174,10 @@ impl KvCache {
         (&self.tensors, &self.valid, self.len, &mut self.scratch)
     }
 
-    /// [`KvCache::call_parts`] for a shared buffer, which is bound as past and present at once.
-    pub(super) fn shared_call_parts(&mut self) -> (&mut [DynTensor], &[bool], usize, &mut Vec<i64>) {
-        (&mut self.tensors, &self.valid, self.len, &mut self.scratch)
+    /// [`KvCache::call_parts`] for a shared buffer, which is bound as past and present at once,
+    /// with the binding kept for it.
+    pub(super) fn shared_call_parts(&mut self) -> SharedParts<'_> {
+        (&mut self.tensors, &mut self.binding, &self.valid, self.len, &mut self.scratch)
     }
 
     pub(super) fn tensors(&self) -> &[DynTensor] {
@@ -188,6 +196,7 @@ impl KvCache {
 
     /// Put the shared buffers in place (before the first call).
     pub(super) fn set_buffers(&mut self, buffers: Vec<DynTensor>) {
+        self.binding = None;
         self.tensors = buffers;
     }
 

@@ -569,11 +569,11 @@ impl Model {
         if cache.len() + k > capacity {
             return Err(Error::ContextLimit { needed: cache.len() + k, limit: capacity });
         }
-        let (buffers, valid, len, scratch) = cache.shared_call_parts();
+        let (buffers, kept, valid, len, scratch) = cache.shared_call_parts();
         let inputs = Inputs::new(&self.layout, scratch, tokens, valid, len, None);
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let to = out.logits_to(rows, k, self.info.vocab_size, self.layout.logits_type, !b.off_host);
-        let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some(buffers), to)?;
+        let (_, logits) = b.call(&mut session, &self.layout, &inputs, Some((buffers, kept)), to)?;
         drop(session);
         match logits {
             Some(logits) => self.read_rows(b, &logits, k, rows, out),
