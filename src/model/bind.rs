@@ -222,17 +222,20 @@ impl KeptBinding {
         layout: &Layout,
         buffers: &mut [DynTensor],
     ) -> Result<&'k mut IoBinding> {
-        let addresses: Vec<usize> = buffers.iter().map(|t| t.data_ptr() as usize).collect();
-        if kept.as_ref().is_none_or(|k| k.buffers != addresses) {
-            *kept = None;
-            let mut binding = session.create_binding()?;
-            for ((past, present), buffer) in past_names(layout).zip(present_names(layout)).zip(buffers) {
-                binding.bind_input(past, buffer)?;
-                binding.bind_output(present, buffer)?;
+        let address = |t: &DynTensor| t.data_ptr() as usize;
+        let current = match kept.take() {
+            // The per-token path: compared in place, nothing allocated.
+            Some(k) if k.buffers.iter().copied().eq(buffers.iter().map(address)) => k,
+            _ => {
+                let mut binding = session.create_binding()?;
+                for ((past, present), buffer) in past_names(layout).zip(present_names(layout)).zip(buffers.iter_mut()) {
+                    binding.bind_input(past, buffer)?;
+                    binding.bind_output(present, buffer)?;
+                }
+                KeptBinding { binding, buffers: buffers.iter().map(address).collect() }
             }
-            *kept = Some(KeptBinding { binding, buffers: addresses });
-        }
-        kept.as_mut().map(|k| &mut k.binding).ok_or_else(|| Error::Inference("no binding for the shared buffers".into()))
+        };
+        Ok(&mut kept.insert(current).binding)
     }
 }
 
