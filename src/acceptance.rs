@@ -47,7 +47,7 @@ pub fn residual(p: Dist<'_>, q: Dist<'_>, rng: &mut impl Rng, scratch: &mut Vec<
                     }
                 }
                 Dist::Probs(qq) => {
-                    kernels::positive_difference(pp, qq, scratch);
+                    crate::sampling::split::positive_difference(pp, qq, scratch);
                 }
                 Dist::Sparse { ids, probs } => {
                     scratch.clear();

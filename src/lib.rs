@@ -46,5 +46,6 @@ pub use error::{Error, Result};
 pub use generator::{FinishReason, GenerationConfig, Generator, Logprobs, RoundTiming, Stats, TokenLogprob};
 pub use model::{ContextLimitSource, Device, ElemType, KvCopyStats, Model, ModelInfo, ModelOptions};
 pub use policy::{DraftPolicy, MAX_GAMMA};
+pub use sampling::split::set_helper as set_sampling_helper;
 pub use sampling::SamplingConfig;
 pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -46,6 +46,7 @@ pub(crate) mod kernels;
 mod nucleus;
 #[cfg(test)]
 mod reference;
+pub mod split;
 
 /// Sampling settings. Temperature 0 means greedy; the other transforms are then irrelevant except
 /// the repetition penalty, which can change the argmax.
@@ -221,6 +222,8 @@ pub struct DistBuf {
     /// is exactly 1 (exp(0)), so its probability is the scale every exp was multiplied by, and no
     /// pass over the row is needed to find it.
     top: Option<f32>,
+    /// Ids gathered per chunk of a split pass ([`split::gather_within`]).
+    parts: Vec<Vec<u32>>,
 }
 
 const NOT_ADJUSTED: u32 = u32::MAX;
@@ -314,7 +317,7 @@ pub fn distribution<'b>(
 
 impl DistBuf {
     fn compute(&mut self, logits: &[f32], history: &History, extra: &[u32], cfg: &SamplingConfig) -> Held {
-        let DistBuf { ids, probs, cand, work, dense, pen, slot, last_cut, top, .. } = self;
+        let DistBuf { ids, probs, cand, work, dense, pen, slot, last_cut, top, parts, .. } = self;
         ids.clear();
         *top = None;
         for &(t, _) in pen.iter() {
@@ -328,7 +331,7 @@ impl DistBuf {
         if cfg.is_greedy() {
             return Held::Point(if pen.is_empty() { argmax(logits) } else { row.best().map_or(0, |b| b.1) });
         }
-        let m = if pen.is_empty() { kernels::max(logits) } else { row.best().map_or(f32::NEG_INFINITY, |b| b.0) };
+        let m = if pen.is_empty() { split::max(logits) } else { row.best().map_or(f32::NEG_INFINITY, |b| b.0) };
         let (t, inv_t) = (cfg.temperature, 1.0 / cfg.temperature);
         let vocab = logits.len();
         let k_on = cfg.top_k > 0 && cfg.top_k < vocab;
@@ -336,7 +339,7 @@ impl DistBuf {
         if !k_on && !p_on && cfg.min_p <= 0.0 {
             let z = row.exps(m, inv_t, probs);
             let s = (1.0 / z) as f32;
-            kernels::scale(probs, s);
+            split::scale(probs, s);
             *top = Some(s);
             return Held::Dense;
         }
@@ -370,8 +373,8 @@ impl DistBuf {
             let mass = |work: &[Cand]| work.iter().map(|c| c.e as f64).sum::<f64>();
             // The candidates in [floor, hi), and the exact mass (and number) of the entries at or
             // over hi.
-            let gather = |floor: f32, hi: f32, work: &mut Vec<Cand>, ids: &mut Vec<u32>| -> (f64, usize) {
-                let above = kernels::gather_within(dense, floor, hi, ids);
+            let mut gather = |floor: f32, hi: f32, work: &mut Vec<Cand>, ids: &mut Vec<u32>| -> (f64, usize) {
+                let above = split::gather_within(dense, floor, hi, ids, parts);
                 work.clear();
                 work.extend(ids.iter().map(|&i| Cand { e: dense[i as usize], ..Cand::new(row.value(i), i) }));
                 above
@@ -387,7 +390,7 @@ impl DistBuf {
                 let floor = lo.max(cfg.min_p).max(f32::from_bits(1));
                 if cfg.min_p >= hi {
                     work.clear();
-                    break (lo, hi, floor, kernels::sum_at_least(dense, hi));
+                    break (lo, hi, floor, split::sum_at_least(dense, hi));
                 }
                 let above = gather(floor, hi, work, ids);
                 if guessed && (above.0 >= target || above.0 + mass(work) < target) {
@@ -404,7 +407,7 @@ impl DistBuf {
             }
             if cfg.min_p >= hi {
                 // Top-p keeps everything min-p does.
-                above = kernels::sum_at_least(dense, cfg.min_p);
+                above = split::sum_at_least(dense, cfg.min_p);
                 work.clear();
             } else if above.0 + mass(work) < target && cfg.min_p < lo {
                 floor = cfg.min_p.max(f32::from_bits(1));
@@ -424,11 +427,11 @@ impl DistBuf {
             let (mass, kept) = if floor >= vocab as f32 * EXACT_SUM_FLOOR {
                 (above.0 + mass(&work[..n]), above.1 + n)
             } else {
-                kernels::sum_at_least(dense, floor)
+                split::sum_at_least(dense, floor)
             };
             let inv = 1.0 / mass;
             if kept > vocab / 8 {
-                kernels::scale_at_least(dense, floor, inv as f32);
+                split::scale_at_least(dense, floor, inv as f32);
                 std::mem::swap(probs, dense);
                 *top = Some(inv as f32);
                 return Held::Dense;
@@ -444,9 +447,9 @@ impl DistBuf {
             // Min-p keeping much of the row (a flat distribution): thresholds on the exps of the
             // whole row rather than a candidate per kept token.
             row.exps(m, inv_t, dense);
-            let (mass, _) = kernels::sum_at_least(dense, cfg.min_p);
+            let (mass, _) = split::sum_at_least(dense, cfg.min_p);
             let s = (1.0 / mass) as f32;
-            kernels::scale_at_least(dense, cfg.min_p, s);
+            split::scale_at_least(dense, cfg.min_p, s);
             std::mem::swap(probs, dense);
             *top = Some(s);
             return Held::Dense;
@@ -633,14 +636,14 @@ impl Row<'_> {
     /// `out` = every token's exp((value − m)·inv_t), penalised values included; returns their sum.
     fn exps(&self, m: f32, inv_t: f32, out: &mut Vec<f32>) -> f64 {
         out.resize(self.logits.len(), 0.0);
-        let z = kernels::exp_store(self.logits, m, inv_t, out);
+        let z = split::exp_store(self.logits, m, inv_t, out);
         if self.pen.is_empty() {
             return z;
         }
         pen_exps(self.pen, m, inv_t, out);
         // Summed again rather than corrected: a penalised token's raw logit may lie far over m,
         // and its exp would have swamped the single-precision lane sums.
-        kernels::sum(out)
+        split::sum(out)
     }
 
     /// A token's value: its logit, penalised if it is among the penalised.
@@ -1075,6 +1078,26 @@ mod tests {
     /// its distribution must not: a warm buffer gives the floats a fresh one does, on rows whose
     /// cut moves little (the guess holds, and the normaliser comes from the parts summed), jumps
     /// (the guess misses) or sits low in a long tail (the normaliser takes its own pass).
+    /// Rows split between the caller and the sampling helper give the distribution the caller
+    /// alone gives, bit for bit, under every truncation (split::tests checks the passes one by one).
+    #[test]
+    fn the_sampling_helper_changes_no_float() {
+        let vocab = 151_936;
+        let mut rng = StdRng::seed_from_u64(77);
+        let rows = [row(vocab, 0.5, 0, &mut rng), row(vocab, 3.0, 40, &mut rng)];
+        let (hist, extra) = history(vocab, 30, &mut rng);
+        split::set_helper(true);
+        for cfg in configs().into_iter().filter(|c| c.temperature > 0.0 && c.top_k != 1).step_by(7) {
+            for x in &rows {
+                let (mut a, mut b) = (DistBuf::new(), DistBuf::new());
+                split::alone(|| distribution(x, &hist, &extra, &cfg, &mut a));
+                distribution(x, &hist, &extra, &cfg, &mut b);
+                let dense = |d: &DistBuf| d.dist().to_dense(vocab).iter().map(|p| p.to_bits()).collect::<Vec<_>>();
+                assert!(dense(&a) == dense(&b), "{cfg:?}: the helper changed the distribution");
+            }
+        }
+    }
+
     #[test]
     fn top_p_gives_the_same_floats_whatever_came_before() {
         let vocab = 151_936;

@@ -43,6 +43,11 @@ impl FolderConfig {
         Ok(FolderConfig { config, generation, genai, tokenizer_fingerprint })
     }
 
+    /// The vocabulary config.json (or genai_config.json) states, before the graph is opened.
+    pub(super) fn vocab_hint(&self) -> Option<usize> {
+        json_usize(self.config.as_ref(), &["vocab_size"])
+    }
+
     /// The input and output names: genai_config.json's where it gives them, else Optimum's.
     pub(super) fn names(&self) -> Names {
         let mut names = Names::default();

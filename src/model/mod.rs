@@ -266,7 +266,7 @@ impl Model {
         let folder_config = FolderConfig::read(&folder)?;
         check_options(options)?;
         let env = crate::runtime::environment_for(matches!(options.device, Device::Cuda(_)))?;
-        let (session, device, fallback) = session::open(env, options, &onnx)?;
+        let (session, device, fallback) = session::open(env, options, &onnx, folder_config.vocab_hint())?;
         let table_rows = || graph::position_table_rows_in_file(&onnx);
         Model::assemble(env, session, device, fallback, onnx.clone(), &folder_config, options, table_rows)
     }
@@ -285,7 +285,7 @@ impl Model {
         check_options(options)?;
         let env = crate::runtime::environment_for(matches!(options.device, Device::Cuda(_)))?;
         let label = PathBuf::from(MEMORY_PATH);
-        let (session, device, fallback) = session::open_memory(env, options, onnx, &label)?;
+        let (session, device, fallback) = session::open_memory(env, options, onnx, &label, folder_config.vocab_hint())?;
         let table_rows = || graph::position_table_rows_in_bytes(onnx);
         Model::assemble(env, session, device, fallback, label, &folder_config, options, table_rows)
     }

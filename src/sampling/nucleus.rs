@@ -53,7 +53,7 @@ pub(super) fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut Cut
     let mut passes = 0;
     while passes < 5 {
         passes += 1;
-        let mass = kernels::mass_at_least(e, cuts.map(cut_value));
+        let mass = super::split::mass_at_least(e, cuts.map(cut_value));
         for (j, &c) in cuts.iter().enumerate() {
             if c > c_hi && c < c_lo {
                 pts[n_pts] = (c, mass[j]);

@@ -35,6 +35,7 @@ usage:
   specdec bench    [--target PATH] [--draft PATH] [--prompts FILE.jsonl] [--max-new-tokens N]
                    [--repeats N] [--gammas 1-8] [--temperatures 0,1] [--top-k K] [--top-p P] [--min-p P] [--variants LIST]
                    [--threads N] [--draft-threads N] [--opt-level 0-3] [--no-spin] [--out DIR]
+                   [--sampling-helper on|off]
                    [--options-gamma N] [--ort-lib PATH] [--device D] [--draft-device D] [--quick]
                    [--cost-reps N]
 
@@ -61,6 +62,9 @@ session-option comparison: opt (both models again at each other graph optimizati
 1..3) and iobinding (both models again on the CPU IoBinding path), each run target-only and at
 gamma --options-gamma (default 3) beside the run's own options, paired per repetition.
 --top-k, --top-p and --min-p truncate the distribution at temperatures above 0 (default off).
+bench --draft-threads defaults to --threads. --sampling-helper off samples large rows (vocabularies of
+65,536 and more) on the calling thread only, and leaves such models on the shared spinning pool
+(default on with two or more cores; SPECDEC_SAMPLING_HELPER=0 does the same for any program).
 --cost-reps N sets the timed rounds of the call-cost measurement (T(k)/T(1), c; default 40), spread
 over the repetitions (a slice before each) so that the prediction and the runs share the same minutes. It
 writes DIR/bench.json and DIR/bench.md (default target/bench) and prints the tables.
