@@ -742,12 +742,12 @@ fn just_under(x: f32) -> f32 {
 
 /// First index of the largest value (matches torch.argmax on ties; NaN is ignored).
 pub fn argmax(x: &[f32]) -> u32 {
-    kernels::position(x, kernels::max(x)).unwrap_or(0) as u32
+    kernels::position(x, split::max(x)).unwrap_or(0) as u32
 }
 
 /// Draw an index with probability proportional to `w` (which need not sum to exactly 1).
 pub fn sample_index(w: &[f32], rng: &mut impl Rng) -> u32 {
-    kernels::draw(w, rng.random::<f64>()) as u32
+    split::draw(w, rng.random::<f64>()) as u32
 }
 
 #[cfg(test)]

@@ -457,17 +457,35 @@ fn above(b: &[f32; BLOCK], t: f32) -> u64 {
 /// least 512 entries (at most 512 blocks, kept on the stack); the walk steps over whole blocks by
 /// those sums and goes entry by entry only in the block where the sum passes.
 pub fn draw(w: &[f32], u: f64) -> usize {
-    const BLOCKS: usize = 512;
+    let step = draw_step(w.len());
+    let mut sums = [0.0f64; DRAW_BLOCKS];
+    draw_sums(w, step, &mut sums);
+    draw_walk(w, u, step, &sums)
+}
+
+/// Most blocks [`draw`] sums.
+pub const DRAW_BLOCKS: usize = 512;
+
+/// The block length [`draw`] sums a row of `len` in.
+pub fn draw_step(len: usize) -> usize {
     const MIN_STEP: usize = 512;
-    let step = MIN_STEP.max(w.len().div_ceil(BLOCKS));
-    let mut sums = [0.0f64; BLOCKS];
-    let mut total = 0.0;
+    MIN_STEP.max(len.div_ceil(DRAW_BLOCKS))
+}
+
+/// [`draw`]'s block sums of `w`, blocks of `step`, into `sums` (one per block, in order): a
+/// caller may sum a row in pieces that hold whole blocks and get the same sums.
+pub fn draw_sums(w: &[f32], step: usize, sums: &mut [f64]) {
     for (s, b) in sums.iter_mut().zip(w.chunks(step)) {
         *s = sum(b);
-        total += *s;
     }
+}
+
+/// [`draw`]'s walk over the row by its block sums.
+pub fn draw_walk(w: &[f32], u: f64, step: usize, sums: &[f64]) -> usize {
+    let blocks = w.len().div_ceil(step);
+    let total: f64 = sums[..blocks].iter().sum();
     let mut r = u * total;
-    for (c, (b, &s)) in w.chunks(step).zip(&sums).enumerate() {
+    for (c, (b, &s)) in w.chunks(step).zip(sums).enumerate() {
         if r >= s {
             r -= s;
             continue;

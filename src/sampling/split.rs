@@ -340,6 +340,26 @@ pub(crate) fn scale(x: &mut [f32], s: f32) {
     reduce(x.len(), |r| kernels::scale(unsafe { o.slice(r) }, s), |_, _| ());
 }
 
+/// [`kernels::draw`], its block sums split: the same sums, so the same index for the same `u`.
+pub(crate) fn draw(w: &[f32], u: f64) -> usize {
+    if layout(w.len()).1 == 1 {
+        return kernels::draw(w, u);
+    }
+    let step = kernels::draw_step(w.len());
+    let blocks = w.len().div_ceil(step);
+    // Groups of whole blocks, as many as a row of this length has chunks.
+    let per_group = blocks.div_ceil(layout(w.len()).1);
+    let mut sums = [0.0f64; kernels::DRAW_BLOCKS];
+    let s = Shared(sums.as_mut_ptr());
+    for_each_chunk(blocks.div_ceil(per_group), &|g| {
+        let bs = g * per_group..((g + 1) * per_group).min(blocks);
+        let row = &w[bs.start * step..(bs.end * step).min(w.len())];
+        // SAFETY: groups are disjoint ranges of `sums`.
+        kernels::draw_sums(row, step, unsafe { s.slice(bs) });
+    });
+    kernels::draw_walk(w, u, step, &sums)
+}
+
 /// [`kernels::positive_difference`] for rows of the same length.
 pub(crate) fn positive_difference(a: &[f32], b: &[f32], out: &mut Vec<f32>) -> bool {
     if a.len() != b.len() || layout(a.len()).1 == 1 {
@@ -400,6 +420,12 @@ mod tests {
                 assert!(run() == alone, "{n} entries: the helper changed a result");
             }
             assert_eq!(m, kernels::max(&x));
+            let w: Vec<f32> = x.iter().map(|&v| (v - m).exp()).collect();
+            for u in [0.0, 0.1, 0.5, 0.9, 0.999_999] {
+                let want = kernels::draw(&w, u);
+                assert_eq!(draw(&w, u), want, "{n} entries: draw at {u}");
+                assert_eq!(super::alone(|| draw(&w, u)), want, "{n} entries: draw at {u}, alone");
+            }
             // The gathered ids are the kernel's, in increasing order.
             let mut e = vec![0.0f32; n];
             kernels::exp_store(&x, m, 1.0, &mut e);
