@@ -1074,10 +1074,6 @@ mod tests {
         compare_on(151_936, 6, 9, 2);
     }
 
-    /// Top-p's bounds depend on the rows before (its hint, and whether a guess from it missed),
-    /// its distribution must not: a warm buffer gives the floats a fresh one does, on rows whose
-    /// cut moves little (the guess holds, and the normaliser comes from the parts summed), jumps
-    /// (the guess misses) or sits low in a long tail (the normaliser takes its own pass).
     /// Rows split between the caller and the sampling helper give the distribution the caller
     /// alone gives, bit for bit, under every truncation (split::tests checks the passes one by one).
     #[test]
@@ -1098,6 +1094,10 @@ mod tests {
         }
     }
 
+    /// Top-p's bounds depend on the rows before (its hint, and whether a guess from it missed),
+    /// its distribution must not: a warm buffer gives the floats a fresh one does, on rows whose
+    /// cut moves little (the guess holds, and the normaliser comes from the parts summed), jumps
+    /// (the guess misses) or sits low in a long tail (the normaliser takes its own pass).
     #[test]
     fn top_p_gives_the_same_floats_whatever_came_before() {
         let vocab = 151_936;

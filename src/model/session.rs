@@ -108,9 +108,8 @@ fn cpu_session_builder(
         return Ok(builder);
     }
     let text = |e: &dyn std::fmt::Display| e.to_string();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // No thread count: ONNX Runtime's default, one per physical core, as the shared pool has.
     let builder = builder.with_independent_thread_pool().map_err(|e| text(&e))?;
-    let builder = builder.with_intra_threads(cores).map_err(|e| text(&e))?;
     builder.with_config_entry("session.force_spinning_stop", "1").map_err(|e| text(&e))
 }
 

@@ -7,8 +7,14 @@
 //! one chunk and call the kernels directly, exactly as before the split existed.
 //!
 //! The helper is one thread per process. It spins for a short while after each piece of work and
-//! then sleeps, so between rows (while ONNX Runtime runs a model) it leaves its core alone. A
-//! caller that finds it busy with another caller's row does all of its own chunks.
+//! then sleeps, so between rows (while ONNX Runtime runs a model) it leaves its core alone. One
+//! job is on offer at a time: a caller that finds another caller's job still waiting in the slot
+//! does all of its own chunks.
+//!
+//! The floats are the same whichever thread runs a chunk as long as both threads round alike: a
+//! host that sets flush-to-zero or denormals-are-zero on some of its threads only (the helper
+//! inherits the mode of the thread that first sampled a large row) could see subnormal exps
+//! differ. Rust code never sets these modes.
 
 use std::cell::UnsafeCell;
 use std::ops::Range;
@@ -21,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use super::kernels;
 
-/// Entries per chunk: a multiple of the kernels' blocks (1024), 64 KB of floats.
+/// Entries per chunk: a multiple of every block the kernels work in (up to 1024 entries), 64 KB of
+/// floats.
 const CHUNK: usize = 16 * 1024;
 /// Rows shorter than this are one chunk: handing half of a smaller row over would cost about what
 /// it saves.
@@ -62,8 +69,11 @@ pub fn helper_enabled() -> bool {
         UNSET => {
             let on = std::env::var_os(HELPER_ENV).is_none_or(|v| v != "0")
                 && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-            ENABLED.store(on as u8, Ordering::Relaxed);
-            on
+            // A set_helper that came in meanwhile wins.
+            match ENABLED.compare_exchange(UNSET, on as u8, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => on,
+                Err(v) => v == 1,
+            }
         }
         v => v == 1,
     }
@@ -77,11 +87,20 @@ thread_local! {
 /// `f` with this thread's rows run without the helper (tests compare the two).
 #[cfg(test)]
 pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ALONE.set(false);
+        }
+    }
     ALONE.set(true);
-    let r = f();
-    ALONE.set(false);
-    r
+    let _reset = Reset;
+    f()
 }
+
+/// Chunks the helper has run, for tests to see that it took part.
+#[cfg(test)]
+static HELPER_CHUNKS: AtomicUsize = AtomicUsize::new(0);
 
 /// One split pass: its chunks are claimed one at a time by the caller and the helper.
 struct Job {
@@ -104,6 +123,10 @@ impl Job {
             // SAFETY: the closure outlives the job (for_each_chunk waits for the helper before
             // returning), and it is Sync.
             unsafe { (*self.run)(c) };
+            #[cfg(test)]
+            if std::thread::current().name() == Some(HELPER_NAME) {
+                HELPER_CHUNKS.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -116,6 +139,7 @@ struct Helper {
 }
 
 static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
+const HELPER_NAME: &str = "specdec-sampling";
 
 fn helper() -> Option<&'static Helper> {
     if !helper_enabled() {
@@ -123,7 +147,7 @@ fn helper() -> Option<&'static Helper> {
     }
     *HELPER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new().name("specdec-sampling".into()).spawn(move || {
+        let spawned = std::thread::Builder::new().name(HELPER_NAME.into()).spawn(move || {
             let h: &'static Helper = Box::leak(Box::new(Helper {
                 slot: AtomicPtr::new(ptr::null_mut()),
                 sleeping: AtomicBool::new(false),
@@ -181,8 +205,16 @@ impl Drop for Retract<'_> {
         if self.helper.slot.compare_exchange(p, ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
             return;
         }
+        // The helper finishes the chunk it is on, at most a few microseconds; should it lose its
+        // core meanwhile, this thread yields instead of burning its own slice.
+        let mut spins = 0u32;
         while !self.job.helper_done.load(Ordering::Acquire) {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins < 1 << 12 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 }
@@ -201,7 +233,9 @@ fn for_each_chunk(n: usize, run: &(dyn Fn(usize) + Sync)) {
     let job =
         Job { next: AtomicUsize::new(0), n, run, helper_done: AtomicBool::new(false), helper_panicked: AtomicBool::new(false) };
     let p = &job as *const Job as *mut Job;
-    if helper.slot.compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+    // SeqCst, like the helper's side: the offer and its `sleeping` flag form a handshake in which
+    // at least one side must see the other's store.
+    if helper.slot.compare_exchange(ptr::null_mut(), p, Ordering::SeqCst, Ordering::Relaxed).is_err() {
         // Busy with another caller's row.
         job.work();
         return;
@@ -228,8 +262,9 @@ impl<T: Copy> Slots<T> {
         Slots(std::array::from_fn(|_| UnsafeCell::new(None)))
     }
 
-    fn set(&self, c: usize, v: T) {
-        // SAFETY: see the Sync impl.
+    /// # Safety
+    /// Only the one run of chunk `c` may call this for `c`.
+    unsafe fn set(&self, c: usize, v: T) {
         unsafe { *self.0[c].get() = Some(v) };
     }
 
@@ -262,7 +297,8 @@ fn reduce<T: Copy + Send>(len: usize, f: impl Fn(Range<usize>) -> T + Sync, fold
         return f(0..len);
     }
     let mut slots = Slots::new();
-    for_each_chunk(n, &|c| slots.set(c, f(c * chunk..((c + 1) * chunk).min(len))));
+    // SAFETY: chunk c's run is the only one to write slot c.
+    for_each_chunk(n, &|c| unsafe { slots.set(c, f(c * chunk..((c + 1) * chunk).min(len))) });
     (1..n).fold(slots.get(0), |acc, c| fold(acc, slots.get(c)))
 }
 
@@ -415,9 +451,16 @@ mod tests {
             };
             let alone = super::alone(run);
             set_helper(true);
-            // Several times: the helper joins at different points of different passes.
-            for _ in 0..5 {
+            // Several times: the helper joins at different points of different passes (and, on a
+            // busy machine, may first need a few rows to be scheduled at all).
+            let before = HELPER_CHUNKS.load(Ordering::Relaxed);
+            for i in 0.. {
                 assert!(run() == alone, "{n} entries: the helper changed a result");
+                let took_part = HELPER_CHUNKS.load(Ordering::Relaxed) > before;
+                if i >= 4 && (took_part || layout(n).1 == 1) {
+                    break;
+                }
+                assert!(i < 2000, "{n} entries: the helper never ran a chunk");
             }
             assert_eq!(m, kernels::max(&x));
             let w: Vec<f32> = x.iter().map(|&v| (v - m).exp()).collect();
