@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::sampling::{kernels, sample_index, Dist};
+use crate::sampling::{sample_index, split, Dist};
 
 /// Decide on draft token `x` proposed from `q` while the target says `p`.
 /// Returns `None` when `x` is accepted, or the token to emit instead, drawn from
@@ -22,7 +22,7 @@ pub fn overlap(p: Dist<'_>, q: Dist<'_>) -> f64 {
     match (p, q) {
         (Dist::Point(a), Dist::Point(b)) => (a == b) as u32 as f64,
         (Dist::Point(t), d) | (d, Dist::Point(t)) => d.prob(t) as f64,
-        (Dist::Probs(a), Dist::Probs(b)) => kernels::sum_min(a, b),
+        (Dist::Probs(a), Dist::Probs(b)) => split::sum_min(a, b),
         (Dist::Sparse { ids, probs }, other) | (other, Dist::Sparse { ids, probs }) => {
             let mut sum = 0.0f64;
             beside(ids, probs, other, |x, y| sum += x.min(y) as f64);
@@ -47,7 +47,7 @@ pub fn residual(p: Dist<'_>, q: Dist<'_>, rng: &mut impl Rng, scratch: &mut Vec<
                     }
                 }
                 Dist::Probs(qq) => {
-                    crate::sampling::split::positive_difference(pp, qq, scratch);
+                    split::positive_difference(pp, qq, scratch);
                 }
                 Dist::Sparse { ids, probs } => {
                     scratch.clear();

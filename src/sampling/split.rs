@@ -396,6 +396,14 @@ pub(crate) fn draw(w: &[f32], u: f64) -> usize {
     kernels::draw_walk(w, u, step, &sums)
 }
 
+/// [`kernels::sum_min`], summed per chunk, for rows of the same length.
+pub(crate) fn sum_min(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return kernels::sum_min(a, b);
+    }
+    reduce(a.len(), |r| kernels::sum_min(&a[r.clone()], &b[r]), |x, y| x + y)
+}
+
 /// [`kernels::positive_difference`] for rows of the same length.
 pub(crate) fn positive_difference(a: &[f32], b: &[f32], out: &mut Vec<f32>) -> bool {
     if a.len() != b.len() || layout(a.len()).1 == 1 {
@@ -444,10 +452,11 @@ mod tests {
                 let above = gather_within(&e, 0.01, 0.1, &mut ids, &mut parts);
                 let at_least = sum_at_least(&e, 0.1);
                 let s = sum(&e);
+                let overlap = sum_min(&e, &x).to_bits();
                 let mut d = Vec::new();
                 let any = positive_difference(&e, &x, &mut d);
                 scale_at_least(&mut e, 0.01, 2.0);
-                (z.to_bits(), mass.map(f64::to_bits), ids, above.0.to_bits(), above.1, at_least, s.to_bits(), d, any, e)
+                (z.to_bits(), mass.map(f64::to_bits), ids, above.0.to_bits(), above.1, at_least, s.to_bits(), d, any, e, overlap)
             };
             let alone = super::alone(run);
             set_helper(true);
