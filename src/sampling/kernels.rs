@@ -464,7 +464,7 @@ pub fn draw(w: &[f32], u: f64) -> usize {
 }
 
 /// Most blocks [`draw`] sums.
-pub const DRAW_BLOCKS: usize = 512;
+pub(crate) const DRAW_BLOCKS: usize = 512;
 
 /// The block length [`draw`] sums a row of `len` in.
 pub fn draw_step(len: usize) -> usize {
