@@ -374,12 +374,17 @@ pub fn sum_min(a: &[f32], b: &[f32]) -> f64 {
 }
 
 dispatch! {
-/// `out = max(0, a − b)` entry by entry (b read as 0 past its end); returns whether any is > 0.
-pub fn positive_difference(a: &[f32], b: &[f32], out: &mut Vec<f32>) -> bool {
-    out.clear();
+/// `out = max(0, a − b)` entry by entry (b read as 0 past its end; `out` as long as `a`); returns
+/// whether any is > 0.
+pub fn positive_difference_into(a: &[f32], b: &[f32], out: &mut [f32]) -> bool {
     let n = a.len().min(b.len());
-    out.extend(a[..n].iter().zip(&b[..n]).map(|(&x, &y)| if x - y > 0.0 { x - y } else { 0.0 }));
-    out.extend(a[n..].iter().map(|&x| if x > 0.0 { x } else { 0.0 }));
+    let (head, tail) = out.split_at_mut(n);
+    for ((o, &x), &y) in head.iter_mut().zip(&a[..n]).zip(&b[..n]) {
+        *o = if x - y > 0.0 { x - y } else { 0.0 };
+    }
+    for (o, &x) in tail.iter_mut().zip(&a[n..]) {
+        *o = if x > 0.0 { x } else { 0.0 };
+    }
     let mut any = false;
     for &v in out.iter() {
         any |= v > 0.0;

@@ -279,7 +279,6 @@ struct Shared<T>(*mut T);
 
 // SAFETY: chunks write disjoint ranges.
 unsafe impl<T: Send> Sync for Shared<T> {}
-unsafe impl<T: Send> Send for Shared<T> {}
 
 impl<T> Shared<T> {
     /// # Safety
@@ -287,6 +286,13 @@ impl<T> Shared<T> {
     #[allow(clippy::mut_from_ref)]
     unsafe fn slice(&self, r: Range<usize>) -> &mut [T] {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(r.start), r.len()) }
+    }
+
+    /// # Safety
+    /// As [`Shared::slice`], for the one element `i`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn at(&self, i: usize) -> &mut T {
+        unsafe { &mut *self.0.add(i) }
     }
 }
 
@@ -300,6 +306,11 @@ fn reduce<T: Copy + Send>(len: usize, f: impl Fn(Range<usize>) -> T + Sync, fold
     // SAFETY: chunk c's run is the only one to write slot c.
     for_each_chunk(n, &|c| unsafe { slots.set(c, f(c * chunk..((c + 1) * chunk).min(len))) });
     (1..n).fold(slots.get(0), |acc, c| fold(acc, slots.get(c)))
+}
+
+/// `f` over each chunk of a row of `len`, for passes that only write.
+fn each(len: usize, f: impl Fn(Range<usize>) + Sync) {
+    reduce(len, f, |_, _| ());
 }
 
 fn add_pair(a: (f64, usize), b: (f64, usize)) -> (f64, usize) {
@@ -348,8 +359,8 @@ pub(crate) fn gather_within(x: &[f32], lo: f32, hi: f32, ids: &mut Vec<u32>, par
     let above = reduce(
         x.len(),
         |r| {
-            // SAFETY: chunk r.start / chunk owns parts[that index] alone.
-            let part = unsafe { &mut p.slice(r.start / chunk..r.start / chunk + 1)[0] };
+            // SAFETY: the chunk starting at r.start is the only one to use its part.
+            let part = unsafe { p.at(r.start / chunk) };
             kernels::gather_within(&x[r], lo, hi, part)
         },
         add_pair,
@@ -366,25 +377,26 @@ pub(crate) fn gather_within(x: &[f32], lo: f32, hi: f32, ids: &mut Vec<u32>, par
 pub(crate) fn scale_at_least(x: &mut [f32], t: f32, s: f32) {
     let o = Shared(x.as_mut_ptr());
     // SAFETY: chunks are disjoint ranges of `x`.
-    reduce(x.len(), |r| kernels::scale_at_least(unsafe { o.slice(r) }, t, s), |_, _| ());
+    each(x.len(), |r| kernels::scale_at_least(unsafe { o.slice(r) }, t, s));
 }
 
 /// [`kernels::scale`].
 pub(crate) fn scale(x: &mut [f32], s: f32) {
     let o = Shared(x.as_mut_ptr());
     // SAFETY: chunks are disjoint ranges of `x`.
-    reduce(x.len(), |r| kernels::scale(unsafe { o.slice(r) }, s), |_, _| ());
+    each(x.len(), |r| kernels::scale(unsafe { o.slice(r) }, s));
 }
 
 /// [`kernels::draw`], its block sums split: the same sums, so the same index for the same `u`.
 pub(crate) fn draw(w: &[f32], u: f64) -> usize {
-    if layout(w.len()).1 == 1 {
+    let chunks = layout(w.len()).1;
+    if chunks == 1 {
         return kernels::draw(w, u);
     }
     let step = kernels::draw_step(w.len());
     let blocks = w.len().div_ceil(step);
     // Groups of whole blocks, as many as a row of this length has chunks.
-    let per_group = blocks.div_ceil(layout(w.len()).1);
+    let per_group = blocks.div_ceil(chunks);
     let mut sums = [0.0f64; kernels::DRAW_BLOCKS];
     let s = Shared(sums.as_mut_ptr());
     for_each_chunk(blocks.div_ceil(per_group), &|g| {
@@ -404,27 +416,15 @@ pub(crate) fn sum_min(a: &[f32], b: &[f32]) -> f64 {
     reduce(a.len(), |r| kernels::sum_min(&a[r.clone()], &b[r]), |x, y| x + y)
 }
 
-/// [`kernels::positive_difference`] for rows of the same length.
+/// `out = max(0, a − b)` entry by entry (b read as 0 past its end); returns whether any is > 0
+/// ([`kernels::positive_difference_into`] per chunk).
 pub(crate) fn positive_difference(a: &[f32], b: &[f32], out: &mut Vec<f32>) -> bool {
-    if a.len() != b.len() || layout(a.len()).1 == 1 {
-        return kernels::positive_difference(a, b, out);
-    }
+    out.clear();
     out.resize(a.len(), 0.0);
     let o = Shared(out.as_mut_ptr());
-    reduce(
-        a.len(),
-        |r| {
-            // SAFETY: chunks are disjoint ranges of `out`.
-            let dst = unsafe { o.slice(r.clone()) };
-            let mut any = false;
-            for ((d, &x), &y) in dst.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
-                *d = if x - y > 0.0 { x - y } else { 0.0 };
-                any |= *d > 0.0;
-            }
-            any
-        },
-        |p, q| p | q,
-    )
+    let b_part = |r: &Range<usize>| &b[r.start.min(b.len())..r.end.min(b.len())];
+    // SAFETY: chunks are disjoint ranges of `out`.
+    reduce(a.len(), |r| kernels::positive_difference_into(&a[r.clone()], b_part(&r), unsafe { o.slice(r) }), |p, q| p | q)
 }
 
 #[cfg(test)]
