@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::sampling::{sample_index, split, Dist};
+use crate::sampling::{draw, sample_index, split, Dist, Weights};
 
 /// Decide on draft token `x` proposed from `q` while the target says `p`.
 /// Returns `None` when `x` is accepted, or the token to emit instead, drawn from
@@ -22,53 +22,61 @@ pub fn overlap(p: Dist<'_>, q: Dist<'_>) -> f64 {
     match (p, q) {
         (Dist::Point(a), Dist::Point(b)) => (a == b) as u32 as f64,
         (Dist::Point(t), d) | (d, Dist::Point(t)) => d.prob(t) as f64,
-        (Dist::Probs(a), Dist::Probs(b)) => split::sum_min(a, b),
         (Dist::Sparse { ids, probs }, other) | (other, Dist::Sparse { ids, probs }) => {
             let mut sum = 0.0f64;
             beside(ids, probs, other, |x, y| sum += x.min(y) as f64);
             sum
         }
+        (a, b) => match (a.weights(), b.weights()) {
+            (Some(a), Some(b)) => split::sum_min(a, b),
+            _ => unreachable!("only dense distributions are left"),
+        },
     }
 }
 
 /// Sample from norm(max(0, p − q)); falls back to p where float rounding leaves no mass. Where p
 /// is sparse, only its kept tokens are visited.
 pub fn residual(p: Dist<'_>, q: Dist<'_>, rng: &mut impl Rng, scratch: &mut Vec<f32>) -> u32 {
-    match p {
-        // A point-mass target puts all residual mass on its own token.
-        Dist::Point(a) => a,
-        Dist::Probs(pp) => {
-            match q {
-                Dist::Point(y) => {
-                    scratch.clear();
-                    scratch.extend_from_slice(pp);
-                    if let Some(v) = scratch.get_mut(y as usize) {
-                        *v = 0.0;
-                    }
+    if let Some(pw) = p.weights() {
+        match q {
+            Dist::Point(y) => {
+                dense_into(pw, scratch);
+                if let Some(v) = scratch.get_mut(y as usize) {
+                    *v = 0.0;
                 }
-                Dist::Probs(qq) => {
-                    split::positive_difference(pp, qq, scratch);
-                }
-                Dist::Sparse { ids, probs } => {
-                    scratch.clear();
-                    scratch.extend_from_slice(pp);
-                    for (&t, &y) in ids.iter().zip(probs) {
-                        if let Some(v) = scratch.get_mut(t as usize) {
-                            *v = (*v - y).max(0.0);
-                        }
+            }
+            Dist::Sparse { ids, probs } => {
+                dense_into(pw, scratch);
+                for (&t, &y) in ids.iter().zip(probs) {
+                    if let Some(v) = scratch.get_mut(t as usize) {
+                        *v = (*v - y).max(0.0);
                     }
                 }
             }
-            let w = if scratch.iter().any(|&v| v > 0.0) { &scratch[..] } else { pp };
-            sample_index(w, rng)
+            q => {
+                let qw = q.weights().expect("a dense q is all that is left");
+                split::positive_difference(pw, qw, scratch);
+            }
         }
+        return if scratch.iter().any(|&v| v > 0.0) { sample_index(scratch, rng) } else { draw(pw, rng) };
+    }
+    match p {
         Dist::Sparse { ids, probs } => {
             scratch.clear();
             beside(ids, probs, q, |x, y| scratch.push((x - y).max(0.0)));
             let w = if scratch.iter().any(|&v| v > 0.0) { &scratch[..] } else { probs };
             ids.get(sample_index(w, rng) as usize).copied().unwrap_or(0)
         }
+        // A point-mass target puts all residual mass on its own token.
+        Dist::Point(a) => a,
+        Dist::Probs(_) | Dist::Scaled { .. } => unreachable!("dense p is handled above"),
     }
+}
+
+/// The probabilities of a dense row, written out.
+fn dense_into(w: Weights<'_>, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend(w.w.iter().map(|&v| w.of(v)));
 }
 
 /// Calls `f(p(t), q(t))` for each token t a sparse p keeps (`ids` increasing), in order.

@@ -22,7 +22,9 @@
 //!   one vectorised comparison, and only its entries over it are visited.
 //! - What truncation keeps is a [`Dist::Sparse`]: ids in increasing order and probabilities, in a
 //!   [`DistBuf`] reused from position to position. Without truncation (or when it keeps more than
-//!   an eighth of the vocabulary) the distribution is a dense row, [`Dist::Probs`].
+//!   an eighth of the vocabulary) the distribution is a dense row, [`Dist::Scaled`]: the row's exps
+//!   with the floor truncation set and the scale that normalises them, multiplied out only where
+//!   they are read (no pass over the row writes probabilities).
 //!
 //! Floating point, against the straightforward implementation (a dense row, `f32::exp`, a full
 //! sort; kept in `sampling/reference.rs` as the tests' oracle): the exponential is a polynomial
@@ -37,9 +39,10 @@
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use nucleus::{nucleus_bracket, CutHint};
+use nucleus::{first_thresholds, nucleus_bracket, CutHint};
 
 pub use history::History;
+pub use kernels::Weights;
 
 mod history;
 pub(crate) mod kernels;
@@ -143,6 +146,13 @@ pub enum Dist<'a> {
     Point(u32),
     /// A probability for every token id.
     Probs(&'a [f32]),
+    /// A probability for every token id: `exps[t] · scale` where `exps[t] >= floor`, else 0 (the
+    /// products, in single precision, are the probabilities; see [`Weights`]).
+    Scaled {
+        exps: &'a [f32],
+        floor: f32,
+        scale: f32,
+    },
     /// Token ids in increasing order and their probabilities (all positive); every other token has
     /// probability 0.
     Sparse {
@@ -157,6 +167,8 @@ impl Dist<'_> {
     pub fn confidence(&self, scores: &[f32]) -> f32 {
         match *self {
             Dist::Probs(p) | Dist::Sparse { probs: p, .. } => kernels::max(p).max(0.0),
+            // The largest stored value has the largest weight unless the floor drops it.
+            Dist::Scaled { exps, .. } => self.weights().map_or(0.0, |w| w.of(kernels::max(exps))).max(0.0),
             Dist::Point(_) => {
                 let max = kernels::max(scores);
                 (1.0 / kernels::exp_sum(scores, max, 1.0)) as f32
@@ -167,15 +179,24 @@ impl Dist<'_> {
     pub fn prob(&self, x: u32) -> f32 {
         match *self {
             Dist::Point(t) => (t == x) as u32 as f32,
-            Dist::Probs(p) => p.get(x as usize).copied().unwrap_or(0.0),
+            Dist::Probs(_) | Dist::Scaled { .. } => self.weights().map_or(0.0, |w| w.get(x as usize)),
             Dist::Sparse { ids, probs } => ids.binary_search(&x).map_or(0.0, |j| probs[j]),
+        }
+    }
+
+    /// A dense distribution's row as [`Weights`] reads it.
+    pub fn weights(&self) -> Option<Weights<'_>> {
+        match *self {
+            Dist::Probs(p) => Some(Weights::plain(p)),
+            Dist::Scaled { exps, floor, scale } => Some(Weights { w: exps, floor, scale }),
+            Dist::Point(_) | Dist::Sparse { .. } => None,
         }
     }
 
     pub fn sample(&self, rng: &mut impl Rng) -> u32 {
         match *self {
             Dist::Point(t) => t,
-            Dist::Probs(p) => sample_index(p, rng),
+            Dist::Probs(_) | Dist::Scaled { .. } => self.weights().map_or(0, |w| draw(w, rng)),
             Dist::Sparse { ids, probs } => ids.get(sample_index(probs, rng) as usize).copied().unwrap_or(0),
         }
     }
@@ -184,7 +205,11 @@ impl Dist<'_> {
     pub fn for_each(&self, mut f: impl FnMut(u32, f32)) {
         match *self {
             Dist::Point(t) => f(t, 1.0),
-            Dist::Probs(p) => p.iter().enumerate().filter(|(_, &x)| x > 0.0).for_each(|(t, &x)| f(t as u32, x)),
+            Dist::Probs(_) | Dist::Scaled { .. } => {
+                if let Some(w) = self.weights() {
+                    w.positive().for_each(|(t, x)| f(t as u32, x));
+                }
+            }
             Dist::Sparse { ids, probs } => ids.iter().zip(probs).for_each(|(&t, &x)| f(t, x)),
         }
     }
@@ -243,7 +268,13 @@ enum Held {
     #[default]
     Empty,
     Point(u32),
+    /// `probs` as they are (a host drafter's).
     Dense,
+    /// `probs` are exps, read as [`Dist::Scaled`].
+    Scaled {
+        floor: f32,
+        scale: f32,
+    },
     Sparse,
 }
 
@@ -258,6 +289,7 @@ impl DistBuf {
             Held::Empty => Dist::Probs(&[]),
             Held::Point(t) => Dist::Point(t),
             Held::Dense => Dist::Probs(&self.probs),
+            Held::Scaled { floor, scale } => Dist::Scaled { exps: &self.probs, floor, scale },
             Held::Sparse => Dist::Sparse { ids: &self.ids, probs: &self.probs },
         }
     }
@@ -274,7 +306,7 @@ impl DistBuf {
     /// top probability is known.
     pub fn confidence(&self, scores: &[f32]) -> f32 {
         match (self.held, self.top) {
-            (Held::Dense, Some(top)) => top,
+            (Held::Scaled { .. }, Some(top)) => top,
             _ => self.dist().confidence(scores),
         }
     }
@@ -339,9 +371,8 @@ impl DistBuf {
         if !k_on && !p_on && cfg.min_p <= 0.0 {
             let z = row.exps(m, inv_t, probs);
             let s = (1.0 / z) as f32;
-            split::scale(probs, s);
             *top = Some(s);
-            return Held::Dense;
+            return Held::Scaled { floor: f32::NEG_INFINITY, scale: s };
         }
         // The logit under which no token passes min-p (p ≥ min_p·p_max ⇔ l ≥ l_max + T·ln min_p),
         // loosened well past rounding: exact tests on the exps come later.
@@ -367,8 +398,15 @@ impl DistBuf {
             }
             in_order = false;
         } else if p_on {
-            // The whole row's exps (top-p is relative to their sum), then thresholds on them.
-            let z = row.exps(m, inv_t, dense);
+            // The whole row's exps (top-p is relative to their sum), then thresholds on them; the
+            // first thresholds' masses summed in the same pass where no penalty changes exps after it.
+            let (z, mut first) = if pen.is_empty() {
+                dense.resize(vocab, 0.0);
+                let (z, mass) = split::exp_store_mass(logits, m, inv_t, dense, first_thresholds(last_cut));
+                (z, Some(mass))
+            } else {
+                (row.exps(m, inv_t, dense), None)
+            };
             let target = target(z);
             let mass = |work: &[Cand]| work.iter().map(|c| c.e as f64).sum::<f64>();
             // The candidates in [floor, hi), and the exact mass (and number) of the entries at or
@@ -386,7 +424,7 @@ impl DistBuf {
             // whatever top-p keeps; zeros are never kept.
             let mut guess = true;
             let (lo, mut hi, mut floor, mut above) = loop {
-                let (lo, hi, guessed) = nucleus_bracket(dense, target, z, last_cut, guess);
+                let (lo, hi, guessed) = nucleus_bracket(dense, target, z, last_cut, guess, first.take());
                 let floor = lo.max(cfg.min_p).max(f32::from_bits(1));
                 if cfg.min_p >= hi {
                     work.clear();
@@ -431,10 +469,9 @@ impl DistBuf {
             };
             let inv = 1.0 / mass;
             if kept > vocab / 8 {
-                split::scale_at_least(dense, floor, inv as f32);
                 std::mem::swap(probs, dense);
                 *top = Some(inv as f32);
-                return Held::Dense;
+                return Held::Scaled { floor, scale: inv as f32 };
             }
             probs.clear();
             kernels::scan_above(dense, just_under(floor), |i, e, t| {
@@ -449,10 +486,9 @@ impl DistBuf {
             row.exps(m, inv_t, dense);
             let (mass, _) = split::sum_at_least(dense, cfg.min_p);
             let s = (1.0 / mass) as f32;
-            split::scale_at_least(dense, cfg.min_p, s);
             std::mem::swap(probs, dense);
             *top = Some(s);
-            return Held::Dense;
+            return Held::Scaled { floor: cfg.min_p, scale: s };
         } else {
             row.gather(min_p_floor, cand);
             exps(cand);
@@ -747,6 +783,11 @@ pub fn argmax(x: &[f32]) -> u32 {
 
 /// Draw an index with probability proportional to `w` (which need not sum to exactly 1).
 pub fn sample_index(w: &[f32], rng: &mut impl Rng) -> u32 {
+    draw(Weights::plain(w), rng)
+}
+
+/// [`sample_index`] over weights as [`Weights`] reads them.
+pub fn draw(w: Weights<'_>, rng: &mut impl Rng) -> u32 {
     split::draw(w, rng.random::<f64>()) as u32
 }
 
@@ -1112,7 +1153,7 @@ mod tests {
                 let h = History::new(vocab);
                 let want = distribution(&logits, &h, &[], &cfg, &mut DistBuf::new()).to_dense(vocab);
                 let got = distribution(&logits, &h, &[], &cfg, &mut warm);
-                flat += matches!(got, Dist::Probs(_)) as usize;
+                flat += matches!(got, Dist::Scaled { .. }) as usize;
                 let got = got.to_dense(vocab);
                 let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "row {r} sigma {sigma} top-p {top_p}");
@@ -1128,7 +1169,9 @@ mod tests {
         let h = History::new(logits.len());
         let mut buf = DistBuf::new();
         let cfg = |top_k, top_p| SamplingConfig { temperature: 1.0, top_k, top_p, ..Default::default() };
-        assert!(matches!(distribution(&logits, &h, &[], &cfg(0, 1.0), &mut buf), Dist::Probs(p) if p.len() == logits.len()));
+        assert!(
+            matches!(distribution(&logits, &h, &[], &cfg(0, 1.0), &mut buf), Dist::Scaled { exps, .. } if exps.len() == logits.len())
+        );
         distribution(&logits, &h, &[], &cfg(40, 1.0), &mut buf);
         let d = buf.dist();
         let Dist::Sparse { ids, probs } = d else { panic!("top-k 40") };

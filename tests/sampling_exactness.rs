@@ -416,10 +416,7 @@ fn auto_round_stopping_matches_the_target() {
             } else {
                 let (mut cache, mut logits, mut buf) = (DecoderState::new(oracle.clone())?, Vec::new(), DistBuf::new());
                 cache.forward(&seq, 1, &mut logits)?;
-                let Dist::Probs(p) = distribution(&logits, &History::new(512), &[], &t1(), &mut buf) else {
-                    unreachable!("T = 1")
-                };
-                let p = p.to_vec();
+                let p = distribution(&logits, &History::new(512), &[], &t1(), &mut buf).to_dense(512);
                 let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
                 let mut acc = 0.0;
                 out.push(

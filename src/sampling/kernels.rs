@@ -195,8 +195,40 @@ dispatch! {
 pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
     let out = &mut out[..x.len()];
     let mut lanes = [0.0f64; LANES];
+    let whole = exp_blocks(x, m, k, out, &mut lanes);
+    exp_tail(&x[whole..], m, k, &mut out[whole..], &lanes)
+}
+}
+
+dispatch! {
+/// [`exp_store`] (the same exps and sum) that also returns [`mass_at_least`] of the exps for the
+/// thresholds `t`, summed while each piece of the row is still in the first-level cache.
+pub fn exp_store_mass(x: &[f32], m: f32, k: f32, out: &mut [f32], t: [f32; 4]) -> (f64, [f64; 4]) {
+    let out = &mut out[..x.len()];
+    let mut lanes = [0.0f64; LANES];
+    let mut mass = [0.0f64; 4];
+    let mut whole = 0;
+    // Pieces of 1024 hold whole blocks of exp_blocks (64), so the sums are added as exp_store
+    // adds them; only the last piece has entries past them, which exp_tail adds last.
+    for (xc, oc) in x.chunks(1024).zip(out.chunks_mut(1024)) {
+        let w = exp_blocks(xc, m, k, oc, &mut lanes);
+        whole += w;
+        for (o, &v) in oc[w..].iter_mut().zip(&xc[w..]) {
+            *o = exp((v - m) * k);
+        }
+        mass_chunk(oc, t, &mut mass);
+    }
+    (exp_tail(&x[whole..], m, k, &mut out[whole..], &lanes), mass)
+}
+}
+
+/// `out[i] = exp((x_i − m)·k)` over the whole blocks of 64 entries of `x`, each lane's sum added to
+/// `lanes`; returns how many entries that was.
+#[inline(always)]
+fn exp_blocks(x: &[f32], m: f32, k: f32, out: &mut [f32], lanes: &mut [f64; LANES]) -> usize {
     let mut blocks = x.chunks_exact(LANES * 4);
     let mut outs = out.chunks_exact_mut(LANES * 4);
+    let mut n = 0;
     for (b, o) in (&mut blocks).zip(&mut outs) {
         let mut acc = [0.0f32; LANES];
         // Arguments first; a block whose arguments are all in exp_in_range's range (NaN is not)
@@ -212,15 +244,22 @@ pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
         } else {
             exp_block(&a, o, &mut acc, exp);
         }
-        add_lanes(&mut lanes, &acc);
+        add_lanes(lanes, &acc);
+        n += LANES * 4;
     }
+    n
+}
+
+/// The entries after [`exp_blocks`]'s (fewer than a block), stored, and the row's total: the lane
+/// sums, then each of these in order.
+#[inline(always)]
+fn exp_tail(x: &[f32], m: f32, k: f32, out: &mut [f32], lanes: &[f64; LANES]) -> f64 {
     let mut total = lanes.iter().sum::<f64>();
-    for (&v, o) in blocks.remainder().iter().zip(outs.into_remainder()) {
+    for (&v, o) in x.iter().zip(out) {
         *o = exp((v - m) * k);
         total += *o as f64;
     }
     total
-}
 }
 
 /// `o = f(a)` lane by lane, each lane's sum added to `acc` (exp_store's block body, with the
@@ -234,13 +273,6 @@ fn exp_block(a: &[f32], o: &mut [f32], acc: &mut [f32; LANES], f: impl Fn(f32) -
             acc[j] += e;
         }
     }
-}
-
-dispatch! {
-/// `x_i · s` where `x_i >= t`, else 0.
-pub fn scale_at_least(x: &mut [f32], t: f32, s: f32) {
-    x.iter_mut().for_each(|v| *v = if *v >= t { *v * s } else { 0.0 });
-}
 }
 
 dispatch! {
@@ -335,13 +367,6 @@ pub fn count_above(x: &[f32], t: f32) -> usize {
 }
 
 dispatch! {
-/// Multiply every entry by `s`.
-pub fn scale(x: &mut [f32], s: f32) {
-    x.iter_mut().for_each(|v| *v *= s);
-}
-}
-
-dispatch! {
 /// Σ x_i in double precision.
 pub fn sum(x: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
@@ -355,20 +380,94 @@ pub fn sum(x: &[f32]) -> f64 {
 }
 }
 
-dispatch! {
-/// Σ min(a_i, b_i) in double precision, over the common length.
-pub fn sum_min(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; LANES];
-    let mut ab = a.chunks_exact(LANES);
-    let mut bb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ab).zip(&mut bb) {
-        for j in 0..LANES {
-            acc[j] += (if x[j] < y[j] { x[j] } else { y[j] }) as f64;
+/// A row of weights as a distribution may hold them before normalising: entry i weighs
+/// `w_i · scale` where `w_i >= floor`, and nothing where it is under. The passes that read it
+/// compute each product as it is needed, the same float a pass writing the products out would
+/// have stored, so that pass is not needed. A plain row is floor −∞, scale 1.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    pub w: &'a [f32],
+    pub floor: f32,
+    pub scale: f32,
+}
+
+impl<'a> Weights<'a> {
+    /// `w` as it is.
+    pub fn plain(w: &'a [f32]) -> Self {
+        Weights { w, floor: f32::NEG_INFINITY, scale: 1.0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.w.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.w.is_empty()
+    }
+
+    /// Entry `i`'s weight (0 past the end).
+    pub fn get(&self, i: usize) -> f32 {
+        self.w.get(i).map_or(0.0, |&v| self.of(v))
+    }
+
+    /// The weight of a stored value.
+    #[inline(always)]
+    pub fn of(&self, v: f32) -> f32 {
+        if v >= self.floor {
+            v * self.scale
+        } else {
+            0.0
         }
     }
-    let tail: f64 = ab.remainder().iter().zip(bb.remainder()).map(|(&x, &y)| (if x < y { x } else { y }) as f64).sum();
+
+    /// The entries in `r` (clipped to the row), weighed alike.
+    pub fn part(&self, r: std::ops::Range<usize>) -> Self {
+        let n = self.w.len();
+        Weights { w: &self.w[r.start.min(n)..r.end.min(n)], ..*self }
+    }
+
+    /// Every entry with a positive weight, with it, in increasing index order.
+    pub fn positive(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
+        self.w.iter().map(|&v| self.of(v)).enumerate().filter(|&(_, x)| x > 0.0)
+    }
+}
+
+dispatch! {
+/// Σ w_i (weights as [`Weights`] reads them) in double precision.
+pub fn weight_sum(x: Weights<'_>) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut blocks = x.w.chunks_exact(LANES);
+    for b in &mut blocks {
+        for j in 0..LANES {
+            acc[j] += x.of(b[j]) as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + blocks.remainder().iter().map(|&v| x.of(v) as f64).sum::<f64>()
+}
+}
+
+dispatch! {
+/// Σ min(a_i, b_i) in double precision, over the common length.
+pub fn sum_min(a: Weights<'_>, b: Weights<'_>) -> f64 {
+    let n = a.len().min(b.len());
+    let mut acc = [0.0f64; LANES];
+    let mut ab = a.w[..n].chunks_exact(LANES);
+    let mut bb = b.w[..n].chunks_exact(LANES);
+    for (x, y) in (&mut ab).zip(&mut bb) {
+        for j in 0..LANES {
+            let (x, y) = (a.of(x[j]), b.of(y[j]));
+            acc[j] += (if x < y { x } else { y }) as f64;
+        }
+    }
+    let tail: f64 = ab
+        .remainder()
+        .iter()
+        .zip(bb.remainder())
+        .map(|(&x, &y)| {
+            let (x, y) = (a.of(x), b.of(y));
+            (if x < y { x } else { y }) as f64
+        })
+        .sum();
     acc.iter().sum::<f64>() + tail
 }
 }
@@ -376,13 +475,15 @@ pub fn sum_min(a: &[f32], b: &[f32]) -> f64 {
 dispatch! {
 /// `out = max(0, a − b)` entry by entry (b read as 0 past its end; `out` as long as `a`); returns
 /// whether any is > 0.
-pub fn positive_difference_into(a: &[f32], b: &[f32], out: &mut [f32]) -> bool {
+pub fn positive_difference_into(a: Weights<'_>, b: Weights<'_>, out: &mut [f32]) -> bool {
     let n = a.len().min(b.len());
     let (head, tail) = out.split_at_mut(n);
-    for ((o, &x), &y) in head.iter_mut().zip(&a[..n]).zip(&b[..n]) {
+    for ((o, &x), &y) in head.iter_mut().zip(&a.w[..n]).zip(&b.w[..n]) {
+        let (x, y) = (a.of(x), b.of(y));
         *o = if x - y > 0.0 { x - y } else { 0.0 };
     }
-    for (o, &x) in tail.iter_mut().zip(&a[n..]) {
+    for (o, &x) in tail.iter_mut().zip(&a.w[n..]) {
+        let x = a.of(x);
         *o = if x > 0.0 { x } else { 0.0 };
     }
     let mut any = false;
@@ -461,7 +562,7 @@ fn above(b: &[f32; BLOCK], t: f32) -> u64 {
 /// where rounding leaves it short, 0 when none is positive. One vectorised pass sums blocks of at
 /// least 512 entries (at most 512 blocks, kept on the stack); the walk steps over whole blocks by
 /// those sums and goes entry by entry only in the block where the sum passes.
-pub fn draw(w: &[f32], u: f64) -> usize {
+pub fn draw(w: Weights<'_>, u: f64) -> usize {
     let step = draw_step(w.len());
     let mut sums = [0.0f64; DRAW_BLOCKS];
     draw_sums(w, step, &mut sums);
@@ -479,23 +580,24 @@ pub fn draw_step(len: usize) -> usize {
 
 /// [`draw`]'s block sums of `w`, blocks of `step`, into `sums` (one per block, in order): a
 /// caller may sum a row in pieces that hold whole blocks and get the same sums.
-pub fn draw_sums(w: &[f32], step: usize, sums: &mut [f64]) {
-    for (s, b) in sums.iter_mut().zip(w.chunks(step)) {
-        *s = sum(b);
+pub fn draw_sums(w: Weights<'_>, step: usize, sums: &mut [f64]) {
+    for (s, b) in sums.iter_mut().zip(w.w.chunks(step)) {
+        *s = weight_sum(Weights { w: b, ..w });
     }
 }
 
 /// [`draw`]'s walk over the row by its block sums.
-pub fn draw_walk(w: &[f32], u: f64, step: usize, sums: &[f64]) -> usize {
+pub fn draw_walk(w: Weights<'_>, u: f64, step: usize, sums: &[f64]) -> usize {
     let blocks = w.len().div_ceil(step);
     let total: f64 = sums[..blocks].iter().sum();
     let mut r = u * total;
-    for (c, (b, &s)) in w.chunks(step).zip(sums).enumerate() {
+    for (c, (b, &s)) in w.w.chunks(step).zip(sums).enumerate() {
         if r >= s {
             r -= s;
             continue;
         }
         for (j, &x) in b.iter().enumerate() {
+            let x = w.of(x);
             if x > 0.0 {
                 r -= x as f64;
                 if r < 0.0 {
@@ -504,7 +606,7 @@ pub fn draw_walk(w: &[f32], u: f64, step: usize, sums: &[f64]) -> usize {
             }
         }
     }
-    w.iter().rposition(|&x| x > 0.0).unwrap_or(0)
+    w.w.iter().rposition(|&x| w.of(x) > 0.0).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -606,9 +708,9 @@ mod tests {
                     }
                     x > 0.0 && r < 0.0
                 });
-                assert_eq!(Some(draw(&w, u)), want, "n {n} u {u}");
+                assert_eq!(Some(draw(Weights::plain(&w), u)), want, "n {n} u {u}");
             }
         }
-        assert_eq!(draw(&[0.0, 0.0], 0.5), 0);
+        assert_eq!(draw(Weights::plain(&[0.0, 0.0]), 0.5), 0);
     }
 }

@@ -23,25 +23,46 @@ fn cut_value(c: f32) -> f32 {
     kernels::exp(-c)
 }
 
-/// Thresholds (lo, hi) on a row of exps such that the entries at or over lo hold at least
-/// `target` and those at or over hi less, narrowed (up to five vectorised passes, four thresholds
-/// each) until few entries lie between them; `total` is the row's sum. The first thresholds go
-/// around where the cut fell in the rows before (`hint`), which is then updated with this row's.
-pub(super) fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut CutHint, guess: bool) -> (f32, f32, bool) {
-    // In exponent units: an entry e is at or over the cut c when e >= exp(-c). Every e is at most 1
-    // (the top token's), so hi starts over it; exp(-104) is 0, which every entry is at or over.
-    let (mut c_hi, mut c_lo) = (-1e-3f32, 104.0f32);
-    let (mut m_hi, mut m_lo) = (0.0f64, total);
-    // Around the hint at the distance the cut has been moving (a flat row's moves little: one
-    // pass then settles it), and four times wider in case it moved more.
-    let hinted = hint.at.filter(|&c| c > 0.1);
-    let mut cuts = match hinted {
+/// The cuts of [`nucleus_bracket`]'s first pass: around where the cut fell in the rows before, at
+/// the distance it has been moving (a flat row's moves little: one pass then settles it), and four
+/// times wider in case it moved more; fixed ones without a hint.
+fn first_cuts(hint: &CutHint) -> [f32; 4] {
+    match hint.at.filter(|&c| c > 0.1) {
         Some(c) => {
             let s = (1.5 * hint.step).clamp(1e-3, 0.5);
             [c - 4.0 * s, c - s, c + s, c + 4.0 * s]
         }
         None => [1.5f32, 4.0, 8.0, 16.0],
-    };
+    }
+}
+
+/// The thresholds on the exps that [`nucleus_bracket`]'s first pass sums over. They depend on the
+/// hint only, so the pass that computes the exps can sum them on its way
+/// ([`super::split::exp_store_mass`]) and hand the masses to it.
+pub(super) fn first_thresholds(hint: &CutHint) -> [f32; 4] {
+    first_cuts(hint).map(cut_value)
+}
+
+/// Thresholds (lo, hi) on a row of exps such that the entries at or over lo hold at least
+/// `target` and those at or over hi less, narrowed (up to five vectorised passes, four thresholds
+/// each) until few entries lie between them; `total` is the row's sum. The first thresholds go
+/// around where the cut fell in the rows before (`hint`), which is then updated with this row's;
+/// `first` is their masses where the caller summed them already (for [`first_thresholds`] of the
+/// same hint).
+pub(super) fn nucleus_bracket(
+    e: &[f32],
+    target: f64,
+    total: f64,
+    hint: &mut CutHint,
+    guess: bool,
+    mut first: Option<[f64; 4]>,
+) -> (f32, f32, bool) {
+    // In exponent units: an entry e is at or over the cut c when e >= exp(-c). Every e is at most 1
+    // (the top token's), so hi starts over it; exp(-104) is 0, which every entry is at or over.
+    let (mut c_hi, mut c_lo) = (-1e-3f32, 104.0f32);
+    let (mut m_hi, mut m_lo) = (0.0f64, total);
+    let hinted = hint.at.filter(|&c| c > 0.1);
+    let mut cuts = first_cuts(hint);
     // Every (cut, mass) measured inside the bracket, in increasing cut order, those past the
     // crossing included: where the mass reaches the target is interpolated through the two around
     // it, and the next ones out say how far off that may be.
@@ -53,7 +74,7 @@ pub(super) fn nucleus_bracket(e: &[f32], target: f64, total: f64, hint: &mut Cut
     let mut passes = 0;
     while passes < 5 {
         passes += 1;
-        let mass = super::split::mass_at_least(e, cuts.map(cut_value));
+        let mass = first.take().unwrap_or_else(|| super::split::mass_at_least(e, cuts.map(cut_value)));
         for (j, &c) in cuts.iter().enumerate() {
             if c > c_hi && c < c_lo {
                 pts[n_pts] = (c, mass[j]);

@@ -20,12 +20,12 @@ use std::cell::UnsafeCell;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use super::kernels;
+use super::kernels::{self, Weights};
 
 /// Entries per chunk: a multiple of every block the kernels work in (up to 1024 entries), 64 KB of
 /// floats.
@@ -100,11 +100,16 @@ pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
 
 /// Chunks the helper has run, for tests to see that it took part.
 #[cfg(test)]
-static HELPER_CHUNKS: AtomicUsize = AtomicUsize::new(0);
+static HELPER_CHUNKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// One split pass: its chunks are claimed one at a time by the caller and the helper.
+/// One split pass: its chunks are claimed one at a time by the caller, from the first, and the
+/// helper, from the last. Each thread so tends to get the same part of the row in every pass over
+/// it, which is then still in that core's cache from the pass before.
 struct Job {
-    next: AtomicUsize,
+    /// Chunks claimed from the front (low 32 bits) and from the back (high 32 bits). One atomic
+    /// for both, so that every claim sees all claims before it: a claim is valid while the two
+    /// counts before it sum to under `n`, which hands each chunk out exactly once.
+    claimed: AtomicU64,
     n: usize,
     run: *const (dyn Fn(usize) + Sync),
     /// Set by the helper when it has stopped touching the job.
@@ -112,14 +117,18 @@ struct Job {
     helper_panicked: AtomicBool,
 }
 
+const BACK: u64 = 1 << 32;
+
 impl Job {
-    /// Run chunks until none is left.
-    fn work(&self) {
+    /// Run chunks until none is left, claiming them from the back of the row or from its front.
+    fn work(&self, from_back: bool) {
         loop {
-            let c = self.next.fetch_add(1, Ordering::Relaxed);
-            if c >= self.n {
+            let was = self.claimed.fetch_add(if from_back { BACK } else { 1 }, Ordering::Relaxed);
+            let (front, back) = ((was & (BACK - 1)) as usize, (was >> 32) as usize);
+            if front + back >= self.n {
                 return;
             }
+            let c = if from_back { self.n - 1 - back } else { front };
             // SAFETY: the closure outlives the job (for_each_chunk waits for the helper before
             // returning), and it is Sync.
             unsafe { (*self.run)(c) };
@@ -170,7 +179,7 @@ fn helper_loop(h: &'static Helper) {
             if !job.is_null() {
                 // SAFETY: the caller keeps the job alive until helper_done is set.
                 let job = unsafe { &*job };
-                let ok = std::panic::catch_unwind(AssertUnwindSafe(|| job.work())).is_ok();
+                let ok = std::panic::catch_unwind(AssertUnwindSafe(|| job.work(true))).is_ok();
                 job.helper_panicked.store(!ok, Ordering::Relaxed);
                 job.helper_done.store(true, Ordering::Release);
                 idle_since = Instant::now();
@@ -231,13 +240,13 @@ fn for_each_chunk(n: usize, run: &(dyn Fn(usize) + Sync)) {
     // before this function returns.
     let run: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(run) };
     let job =
-        Job { next: AtomicUsize::new(0), n, run, helper_done: AtomicBool::new(false), helper_panicked: AtomicBool::new(false) };
+        Job { claimed: AtomicU64::new(0), n, run, helper_done: AtomicBool::new(false), helper_panicked: AtomicBool::new(false) };
     let p = &job as *const Job as *mut Job;
     // SeqCst, like the helper's side: the offer and its `sleeping` flag form a handshake in which
     // at least one side must see the other's store.
     if helper.slot.compare_exchange(ptr::null_mut(), p, Ordering::SeqCst, Ordering::Relaxed).is_err() {
         // Busy with another caller's row.
-        job.work();
+        job.work(false);
         return;
     }
     if helper.sleeping.load(Ordering::SeqCst) {
@@ -245,7 +254,7 @@ fn for_each_chunk(n: usize, run: &(dyn Fn(usize) + Sync)) {
     }
     {
         let _retract = Retract { helper, job: &job };
-        job.work();
+        job.work(false);
     }
     assert!(!job.helper_panicked.load(Ordering::Relaxed), "a sampling chunk panicked on the helper thread");
 }
@@ -308,11 +317,6 @@ fn reduce<T: Copy + Send>(len: usize, f: impl Fn(Range<usize>) -> T + Sync, fold
     (1..n).fold(slots.get(0), |acc, c| fold(acc, slots.get(c)))
 }
 
-/// `f` over each chunk of a row of `len`, for passes that only write.
-fn each(len: usize, f: impl Fn(Range<usize>) + Sync) {
-    reduce(len, f, |_, _| ());
-}
-
 fn add_pair(a: (f64, usize), b: (f64, usize)) -> (f64, usize) {
     (a.0 + b.0, a.1 + b.1)
 }
@@ -333,6 +337,18 @@ pub(crate) fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
     let o = Shared(out.as_mut_ptr());
     // SAFETY: chunks are disjoint ranges of `out`.
     reduce(x.len(), |r| kernels::exp_store(&x[r.clone()], m, k, unsafe { o.slice(r) }), |a, b| a + b)
+}
+
+/// [`kernels::exp_store_mass`], summed per chunk as [`exp_store`] and [`mass_at_least`] sum.
+pub(crate) fn exp_store_mass(x: &[f32], m: f32, k: f32, out: &mut [f32], t: [f32; 4]) -> (f64, [f64; 4]) {
+    let out = &mut out[..x.len()];
+    let o = Shared(out.as_mut_ptr());
+    reduce(
+        x.len(),
+        // SAFETY: chunks are disjoint ranges of `out`.
+        |r| kernels::exp_store_mass(&x[r.clone()], m, k, unsafe { o.slice(r) }, t),
+        |a, b| (a.0 + b.0, std::array::from_fn(|j| a.1[j] + b.1[j])),
+    )
 }
 
 /// [`kernels::mass_at_least`], summed per chunk.
@@ -373,22 +389,8 @@ pub(crate) fn gather_within(x: &[f32], lo: f32, hi: f32, ids: &mut Vec<u32>, par
     above
 }
 
-/// [`kernels::scale_at_least`].
-pub(crate) fn scale_at_least(x: &mut [f32], t: f32, s: f32) {
-    let o = Shared(x.as_mut_ptr());
-    // SAFETY: chunks are disjoint ranges of `x`.
-    each(x.len(), |r| kernels::scale_at_least(unsafe { o.slice(r) }, t, s));
-}
-
-/// [`kernels::scale`].
-pub(crate) fn scale(x: &mut [f32], s: f32) {
-    let o = Shared(x.as_mut_ptr());
-    // SAFETY: chunks are disjoint ranges of `x`.
-    each(x.len(), |r| kernels::scale(unsafe { o.slice(r) }, s));
-}
-
 /// [`kernels::draw`], its block sums split: the same sums, so the same index for the same `u`.
-pub(crate) fn draw(w: &[f32], u: f64) -> usize {
+pub(crate) fn draw(w: Weights<'_>, u: f64) -> usize {
     let chunks = layout(w.len()).1;
     if chunks == 1 {
         return kernels::draw(w, u);
@@ -401,30 +403,32 @@ pub(crate) fn draw(w: &[f32], u: f64) -> usize {
     let s = Shared(sums.as_mut_ptr());
     for_each_chunk(blocks.div_ceil(per_group), &|g| {
         let bs = g * per_group..((g + 1) * per_group).min(blocks);
-        let row = &w[bs.start * step..(bs.end * step).min(w.len())];
         // SAFETY: groups are disjoint ranges of `sums`.
-        kernels::draw_sums(row, step, unsafe { s.slice(bs) });
+        kernels::draw_sums(w.part(bs.start * step..bs.end * step), step, unsafe { s.slice(bs) });
     });
     kernels::draw_walk(w, u, step, &sums)
 }
 
 /// [`kernels::sum_min`], summed per chunk, for rows of the same length.
-pub(crate) fn sum_min(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn sum_min(a: Weights<'_>, b: Weights<'_>) -> f64 {
     if a.len() != b.len() {
         return kernels::sum_min(a, b);
     }
-    reduce(a.len(), |r| kernels::sum_min(&a[r.clone()], &b[r]), |x, y| x + y)
+    reduce(a.len(), |r| kernels::sum_min(a.part(r.clone()), b.part(r)), |x, y| x + y)
 }
 
 /// `out = max(0, a − b)` entry by entry (b read as 0 past its end); returns whether any is > 0
 /// ([`kernels::positive_difference_into`] per chunk).
-pub(crate) fn positive_difference(a: &[f32], b: &[f32], out: &mut Vec<f32>) -> bool {
+pub(crate) fn positive_difference(a: Weights<'_>, b: Weights<'_>, out: &mut Vec<f32>) -> bool {
     out.clear();
     out.resize(a.len(), 0.0);
     let o = Shared(out.as_mut_ptr());
-    let b_part = |r: &Range<usize>| &b[r.start.min(b.len())..r.end.min(b.len())];
     // SAFETY: chunks are disjoint ranges of `out`.
-    reduce(a.len(), |r| kernels::positive_difference_into(&a[r.clone()], b_part(&r), unsafe { o.slice(r) }), |p, q| p | q)
+    reduce(
+        a.len(),
+        |r| kernels::positive_difference_into(a.part(r.clone()), b.part(r.clone()), unsafe { o.slice(r) }),
+        |p, q| p | q,
+    )
 }
 
 #[cfg(test)]
@@ -448,14 +452,19 @@ mod tests {
                 let mut e = vec![0.0f32; n];
                 let z = exp_store(&x, m, 1.0, &mut e);
                 let mass = mass_at_least(&e, [0.5, 0.1, 0.01, 0.001]);
+                // The fused pass gives the same exps, sum and masses.
+                let mut fused = vec![0.0f32; n];
+                let (z2, mass2) = exp_store_mass(&x, m, 1.0, &mut fused, [0.5, 0.1, 0.01, 0.001]);
+                assert!(fused == e && z2.to_bits() == z.to_bits() && mass2 == mass, "{n} entries: fused exp pass");
                 let (mut ids, mut parts) = (Vec::new(), Vec::new());
                 let above = gather_within(&e, 0.01, 0.1, &mut ids, &mut parts);
                 let at_least = sum_at_least(&e, 0.1);
                 let s = sum(&e);
-                let overlap = sum_min(&e, &x).to_bits();
+                // Scaled and floored as a distribution's exps are read, against a plain row.
+                let scaled = Weights { w: &e, floor: 0.01, scale: 3.0 };
+                let overlap = sum_min(scaled, Weights::plain(&x)).to_bits();
                 let mut d = Vec::new();
-                let any = positive_difference(&e, &x, &mut d);
-                scale_at_least(&mut e, 0.01, 2.0);
+                let any = positive_difference(scaled, Weights::plain(&x), &mut d);
                 (z.to_bits(), mass.map(f64::to_bits), ids, above.0.to_bits(), above.1, at_least, s.to_bits(), d, any, e, overlap)
             };
             let alone = super::alone(run);
@@ -472,11 +481,17 @@ mod tests {
                 assert!(i < 2000, "{n} entries: the helper never ran a chunk");
             }
             assert_eq!(m, kernels::max(&x));
-            let w: Vec<f32> = x.iter().map(|&v| (v - m).exp()).collect();
+            let e: Vec<f32> = x.iter().map(|&v| (v - m).exp()).collect();
+            // Scaled weights draw as the products written out would.
+            let (floor, scale) = (0.05, 0.37);
+            let stored: Vec<f32> = e.iter().map(|&v| if v >= floor { v * scale } else { 0.0 }).collect();
             for u in [0.0, 0.1, 0.5, 0.9, 0.999_999] {
-                let want = kernels::draw(&w, u);
-                assert_eq!(draw(&w, u), want, "{n} entries: draw at {u}");
-                assert_eq!(super::alone(|| draw(&w, u)), want, "{n} entries: draw at {u}, alone");
+                for (w, what) in [(Weights::plain(&e), "plain"), (Weights { w: &e, floor, scale }, "scaled")] {
+                    let want = kernels::draw(Weights::plain(if what == "plain" { &e } else { &stored }), u);
+                    assert_eq!(kernels::draw(w, u), want, "{n} entries: {what} draw at {u}, unsplit");
+                    assert_eq!(draw(w, u), want, "{n} entries: {what} draw at {u}");
+                    assert_eq!(super::alone(|| draw(w, u)), want, "{n} entries: {what} draw at {u}, alone");
+                }
             }
             // The gathered ids are the kernel's, in increasing order.
             let mut e = vec![0.0f32; n];
