@@ -400,13 +400,7 @@ impl DistBuf {
         } else if p_on {
             // The whole row's exps (top-p is relative to their sum), then thresholds on them; the
             // first thresholds' masses summed in the same pass where no penalty changes exps after it.
-            let (z, mut first) = if pen.is_empty() {
-                dense.resize(vocab, 0.0);
-                let (z, mass) = split::exp_store_mass(logits, m, inv_t, dense, first_thresholds(last_cut));
-                (z, Some(mass))
-            } else {
-                (row.exps(m, inv_t, dense), None)
-            };
+            let (z, mut first) = row.exps_mass(m, inv_t, dense, first_thresholds(last_cut));
             let target = target(z);
             let mass = |work: &[Cand]| work.iter().map(|c| c.e as f64).sum::<f64>();
             // The candidates in [floor, hi), and the exact mass (and number) of the entries at or
@@ -680,6 +674,17 @@ impl Row<'_> {
         // Summed again rather than corrected: a penalised token's raw logit may lie far over m,
         // and its exp would have swamped the single-precision lane sums.
         split::sum(out)
+    }
+
+    /// [`Row::exps`], and the masses of the exps at or over the thresholds `t`
+    /// ([`kernels::mass_at_least`]) summed in the same pass where no penalty changes exps after it.
+    fn exps_mass(&self, m: f32, inv_t: f32, out: &mut Vec<f32>, t: [f32; 4]) -> (f64, Option<[f64; 4]>) {
+        if !self.pen.is_empty() {
+            return (self.exps(m, inv_t, out), None);
+        }
+        out.resize(self.logits.len(), 0.0);
+        let (z, mass) = split::exp_store_mass(self.logits, m, inv_t, out, t);
+        (z, Some(mass))
     }
 
     /// A token's value: its logit, penalised if it is among the penalised.

@@ -196,7 +196,8 @@ pub fn exp_store(x: &[f32], m: f32, k: f32, out: &mut [f32]) -> f64 {
     let out = &mut out[..x.len()];
     let mut lanes = [0.0f64; LANES];
     let whole = exp_blocks(x, m, k, out, &mut lanes);
-    exp_tail(&x[whole..], m, k, &mut out[whole..], &lanes)
+    exp_entries(&x[whole..], m, k, &mut out[whole..]);
+    exp_total(&lanes, &out[whole..])
 }
 }
 
@@ -209,16 +210,14 @@ pub fn exp_store_mass(x: &[f32], m: f32, k: f32, out: &mut [f32], t: [f32; 4]) -
     let mut mass = [0.0f64; 4];
     let mut whole = 0;
     // Pieces of 1024 hold whole blocks of exp_blocks (64), so the sums are added as exp_store
-    // adds them; only the last piece has entries past them, which exp_tail adds last.
+    // adds them; only the last piece has entries past them, which exp_total adds last.
     for (xc, oc) in x.chunks(1024).zip(out.chunks_mut(1024)) {
         let w = exp_blocks(xc, m, k, oc, &mut lanes);
         whole += w;
-        for (o, &v) in oc[w..].iter_mut().zip(&xc[w..]) {
-            *o = exp((v - m) * k);
-        }
+        exp_entries(&xc[w..], m, k, &mut oc[w..]);
         mass_chunk(oc, t, &mut mass);
     }
-    (exp_tail(&x[whole..], m, k, &mut out[whole..], &lanes), mass)
+    (exp_total(&lanes, &out[whole..]), mass)
 }
 }
 
@@ -250,16 +249,18 @@ fn exp_blocks(x: &[f32], m: f32, k: f32, out: &mut [f32], lanes: &mut [f64; LANE
     n
 }
 
-/// The entries after [`exp_blocks`]'s (fewer than a block), stored, and the row's total: the lane
-/// sums, then each of these in order.
+/// `out[i] = exp((x_i − m)·k)` one entry at a time (the entries after [`exp_blocks`]'s).
 #[inline(always)]
-fn exp_tail(x: &[f32], m: f32, k: f32, out: &mut [f32], lanes: &[f64; LANES]) -> f64 {
-    let mut total = lanes.iter().sum::<f64>();
+fn exp_entries(x: &[f32], m: f32, k: f32, out: &mut [f32]) {
     for (&v, o) in x.iter().zip(out) {
         *o = exp((v - m) * k);
-        total += *o as f64;
     }
-    total
+}
+
+/// The row's total: the lane sums, then each exp after [`exp_blocks`]'s (`tail`) in order.
+#[inline(always)]
+fn exp_total(lanes: &[f64; LANES], tail: &[f32]) -> f64 {
+    tail.iter().fold(lanes.iter().sum::<f64>(), |total, &e| total + e as f64)
 }
 
 /// `o = f(a)` lane by lane, each lane's sum added to `acc` (exp_store's block body, with the
