@@ -511,17 +511,23 @@ mod tests {
         assert!((0..500).all(|_| c.plan(&curve) == 0));
     }
 
-    #[test]
-    fn auto_goes_target_only_then_probes_with_backoff() {
+    /// A target whose calls cost 10% more per token fed, and a policy that has learnt that its
+    /// drafter is never right and costs half a target step.
+    fn never_right() -> (CostCurve, Auto) {
         let curve = CostCurve::default();
         for k in 1..=20 {
             curve.record(k, Duration::from_secs_f64(1e-3 * (1.0 + 0.1 * (k as f64 - 1.0))));
         }
         let mut c = Auto::new(4);
-        // A drafter that is never right and costs half a target step.
         for _ in 0..80 {
             c.observe(&RoundReport { proposed: 1, accepted: 0, overlaps: &[0.0], draft_cost: cost(5e-4, 0.0, 0) });
         }
+        (curve, c)
+    }
+
+    #[test]
+    fn auto_goes_target_only_then_probes_with_backoff() {
+        let (curve, mut c) = never_right();
         let picks: Vec<usize> = (0..300).map(|_| c.plan(&curve)).collect();
         let at: Vec<usize> = picks.iter().enumerate().filter(|(_, &g)| g > 0).map(|(i, _)| i + 1).collect();
         assert_eq!(at, vec![8, 24, 56, 120, 248], "after 8, 16, 32, 64 and 128 idle rounds");
@@ -536,14 +542,7 @@ mod tests {
 
     #[test]
     fn a_brief_turn_to_drafting_keeps_the_probe_schedule() {
-        let curve = CostCurve::default();
-        for k in 1..=20 {
-            curve.record(k, Duration::from_secs_f64(1e-3 * (1.0 + 0.1 * (k as f64 - 1.0))));
-        }
-        let mut c = Auto::new(4);
-        for _ in 0..80 {
-            c.observe(&RoundReport { proposed: 1, accepted: 0, overlaps: &[0.0], draft_cost: cost(5e-4, 0.0, 0) });
-        }
+        let (curve, mut c) = never_right();
         // Probes after 8, 16, 32 and 64 idle rounds: the next one waits for 128.
         assert_eq!((0..120).filter(|_| c.plan(&curve) > 0).count(), 4);
         assert_eq!(c.probe.gap(), 128);
@@ -562,14 +561,7 @@ mod tests {
 
     #[test]
     fn a_dear_probe_keeps_the_next_one_away() {
-        let curve = CostCurve::default();
-        for k in 1..=20 {
-            curve.record(k, Duration::from_secs_f64(1e-3 * (1.0 + 0.1 * (k as f64 - 1.0))));
-        }
-        let mut c = Auto::new(4);
-        for _ in 0..80 {
-            c.observe(&RoundReport { proposed: 1, accepted: 0, overlaps: &[0.0], draft_cost: cost(5e-4, 0.0, 0) });
-        }
+        let (curve, mut c) = never_right();
         // Plain rounds of 1 ms a token; a probe that took 6 ms for its one token (5 ms of catching
         // up): at half a percent of the time, the next probe would wait 1000 rounds; the gap
         // doubles up to it.
