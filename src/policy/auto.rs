@@ -292,9 +292,10 @@ impl LengthPolicy for Auto {
             // What the probe cost beyond the plain rounds it stood in for (the draft catching up
             // on what it skipped, mostly): spaced so that probes of the acceptance take about
             // PROBE_BUDGET of the time. Catching up grows with the gap, so the gap at most doubles
-            // per probe (up to PROBE_GAP_MAX) instead of chasing its own cost, and proposing that
-            // pays clears it (`Prober::reset`). The guard's probes keep their schedule: a verdict
-            // of the wall clock that noise got wrong must be revisited within a few hundred rounds.
+            // per probe (up to PROBE_GAP_MAX) instead of chasing its own cost, and a stretch of
+            // proposing that pays clears it (TRUSTED_STRETCH). The guard's probes keep their
+            // schedule: a verdict of the wall clock that noise got wrong must be revisited within a
+            // few hundred rounds.
             if let Some(per_token) = self.rates.plain_seconds_per_token() {
                 let extra = round.elapsed.as_secs_f64() - round.emitted as f64 * per_token;
                 let cap = (2 * self.probe.gap()).min(PROBE_GAP_MAX) as f64;
