@@ -202,7 +202,7 @@ impl LengthPolicy for Auto {
             return speculate(self);
         }
         if best > 0 && !(measured && self.rates.speculation_loses()) {
-            self.stretch += 1;
+            self.stretch = self.stretch.saturating_add(1);
             if self.stretch == TRUSTED_STRETCH {
                 self.probe.reset();
                 self.guard_probe.reset();
